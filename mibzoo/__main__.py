@@ -1,0 +1,5 @@
+import sys
+
+from mibzoo.cli import main
+
+sys.exit(main())

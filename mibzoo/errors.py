@@ -1,0 +1,23 @@
+"""Error types that say what was wrong, where, and what is allowed."""
+
+
+class ConfigError(ValueError):
+    """A zoo config, an override or a modality spec is malformed.
+
+    The message names the source (file or "override"), the field path, the
+    bad value and what is allowed, e.g.::
+
+        zoo_configs/wyner_vae.json: field 'latent.shared[0].size': got -3,
+        expected a positive integer
+    """
+
+    def __init__(self, source, field, value, allowed):
+        self.source = source
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{source}: field '{field}': got {value!r}, expected {allowed}")
+
+
+class InputError(ValueError):
+    """A batch handed to a model does not match the model's modalities."""

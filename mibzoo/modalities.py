@@ -1,0 +1,122 @@
+"""Modality specs: the one form in which datasets declare, and models take, observed variables.
+
+A spec is a plain dict (JSON-serializable, so it lives in zoo configs and in
+`get_config`). Kinds:
+
+- ``image``: ``{"kind": "image", "shape": [H, W, C], "likelihood": "bernoulli"|"normal"|"laplace"}``;
+  values are floats in [0, 1] for Bernoulli.
+- ``vector``: ``{"kind": "vector", "size": D, "likelihood": "bernoulli"|"normal"|"laplace"}``.
+- ``categorical``: ``{"kind": "categorical", "classes": K}``; batches hold integer class ids
+  (shape ``[B]`` or ``[B, 1]``) or one-hot rows ``[B, K]``.
+- ``tabular``: ``{"kind": "tabular", "numeric": n, "categorical": [k_1, ..., k_m]}``; a flat
+  float row of ``n`` standardized numeric columns followed by ``m`` one-hot groups; its
+  likelihood is a product of a Normal over the numeric columns and one Categorical per group.
+
+Optional for every kind: ``"hidden"`` (int, width of the MLP layers), ``"layers"`` (int, number
+of hidden layers), ``"filters"`` (list of ints, conv channels for images). Unknown keys are
+rejected so that typos do not pass silently.
+"""
+import copy
+
+from mibzoo.errors import ConfigError
+
+KINDS = ("image", "vector", "categorical", "tabular")
+REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
+_COMMON = {"kind", "hidden", "layers", "filters", "description"}
+_ALLOWED_KEYS = {
+    "image": _COMMON | {"shape", "likelihood"},
+    "vector": _COMMON | {"size", "likelihood"},
+    "categorical": _COMMON | {"classes"},
+    "tabular": _COMMON | {"numeric", "categorical", "columns"},
+}
+
+
+def _positive_int(value, source, field):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(source, field, value, "a positive integer")
+    return value
+
+
+def normalize_modality(name, spec, source="modalities"):
+    """Validates one modality spec and returns a normalized copy.
+
+    Args:
+        name: the modality's name (a key of the modalities dict).
+        spec: the spec dict, see the module docstring.
+        source: where the spec came from, for error messages (a file name or "override").
+
+    Returns:
+        A new dict with defaults filled in (``likelihood`` defaults to ``bernoulli`` for
+        images and ``normal`` for vectors; ``vector`` specs get ``size``).
+    """
+    field = f"modalities.{name}"
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise ConfigError(source, "modalities", name, "modality names made of letters, digits and '_'")
+    if not isinstance(spec, dict):
+        raise ConfigError(source, field, spec, "a dict with a 'kind' key")
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(source, f"{field}.kind", kind, f"one of {list(KINDS)}")
+    unknown = sorted(set(spec) - _ALLOWED_KEYS[kind])
+    if unknown:
+        raise ConfigError(source, f"{field}.{unknown[0]}", spec[unknown[0]],
+                          f"only the keys {sorted(_ALLOWED_KEYS[kind])} for kind '{kind}'")
+    out = copy.deepcopy(spec)
+    if kind == "image":
+        shape = spec.get("shape")
+        if not (isinstance(shape, (list, tuple)) and len(shape) == 3):
+            raise ConfigError(source, f"{field}.shape", shape, "[height, width, channels]")
+        out["shape"] = [_positive_int(s, source, f"{field}.shape[{k}]") for k, s in enumerate(shape)]
+        out.setdefault("likelihood", "bernoulli")
+    elif kind == "vector":
+        size = spec.get("size")
+        out["size"] = _positive_int(size, source, f"{field}.size")
+        out.setdefault("likelihood", "normal")
+    elif kind == "categorical":
+        classes = spec.get("classes")
+        _positive_int(classes, source, f"{field}.classes")
+        if classes < 2:
+            raise ConfigError(source, f"{field}.classes", classes, "at least 2 classes")
+    elif kind == "tabular":
+        numeric = spec.get("numeric", 0)
+        if isinstance(numeric, bool) or not isinstance(numeric, int) or numeric < 0:
+            raise ConfigError(source, f"{field}.numeric", numeric, "a non-negative integer")
+        groups = spec.get("categorical", [])
+        if not isinstance(groups, (list, tuple)):
+            raise ConfigError(source, f"{field}.categorical", groups, "a list of group sizes (ints >= 2)")
+        for k, g in enumerate(groups):
+            if isinstance(g, bool) or not isinstance(g, int) or g < 2:
+                raise ConfigError(source, f"{field}.categorical[{k}]", g, "an integer >= 2 (one-hot group size)")
+        if numeric + len(groups) == 0:
+            raise ConfigError(source, field, spec, "at least one numeric column or categorical group")
+        out["numeric"], out["categorical"] = numeric, list(groups)
+    if kind in ("image", "vector") and out["likelihood"] not in REAL_LIKELIHOODS:
+        raise ConfigError(source, f"{field}.likelihood", out["likelihood"], f"one of {list(REAL_LIKELIHOODS)}")
+    for key in ("hidden", "layers"):
+        if key in out:
+            _positive_int(out[key], source, f"{field}.{key}")
+    if "filters" in out:
+        if not isinstance(out["filters"], (list, tuple)) or not out["filters"]:
+            raise ConfigError(source, f"{field}.filters", out["filters"], "a non-empty list of positive ints")
+        for k, f in enumerate(out["filters"]):
+            _positive_int(f, source, f"{field}.filters[{k}]")
+    return out
+
+
+def normalize_modalities(modalities, source="modalities"):
+    """Validates a ``{name: spec}`` dict; returns normalized specs in the given order."""
+    if not isinstance(modalities, dict) or not modalities:
+        raise ConfigError(source, "modalities", modalities, "a non-empty dict {name: spec}")
+    return {name: normalize_modality(name, spec, source) for name, spec in modalities.items()}
+
+
+def event_shape(spec):
+    """Shape of one example of this modality as the model sees it (categoricals: one-hot)."""
+    kind = spec["kind"]
+    if kind == "image":
+        return tuple(spec["shape"])
+    if kind == "vector":
+        return (spec["size"],)
+    if kind == "categorical":
+        return (spec["classes"],)
+    return (spec["numeric"] + sum(spec["categorical"]),)

@@ -1,0 +1,39 @@
+"""mibzoo: a TensorFlow/Keras zoo of structured latent-variable generative models.
+
+Implements Zhang, Koyama & Ishiguro, "Learning Structured Latent Factors from
+Dependent Data: A Generative Model Framework from Information-Theoretic
+Perspective", ICML 2020.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="mibzoo",
+    version="0.1.0",
+    description="Structured latent-variable generative models (ICML 2020 MIB framework) as a Keras model zoo",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mibzoo", "mibzoo.*"]) + ["mibzoo.zoo_configs"],
+    # The zoo entries live at the top level (`zoo_configs/`, next to Table 2 in
+    # the README) and are installed as package data of `mibzoo.zoo_configs`.
+    package_dir={"mibzoo.zoo_configs": "zoo_configs"},
+    package_data={"mibzoo.zoo_configs": ["*.json"]},
+    include_package_data=True,
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        # TFP only imports when tf-keras is installed, although mibzoo never
+        # uses tf-keras (no tfp.layers); Keras 3 stays the Keras we build on.
+        "tensorflow-probability>=0.24",
+        "tf-keras>=2.16",
+        "keras>=3.3",
+        "tensorflow-datasets>=4.9",
+        "numpy>=1.26",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "tensorflow-serving-api>=2.16"],
+        "serving": ["tensorflow-serving-api>=2.16"],
+    },
+    entry_points={"console_scripts": ["mibzoo=mibzoo.cli:main"]},
+)
