@@ -1,0 +1,253 @@
+"""Zoo entries as data: reading and validating a Table 2 row written as a config.
+
+A zoo file (``zoo_configs/NAME.json``) has metadata (``entry``, ``title``, ``reference``,
+``table2``: the row as printed in the paper, ``notes``) and a ``model`` section whose fields
+are exactly the arguments of `mibzoo.model.MIBModel`:
+
+- ``modalities``: ``{name: spec}`` (see `mibzoo.modalities`);
+- ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``;
+- ``private``: size of each private latent U_i (0: no private latents);
+- ``inference_structure`` / ``generation_structure``: M^q / M^p, ``"full"``, an N×M matrix,
+  or ``{"learned": true, "init": p}``;
+- ``structure_learning``: options of the learned masks (temperature schedule, sparsity λ, mask
+  at inference), see `mibzoo.structure.StructureMasks`;
+- ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``);
+- ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
+- ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;
+- ``phases``: the training phases of Algorithm 1, ``[{"name": "dist", "steps": 1},
+  {"name": "structure", "steps": 1}]``;
+- ``seed``: seed of the training noise.
+
+A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
+Table 2 writes it), or, for per-modality terms, ``{modality: weight}``.
+"""
+import ast
+import copy
+import json
+import operator
+
+from mibzoo import objectives
+from mibzoo.errors import ConfigError
+from mibzoo.modalities import normalize_modalities
+from mibzoo.structure import MASK_AT_INFERENCE, parse_mask
+
+MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
+                "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed")
+METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
+STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
+                               "sparsity": 0.0, "at_inference": "expected"}
+# Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
+BUILTIN_PHASES = ("dist", "structure")
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def evaluate_weight_expression(expression, hyperparameters, source, field):
+    """Evaluates ``"beta - 1"``-style weights: numbers, hyperparameter names, + - * / and unary minus."""
+    allowed = f"a number or an arithmetic expression over the hyperparameters {sorted(hyperparameters)}"
+
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return float(node.value)
+        if isinstance(node, ast.Name) and node.id in hyperparameters:
+            return float(hyperparameters[node.id])
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return _BINARY[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = walk(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
+        raise ConfigError(source, field, expression, allowed)
+
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        raise ConfigError(source, field, expression, allowed) from None
+    try:
+        return walk(tree)
+    except ZeroDivisionError:
+        raise ConfigError(source, field, expression, "an expression without division by zero") from None
+
+
+def resolve_weight(weight, term, modality_names, hyperparameters, source, field):
+    """Turns a config weight into a float (scalar terms) or a list of N floats (per-modality terms)."""
+    def scalar(value, where):
+        if isinstance(value, str):
+            value = evaluate_weight_expression(value, hyperparameters, source, where)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, where, value, "a number or an expression over the hyperparameters")
+        if value < 0:
+            raise ConfigError(source, where, value, "a non-negative weight (Eq. 8: α ≥ 0, β ≥ 0)")
+        return float(value)
+
+    if isinstance(weight, dict):
+        if not term.per_modality:
+            raise ConfigError(source, field, weight, f"a single number: term '{term.name}' is not per-modality")
+        unknown = sorted(set(weight) - set(modality_names))
+        if unknown:
+            raise ConfigError(source, f"{field}.{unknown[0]}", weight[unknown[0]],
+                              f"weights keyed by the modalities {list(modality_names)}")
+        return [scalar(weight.get(n, 0.0), f"{field}.{n}") for n in modality_names]
+    value = scalar(weight, field)
+    return [value] * len(modality_names) if term.per_modality else value
+
+
+def _terms(entries, kind, source, field):
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(source, field, entries, "a list of [weight, term] pairs")
+    names = sorted(n for n, t in objectives.TERMS.items() if t.kind == kind)
+    out = []
+    for k, pair in enumerate(entries):
+        where = f"{field}[{k}]"
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[1], str)):
+            raise ConfigError(source, where, pair, "a [weight, term name] pair")
+        if pair[1] not in objectives.TERMS or objectives.TERMS[pair[1]].kind != kind:
+            raise ConfigError(source, f"{where}[1]", pair[1], f"one of the registered {kind} terms {names}")
+        out.append([copy.deepcopy(pair[0]), pair[1]])
+    return out
+
+
+def validate_model_config(model, source):
+    """Validates the ``model`` section of a zoo config; returns a normalized deep copy.
+
+    Args:
+        model: dict with the `MIBModel` arguments (see the module docstring).
+        source: where it came from (a file path, or ``"override"``), named in errors.
+
+    Raises:
+        ConfigError: naming the source, the field, the bad value and what is allowed.
+    """
+    if not isinstance(model, dict):
+        raise ConfigError(source, "model", model, "a dict of MIBModel arguments")
+    unknown = sorted(set(model) - set(MODEL_FIELDS))
+    if unknown:
+        raise ConfigError(source, f"model.{unknown[0]}", model[unknown[0]], f"only the fields {list(MODEL_FIELDS)}")
+    cfg = copy.deepcopy(model)
+    cfg["modalities"] = normalize_modalities(cfg.get("modalities"), source)
+    names = list(cfg["modalities"])
+    if "present" in names:
+        raise ConfigError(source, "modalities.present", cfg["modalities"]["present"],
+                          "another name: 'present' is reserved for per-example presence masks")
+
+    shared = cfg.get("shared", [{"name": "z", "size": 16}])
+    if isinstance(shared, int) and not isinstance(shared, bool):
+        shared = [{"name": "z", "size": shared}]
+    if not isinstance(shared, list) or not shared:
+        raise ConfigError(source, "shared", shared, "a non-empty list of {\"name\": str, \"size\": int} blocks")
+    for j, block in enumerate(shared):
+        if not (isinstance(block, dict) and set(block) == {"name", "size"} and isinstance(block["name"], str)):
+            raise ConfigError(source, f"shared[{j}]", block, "{\"name\": str, \"size\": positive int}")
+        if isinstance(block["size"], bool) or not isinstance(block["size"], int) or block["size"] <= 0:
+            raise ConfigError(source, f"shared[{j}].size", block["size"], "a positive integer")
+    if len({b["name"] for b in shared}) != len(shared):
+        raise ConfigError(source, "shared", shared, "distinct block names")
+    cfg["shared"] = shared
+
+    private = cfg.get("private", 0)
+    if isinstance(private, bool) or not isinstance(private, int) or private < 0:
+        raise ConfigError(source, "private", private, "a non-negative integer (0: no private latents)")
+    cfg["private"] = private
+
+    for key in ("inference_structure", "generation_structure"):
+        cfg[key] = cfg.get(key, "full")
+        parse_mask(cfg[key], len(names), len(shared), source, key)
+
+    learning = cfg.get("structure_learning") or {}
+    if not isinstance(learning, dict) or set(learning) - set(STRUCTURE_LEARNING_DEFAULTS):
+        raise ConfigError(source, "structure_learning", learning,
+                          f"a dict with keys from {sorted(STRUCTURE_LEARNING_DEFAULTS)}")
+    learning = {**STRUCTURE_LEARNING_DEFAULTS, **learning}
+    for key in ("temperature", "min_temperature", "anneal_rate", "sparsity"):
+        value = learning[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(source, f"structure_learning.{key}", value, "a non-negative number")
+    if learning["min_temperature"] <= 0 or learning["temperature"] <= 0:
+        raise ConfigError(source, "structure_learning.min_temperature", learning["min_temperature"],
+                          "positive temperatures")
+    if learning["at_inference"] not in MASK_AT_INFERENCE:
+        raise ConfigError(source, "structure_learning.at_inference", learning["at_inference"],
+                          f"one of {list(MASK_AT_INFERENCE)}")
+    cfg["structure_learning"] = learning
+
+    hyper = cfg.get("hyperparameters", {})
+    if not isinstance(hyper, dict):
+        raise ConfigError(source, "hyperparameters", hyper, "a dict {name: number}")
+    for key, value in hyper.items():
+        if not key.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(source, f"hyperparameters.{key}", value, "identifier names with numeric values")
+    cfg["hyperparameters"] = hyper
+
+    cfg["dist"] = _terms(cfg.get("dist", [[1.0, "C1"]]), "cost", source, "dist")
+    cfg["str_reg"] = _terms(cfg.get("str_reg", []), "regularizer", source, "str_reg")
+    if not cfg["dist"]:
+        raise ConfigError(source, "dist", cfg["dist"], "at least one cost term (L_dist)")
+    for field in ("dist", "str_reg"):
+        for k, (weight, name) in enumerate(cfg[field]):
+            resolve_weight(weight, objectives.TERMS[name], names, hyper, source, f"{field}[{k}][0]")
+
+    learned = any(isinstance(cfg[k], dict) for k in ("inference_structure", "generation_structure"))
+    default_phases = [{"name": "dist", "steps": 1}] + ([{"name": "structure", "steps": 1}] if learned else [])
+    phases = cfg.get("phases", default_phases)
+    if not isinstance(phases, list) or not phases:
+        raise ConfigError(source, "phases", phases, "a non-empty list of {\"name\": ..., \"steps\": int}")
+    for k, phase in enumerate(phases):
+        if not (isinstance(phase, dict) and set(phase) == {"name", "steps"}):
+            raise ConfigError(source, f"phases[{k}]", phase, "{\"name\": str, \"steps\": positive int}")
+        if phase["name"] not in BUILTIN_PHASES and not phase["name"].startswith("critic:"):
+            raise ConfigError(source, f"phases[{k}].name", phase["name"],
+                              f"one of {list(BUILTIN_PHASES)} or 'critic:<term>'")
+        if isinstance(phase["steps"], bool) or not isinstance(phase["steps"], int) or phase["steps"] <= 0:
+            raise ConfigError(source, f"phases[{k}].steps", phase["steps"], "a positive integer")
+    if "dist" not in [p["name"] for p in phases]:
+        raise ConfigError(source, "phases", phases, "a 'dist' phase (steps_dist > 0 in Algorithm 1)")
+    if "structure" in [p["name"] for p in phases] and not learned:
+        raise ConfigError(source, "phases", phases,
+                          "no 'structure' phase unless M^q or M^p is learned ({\"learned\": true})")
+    cfg["phases"] = phases
+
+    seed = cfg.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(source, "seed", seed, "a non-negative integer")
+    cfg["seed"] = seed
+    return cfg
+
+
+def read_zoo_file(path):
+    """Reads and validates a zoo config file; returns ``(metadata, model_section)``."""
+    source = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            raw = json.load(handle)
+    except json.JSONDecodeError as err:
+        raise ConfigError(source, f"line {err.lineno} column {err.colno}", err.msg, "valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "(top level)", type(raw).__name__, "a JSON object")
+    unknown = sorted(set(raw) - set(METADATA_FIELDS))
+    if unknown:
+        raise ConfigError(source, unknown[0], raw[unknown[0]], f"only the fields {list(METADATA_FIELDS)}")
+    if "model" not in raw:
+        raise ConfigError(source, "model", None, "a 'model' section with the MIBModel arguments")
+    metadata = {k: v for k, v in raw.items() if k != "model"}
+    return metadata, validate_model_config(raw["model"], source)
+
+
+def apply_overrides(model, overrides, source):
+    """Returns the model section with ``overrides`` (MIBModel arguments, or hyperparameter names
+    such as ``beta=4``) applied and re-validated; errors name the override."""
+    merged = copy.deepcopy(model)
+    for key, value in overrides.items():
+        if key in MODEL_FIELDS:
+            merged[key] = copy.deepcopy(value)
+        elif key in merged.get("hyperparameters", {}):
+            merged["hyperparameters"] = {**merged["hyperparameters"], key: value}
+        else:
+            allowed = list(MODEL_FIELDS) + sorted(merged.get("hyperparameters", {}))
+            raise ConfigError(source, key, value, f"an override among {allowed}")
+    if "modalities" in overrides:
+        # A new set of modalities invalidates masks and per-modality weights written for the old
+        # one unless they are overridden too.
+        for key in ("inference_structure", "generation_structure"):
+            if key not in overrides and isinstance(merged[key], list):
+                merged[key] = "full"
+    return validate_model_config(merged, source)

@@ -1,0 +1,541 @@
+"""`MIBModel`: the one model class that interprets every zoo entry (a Table 2 row as data).
+
+Generation (Eq. 3):  p(x, z, u) = p(z) Π_i p(u_i) Π_i p(x_i | z ⊙ m_i^p, u_i)
+Inference (Eq. 4):   q(z, u | x) = Π_i q(u_i | x_i) Π_j q(z_j | x^{m_j^q}), each q(z_j | ·) a
+                     weighted product of Gaussian experts with the prior (Eq. 12-13).
+Objective (Eq. 8):   L = Σ_t α_t C_t + Σ_k β_k D(q ‖ G^k), terms named in `mibzoo.objectives`.
+Training (Alg. 1):   a list of phases, each with its variables, loss and optimizer, run in
+                     turn for its number of steps (`steps_dist` network updates on L, then
+                     `steps_str` structure updates on L_score, Eq. 15).
+"""
+import difflib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from mibzoo import likelihoods, objectives
+from mibzoo.config import validate_model_config, resolve_weight
+from mibzoo.errors import InputError
+from mibzoo.forward import ForwardPass
+from mibzoo.modalities import event_shape
+from mibzoo.networks import ModalityDecoder, ModalityEncoder
+from mibzoo.structure import StructureMasks, parse_mask
+
+
+def _seed_pair(seed, index):
+    """An int32 ``[2]`` stateless seed for draw ``index`` of a request seeded with ``seed``."""
+    base = ops.cast(ops.reshape(ops.convert_to_tensor(seed), (-1,)), "int32")
+    if base.shape[0] == 1:
+        base = ops.concatenate([base, ops.zeros((1,), "int32")])
+    return base + ops.convert_to_tensor([0, index], "int32")
+
+
+@keras.saving.register_keras_serializable(package="mibzoo")
+class MIBModel(keras.Model):
+    """Generative model with explicit dependency structure (Zhang, Koyama & Ishiguro, ICML 2020).
+
+    Every argument is a field of a zoo config's ``model`` section (`mibzoo.config`), so
+    ``get_config`` mirrors ``__init__`` and a zoo file is exactly a constructor call.
+
+    Args:
+        modalities: ``{name: spec}`` observed variables X_1..X_N (`mibzoo.modalities`).
+        shared: shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}]``.
+        private: size of each private latent U_i (0: none).
+        inference_structure: M^q (``"full"``, N×M matrix, or ``{"learned": true, "init": p}``).
+        generation_structure: M^p, same forms.
+        structure_learning: temperature schedule, sparsity λ, mask at inference.
+        hyperparameters: named numbers the weights refer to (``{"beta": 4}``).
+        dist: L_dist, ``[[weight, cost], ...]`` (Table 1 costs).
+        str_reg: L_str_reg, ``[[weight, bayesian_network], ...]``.
+        phases: training phases (Algorithm 1), ``[{"name": "dist", "steps": 1}, ...]``.
+        seed: seed of the training noise.
+        entry: name of the zoo entry this model was built from (informational).
+
+    Example:
+
+    ```python
+    import mibzoo
+    model = mibzoo.load("wyner_vae")            # MNIST-Label by default
+    model.compile(optimizer="adam")
+    model.fit(mibzoo.data.load("mnist_label", batch_size=128), epochs=5)
+    labels = model.generate({"image": images}, target="label", num_samples=4, seed=0)
+    ```
+
+    Reference: R. Zhang, M. Koyama, K. Ishiguro. Learning Structured Latent Factors from
+    Dependent Data: A Generative Model Framework from Information-Theoretic Perspective.
+    ICML 2020.
+    """
+
+    def __init__(self, modalities, shared=None, private=0, inference_structure="full",
+                 generation_structure="full", structure_learning=None, hyperparameters=None,
+                 dist=None, str_reg=None, phases=None, seed=0, entry="custom", **kwargs):
+        super().__init__(name=kwargs.pop("name", entry), **kwargs)
+        raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
+               "generation_structure": generation_structure, "seed": seed}
+        for key, value in (("shared", shared), ("structure_learning", structure_learning),
+                           ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
+                           ("phases", phases)):
+            if value is not None:
+                raw[key] = value
+        cfg = validate_model_config(raw, f"MIBModel({entry})")
+        self.entry = entry
+        self.model_config = cfg
+        self.modality_specs = cfg["modalities"]
+        self.modality_names = list(self.modality_specs)
+        self.block_names = [b["name"] for b in cfg["shared"]]
+        self.block_sizes = [b["size"] for b in cfg["shared"]]
+        self.shared_size = sum(self.block_sizes)
+        self.private_size = cfg["private"]
+        n, m = len(self.modality_names), len(self.block_names)
+
+        # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
+        block_matrix = np.zeros((m, self.shared_size), "float32")
+        start = 0
+        for j, size in enumerate(self.block_sizes):
+            block_matrix[j, start:start + size] = 1.0
+            start += size
+        self.block_matrix = ops.convert_to_tensor(block_matrix)
+        self.prior_loc = ops.zeros((self.shared_size,), "float32")
+        self.prior_logvar = ops.zeros((self.shared_size,), "float32")
+
+        source = f"MIBModel({entry})"
+        learn_q, mask_q = parse_mask(cfg["inference_structure"], n, m, source, "inference_structure")
+        learn_p, mask_p = parse_mask(cfg["generation_structure"], n, m, source, "generation_structure")
+        self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure",
+                                              **cfg["structure_learning"])
+
+        latent_out = 2 * (self.shared_size + self.private_size)
+        self.encoders = {}
+        self.decoders = {}
+        for name, spec in self.modality_specs.items():
+            self.encoders[name] = ModalityEncoder(spec, latent_out, name=f"encoder_{name}")
+            self.decoders[name] = ModalityDecoder(spec, self.shared_size + self.private_size, name=f"decoder_{name}")
+        # Keras tracks layers held in dict attributes; keep explicit lists for a stable order.
+        self._encoder_list = [self.encoders[k] for k in self.modality_names]
+        self._decoder_list = [self.decoders[k] for k in self.modality_names]
+
+        hyper = cfg["hyperparameters"]
+        self.loss_terms = []  # (group, term, weight) with weight a float or an [N] list
+        for group in ("dist", "str_reg"):
+            for k, (weight, name) in enumerate(cfg[group]):
+                term = objectives.TERMS[name]
+                self.loss_terms.append((group, term, resolve_weight(weight, term, self.modality_names, hyper,
+                                                                    source, f"{group}[{k}][0]")))
+        self.phases = cfg["phases"]
+        self._phase_schedule = [k for k, p in enumerate(self.phases) for _ in range(p["steps"])]
+        self._schedule_position = 0
+        self._active_phase = 0
+        self.seed_generator = keras.random.SeedGenerator(cfg["seed"], name="training_noise")
+        self.sampling_seed_generator = keras.random.SeedGenerator(cfg["seed"] + 1, name="sampling_noise")
+
+        tracked = [(t.name, t.name) for _, t, _ in self.loss_terms]
+        if self.structure_masks.learned:
+            tracked.append(("sparsity", "sparsity"))
+        self.term_trackers = {name: keras.metrics.Mean(name=name) for name, _ in dict(tracked).items()}
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.structure_optimizer = None
+        self.build()
+
+    # ----- construction -------------------------------------------------------------------
+    def build(self, input_shape=None):
+        for layer in self._encoder_list + self._decoder_list:
+            layer.build()
+        super().build(input_shape)
+
+    def get_config(self):
+        config = {key: self.model_config[key] for key in self.model_config}
+        config.update(entry=self.entry, name=self.name)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # ----- networks ----------------------------------------------------------------------
+    def encode_modality(self, name, x):
+        """Raw encoder outputs of one modality: ``(z_loc, z_logvar, u_loc, u_logvar)`` (float32)."""
+        out = ops.cast(self.encoders[name](x), "float32")
+        dz, du = self.shared_size, self.private_size
+        return out[:, :dz], out[:, dz:2 * dz], out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
+
+    def decode_modality(self, name, latent):
+        return self.decoders[name](latent)
+
+    def likelihood(self, name, params):
+        """p(x_i | ·) as a TFP distribution from decoder parameters (`mibzoo.likelihoods`)."""
+        return likelihoods.distribution(self.modality_specs[name], params)
+
+    # ----- inputs --------------------------------------------------------------------------
+    def _prepare(self, inputs, strict, present=None):
+        """Validates a batch and returns ``(x, present)``.
+
+        ``x`` maps each given modality to float32 (categoricals one-hot); ``present`` is
+        ``[B, N]``. Keys that are not modalities are errors when ``strict`` (encode/generate)
+        and ignored otherwise (training batches carry evaluation labels such as ``digit``).
+        """
+        if not isinstance(inputs, dict):
+            raise InputError(f"{self.name}: inputs must be a dict {{modality: batch}} with modalities "
+                             f"{self.modality_names}, got {type(inputs).__name__}")
+        unknown = [k for k in inputs if k not in self.modality_specs and k != "present"]
+        if strict and unknown:
+            hint = difflib.get_close_matches(unknown[0], self.modality_names, n=1)
+            raise InputError(f"{self.name}: unknown modality {unknown[0]!r}; this model's modalities are "
+                             f"{self.modality_names}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        present = present if present is not None else inputs.get("present")
+        x = {}
+        for name in self.modality_names:
+            if name in inputs:
+                x[name] = self._validated(name, inputs[name])
+        if not x:
+            raise InputError(f"{self.name}: the batch has none of this model's modalities {self.modality_names}; "
+                             f"got keys {sorted(inputs)}")
+        batch = ops.shape(next(iter(x.values())))[0]
+        columns = []
+        for name in self.modality_names:
+            if name not in x:
+                columns.append(ops.zeros((batch,), "float32"))
+            elif present is not None and name in present:
+                columns.append(ops.reshape(ops.cast(present[name], "float32"), (-1,)))
+            else:
+                columns.append(ops.ones((batch,), "float32"))
+        return x, ops.stack(columns, axis=1)
+
+    def _validated(self, name, value):
+        spec = self.modality_specs[name]
+        value = ops.convert_to_tensor(value)
+        dtype = str(value.dtype)
+        shape = tuple(value.shape)
+        expected = event_shape(spec)
+        if spec["kind"] == "categorical":
+            classes = spec["classes"]
+            if "int" in dtype and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+                ids = ops.reshape(value, (-1,))
+                self._check(ops.all(ops.logical_and(ids >= 0, ids < classes)),
+                            f"{self.name}: modality {name!r}: class ids must lie in [0, {classes})")
+                return ops.one_hot(ids, classes)
+            if "float" in dtype and len(shape) == 2 and shape[1] == classes:
+                value = ops.cast(value, "float32")
+                self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf")
+                return value
+            raise InputError(f"{self.name}: modality {name!r} (categorical, {classes} classes) expects integer class "
+                             f"ids of shape [batch] or one-hot floats [batch, {classes}]; got {dtype} {list(shape)}")
+        if "float" not in dtype:
+            raise InputError(f"{self.name}: modality {name!r} ({spec['kind']}) expects floating-point values; got "
+                             f"{dtype}" + (" (scale uint8 images to [0, 1] floats)" if dtype == "uint8" else ""))
+        if len(shape) != len(expected) + 1 or tuple(shape[1:]) != expected:
+            raise InputError(f"{self.name}: modality {name!r} ({spec['kind']}) expects shape [batch, "
+                             f"{', '.join(map(str, expected))}]; got {list(shape)}")
+        value = ops.cast(value, "float32")
+        self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf values")
+        return value
+
+    @staticmethod
+    def _check(condition, message):
+        # Eagerly: a Python InputError. Inside a compiled train/test step: a graph assertion whose
+        # error carries the same message (TensorFlow-only, like the rest of the training step).
+        if tf.executing_eagerly():
+            if not bool(ops.convert_to_numpy(condition)):
+                raise InputError(message)
+        else:
+            tf.debugging.Assert(condition, [message])
+
+    # ----- noise ---------------------------------------------------------------------------
+    def _noise_source(self, seed):
+        """Returns ``noise(shape)``: training noise, fresh samples (``seed=None``), or stateless
+        draws from an int or an int32 ``[2]`` seed (reproducible across processes)."""
+        if isinstance(seed, keras.random.SeedGenerator):
+            return lambda shape: keras.random.normal(shape, seed=seed)
+        if seed is None:
+            return lambda shape: keras.random.normal(shape, seed=self.sampling_seed_generator)
+        counter = [0]
+
+        def draw(shape):
+            counter[0] += 1
+            return tf.random.stateless_normal(shape, seed=_seed_pair(seed, counter[0]))
+
+        return draw
+
+    # ----- forward pass and losses ---------------------------------------------------------
+    def forward(self, x, present, training=False, seed=None):
+        """A `ForwardPass` with relaxed masks while training and inference masks otherwise."""
+        mask_q, mask_p = self.structure_masks.masks(training=training, seed=self.seed_generator)
+        noise = self._noise_source(self.seed_generator if training else seed)
+        return ForwardPass(self, x, present, mask_q, mask_p, noise)
+
+    def compute_terms(self, fp):
+        """Weighted values of every loss term, and the totals L (Eq. 8) and L_score (Eq. 15).
+
+        Returns:
+            ``(terms, totals)``: ``terms[name]`` is α_t C_t or Σ_i β_i D_i (a scalar);
+            ``totals["loss"]`` is L_dist + L_str_reg, ``totals["score"]`` adds L_sparsity.
+        """
+        terms = {}
+        for _, term, weight in self.loss_terms:
+            value = ops.cast(term.fn(fp), "float32")
+            if term.per_modality:
+                weighted = ops.sum(value * ops.convert_to_tensor(weight, "float32"))
+            else:
+                weighted = weight * value
+            terms[term.name] = terms.get(term.name, 0.0) + weighted
+        loss = ops.sum(ops.stack(list(terms.values())))
+        totals = {"loss": loss, "score": loss}
+        if self.structure_masks.learned:
+            terms["sparsity"] = self.structure_masks.sparsity_loss()
+            totals["score"] = loss + terms["sparsity"]
+        return terms, totals
+
+    def _update_trackers(self, terms, totals):
+        for name, value in terms.items():
+            self.term_trackers[name].update_state(value)
+        self.loss_tracker.update_state(totals["loss"])
+        return {m.name: m.result() for m in self.metrics}
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker] + list(self.term_trackers.values())
+
+    # ----- Algorithm 1 ---------------------------------------------------------------------
+    def compile(self, optimizer="adam", structure_optimizer=None, **kwargs):
+        """Configures training.
+
+        Args:
+            optimizer: optimizer of the network parameters φ, θ (the ``dist`` phase).
+            structure_optimizer: optimizer of the structure logits ρ^q, ρ^p (the ``structure``
+                phase); defaults to Adam with learning rate 1e-2.
+            **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...).
+        """
+        super().compile(optimizer=optimizer, **kwargs)
+        if structure_optimizer is None:
+            structure_optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+        self.structure_optimizer = keras.optimizers.get(structure_optimizer)
+        self._structure_optimizer_config = keras.optimizers.serialize(self.structure_optimizer)
+
+    def get_compile_config(self):
+        config = super().get_compile_config() or {}
+        if self.structure_optimizer is not None:
+            config["structure_optimizer"] = self._structure_optimizer_config
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        structure = config.pop("structure_optimizer", None)
+        optimizer = keras.optimizers.deserialize(config.pop("optimizer")) if config.get("optimizer") else "adam"
+        config = {k: v for k, v in config.items() if k in ("run_eagerly", "jit_compile", "steps_per_execution")}
+        self.compile(optimizer=optimizer,
+                     structure_optimizer=keras.optimizers.deserialize(structure) if structure else None, **config)
+        # Build the optimizers now so that `.keras` loading restores their state (resumable runs).
+        self._build_optimizers()
+
+    def _build_optimizers(self):
+        with self.distribute_strategy.scope():
+            for phase in self.phases:
+                optimizer = self._phase_optimizer(phase["name"])
+                if optimizer is None:
+                    raise RuntimeError(f"{self.name}: call compile() before fit()")
+                if not optimizer.built:
+                    optimizer.build(self.phase_variables(phase["name"]))
+
+    def phase_variables(self, phase_name):
+        """The variables that phase ``phase_name`` updates."""
+        structure = list(self.structure_masks.trainable_variables)
+        if phase_name == "structure":
+            return structure
+        if phase_name == "dist":
+            ids = {id(v) for v in structure}
+            return [v for v in self.trainable_variables if id(v) not in ids]
+        raise ValueError(f"{self.name}: phase {phase_name!r} has no variables in this model; phases are "
+                         f"{[p['name'] for p in self.phases]}")
+
+    def _phase_optimizer(self, phase_name):
+        return self.structure_optimizer if phase_name == "structure" else self.optimizer
+
+    def train_step(self, data):
+        phase = self.phases[self._active_phase]["name"]
+        x, present = self._prepare(data, strict=False)
+        variables = self.phase_variables(phase)
+        with tf.GradientTape() as tape:
+            fp = self.forward(x, present, training=True)
+            terms, totals = self.compute_terms(fp)
+            objective = totals["score"] if phase == "structure" else totals["loss"]
+            # Gradients are summed over replicas: scale so that they average instead.
+            scaled = objective / tf.distribute.get_strategy().num_replicas_in_sync
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        self._phase_optimizer(phase).apply_gradients(pairs)
+        if phase == "structure":
+            self.structure_masks.advance()
+        return self._update_trackers(terms, totals)
+
+    def test_step(self, data):
+        x, present = self._prepare(data, strict=False)
+        terms, totals = self.compute_terms(self.forward(x, present, training=False, seed=self.seed_generator))
+        return self._update_trackers(terms, totals)
+
+    def make_train_function(self, force=False):
+        """One compiled step function per phase, run in turn as Algorithm 1 prescribes.
+
+        Each phase's function is traced while ``_active_phase`` names it, so the phase is a
+        Python-level choice: no ``tf.cond`` around ``apply_gradients`` (which would break
+        cross-replica updates under ``tf.distribute``). With ``steps_per_execution > 1`` a
+        phase runs that many steps per call.
+        """
+        if self.train_function is not None and not force:
+            return self.train_function
+        self._build_optimizers()
+        if len(self.phases) == 1:
+            self._active_phase = 0
+            super().make_train_function(force=True)
+            return self.train_function
+        functions = []
+        for k in range(len(self.phases)):
+            self._active_phase = k
+            super().make_train_function(force=True)
+            functions.append(self.train_function)
+
+        def train_function(iterator):
+            k = self._phase_schedule[self._schedule_position % len(self._phase_schedule)]
+            self._schedule_position += 1
+            self._active_phase = k
+            return functions[k](iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    # ----- user API ------------------------------------------------------------------------
+    def _inference_masks(self):
+        return self.structure_masks.masks(training=False)
+
+    def encode(self, inputs, present=None):
+        """Posterior q(z | x^S) from any subset S of the modalities (Eq. 12-13).
+
+        Args:
+            inputs: ``{modality: batch}`` with any subset of the model's modalities.
+            present: optional ``{modality: [B] bool}``; per-example presence of given modalities.
+
+        Returns:
+            A dict of tensors: ``loc``, ``logvar``, ``scale`` of the combined posterior ``[B, Dz]``;
+            ``experts``: per modality ``loc``, ``logvar`` (``[B, Dz]``, the quotient experts
+            q̃(z | x_i)) and ``weight`` (``[B, M]``: m_ij^q times presence); ``prior``: ``loc``,
+            ``logvar``; ``private``: per given modality ``loc``, ``logvar`` of q(u_i | x_i);
+            ``blocks``: name → (start, end) of each block's dimensions.
+        """
+        x, present = self._prepare(inputs, strict=True, present=present)
+        mask_q, mask_p = self._inference_masks()
+        fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
+        loc, logvar = fp.posterior()
+        experts = {}
+        for i, name in enumerate(self.modality_names):
+            if name in x:
+                e_loc, e_logvar, _, _ = fp.encoder_outputs()[name]
+                experts[name] = {"loc": e_loc, "logvar": e_logvar,
+                                 "weight": present[:, i:i + 1] * mask_q[i][None, :]}
+        private = {}
+        if self.private_size:
+            private = {n: {"loc": out[2], "logvar": out[3]} for n, out in fp.encoder_outputs().items()}
+        starts = np.cumsum([0] + self.block_sizes)
+        return {"loc": loc, "logvar": logvar, "scale": ops.exp(0.5 * logvar), "experts": experts,
+                "prior": {"loc": self.prior_loc, "logvar": self.prior_logvar}, "private": private,
+                "blocks": {b: (int(starts[j]), int(starts[j + 1])) for j, b in enumerate(self.block_names)}}
+
+    def posterior(self, inputs, present=None):
+        """q(z | x^S) as a TFP distribution (diagonal Gaussian over all shared blocks)."""
+        from mibzoo.tfp import tfd
+        enc = self.encode(inputs, present)
+        return tfd.MultivariateNormalDiag(loc=enc["loc"], scale_diag=enc["scale"])
+
+    def _decode_from(self, name, z, u, mask_p, mode, seed, draw_index):
+        """Decodes modality ``name`` from shared ``z`` and private ``u`` (leading dims flattened)."""
+        lead = ops.shape(z)[:-1]
+        z2 = ops.reshape(z, (-1, self.shared_size))
+        i = self.modality_names.index(name)
+        latent = z2 * ops.matmul(mask_p[i:i + 1], self.block_matrix)
+        if self.private_size:
+            latent = ops.concatenate([latent, ops.reshape(u, (-1, self.private_size))], axis=-1)
+        dist = self.likelihood(name, self.decode_modality(name, latent))
+        if mode == "mean":
+            out = dist.mean()
+        elif mode == "sample":
+            out = dist.sample(seed=_seed_pair(seed if seed is not None else 0, 1000 + draw_index)) \
+                if seed is not None else dist.sample(seed=self._fresh_seed())
+        else:
+            raise ValueError(f"{self.name}: mode must be 'mean' or 'sample', got {mode!r}")
+        return ops.reshape(out, tuple(lead) + tuple(event_shape(self.modality_specs[name])))
+
+    def _fresh_seed(self):
+        return ops.cast(keras.random.randint((2,), 0, 2 ** 30, seed=self.sampling_seed_generator), "int32")
+
+    def _check_target(self, target):
+        if target not in self.modality_specs:
+            hint = difflib.get_close_matches(str(target), self.modality_names, n=1)
+            raise InputError(f"{self.name}: unknown target modality {target!r}; this model's modalities are "
+                             f"{self.modality_names}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+
+    def generate(self, inputs, target, num_samples=1, seed=None, mode="mean", present=None):
+        """Conditional (cross-modal) generation of ``target`` from the given modalities.
+
+        z ~ q(z | x^S) (Eq. 13), u_target ~ p(u) (the target is unobserved), then
+        p(x_target | z ⊙ m_target^p, u_target).
+
+        Args:
+            inputs: ``{modality: batch}``, any subset of the modalities.
+            target: the modality to generate.
+            num_samples: draws of z per example.
+            seed: None (fresh samples), an int, or an int32 ``[2]`` tensor (reproducible).
+            mode: ``"mean"`` (pixel / class probabilities) or ``"sample"`` (draws from the likelihood).
+            present: optional per-example presence, as in `encode`.
+
+        Returns:
+            ``[num_samples, B, *event_shape(target)]``.
+        """
+        self._check_target(target)
+        x, present = self._prepare(inputs, strict=True, present=present)
+        mask_q, mask_p = self._inference_masks()
+        noise = self._noise_source(seed)
+        fp = ForwardPass(self, x, present, mask_q, mask_p, noise)
+        loc, logvar = fp.posterior()
+        batch = ops.shape(loc)[0]
+        z = loc[None] + ops.exp(0.5 * logvar)[None] * noise((num_samples, batch, self.shared_size))
+        u = noise((num_samples, batch, self.private_size)) if self.private_size else None
+        return self._decode_from(target, z, u, mask_p, mode, seed, 0)
+
+    def reconstruct(self, inputs, present=None):
+        """Every modality decoded from the posterior means of z and u (deterministic)."""
+        x, present = self._prepare(inputs, strict=True, present=present)
+        mask_q, mask_p = self._inference_masks()
+        fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
+        loc, _ = fp.posterior()
+        out = {}
+        for name in self.modality_names:
+            u = None
+            if self.private_size:
+                u = fp.encoder_outputs()[name][2] if name in x else ops.zeros((ops.shape(loc)[0], self.private_size))
+            out[name] = self._decode_from(name, loc, u, mask_p, "mean", None, 0)
+        return out
+
+    def sample(self, num_samples, seed=None, mode="mean"):
+        """Joint generation from the prior: z ~ p(z), u_i ~ p(u_i), x_i ~ p(x_i | z ⊙ m_i^p, u_i).
+
+        Returns:
+            ``{modality: [num_samples, *event_shape]}``.
+        """
+        _, mask_p = self._inference_masks()
+        noise = self._noise_source(seed)
+        z = self.prior_loc + ops.exp(0.5 * self.prior_logvar) * noise((num_samples, self.shared_size))
+        out = {}
+        for k, name in enumerate(self.modality_names):
+            u = noise((num_samples, self.private_size)) if self.private_size else None
+            out[name] = self._decode_from(name, z, u, mask_p, mode, seed, k)
+        return out
+
+    def call(self, inputs, training=False):
+        """Reconstructions of every modality (posterior means), ignoring non-modality keys."""
+        x = {k: v for k, v in inputs.items() if k in self.modality_specs} if isinstance(inputs, dict) else inputs
+        return self.reconstruct(x)
+
+    def structure(self):
+        """Current M^q and M^p (edge probabilities if learned) as NumPy arrays, with axis names."""
+        return {"inference": ops.convert_to_numpy(self.structure_masks.probabilities("inference")),
+                "generation": ops.convert_to_numpy(self.structure_masks.probabilities("generation")),
+                "modalities": list(self.modality_names), "blocks": list(self.block_names)}
