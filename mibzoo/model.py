@@ -8,7 +8,9 @@ Training (Alg. 1):   a list of phases, each with its variables, loss and optimiz
                      turn for its number of steps (`steps_dist` network updates on L, then
                      `steps_str` structure updates on L_score, Eq. 15).
 """
+import contextlib
 import difflib
+import re
 
 import keras
 import numpy as np
@@ -22,6 +24,22 @@ from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
+
+
+_INPUT_ERROR_OPEN, _INPUT_ERROR_CLOSE = "<<mibzoo-input-error:", ":mibzoo-input-error>>"
+
+
+@contextlib.contextmanager
+def _input_errors_surfaced():
+    """Turns a failed input assertion inside a compiled step back into an `InputError` with its
+    message, instead of TensorFlow's graph-execution trace."""
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as err:
+        found = re.search(re.escape(_INPUT_ERROR_OPEN) + r"(.*?)" + re.escape(_INPUT_ERROR_CLOSE), str(err), re.S)
+        if not found:
+            raise
+        raise InputError(found.group(1).replace("\\'", "'").replace("\\", "")) from None
 
 
 def _seed_pair(seed, index):
@@ -205,12 +223,15 @@ class MIBModel(keras.Model):
     def _validated(self, name, value):
         spec = self.modality_specs[name]
         value = ops.convert_to_tensor(value)
-        dtype = str(value.dtype)
+        dtype = keras.backend.standardize_dtype(value.dtype)
         shape = tuple(value.shape)
         expected = event_shape(spec)
         if spec["kind"] == "categorical":
             classes = spec["classes"]
-            if "int" in dtype and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+            if ("int" in dtype or "float" in dtype) and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
+                if "float" in dtype:  # ids stored as floats (Keras' symbolic build feeds float dummies)
+                    self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf")
+                    value = ops.cast(ops.round(value), "int32")
                 ids = ops.reshape(value, (-1,))
                 self._check(ops.all(ops.logical_and(ids >= 0, ids < classes)),
                             f"{self.name}: modality {name!r}: class ids must lie in [0, {classes})")
@@ -239,7 +260,15 @@ class MIBModel(keras.Model):
             if not bool(ops.convert_to_numpy(condition)):
                 raise InputError(message)
         else:
-            tf.debugging.Assert(condition, [message])
+            tf.debugging.Assert(condition, [_INPUT_ERROR_OPEN + message + _INPUT_ERROR_CLOSE])
+
+    def fit(self, *args, **kwargs):
+        with _input_errors_surfaced():
+            return super().fit(*args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        with _input_errors_surfaced():
+            return super().evaluate(*args, **kwargs)
 
     # ----- noise ---------------------------------------------------------------------------
     def _noise_source(self, seed):

@@ -1,0 +1,32 @@
+"""Test-session setup shared by every test module.
+
+Two logical CPU devices are configured before TensorFlow initializes its devices, so that
+`tf.distribute.MirroredStrategy` can be tested on a machine without GPUs.
+"""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+try:
+    tf.config.set_logical_device_configuration(
+        _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+except RuntimeError:  # devices already initialized by an earlier import; MirroredStrategy tests skip
+    pass
+
+
+@pytest.fixture(params=["eager", "function"])
+def run_mode(request):
+    """Runs a function eagerly or under `tf.function` (TFP-style dual-mode tests)."""
+    if request.param == "eager":
+        return lambda fn, *args: fn(*args)
+    return lambda fn, *args: tf.function(fn)(*args)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

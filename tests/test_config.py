@@ -1,0 +1,66 @@
+"""Malformed zoo configs and overrides get errors naming the source, field, value and what is allowed."""
+import json
+
+import pytest
+
+import mibzoo
+from mibzoo.config import read_zoo_file
+from mibzoo.errors import ConfigError
+
+
+def write(tmp_path, model, **meta):
+    path = tmp_path / "entry.json"
+    path.write_text(json.dumps({"entry": "entry", **meta, "model": model}))
+    return path
+
+
+GOOD = {"modalities": {"x": {"kind": "vector", "size": 4}}, "shared": [{"name": "z", "size": 2}]}
+
+
+@pytest.mark.parametrize("change, field, allowed", [
+    ({"shared": [{"name": "z", "size": -3}]}, "shared[0].size", "positive integer"),
+    ({"modalities": {"x": {"kind": "audio"}}}, "modalities.x.kind", "one of"),
+    ({"modalities": {"x": {"kind": "vector", "size": 4, "likelihood": "poisson"}}}, "modalities.x.likelihood", "bernoulli"),
+    ({"dist": [[1.0, "C9"]]}, "dist[0][1]", "registered cost terms"),
+    ({"str_reg": [[1.0, "C1"]]}, "str_reg[0][1]", "registered regularizer terms"),
+    ({"dist": [["gamma - 1", "C1"]]}, "dist[0][0]", "hyperparameters"),
+    ({"inference_structure": [[1, 1]]}, "inference_structure", "1x1 matrix"),
+    ({"inference_structure": [[1.5]]}, "inference_structure[0][0]", "number in [0, 1]"),
+    ({"phases": [{"name": "structure", "steps": 1}]}, "phases", "'dist' phase"),
+    ({"phases": [{"name": "dist", "steps": 0}]}, "phases[0].steps", "positive integer"),
+    ({"private": -1}, "private", "non-negative integer"),
+    ({"latent": 3}, "model.latent", "only the fields"),
+])
+def test_bad_config_field_is_named_with_value_and_allowed(tmp_path, change, field, allowed):
+    path = write(tmp_path, {**GOOD, **change})
+    with pytest.raises(ConfigError) as info:
+        read_zoo_file(path)
+    message = str(info.value)
+    assert str(path) in message and f"'{field}'" in message and allowed in message, message
+
+
+def test_invalid_json_names_the_position(tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text('{"model": {"modalities": }')
+    with pytest.raises(ConfigError, match=r"broken.json: field 'line 1 column \d+'.*valid JSON"):
+        read_zoo_file(path)
+
+
+def test_every_shipped_entry_is_valid_and_states_its_table2_row():
+    for name in mibzoo.list_models():
+        info = mibzoo.describe(name)
+        assert info["entry"] == name
+        assert {"L_dist", "L_str_reg", "G_q", "G_p"} <= set(info["table2"]), name
+
+
+def test_bad_override_names_the_override():
+    with pytest.raises(ConfigError, match=r"mibzoo.load\('wyner_vae'\) override: field 'privat'.*an override among"):
+        mibzoo.load("wyner_vae", privat=3)
+    with pytest.raises(ConfigError, match=r"override: field 'shared\[0\].size'"):
+        mibzoo.load("wyner_vae", shared=[{"name": "z", "size": 0}])
+
+
+def test_hyperparameter_override_changes_weights():
+    model = mibzoo.load("beta_vae", beta=6.0)
+    weights = {t.name: w for _, t, w in model.loss_terms}
+    assert weights == {"C1": 1.0, "C3": 5.0, "independence": 5.0}

@@ -1,0 +1,94 @@
+"""Algorithm 1: alternating phases, eager and compiled, under MirroredStrategy and bfloat16."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import mibzoo
+from tests.model_test_case import dataset, run_model_test, synthetic_batches, tiny_overrides
+
+
+def snapshot(variables):
+    return [np.array(v) for v in variables]
+
+
+def changed(before, variables):
+    return [not np.array_equal(b, np.array(v)) for b, v in zip(before, variables)]
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False])
+def test_phases_alternate_exactly_as_algorithm_1(run_eagerly):
+    """steps_dist = 2, steps_str = 1: networks move only on dist steps, ρ only on structure steps."""
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"),
+                        phases=[{"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}])
+    model.compile(optimizer="adam", run_eagerly=run_eagerly)
+    arrays = synthetic_batches(model.modality_specs, n=16 * 6)
+    structure_vars = model.phase_variables("structure")
+    network_vars = model.phase_variables("dist")
+    assert len(structure_vars) == 2 and network_vars
+    expected = ["dist", "dist", "structure"] * 2
+    observed = []
+    for step in range(6):
+        s0, n0 = snapshot(structure_vars), snapshot(network_vars)
+        model.fit(dataset({k: v[16 * step:16 * (step + 1)] for k, v in arrays.items()}, 16), epochs=1, verbose=0)
+        s_moved, n_moved = any(changed(s0, structure_vars)), any(changed(n0, network_vars))
+        assert s_moved != n_moved, f"step {step}: exactly one group must move"
+        observed.append("structure" if s_moved else "dist")
+    assert observed == expected
+    assert float(model.structure_masks.structure_steps) == 2.0  # temperature schedule advanced twice
+    assert model.structure_optimizer.iterations.numpy() == 2 and model.optimizer.iterations.numpy() == 4
+
+
+def test_fixed_structure_entries_never_learn_structure():
+    model = mibzoo.load("wyner_vae", **tiny_overrides("wyner_vae"))
+    assert model.phase_variables("structure") == []
+    assert [p["name"] for p in model.phases] == ["dist"]
+
+
+def test_mirrored_strategy_over_two_logical_cpus():
+    devices = tf.config.list_logical_devices("CPU")
+    if len(devices) < 2:
+        pytest.skip("two logical CPU devices could not be configured (TensorFlow initialized earlier)")
+    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    with strategy.scope():
+        model = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"))
+        model.compile(optimizer="adam")
+    arrays = synthetic_batches(model.modality_specs, n=128)
+    rho_before = snapshot(model.phase_variables("structure"))
+    history = model.fit(dataset(arrays, 32), epochs=2, verbose=0)
+    assert model.distribute_strategy.num_replicas_in_sync == 2
+    assert all(np.all(np.isfinite(v)) for v in history.history.values())
+    assert any(changed(rho_before, model.phase_variables("structure")))
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_trains_under_mixed_bfloat16_without_nan():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model, arrays = run_model_test("mib_mm", steps=6)
+        assert model.encoders["x"].net.layers[0].compute_dtype == "bfloat16"
+        enc = model.encode({"x": arrays["x"][:4]})
+        assert enc["loc"].dtype == "float32" and np.all(np.isfinite(np.asarray(enc["loc"])))
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def test_structure_optimizer_defaults_and_can_be_set():
+    model = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"))
+    model.compile(optimizer="adam")
+    assert isinstance(model.structure_optimizer, keras.optimizers.Adam)
+    assert np.isclose(float(model.structure_optimizer.learning_rate), 1e-2)
+    model.compile(optimizer="adam", structure_optimizer=keras.optimizers.SGD(0.1))
+    assert isinstance(model.structure_optimizer, keras.optimizers.SGD)
+
+
+def test_keras_file_restores_both_optimizers_for_resuming(tmp_path):
+    model, arrays = run_model_test("mib_mm", steps=4)
+    model.save(tmp_path / "m.keras")
+    restored = keras.saving.load_model(tmp_path / "m.keras")
+    for a, b in ((model.optimizer, restored.optimizer), (model.structure_optimizer, restored.structure_optimizer)):
+        assert int(a.iterations) == int(b.iterations) > 0
+        for va, vb in zip(a.variables, b.variables):
+            np.testing.assert_array_equal(np.asarray(va), np.asarray(vb))
