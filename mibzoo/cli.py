@@ -10,6 +10,8 @@ import sys
 # Modules that contribute sub-commands; each defines `register(subparsers)`.
 _SUBCOMMAND_MODULES = [
     "mibzoo.registry",
+    "mibzoo.data.cli",
+    "mibzoo.runs_cli",
 ]
 
 
