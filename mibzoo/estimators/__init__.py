@@ -1,0 +1,57 @@
+"""Divergence and mutual-information estimators, usable as named cost/regularizer terms.
+
+Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
+``tf.function``) plus small Keras critic networks:
+
+* ``adversarial`` — C2 (Table 1), Jensen–Shannon between data and model through
+  a discriminator: GAN discriminator / non-saturating generator losses.
+* ``mmd`` — unbiased kernel MMD² (RBF, inverse multiquadric).
+* ``total_correlation`` — TC of the aggregate posterior: minibatch estimators
+  (Chen et al. 2018) and the density-ratio discriminator (Kim & Mnih 2018).
+* ``mine`` — MINE lower bound on I(X; Y) with the bias-corrected gradient.
+* ``infogan`` — variational lower bounds on I(c; x) with an auxiliary Q(c | x).
+* ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
+"""
+
+from mibzoo.estimators.adversarial import (
+    discriminator_loss,
+    generator_loss,
+    js_divergence_estimate,
+)
+from mibzoo.estimators.critics import Discriminator, MINEStatistics
+from mibzoo.estimators.infogan import (
+    categorical_code_mi_lower_bound,
+    gaussian_code_mi_lower_bound,
+)
+from mibzoo.estimators.mine import mine_loss, mine_lower_bound
+from mibzoo.estimators.mmd import kernel_matrix, mmd
+from mibzoo.estimators.total_correlation import (
+    aggregate_posterior_log_densities,
+    density_ratio_discriminator_loss,
+    log_density_gaussian,
+    permute_dims,
+    tc_discriminator_estimate,
+    total_correlation_mss,
+    total_correlation_mws,
+)
+
+__all__ = [
+    "discriminator_loss",
+    "generator_loss",
+    "js_divergence_estimate",
+    "mmd",
+    "kernel_matrix",
+    "log_density_gaussian",
+    "aggregate_posterior_log_densities",
+    "total_correlation_mws",
+    "total_correlation_mss",
+    "permute_dims",
+    "density_ratio_discriminator_loss",
+    "tc_discriminator_estimate",
+    "mine_lower_bound",
+    "mine_loss",
+    "categorical_code_mi_lower_bound",
+    "gaussian_code_mi_lower_bound",
+    "Discriminator",
+    "MINEStatistics",
+]
