@@ -5,17 +5,21 @@ A zoo file (``zoo_configs/NAME.json``) has metadata (``entry``, ``title``, ``ref
 are exactly the arguments of `mibzoo.model.MIBModel`:
 
 - ``modalities``: ``{name: spec}`` (see `mibzoo.modalities`);
-- ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``;
+- ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``; a block may
+  set ``"prior": "categorical"`` (a uniform one-hot code; only without an inference network) and
+  ``"code": true`` (an InfoGAN code, predicted by the ``infogan`` term's auxiliary network);
 - ``private``: size of each private latent U_i (0: no private latents);
 - ``inference_structure`` / ``generation_structure``: M^q / M^p, ``"full"``, an N×M matrix,
-  or ``{"learned": true, "init": p}``;
+  or ``{"learned": true, "init": p}``; ``inference_structure: "none"`` means no inference
+  network at all (G^q = [], GAN and InfoGAN);
 - ``structure_learning``: options of the learned masks (temperature schedule, sparsity λ, mask
   at inference), see `mibzoo.structure.StructureMasks`;
 - ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``);
 - ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;
 - ``phases``: the training phases of Algorithm 1, ``[{"name": "dist", "steps": 1},
-  {"name": "structure", "steps": 1}]``;
+  {"name": "structure", "steps": 1}]``, plus ``{"name": "critic:<term>"}`` for each term that
+  trains a critic (a GAN discriminator, a density-ratio estimator);
 - ``seed``: seed of the training noise.
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
@@ -24,6 +28,7 @@ Table 2 writes it), or, for per-modality terms, ``{modality: weight}``.
 import ast
 import copy
 import json
+import keyword
 import operator
 
 from mibzoo import objectives
@@ -36,6 +41,8 @@ MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "gener
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected"}
+BLOCK_FIELDS = ("name", "size", "prior", "code")
+BLOCK_PRIORS = ("normal", "categorical")
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
 BUILTIN_PHASES = ("dist", "structure")
 
@@ -135,11 +142,22 @@ def validate_model_config(model, source):
         shared = [{"name": "z", "size": shared}]
     if not isinstance(shared, list) or not shared:
         raise ConfigError(source, "shared", shared, "a non-empty list of {\"name\": str, \"size\": int} blocks")
+    no_inference = cfg.get("inference_structure", "full") == "none"
     for j, block in enumerate(shared):
-        if not (isinstance(block, dict) and set(block) == {"name", "size"} and isinstance(block["name"], str)):
-            raise ConfigError(source, f"shared[{j}]", block, "{\"name\": str, \"size\": positive int}")
+        if not (isinstance(block, dict) and {"name", "size"} <= set(block) <= set(BLOCK_FIELDS)
+                and isinstance(block["name"], str)):
+            raise ConfigError(source, f"shared[{j}]", block,
+                              "{\"name\": str, \"size\": positive int} with optional \"prior\" and \"code\"")
         if isinstance(block["size"], bool) or not isinstance(block["size"], int) or block["size"] <= 0:
             raise ConfigError(source, f"shared[{j}].size", block["size"], "a positive integer")
+        prior = block.setdefault("prior", "normal")
+        if prior not in BLOCK_PRIORS:
+            raise ConfigError(source, f"shared[{j}].prior", prior, f"one of {list(BLOCK_PRIORS)}")
+        if prior == "categorical" and not no_inference:
+            raise ConfigError(source, f"shared[{j}].prior", prior,
+                              "'normal' unless inference_structure is 'none' (the PoE posterior is Gaussian)")
+        if not isinstance(block.setdefault("code", False), bool):
+            raise ConfigError(source, f"shared[{j}].code", block["code"], "true or false")
     if len({b["name"] for b in shared}) != len(shared):
         raise ConfigError(source, "shared", shared, "distinct block names")
     cfg["shared"] = shared
@@ -174,8 +192,10 @@ def validate_model_config(model, source):
     if not isinstance(hyper, dict):
         raise ConfigError(source, "hyperparameters", hyper, "a dict {name: number}")
     for key, value in hyper.items():
-        if not key.isidentifier() or isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, f"hyperparameters.{key}", value, "identifier names with numeric values")
+        if not key.isidentifier() or keyword.iskeyword(key) or isinstance(value, bool) \
+                or not isinstance(value, (int, float)):
+            raise ConfigError(source, f"hyperparameters.{key}", value,
+                              "numeric values under identifier names that are not Python keywords")
     cfg["hyperparameters"] = hyper
 
     cfg["dist"] = _terms(cfg.get("dist", [[1.0, "C1"]]), "cost", source, "dist")
@@ -186,8 +206,17 @@ def validate_model_config(model, source):
         for k, (weight, name) in enumerate(cfg[field]):
             resolve_weight(weight, objectives.TERMS[name], names, hyper, source, f"{field}[{k}][0]")
 
+    if no_inference:
+        for field in ("dist", "str_reg"):
+            for k, (_, name) in enumerate(cfg[field]):
+                if objectives.TERMS[name].needs_inference:
+                    raise ConfigError(source, f"{field}[{k}][1]", name,
+                                      "a term that needs no inference network: inference_structure is 'none' "
+                                      f"(allowed: {sorted(n for n, t in objectives.TERMS.items() if not t.needs_inference)})")
+    critic_terms = [name for field in ("dist", "str_reg") for _, name in cfg[field] if objectives.TERMS[name].critic]
     learned = any(isinstance(cfg[k], dict) for k in ("inference_structure", "generation_structure"))
-    default_phases = [{"name": "dist", "steps": 1}] + ([{"name": "structure", "steps": 1}] if learned else [])
+    default_phases = ([{"name": f"critic:{t}", "steps": 1} for t in critic_terms] + [{"name": "dist", "steps": 1}]
+                      + ([{"name": "structure", "steps": 1}] if learned else []))
     phases = cfg.get("phases", default_phases)
     if not isinstance(phases, list) or not phases:
         raise ConfigError(source, "phases", phases, "a non-empty list of {\"name\": ..., \"steps\": int}")
@@ -199,7 +228,17 @@ def validate_model_config(model, source):
                               f"one of {list(BUILTIN_PHASES)} or 'critic:<term>'")
         if isinstance(phase["steps"], bool) or not isinstance(phase["steps"], int) or phase["steps"] <= 0:
             raise ConfigError(source, f"phases[{k}].steps", phase["steps"], "a positive integer")
-    if "dist" not in [p["name"] for p in phases]:
+    names = [p["name"] for p in phases]
+    for k, name in enumerate(names):
+        if name.startswith("critic:") and name[len("critic:"):] not in critic_terms:
+            raise ConfigError(source, f"phases[{k}].name", name,
+                              f"a critic phase of a term of this model that has a critic: "
+                              f"{['critic:' + t for t in critic_terms]}")
+    for term in critic_terms:
+        if f"critic:{term}" not in names:
+            raise ConfigError(source, "phases", phases,
+                              f"a 'critic:{term}' phase: term '{term}' trains a critic (Algorithm 1, generalized)")
+    if "dist" not in names:
         raise ConfigError(source, "phases", phases, "a 'dist' phase (steps_dist > 0 in Algorithm 1)")
     if "structure" in [p["name"] for p in phases] and not learned:
         raise ConfigError(source, "phases", phases,

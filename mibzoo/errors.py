@@ -21,3 +21,7 @@ class ConfigError(ValueError):
 
 class InputError(ValueError):
     """A batch handed to a model does not match the model's modalities."""
+
+
+class NoInferenceNetworkError(ValueError):
+    """The model has no inference network (G^q is empty: GAN, InfoGAN), so it cannot encode."""

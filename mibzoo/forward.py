@@ -109,6 +109,37 @@ class ForwardPass:
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
+    @_cached
+    def prior_latents(self):
+        """``(z, u)`` drawn from the priors p(z), p(u_i) for this batch's size (u: {name: [B, Du]})."""
+        batch = ops.shape(self.present)[0]
+        z = self.model.prior_sample(batch, self.noise)
+        u = {n: self.noise((batch, self.model.private_size)) for n in self.names} if self.model.private_size else {}
+        return z, u
+
+    @_cached
+    def generated(self):
+        """``{modality: [B, *event]}``: the generator's output for z, u from the priors (the mean of
+        each likelihood, a deterministic generator G(z) as in GANs)."""
+        z, u = self.prior_latents()
+        out = {}
+        for name in self.names:
+            params = self.model.decode_modality(name, self.decoder_input(name, z, u.get(name)))
+            out[name] = self.model.likelihood(name, params).mean()
+        return out
+
+    def data_vector(self, values):
+        """Flattens and concatenates every modality of ``values`` (a dict) into ``[B, D]``: the
+        input of critics that look at the joint x (in modality order)."""
+        batch = ops.shape(self.present)[0]
+        return ops.concatenate([ops.reshape(ops.cast(values[n], "float32"), (batch, -1)) for n in self.names], axis=-1)
+
+    def critic(self, term):
+        return self.model.critics[term]
+
+    def auxiliary(self, term):
+        return self.model.auxiliaries[term]
+
     # ----- divergences -----------------------------------------------------------------------
     def presence(self, name):
         return self.present[:, self.names.index(name)]

@@ -19,7 +19,7 @@ from keras import ops
 
 from mibzoo import likelihoods, objectives
 from mibzoo.config import validate_model_config, resolve_weight
-from mibzoo.errors import InputError
+from mibzoo.errors import InputError, NoInferenceNetworkError
 from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
@@ -124,14 +124,19 @@ class MIBModel(keras.Model):
         self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure",
                                               **cfg["structure_learning"])
 
+        # G^q = [] (GAN, InfoGAN): no inference network at all.
+        self.has_inference = cfg["inference_structure"] != "none"
+        self.block_priors = [b["prior"] for b in cfg["shared"]]
+        self.code_blocks = [b["name"] for b in cfg["shared"] if b["code"]]
         latent_out = 2 * (self.shared_size + self.private_size)
         self.encoders = {}
         self.decoders = {}
         for name, spec in self.modality_specs.items():
-            self.encoders[name] = ModalityEncoder(spec, latent_out, name=f"encoder_{name}")
+            if self.has_inference:
+                self.encoders[name] = ModalityEncoder(spec, latent_out, name=f"encoder_{name}")
             self.decoders[name] = ModalityDecoder(spec, self.shared_size + self.private_size, name=f"decoder_{name}")
         # Keras tracks layers held in dict attributes; keep explicit lists for a stable order.
-        self._encoder_list = [self.encoders[k] for k in self.modality_names]
+        self._encoder_list = [self.encoders[k] for k in self.modality_names if k in self.encoders]
         self._decoder_list = [self.decoders[k] for k in self.modality_names]
 
         hyper = cfg["hyperparameters"]
@@ -141,6 +146,10 @@ class MIBModel(keras.Model):
                 term = objectives.TERMS[name]
                 self.loss_terms.append((group, term, resolve_weight(weight, term, self.modality_names, hyper,
                                                                     source, f"{group}[{k}][0]")))
+        # Networks owned by loss terms: critics (their own phase) and auxiliaries (trained with
+        # the model's networks), built by the term from the model's shapes.
+        self.critics = {t.name: t.critic(self) for _, t, _ in self.loss_terms if t.critic}
+        self.auxiliaries = {t.name: t.auxiliary(self) for _, t, _ in self.loss_terms if t.auxiliary}
         self.phases = cfg["phases"]
         self._phase_schedule = [k for k, p in enumerate(self.phases) for _ in range(p["steps"])]
         self._schedule_position = 0
@@ -148,12 +157,12 @@ class MIBModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(cfg["seed"], name="training_noise")
         self.sampling_seed_generator = keras.random.SeedGenerator(cfg["seed"] + 1, name="sampling_noise")
 
-        tracked = [(t.name, t.name) for _, t, _ in self.loss_terms]
-        if self.structure_masks.learned:
-            tracked.append(("sparsity", "sparsity"))
-        self.term_trackers = {name: keras.metrics.Mean(name=name) for name, _ in dict(tracked).items()}
+        tracked = [t.name for _, t, _ in self.loss_terms] + (["sparsity"] if self.structure_masks.learned else [])
+        tracked += [f"{name}_critic" for name in self.critics]
+        self.term_trackers = {name: keras.metrics.Mean(name=name) for name in dict.fromkeys(tracked)}
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.structure_optimizer = None
+        self.critic_optimizers = {}
         self.build()
 
     # ----- construction -------------------------------------------------------------------
@@ -318,7 +327,8 @@ class MIBModel(keras.Model):
     def _update_trackers(self, terms, totals):
         for name, value in terms.items():
             self.term_trackers[name].update_state(value)
-        self.loss_tracker.update_state(totals["loss"])
+        if totals is not None:
+            self.loss_tracker.update_state(totals["loss"])
         return {m.name: m.result() for m in self.metrics}
 
     @property
@@ -326,13 +336,15 @@ class MIBModel(keras.Model):
         return [self.loss_tracker] + list(self.term_trackers.values())
 
     # ----- Algorithm 1 ---------------------------------------------------------------------
-    def compile(self, optimizer="adam", structure_optimizer=None, **kwargs):
+    def compile(self, optimizer="adam", structure_optimizer=None, critic_optimizer=None, **kwargs):
         """Configures training.
 
         Args:
             optimizer: optimizer of the network parameters φ, θ (the ``dist`` phase).
             structure_optimizer: optimizer of the structure logits ρ^q, ρ^p (the ``structure``
                 phase); defaults to Adam with learning rate 1e-2.
+            critic_optimizer: optimizer of each critic (one copy per ``critic:<term>`` phase);
+                defaults to Adam(2e-4, beta_1=0.5), the usual GAN discriminator setting.
             **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...).
         """
         super().compile(optimizer=optimizer, **kwargs)
@@ -340,20 +352,29 @@ class MIBModel(keras.Model):
             structure_optimizer = keras.optimizers.Adam(learning_rate=1e-2)
         self.structure_optimizer = keras.optimizers.get(structure_optimizer)
         self._structure_optimizer_config = keras.optimizers.serialize(self.structure_optimizer)
+        if critic_optimizer is None:
+            critic_optimizer = keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+        self._critic_optimizer_config = keras.optimizers.serialize(keras.optimizers.get(critic_optimizer))
+        # Keras optimizers are bound to the variables they were built with: one per critic phase.
+        self.critic_optimizers = {f"critic:{name}": keras.optimizers.deserialize(self._critic_optimizer_config)
+                                  for name in self.critics}
 
     def get_compile_config(self):
         config = super().get_compile_config() or {}
         if self.structure_optimizer is not None:
             config["structure_optimizer"] = self._structure_optimizer_config
+            config["critic_optimizer"] = self._critic_optimizer_config
         return config
 
     def compile_from_config(self, config):
         config = dict(config)
         structure = config.pop("structure_optimizer", None)
+        critic = config.pop("critic_optimizer", None)
         optimizer = keras.optimizers.deserialize(config.pop("optimizer")) if config.get("optimizer") else "adam"
         config = {k: v for k, v in config.items() if k in ("run_eagerly", "jit_compile", "steps_per_execution")}
         self.compile(optimizer=optimizer,
-                     structure_optimizer=keras.optimizers.deserialize(structure) if structure else None, **config)
+                     structure_optimizer=keras.optimizers.deserialize(structure) if structure else None,
+                     critic_optimizer=keras.optimizers.deserialize(critic) if critic else None, **config)
         # Build the optimizers now so that `.keras` loading restores their state (resumable runs).
         self._build_optimizers()
 
@@ -371,14 +392,22 @@ class MIBModel(keras.Model):
         structure = list(self.structure_masks.trainable_variables)
         if phase_name == "structure":
             return structure
+        if phase_name.startswith("critic:") and phase_name[len("critic:"):] in self.critics:
+            return list(self.critics[phase_name[len("critic:"):]].trainable_variables)
         if phase_name == "dist":
             ids = {id(v) for v in structure}
+            for critic in self.critics.values():
+                ids |= {id(v) for v in critic.trainable_variables}
             return [v for v in self.trainable_variables if id(v) not in ids]
         raise ValueError(f"{self.name}: phase {phase_name!r} has no variables in this model; phases are "
                          f"{[p['name'] for p in self.phases]}")
 
     def _phase_optimizer(self, phase_name):
-        return self.structure_optimizer if phase_name == "structure" else self.optimizer
+        if phase_name == "structure":
+            return self.structure_optimizer
+        if phase_name.startswith("critic:"):
+            return self.critic_optimizers.get(phase_name)
+        return self.optimizer
 
     def train_step(self, data):
         phase = self.phases[self._active_phase]["name"]
@@ -386,8 +415,13 @@ class MIBModel(keras.Model):
         variables = self.phase_variables(phase)
         with tf.GradientTape() as tape:
             fp = self.forward(x, present, training=True)
-            terms, totals = self.compute_terms(fp)
-            objective = totals["score"] if phase == "structure" else totals["loss"]
+            if phase.startswith("critic:"):
+                term = phase[len("critic:"):]
+                objective = ops.cast(objectives.TERMS[term].critic_loss(fp), "float32")
+                terms, totals = {f"{term}_critic": objective}, None
+            else:
+                terms, totals = self.compute_terms(fp)
+                objective = totals["score"] if phase == "structure" else totals["loss"]
             # Gradients are summed over replicas: scale so that they average instead.
             scaled = objective / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(scaled, variables)
@@ -399,7 +433,10 @@ class MIBModel(keras.Model):
 
     def test_step(self, data):
         x, present = self._prepare(data, strict=False)
-        terms, totals = self.compute_terms(self.forward(x, present, training=False, seed=self.seed_generator))
+        fp = self.forward(x, present, training=False, seed=self.seed_generator)
+        terms, totals = self.compute_terms(fp)
+        for name in self.critics:
+            terms[f"{name}_critic"] = ops.cast(objectives.TERMS[name].critic_loss(fp), "float32")
         return self._update_trackers(terms, totals)
 
     def make_train_function(self, force=False):
@@ -436,6 +473,43 @@ class MIBModel(keras.Model):
     def _inference_masks(self):
         return self.structure_masks.masks(training=False)
 
+    def _require_inference(self, what):
+        if not self.has_inference:
+            raise NoInferenceNetworkError(
+                f"{self.name}: {what}() needs an inference network, and this model has none (G^q is empty "
+                f"in Table 2, inference_structure 'none'); use sample(), with latents= to fix code blocks")
+
+    def prior_sample(self, num_samples, noise, latents=None):
+        """z ~ p(z) block by block: standard normal blocks, uniform one-hot categorical blocks.
+
+        Args:
+            num_samples: number of draws.
+            noise: ``noise(shape)`` standard normal source (`_noise_source`).
+            latents: optional ``{block: values}`` fixing blocks (categorical blocks take class ids
+                ``[n]`` or one-hot rows; normal blocks ``[n, size]``).
+        """
+        latents = latents or {}
+        unknown = sorted(set(latents) - set(self.block_names))
+        if unknown:
+            raise InputError(f"{self.name}: unknown latent block {unknown[0]!r}; blocks are {self.block_names}")
+        parts, start = [], 0
+        for name, size, prior in zip(self.block_names, self.block_sizes, self.block_priors):
+            if name in latents:
+                value = ops.convert_to_tensor(latents[name])
+                if prior == "categorical" and len(value.shape) == 1:
+                    value = ops.one_hot(ops.cast(value, "int32"), size)
+                value = ops.cast(ops.broadcast_to(value, (num_samples, size)), "float32")
+            elif prior == "categorical":
+                # A uniform class from a standard normal draw: Φ(ε) is uniform on (0, 1).
+                uniform = 0.5 * (1.0 + ops.erf(noise((num_samples,)) / np.sqrt(2.0)))
+                value = ops.one_hot(ops.minimum(ops.cast(ops.floor(uniform * size), "int32"), size - 1), size)
+            else:
+                loc = self.prior_loc[start:start + size]
+                value = loc + ops.exp(0.5 * self.prior_logvar[start:start + size]) * noise((num_samples, size))
+            parts.append(value)
+            start += size
+        return ops.concatenate(parts, axis=-1)
+
     def encode(self, inputs, present=None):
         """Posterior q(z | x^S) from any subset S of the modalities (Eq. 12-13).
 
@@ -450,6 +524,7 @@ class MIBModel(keras.Model):
             ``logvar``; ``private``: per given modality ``loc``, ``logvar`` of q(u_i | x_i);
             ``blocks``: name → (start, end) of each block's dimensions.
         """
+        self._require_inference("encode")
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
         fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
@@ -518,6 +593,7 @@ class MIBModel(keras.Model):
         Returns:
             ``[num_samples, B, *event_shape(target)]``.
         """
+        self._require_inference("generate")
         self._check_target(target)
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
@@ -531,6 +607,7 @@ class MIBModel(keras.Model):
 
     def reconstruct(self, inputs, present=None):
         """Every modality decoded from the posterior means of z and u (deterministic)."""
+        self._require_inference("reconstruct")
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
         fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
@@ -543,15 +620,22 @@ class MIBModel(keras.Model):
             out[name] = self._decode_from(name, loc, u, mask_p, "mean", None, 0)
         return out
 
-    def sample(self, num_samples, seed=None, mode="mean"):
+    def sample(self, num_samples, seed=None, mode="mean", latents=None):
         """Joint generation from the prior: z ~ p(z), u_i ~ p(u_i), x_i ~ p(x_i | z ⊙ m_i^p, u_i).
+
+        Args:
+            num_samples: number of joint samples.
+            seed: None (fresh), an int or an int32 ``[2]`` tensor (reproducible).
+            mode: ``"mean"`` or ``"sample"`` (see `generate`).
+            latents: optional ``{block: values}`` fixing latent blocks, e.g. an InfoGAN code
+                ``{"digit_code": class_ids}`` (code-conditioned generation).
 
         Returns:
             ``{modality: [num_samples, *event_shape]}``.
         """
         _, mask_p = self._inference_masks()
         noise = self._noise_source(seed)
-        z = self.prior_loc + ops.exp(0.5 * self.prior_logvar) * noise((num_samples, self.shared_size))
+        z = self.prior_sample(num_samples, noise, latents)
         out = {}
         for k, name in enumerate(self.modality_names):
             u = noise((num_samples, self.private_size)) if self.private_size else None
@@ -559,8 +643,12 @@ class MIBModel(keras.Model):
         return out
 
     def call(self, inputs, training=False):
-        """Reconstructions of every modality (posterior means), ignoring non-modality keys."""
+        """Reconstructions of every modality (posterior means), ignoring non-modality keys; models
+        without an inference network return their generator's output for a batch of prior draws."""
         x = {k: v for k, v in inputs.items() if k in self.modality_specs} if isinstance(inputs, dict) else inputs
+        if not self.has_inference:
+            batch = ops.shape(next(iter(x.values())))[0]
+            return self.sample(batch, seed=None)
         return self.reconstruct(x)
 
     def structure(self):

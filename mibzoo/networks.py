@@ -108,3 +108,35 @@ class ModalityDecoder(keras.layers.Layer):
         config = super().get_config()
         config.update(spec=self.spec, latent_size=self.latent_size)
         return config
+
+
+@keras.saving.register_keras_serializable(package="mibzoo")
+class CodePredictor(keras.layers.Layer):
+    """InfoGAN's auxiliary network Q(c | x): an MLP from the flattened joint x to the parameters of
+    each code block (class logits for categorical codes, mean and log-variance for Gaussian ones).
+
+    Args:
+        input_size: size of the flattened x.
+        output_size: total number of code parameters.
+        hidden: width of the hidden layers.
+        layers: number of hidden layers.
+    """
+
+    def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, **kwargs):
+        super().__init__(**kwargs)
+        self.input_size, self.output_size, self.hidden, self.layers_count = input_size, output_size, hidden, layers
+        stack = [keras.layers.Dense(hidden, activation="relu") for _ in range(layers)]
+        self.net = keras.Sequential(stack + [keras.layers.Dense(output_size, dtype="float32")], name="net")
+
+    def build(self, input_shape=None):
+        self.net.build((None, self.input_size))
+        super().build(input_shape)
+
+    def call(self, x):
+        return self.net(x)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(input_size=self.input_size, output_size=self.output_size, hidden=self.hidden,
+                      layers=self.layers_count)
+        return config

@@ -12,11 +12,18 @@ new term here (or in a module that calls `register_term`), never copying the mod
 Derivations the paper defers to its appendix (not available) are stated at each term.
 """
 import dataclasses
-from typing import Callable
+from typing import Callable, Optional
 
+import numpy as np
 from keras import ops
 
+from mibzoo.estimators import adversarial, infogan
+from mibzoo.estimators.mmd import mmd as mmd_estimate
+from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.aggregate import aggregate_kl_to_prior
+from mibzoo.estimators.critics import Discriminator
+from mibzoo.modalities import event_shape
+from mibzoo.networks import CodePredictor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,20 +43,41 @@ class Term:
     per_modality: bool
     fn: Callable
     description: str
+    needs_inference: bool = True
+    critic: Optional[Callable] = None
+    critic_loss: Optional[Callable] = None
+    auxiliary: Optional[Callable] = None
 
 
 TERMS = {}
 
 
-def register_term(name, kind, per_modality=False, description=""):
-    """Decorator registering ``fn(forward_pass)`` as the term ``name``."""
+def register_term(name, kind, per_modality=False, description="", needs_inference=True,
+                  critic=None, critic_loss=None, auxiliary=None):
+    """Decorator registering ``fn(forward_pass)`` as the term ``name``.
+
+    Args:
+        name: the name zoo configs use.
+        kind: ``"cost"`` (L_dist) or ``"regularizer"`` (L_str_reg).
+        per_modality: ``fn`` returns ``[N]`` values, one per modality.
+        description: defaults to ``fn``'s docstring.
+        needs_inference: whether the term uses q(z | x) (not allowed without an inference network).
+        critic: ``critic(model) -> keras layer``: a network trained adversarially in the phase
+            ``critic:<name>`` to minimize ``critic_loss(forward_pass)`` (Algorithm 1, generalized).
+        critic_loss: the critic's loss, required with ``critic``.
+        auxiliary: ``auxiliary(model) -> keras layer``: a network trained with the model's
+            networks on the same loss (InfoGAN's Q).
+    """
     if kind not in ("cost", "regularizer"):
         raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
+    if (critic is None) != (critic_loss is None):
+        raise ValueError(f"register_term({name!r}): critic and critic_loss go together")
 
     def decorate(fn):
         if name in TERMS:
             raise ValueError(f"register_term: a term named {name!r} is already registered")
-        TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip())
+        TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
+                           needs_inference, critic, critic_loss, auxiliary)
         return fn
 
     return decorate
@@ -141,3 +169,128 @@ def private(fp):
     is private to X_i is bounded by the rate of U_i, which pushes shared content into Z
     (Wyner VAE's succinct common representation)."""
     return _per_modality(fp, fp.private_kl)
+
+
+# ----- terms estimated with critics, auxiliary networks or minibatch estimators (issue 4) -------
+
+def _data_size(model):
+    return sum(int(np.prod(event_shape(spec))) for spec in model.modality_specs.values())
+
+
+def _built(layer, input_shape):
+    layer.build(input_shape)
+    return layer
+
+
+def _data_discriminator(model):
+    return _built(Discriminator(name="critic_C2"), (None, _data_size(model)))
+
+
+def _c2_critic_loss(fp):
+    real = fp.critic("C2")(fp.data_vector(fp.x))
+    fake = fp.critic("C2")(ops.stop_gradient(fp.data_vector(fp.generated())))
+    return adversarial.discriminator_loss(real, fake)
+
+
+@register_term("C2", "cost", needs_inference=False, critic=_data_discriminator, critic_loss=_c2_critic_loss)
+def c2_jensen_shannon(fp):
+    """C2 = D_JS(q(x) ‖ p(x)) through a discriminator (Goodfellow et al. 2014): the generator
+    minimizes the non-saturating loss −log D(G(z)) on the joint x of every modality, the
+    discriminator (phase ``critic:C2``) the usual cross-entropy."""
+    return adversarial.generator_loss(fp.critic("C2")(fp.data_vector(fp.generated())))
+
+
+def _prior_draw(fp):
+    z, _ = fp.prior_latents()
+    return z
+
+
+@register_term("C3_mmd", "cost")
+def c3_mmd(fp):
+    """C3 through MMD(q(z), p(z)) with an inverse-multiquadric kernel (Tolstikhin et al. 2018;
+    Zhao et al. 2019): a sample-based alternative to the KL of C3, zero iff q(z) = p(z)."""
+    return mmd_estimate(fp.z(), _prior_draw(fp), kernel="imq", scales=(1.0,))
+
+
+def _latent_discriminator(name):
+    def factory(model):
+        return _built(Discriminator(name=f"critic_{name}"), (None, model.shared_size))
+    return factory
+
+
+def _c3_density_ratio_critic_loss(fp):
+    critic = fp.critic("C3_density_ratio")
+    return adversarial.discriminator_loss(critic(ops.stop_gradient(fp.z())), critic(_prior_draw(fp)))
+
+
+@register_term("C3_density_ratio", "cost", critic=_latent_discriminator("C3_density_ratio"),
+               critic_loss=_c3_density_ratio_critic_loss)
+def c3_density_ratio(fp):
+    """C3 = KL(q(z) ‖ p(z)) ≈ E_q(z)[D(z)], with D the logit of a classifier of q(z) samples
+    against p(z) samples (the density-ratio trick, Sugiyama et al. 2012; as in AAE/FactorVAE)."""
+    return ops.mean(fp.critic("C3_density_ratio")(fp.z()))
+
+
+@register_term("tc", "regularizer")
+def total_correlation(fp):
+    """D(q ‖ G^p) for q(z): the total correlation KL(q(z) ‖ Π_d q(z_d)) of the aggregate
+    posterior (β-TCVAE, Chen et al. 2018), minibatch-weighted-sampling estimate. A
+    ``dataset_size`` hyperparameter switches to Chen et al.'s exact MWS weights (which add the
+    constant (D−1)·log N to the value, not to the gradient)."""
+    loc, logvar = fp.posterior()
+    size = fp.model.model_config["hyperparameters"].get("dataset_size")
+    return total_correlation_lib.total_correlation_mws(fp.z(), loc, logvar, dataset_size=size)
+
+
+def _tc_critic_loss(fp):
+    critic = fp.critic("tc_discriminator")
+    z = ops.stop_gradient(fp.z())
+    permuted = total_correlation_lib.permute_dims(z, seed=fp.model.seed_generator)
+    return total_correlation_lib.density_ratio_discriminator_loss(critic(z), critic(permuted))
+
+
+@register_term("tc_discriminator", "regularizer", critic=_latent_discriminator("tc_discriminator"),
+               critic_loss=_tc_critic_loss)
+def total_correlation_discriminator(fp):
+    """D(q ‖ G^p) as FactorVAE estimates it (Kim & Mnih 2018): TC ≈ E_q(z)[D(z)], D the logit of a
+    classifier of q(z) samples against samples with each dimension permuted across the batch."""
+    return total_correlation_lib.tc_discriminator_estimate(fp.critic("tc_discriminator")(fp.z()))
+
+
+def _code_layout(model):
+    """``[(block, start, end, kind)]`` for every code block of the shared latent vector."""
+    layout, start = [], 0
+    for block in model.model_config["shared"]:
+        if block["code"]:
+            layout.append((block["name"], start, start + block["size"], block["prior"]))
+        start += block["size"]
+    return layout
+
+
+def _code_predictor(model):
+    layout = _code_layout(model)
+    if not layout:
+        raise ValueError(f"{model.name}: the 'infogan' term needs at least one shared block with "
+                         "\"code\": true (the latent code c of G^InfoGAN)")
+    size = sum((e - s) if kind == "categorical" else 2 * (e - s) for _, s, e, kind in layout)
+    return _built(CodePredictor(_data_size(model), size, name="auxiliary_infogan"), (None, _data_size(model)))
+
+
+@register_term("infogan", "regularizer", needs_inference=False, auxiliary=_code_predictor)
+def infogan_information(fp):
+    """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
+    2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
+    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q."""
+    z, _ = fp.prior_latents()
+    params = fp.auxiliary("infogan")(fp.data_vector(fp.generated()))
+    bound, offset = 0.0, 0
+    for _, start, end, kind in _code_layout(fp.model):
+        code, size = z[:, start:end], end - start
+        if kind == "categorical":
+            bound = bound + infogan.categorical_code_mi_lower_bound(code, params[:, offset:offset + size])
+            offset += size
+        else:
+            mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
+            bound = bound + infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
+            offset += 2 * size
+    return -bound

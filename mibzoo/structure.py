@@ -22,7 +22,7 @@ def parse_mask(spec, num_modalities, num_blocks, source, field):
     """Reads a mask spec from a zoo config.
 
     Args:
-        spec: ``"full"`` (all ones), an N×M nested list of numbers in [0, 1] (fixed), or
+        spec: ``"full"`` (all ones), ``"none"`` (all zeros: no edges), an N×M nested list of numbers in [0, 1] (fixed), or
             ``{"learned": true, "init": p}`` with ``p`` an initial edge probability in (0, 1)
             (a number or an N×M list).
         num_modalities: N.
@@ -34,9 +34,12 @@ def parse_mask(spec, num_modalities, num_blocks, source, field):
         ``(learned, matrix)``: whether the mask is learned, and the fixed values or the
         initial probabilities as an N×M list of floats.
     """
-    shape_msg = f"'full', a {num_modalities}x{num_blocks} matrix of numbers in [0, 1], or {{\"learned\": true, \"init\": p}}"
+    shape_msg = (f"'full', 'none', a {num_modalities}x{num_blocks} matrix of numbers in [0, 1], "
+                 f"or {{\"learned\": true, \"init\": p}}")
     if spec == "full":
         return False, [[1.0] * num_blocks for _ in range(num_modalities)]
+    if spec == "none":  # an empty Bayesian network (G^q = [] for GAN and InfoGAN in Table 2)
+        return False, [[0.0] * num_blocks for _ in range(num_modalities)]
     learned = isinstance(spec, dict)
     if learned:
         unknown = set(spec) - {"learned", "init"}

@@ -4,13 +4,14 @@ import pytest
 
 import keras
 import mibzoo
-from tests.model_test_case import dataset, run_model_test, run_saving_test, synthetic_batches, tiny_overrides
+from tests.model_test_case import (dataset, is_adversarial, run_model_test, run_saving_test, synthetic_batches,
+                                   tiny_overrides)
 
 ENTRIES = mibzoo.list_models()
 
 
-def test_zoo_covers_the_vae_family_of_table2():
-    assert {"vae", "beta_vae", "jmvae", "mvae", "wyner_vae", "mib_mm"} <= set(ENTRIES)
+def test_zoo_covers_every_row_of_table2():
+    assert {"vae", "gan", "infogan", "beta_vae", "beta_tcvae", "jmvae", "mvae", "wyner_vae", "mib_mm"} <= set(ENTRIES)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -23,6 +24,9 @@ def test_entry_fits_with_finite_terms_and_round_trips(entry, tmp_path):
 def test_entry_loss_falls_on_a_learnable_problem(entry):
     keras.utils.set_random_seed(0)
     model = mibzoo.load(entry, **tiny_overrides(entry))
+    if is_adversarial(model) and not model.has_inference:
+        pytest.skip(f"{entry} is trained adversarially: its loss is a minimax value that need not fall; "
+                    "tests/test_adversarial_zoo.py checks that it learns")
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     arrays = synthetic_batches(model.modality_specs, n=512, seed=1)
     evaluation = {k: v for k, v in arrays.items()}

@@ -1,0 +1,155 @@
+"""gan, infogan, beta_tcvae, factor_vae: critics in their own phase, and what each must learn."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras
+import mibzoo
+from mibzoo.errors import NoInferenceNetworkError
+from tests.model_test_case import TINY_SHARED, TINY_VECTOR, dataset, synthetic_batches, tiny_overrides
+
+CENTERS = np.stack([2 * np.cos(2 * np.pi * np.arange(8) / 8), 2 * np.sin(2 * np.pi * np.arange(8) / 8)], 1)
+RING = {"x": {"kind": "vector", "size": 2, "likelihood": "normal", "hidden": 128, "layers": 2}}
+
+
+def ring_dataset(n=8192, seed=0):
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 8, n)
+    x = CENTERS[k] + 0.05 * rng.normal(size=(n, 2))
+    return tf.data.Dataset.from_tensor_slices({"x": x.astype("float32")}).shuffle(n, seed=seed).batch(128).repeat()
+
+
+def nearest_mode(points):
+    distance = np.linalg.norm(points[:, None] - CENTERS[None], axis=-1)
+    return distance.argmin(1), distance.min(1)
+
+
+def train_on_ring(entry, shared, steps=3000):
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load(entry, modalities=RING, shared=shared)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
+                  critic_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5))
+    model.fit(ring_dataset(), steps_per_epoch=steps, epochs=1, verbose=0)
+    return model
+
+
+def test_gan_covers_at_least_seven_of_eight_ring_modes():
+    model = train_on_ring("gan", [{"name": "z", "size": 4}])
+    samples = np.asarray(model.sample(2000, seed=1)["x"])
+    mode, distance = nearest_mode(samples)
+    near = distance < 0.3
+    covered = np.bincount(mode[near], minlength=8) > 0.01 * len(samples)
+    assert near.mean() > 0.5, f"only {near.mean():.2f} of the samples lie near a mode"
+    assert covered.sum() >= 7, f"modes covered: {covered.sum()} of 8"
+
+
+def test_infogan_categorical_code_controls_the_mixture_component():
+    model = train_on_ring("infogan", [{"name": "noise", "size": 4},
+                                      {"name": "c", "size": 8, "prior": "categorical", "code": True}])
+    table = np.zeros((8, 8))
+    for code in range(8):
+        samples = np.asarray(model.sample(500, seed=10 + code, latents={"c": np.full(500, code)})["x"])
+        table[code] = np.bincount(nearest_mode(samples)[0], minlength=8)
+    # Purity: share of samples in the mode their code most often produces (chance: 1/8).
+    purity = table.max(1).sum() / table.sum()
+    assert purity > 0.6, f"code -> mode purity {purity:.2f} is not clearly above chance 0.125"
+
+
+def test_critic_phase_moves_only_the_critic():
+    model = mibzoo.load("gan", **tiny_overrides("gan"))
+    model.compile(optimizer="adam")
+    critic_vars = model.phase_variables("critic:C2")
+    generator_vars = model.phase_variables("dist")
+    assert critic_vars and generator_vars and not {id(v) for v in critic_vars} & {id(v) for v in generator_vars}
+    arrays = synthetic_batches(model.modality_specs, n=32)
+    moved = []
+    for step in range(4):
+        c0, g0 = [np.array(v) for v in critic_vars], [np.array(v) for v in generator_vars]
+        model.fit(dataset({k: v[8 * step:8 * step + 8] for k, v in arrays.items()}, 8), epochs=1, verbose=0)
+        c = any(not np.array_equal(a, np.array(v)) for a, v in zip(c0, critic_vars))
+        g = any(not np.array_equal(a, np.array(v)) for a, v in zip(g0, generator_vars))
+        assert c != g
+        moved.append("critic" if c else "generator")
+    assert moved == ["critic", "generator", "critic", "generator"]  # the gan entry's phase order
+
+
+def test_gan_has_no_inference_network_and_says_so():
+    model = mibzoo.load("gan", **tiny_overrides("gan"))
+    assert model.encoders == {}
+    with pytest.raises(NoInferenceNetworkError, match=r"encode\(\) needs an inference network.*G\^q is empty"):
+        model.encode({"x": np.zeros((2, 12), "float32")})
+    with pytest.raises(NoInferenceNetworkError, match=r"generate\(\)"):
+        model.generate({"x": np.zeros((2, 12), "float32")}, target="x")
+    assert model.sample(3, seed=0)["x"].shape == (3, 12)
+
+
+def test_infogan_code_conditioned_generation_uses_the_given_code():
+    model = mibzoo.load("infogan", **tiny_overrides("infogan"))
+    a = model.sample(6, seed=0, latents={"c": np.array([0, 1, 2, 0, 1, 2])})
+    b = model.sample(6, seed=0, latents={"c": np.eye(3, dtype="float32")[[0, 1, 2, 0, 1, 2]]})
+    np.testing.assert_array_equal(np.asarray(a["x"]), np.asarray(b["x"]))
+    c = model.sample(6, seed=0, latents={"c": np.array([2, 2, 2, 2, 2, 2])})
+    assert not np.allclose(np.asarray(a["x"]), np.asarray(c["x"]))
+
+
+def test_terms_needing_inference_are_refused_without_it():
+    with pytest.raises(ValueError, match=r"'dist\[1\]\[1\]'.*'C1'.*needs no inference network"):
+        mibzoo.load("gan", dist=[[1.0, "C2"], [1.0, "C1"]])
+
+
+def test_critic_term_without_its_phase_is_refused():
+    with pytest.raises(ValueError, match=r"a 'critic:C2' phase"):
+        mibzoo.load("gan", phases=[{"name": "dist", "steps": 1}])
+
+
+def numpy_total_correlation(z, loc, logvar):
+    """Minibatch estimate of KL(q(z) ‖ Π_d q(z_d)) (Chen et al. 2018, weight 1/B), in NumPy."""
+    log_pdf = -0.5 * (np.log(2 * np.pi) + logvar[None] + (z[:, None] - loc[None]) ** 2 / np.exp(logvar[None]))
+
+    def logmeanexp(a, axis):
+        m = a.max(axis=axis, keepdims=True)
+        return (m + np.log(np.mean(np.exp(a - m), axis=axis, keepdims=True))).squeeze(axis)
+
+    log_qz = logmeanexp(log_pdf.sum(-1), 1)
+    log_marginals = logmeanexp(log_pdf, 1).sum(-1)
+    return float(np.mean(log_qz - log_marginals))
+
+
+@pytest.mark.parametrize("beta", [1.0, 3.0])
+def test_beta_tcvae_is_elbo_plus_beta_minus_one_total_correlation(beta):
+    single = {"x": dict(TINY_VECTOR)}
+    model = mibzoo.load("beta_tcvae", modalities=single, shared=TINY_SHARED, beta=beta)
+    vae = mibzoo.load("vae", modalities=single, shared=TINY_SHARED)
+    vae.set_weights(model.get_weights())
+    arrays = synthetic_batches(single, n=64)
+    fps = []
+    for m in (model, vae):
+        x, present = m._prepare({"x": arrays["x"]}, strict=True)
+        fps.append(m.forward(x, present, training=False, seed=11))
+    _, totals = model.compute_terms(fps[0])
+    _, elbo = vae.compute_terms(fps[1])
+    loc, logvar = (np.asarray(t) for t in fps[0].posterior())
+    tc = numpy_total_correlation(np.asarray(fps[0].z()), loc, logvar)
+    np.testing.assert_allclose(float(totals["loss"]), float(elbo["loss"]) + (beta - 1.0) * tc, rtol=1e-4, atol=1e-4)
+
+
+def test_factor_vae_trains_with_finite_reported_terms():
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("factor_vae", **tiny_overrides("factor_vae"))
+    model.compile(optimizer="adam", critic_optimizer=keras.optimizers.Adam(1e-3))
+    arrays = synthetic_batches(model.modality_specs, n=512)
+    history = model.fit(dataset(arrays, 64).repeat(), steps_per_epoch=40, epochs=2, verbose=0).history
+    assert {"C1", "tc_discriminator", "tc_discriminator_critic"} <= set(history)
+    assert all(np.all(np.isfinite(v)) for v in history.values())
+
+
+@pytest.mark.parametrize("cost, phases", [
+    ("C3_mmd", [{"name": "dist", "steps": 1}]),
+    ("C3_density_ratio", [{"name": "dist", "steps": 1}, {"name": "critic:C3_density_ratio", "steps": 1}]),
+])
+def test_aggregate_posterior_alternatives_to_c3_train(cost, phases):
+    single = {"x": dict(TINY_VECTOR)}
+    model = mibzoo.load("vae", modalities=single, shared=TINY_SHARED, dist=[[1.0, "C1"], [2.0, cost]], phases=phases)
+    model.compile(optimizer="adam")
+    history = model.fit(dataset(synthetic_batches(single, n=128), 32), epochs=2, verbose=0).history
+    assert cost in history and all(np.all(np.isfinite(v)) for v in history.values())
