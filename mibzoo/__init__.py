@@ -9,7 +9,8 @@ mibzoo.list_models()
 model = mibzoo.load("wyner_vae")
 ```
 """
+from mibzoo import data
 from mibzoo.registry import describe, list_models, load
 
 __version__ = "0.1.0"
-__all__ = ["describe", "list_models", "load", "__version__"]
+__all__ = ["data", "describe", "list_models", "load", "__version__"]
