@@ -11,7 +11,7 @@ import sys
 _SUBCOMMAND_MODULES = [
     "mibzoo.registry",
     "mibzoo.data.cli",
-    "mibzoo.runs_cli",
+    "mibzoo.serving.cli",
 ]
 
 

@@ -1,0 +1,139 @@
+"""REST latency of the local server for a tiny model, at batch 1 and 64.
+
+Exports a tiny Keras 3 model (4 -> 3 -> 4 dense layers, one seeded signature) into a
+temporary base directory, serves it with `mibzoo.serving.LocalServer` on 127.0.0.1, and
+times sequential predict requests over one keep-alive HTTP connection (what a client
+library with connection reuse sees). Prints p50/p99 per batch size and format, and the
+bare Session.run time of the same signature for comparison.
+
+    python benchmarks/serving_latency.py [--requests 500] [--batches 1 64]
+
+These figures measure the development server (Python HTTP + JSON), not TF Serving.
+"""
+import argparse
+import http.client
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+
+def build_and_export(base):
+    import keras
+    import tensorflow as tf
+
+    from mibzoo import export_archive
+
+    keras.utils.set_random_seed(0)
+    encoder, decoder = keras.layers.Dense(3), keras.layers.Dense(4)
+    model = keras.Sequential([keras.Input((4,)), encoder, decoder])
+
+    def reconstruct(inputs):
+        return {"image": model(inputs["image"])}
+
+    def generate_seeded(inputs):
+        z = encoder(inputs["image"]) + export_archive.per_example_stateless_normal(inputs["seed"], [3])
+        return {"image": decoder(z)}
+
+    image = tf.TensorSpec([None, 4], tf.float32)
+    seed = tf.TensorSpec([None, 2], tf.int32)
+    return export_archive.export_signatures(
+        base, "tiny", 1, model,
+        {"reconstruct": (reconstruct, {"image": image}),
+         "generate_image_to_image_seeded": (generate_seeded, {"image": image, "seed": seed})},
+    )
+
+
+def percentiles(samples_ms):
+    samples = np.asarray(samples_ms)
+    return np.percentile(samples, 50), np.percentile(samples, 99), samples.mean()
+
+
+def time_rest(url, body, requests):
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    payload = json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    samples = []
+    try:
+        for i in range(requests + 20):
+            started = time.perf_counter()
+            connection.request("POST", "/v1/models/tiny:predict", body=payload, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            elapsed = (time.perf_counter() - started) * 1000
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status}: {data[:200]!r}")
+            if i >= 20:  # the first requests warm up caches and the connection
+                samples.append(elapsed)
+    finally:
+        connection.close()
+    return samples
+
+
+def time_session(version_dir, signature, inputs, requests):
+    from mibzoo import export_archive
+
+    session, meta_graph = export_archive.load_session(version_dir)
+    try:
+        sig = meta_graph.signature_def[signature]
+        run = session.make_callable([sig.outputs[k].name for k in sorted(sig.outputs)],
+                                    feed_list=[sig.inputs[k].name for k in sorted(inputs)])
+        args = [inputs[k] for k in sorted(inputs)]
+        samples = []
+        for i in range(requests + 20):
+            started = time.perf_counter()
+            run(*args)
+            if i >= 20:
+                samples.append((time.perf_counter() - started) * 1000)
+    finally:
+        session.close()
+    return samples
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500, help="timed requests per case")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    args = parser.parse_args(argv)
+
+    from mibzoo.serving import LocalServer
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as base:
+        version_dir = build_and_export(base)
+        with LocalServer(base, port=0, max_batch=max(args.batches)) as server:
+            print(f"local server {server.url}, {args.requests} sequential requests per case, "
+                  f"one keep-alive connection; cpu count {os.cpu_count()}")
+            print(f"{'case':44s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
+            for batch in args.batches:
+                images = rng.standard_normal((batch, 4)).astype(np.float32)
+                seeds = np.stack([np.full(batch, 7), np.arange(batch)], 1).astype(np.int32)
+                cases = [
+                    (f"REST reconstruct batch {batch} (inputs)",
+                     {"signature_name": "reconstruct", "inputs": {"image": images.tolist()}}),
+                    (f"REST reconstruct batch {batch} (instances)",
+                     {"signature_name": "reconstruct", "instances": images.tolist()}),
+                    (f"REST generate seeded batch {batch} (inputs)",
+                     {"signature_name": "generate_image_to_image_seeded",
+                      "inputs": {"image": images.tolist(), "seed": seeds.tolist()}}),
+                ]
+                for name, body in cases:
+                    p50, p99, mean = percentiles(time_rest(server.url, body, args.requests))
+                    print(f"{name:44s} {p50:8.2f} {p99:8.2f} {mean:8.2f}")
+                p50, p99, mean = percentiles(
+                    time_session(version_dir, "reconstruct", {"image": images}, args.requests))
+                print(f"{f'Session.run reconstruct batch {batch} (no HTTP)':44s} "
+                      f"{p50:8.2f} {p99:8.2f} {mean:8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

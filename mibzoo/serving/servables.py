@@ -1,0 +1,454 @@
+"""Loaded SavedModel versions and the manager that keeps them in sync with a base directory.
+
+Each version runs in its own Session on its own Graph, loaded with the session loader
+(`mibzoo.export_archive.load_session`) -- the path TF Serving takes -- so a model that
+works here has passed the same loading and by-tensor-name execution as in the server.
+The manager polls ``BASE/*/N/`` like TF Serving's file-system source: new version
+directories are loaded, vanished ones unloaded, replaced ones reloaded, and requests
+without a version go to the highest loaded version.
+"""
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mibzoo import export_archive
+from mibzoo.serving.errors import ServingStatusError, invalid_argument, not_found
+from mibzoo.serving.rest_json import TensorSpecInfo, check_inputs
+
+logger = logging.getLogger("mibzoo.serving")
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_VERSION_RE = re.compile(r"^[0-9]+$")
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def _error_code_name(err):
+    """The canonical code name of a ``tf.errors.OpError`` (``INVALID_ARGUMENT``, ...)."""
+    tf = _tf()
+    names = {
+        tf.errors.CANCELLED: "CANCELLED",
+        tf.errors.UNKNOWN: "UNKNOWN",
+        tf.errors.INVALID_ARGUMENT: "INVALID_ARGUMENT",
+        tf.errors.DEADLINE_EXCEEDED: "DEADLINE_EXCEEDED",
+        tf.errors.NOT_FOUND: "NOT_FOUND",
+        tf.errors.ALREADY_EXISTS: "ALREADY_EXISTS",
+        tf.errors.PERMISSION_DENIED: "PERMISSION_DENIED",
+        tf.errors.RESOURCE_EXHAUSTED: "RESOURCE_EXHAUSTED",
+        tf.errors.FAILED_PRECONDITION: "FAILED_PRECONDITION",
+        tf.errors.ABORTED: "ABORTED",
+        tf.errors.OUT_OF_RANGE: "OUT_OF_RANGE",
+        tf.errors.UNIMPLEMENTED: "UNIMPLEMENTED",
+        tf.errors.INTERNAL: "INTERNAL",
+        tf.errors.UNAVAILABLE: "UNAVAILABLE",
+        tf.errors.DATA_LOSS: "DATA_LOSS",
+        tf.errors.UNAUTHENTICATED: "UNAUTHENTICATED",
+    }
+    return names.get(getattr(err, "error_code", None), "UNKNOWN")
+
+
+def _spec_info(key, info):
+    tf = _tf()
+    from tensorflow.core.framework import types_pb2
+
+    try:
+        dtype = np.dtype(tf.dtypes.as_dtype(info.dtype).as_numpy_dtype)
+    except TypeError:
+        dtype = np.dtype("V")  # a dtype JSON cannot carry; rejected per request
+    shape = (
+        None
+        if info.tensor_shape.unknown_rank
+        else tuple(None if d.size < 0 else d.size for d in info.tensor_shape.dim)
+    )
+    return TensorSpecInfo(key, info.name, dtype, types_pb2.DataType.Name(info.dtype), shape)
+
+
+class LoadedVersion:
+    """One model version in a Session, with its signatures ready to run.
+
+    Session.run is thread-safe, so one instance serves concurrent requests. A reference
+    count keeps the session open until the last in-flight request finishes after the
+    version was unloaded.
+
+    Args:
+        model: the model name.
+        version: the integer version.
+        path: the version directory.
+        identity: what the directory looked like when loaded (to notice replacement).
+        session_config: optional ``tf.compat.v1.ConfigProto``.
+    """
+
+    def __init__(self, model, version, path, identity=None, session_config=None):
+        self.model = model
+        self.version = version
+        self.path = Path(path)
+        self.identity = identity
+        self.session, self.meta_graph = export_archive.load_session(path, session_config)
+        try:
+            self.signature_defs = dict(self.meta_graph.signature_def)
+            self.signatures = export_archive.serving_signatures(self.meta_graph)
+            self.inputs = {
+                name: {k: _spec_info(k, v) for k, v in sig.inputs.items()}
+                for name, sig in self.signatures.items()
+            }
+            self.outputs = {
+                name: {k: _spec_info(k, v) for k, v in sig.outputs.items()}
+                for name, sig in self.signatures.items()
+            }
+        except BaseException:
+            self.session.close()
+            raise
+        self._callables = {}
+        self._lock = threading.Lock()
+        self._refs = 1  # the manager's reference
+        self._closed = False
+
+    # -- lifetime ------------------------------------------------------------------
+
+    def acquire(self):
+        with self._lock:
+            if self._closed or self._refs == 0:
+                return False
+            self._refs += 1
+            return True
+
+    def release(self):
+        with self._lock:
+            self._refs -= 1
+            close = self._refs == 0 and not self._closed
+            if close:
+                self._closed = True
+        if close:
+            self.session.close()
+
+    # -- running -------------------------------------------------------------------
+
+    def input_specs(self, signature):
+        """``{input_key: TensorSpecInfo}`` of `signature` ('' = serving_default).
+
+        Raises:
+            ServingStatusError: INVALID_ARGUMENT with TF Serving's text if unknown.
+        """
+        key = signature or export_archive.DEFAULT_SIGNATURE
+        if key in self.inputs:
+            return self.inputs[key]
+        if key in self.signature_defs:  # e.g. __saved_model_init_op: no inputs to feed
+            raise invalid_argument(f"Failed to get input map for signature: {key}")
+        raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
+
+    def _callable(self, signature):
+        with self._lock:
+            entry = self._callables.get(signature)
+            if entry is None:
+                sig = self.signatures[signature]
+                in_keys = sorted(sig.inputs)
+                out_keys = sorted(sig.outputs)
+                # A callable binds feeds and fetches once: no name lookups per request.
+                run = self.session.make_callable(
+                    [sig.outputs[k].name for k in out_keys],
+                    feed_list=[sig.inputs[k].name for k in in_keys],
+                    accept_options=True,
+                )
+                entry = self._callables[signature] = (in_keys, out_keys, run)
+            return entry
+
+    def predict(self, signature, arrays, max_batch, timeout_ms=None):
+        """Checks `arrays` against the signature and runs it.
+
+        Args:
+            signature: the signature name ('' = serving_default).
+            arrays: ``{input_key: np.ndarray}``.
+            max_batch: the largest accepted batch size.
+            timeout_ms: the Session.run deadline, or None.
+
+        Returns:
+            ``{output_key: np.ndarray}``.
+
+        Raises:
+            ServingStatusError: bad inputs (INVALID_ARGUMENT) or a failed run (the
+                TensorFlow error's code: e.g. DEADLINE_EXCEEDED, INTERNAL).
+        """
+        tf = _tf()
+        key = signature or export_archive.DEFAULT_SIGNATURE
+        specs = self.input_specs(key)
+        check_inputs(arrays, specs, key, max_batch)
+        in_keys, out_keys, run = self._callable(key)
+        options = tf.compat.v1.RunOptions(timeout_in_ms=int(timeout_ms)) if timeout_ms else None
+        try:
+            values = run(*[arrays[k] for k in in_keys], options=options)
+        except tf.errors.OpError as err:
+            raise ServingStatusError(_error_code_name(err), err.message) from None
+        except (ValueError, TypeError) as err:  # feed conversion errors
+            raise invalid_argument(str(err)) from None
+        return dict(zip(out_keys, values))
+
+    def metadata(self):
+        """TF Serving's GetModelMetadataResponse for this version, as a JSON object."""
+        from google.protobuf import json_format
+
+        signature_defs = {
+            name: json_format.MessageToDict(
+                sig,
+                preserving_proto_field_name=True,
+                always_print_fields_with_no_presence=True,
+            )
+            for name, sig in sorted(self.signature_defs.items())
+        }
+        return {
+            "model_spec": {"name": self.model, "signature_name": "", "version": str(self.version)},
+            "metadata": {"signature_def": {"signature_def": signature_defs}},
+        }
+
+
+@dataclass
+class VersionStatus:
+    """A version's state as TF Serving reports it (START, LOADING, AVAILABLE, END)."""
+
+    version: int
+    state: str
+    error_code: str = "OK"
+    error_message: str = ""
+
+    def as_json(self):
+        return {
+            "version": str(self.version),
+            "state": self.state,
+            "status": {"error_code": self.error_code, "error_message": self.error_message},
+        }
+
+
+def _identity(path):
+    """What a version directory looks like now; changes when it is replaced or rewritten."""
+    parts = []
+    for child in (path, path / "saved_model.pb", path / "variables"):
+        try:
+            st = os.stat(child)
+        except FileNotFoundError:
+            parts.append(None)
+        else:
+            parts.append((st.st_ino, st.st_mtime_ns))
+    return tuple(parts)
+
+
+class ModelManager:
+    """Keeps every model version under a base directory loaded, polling for changes.
+
+    Args:
+        base: the model base directory (``BASE/NAME/VERSION/``).
+        poll_seconds: how often the poll thread rescans `base`.
+        replay_warmup: run each version's ``assets.extra/tf_serving_warmup_requests`` at
+            load time and fail the load if one fails, as TF Serving does.
+        session_config: optional ``tf.compat.v1.ConfigProto`` for every Session.
+    """
+
+    def __init__(self, base, poll_seconds=1.0, replay_warmup=True, session_config=None):
+        self.base = Path(base)
+        self.poll_seconds = poll_seconds
+        self.replay_warmup = replay_warmup
+        self.session_config = session_config
+        self._lock = threading.Lock()  # guards the tables below
+        self._scan_lock = threading.Lock()  # one scan (and load) at a time
+        self._loaded = {}  # name -> {version: LoadedVersion}
+        self._status = {}  # name -> {version: VersionStatus}
+        self._failed = {}  # (name, version) -> identity of the directory that failed
+        self._stop = threading.Event()
+        self._thread = None
+        self._closed = False
+
+    # -- polling -------------------------------------------------------------------
+
+    def start(self):
+        """Scans once now, then keeps scanning every `poll_seconds` in a thread."""
+        self.scan()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._poll, name="mibzoo-model-poll", daemon=True)
+            self._thread.start()
+        return self
+
+    def _poll(self):
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                self.scan()
+            except Exception:  # keep polling whatever a broken directory does
+                logger.exception("scanning %s failed", self.base)
+
+    def stop(self):
+        """Stops polling and unloads everything (sessions close when idle)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        with self._lock:
+            self._closed = True
+            retired = [v for versions in self._loaded.values() for v in versions.values()]
+            self._loaded.clear()
+            self._status.clear()
+        for version in retired:
+            version.release()
+
+    def _on_disk(self):
+        found = {}
+        if not self.base.is_dir():
+            return found
+        for model_dir in self.base.iterdir():
+            if model_dir.name.startswith(".") or not _NAME_RE.match(model_dir.name):
+                continue
+            if not model_dir.is_dir():
+                continue
+            versions = {}
+            for child in model_dir.iterdir():
+                # Only numeric names are versions: hidden temporary exports are skipped.
+                if _VERSION_RE.match(child.name) and (child / "saved_model.pb").exists():
+                    versions[int(child.name)] = child
+            if versions:
+                found[model_dir.name] = versions
+        return found
+
+    def scan(self):
+        """Brings the loaded versions in line with the base directory, once."""
+        with self._scan_lock:
+            if self._closed:
+                return
+            on_disk = self._on_disk()
+            # Unload versions (and models) that disappeared.
+            retired = []
+            with self._lock:
+                for name in list(self._status):
+                    for version in list(self._status[name]):
+                        if version not in on_disk.get(name, {}):
+                            self._status[name].pop(version)
+                            loaded = self._loaded.get(name, {}).pop(version, None)
+                            if loaded is not None:
+                                retired.append(loaded)
+                            self._failed.pop((name, version), None)
+                    if not self._status[name]:
+                        self._status.pop(name)
+                        self._loaded.pop(name, None)
+            for loaded in retired:
+                logger.info("unloading %s version %d", loaded.model, loaded.version)
+                loaded.release()
+            # Load new, replaced, or changed-since-failure versions.
+            for name, versions in sorted(on_disk.items()):
+                for version, path in sorted(versions.items()):
+                    identity = _identity(path)
+                    with self._lock:
+                        current = self._loaded.get(name, {}).get(version)
+                        if current is not None and current.identity == identity:
+                            continue
+                        # Retry a failed load only once the directory has changed again.
+                        if self._failed.get((name, version)) == identity:
+                            continue
+                        if current is None:
+                            self._status.setdefault(name, {})[version] = VersionStatus(version, "LOADING")
+                    self._load(name, version, path, identity)
+
+    def _load(self, name, version, path, identity):
+        started = time.monotonic()
+        try:
+            loaded = LoadedVersion(name, version, path, identity, self.session_config)
+            if self.replay_warmup:
+                self._warm_up(loaded)
+        except Exception as err:
+            code = err.code if isinstance(err, ServingStatusError) else "UNKNOWN"
+            message = str(err).strip().splitlines()
+            message = " | ".join(message[:6]) if message else type(err).__name__
+            logger.error("loading %s version %d from %s failed: %s", name, version, path, message)
+            with self._lock:
+                self._failed[(name, version)] = identity
+                # A replacement that fails leaves the loaded version serving.
+                if version not in self._loaded.get(name, {}):
+                    self._status.setdefault(name, {})[version] = VersionStatus(
+                        version, "END", code, message
+                    )
+            return
+        with self._lock:
+            if self._closed:
+                previous = loaded  # stopped meanwhile: drop what we just loaded
+            else:
+                previous = self._loaded.setdefault(name, {}).get(version)
+                self._loaded[name][version] = loaded
+                self._status.setdefault(name, {})[version] = VersionStatus(version, "AVAILABLE")
+                self._failed.pop((name, version), None)
+        if previous is not None:
+            previous.release()
+        logger.info("loaded %s version %d in %.2fs", name, version, time.monotonic() - started)
+
+    def _warm_up(self, loaded):
+        try:
+            try:
+                requests = export_archive.read_warmup_requests(loaded.path)
+            except ImportError:
+                logger.warning("%s: cannot replay warm-up records without "
+                               "tensorflow-serving-api", loaded.path)
+                return
+            for i, (signature, inputs) in enumerate(requests):
+                try:
+                    loaded.predict(signature, inputs, max_batch=2**62)
+                except ServingStatusError as err:
+                    raise ServingStatusError(err.code, f"warm-up record {i} ({signature}) failed: "
+                                                       f"{err.message}") from None
+        except BaseException:
+            loaded.release()
+            raise
+
+    # -- lookups -------------------------------------------------------------------
+
+    def model_names(self):
+        with self._lock:
+            return sorted(self._status)
+
+    def get(self, name, version=None):
+        """An acquired `LoadedVersion` (call ``release()`` when done).
+
+        Args:
+            name: the model name.
+            version: an integer version, or None for the highest loaded version.
+
+        Raises:
+            ServingStatusError: NOT_FOUND with TF Serving's text, UNAVAILABLE if stopped.
+        """
+        for attempt in range(2):
+            with self._lock:
+                if self._closed:
+                    raise ServingStatusError("UNAVAILABLE", "the server is shutting down")
+                versions = self._loaded.get(name, {})
+                key = version if version is not None else (max(versions) if versions else None)
+                loaded = versions.get(key)
+            if loaded is not None and loaded.acquire():
+                return loaded
+            if attempt == 0:
+                # The directory may have changed since the last poll: look once now.
+                self.scan()
+        what = f"Specific({name}, {version})" if version is not None else f"Latest({name})"
+        raise not_found(f"Servable not found for request: {what}")
+
+    def status(self, name, version=None):
+        """The `VersionStatus` list of a model (one version if `version` is given).
+
+        Raises:
+            ServingStatusError: NOT_FOUND with TF Serving's text.
+        """
+        for attempt in range(2):
+            with self._lock:
+                versions = dict(self._status.get(name, {}))
+            if versions and (version is None or version in versions):
+                break
+            if attempt == 0:
+                self.scan()
+        if not versions:
+            raise not_found(f"Could not find any versions of model {name}")
+        if version is not None:
+            if version not in versions:
+                raise not_found(f"Could not find version {version} of model {name}")
+            return [versions[version]]
+        return [versions[v] for v in sorted(versions)]
