@@ -12,6 +12,8 @@ _SUBCOMMAND_MODULES = [
     "mibzoo.registry",
     "mibzoo.data.cli",
     "mibzoo.serving.cli",
+    "mibzoo.export",
+    "mibzoo.quickstart",
 ]
 
 

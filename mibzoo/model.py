@@ -281,10 +281,13 @@ class MIBModel(keras.Model):
 
     # ----- noise ---------------------------------------------------------------------------
     def _noise_source(self, seed):
-        """Returns ``noise(shape)``: training noise, fresh samples (``seed=None``), or stateless
-        draws from an int or an int32 ``[2]`` seed (reproducible across processes)."""
+        """Returns ``noise(shape)``: training noise (a SeedGenerator), fresh samples (``seed=None``),
+        stateless draws from an int or an int32 ``[2]`` seed (reproducible across processes), or
+        ``seed`` itself when it is already a noise callable."""
         if isinstance(seed, keras.random.SeedGenerator):
             return lambda shape: keras.random.normal(shape, seed=seed)
+        if callable(seed):  # a noise source of its own (export: one stateless seed per example)
+            return seed
         if seed is None:
             return lambda shape: keras.random.normal(shape, seed=self.sampling_seed_generator)
         counter = [0]
@@ -561,8 +564,10 @@ class MIBModel(keras.Model):
         if mode == "mean":
             out = dist.mean()
         elif mode == "sample":
-            out = dist.sample(seed=_seed_pair(seed if seed is not None else 0, 1000 + draw_index)) \
-                if seed is not None else dist.sample(seed=self._fresh_seed())
+            if callable(seed):
+                raise ValueError(f"{self.name}: mode='sample' takes an int or int32 [2] seed, not a noise source")
+            out = dist.sample(seed=_seed_pair(seed, 1000 + draw_index)) if seed is not None \
+                else dist.sample(seed=self._fresh_seed())
         else:
             raise ValueError(f"{self.name}: mode must be 'mean' or 'sample', got {mode!r}")
         return ops.reshape(out, tuple(lead) + tuple(event_shape(self.modality_specs[name])))
@@ -586,7 +591,8 @@ class MIBModel(keras.Model):
             inputs: ``{modality: batch}``, any subset of the modalities.
             target: the modality to generate.
             num_samples: draws of z per example.
-            seed: None (fresh samples), an int, or an int32 ``[2]`` tensor (reproducible).
+            seed: None (fresh samples), an int, or an int32 ``[2]`` tensor (reproducible), or a
+                noise callable ``noise(shape)`` (`mibzoo.export.per_example_noise`).
             mode: ``"mean"`` (pixel / class probabilities) or ``"sample"`` (draws from the likelihood).
             present: optional per-example presence, as in `encode`.
 

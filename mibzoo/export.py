@@ -1,0 +1,210 @@
+"""Export a trained zoo model as a TF Serving version: the signature contract of `export/README.md`.
+
+Signatures (every input and output has a leading ``None`` batch dimension; categorical inputs
+are int32 class ids ``[None]``, categorical outputs class probabilities ``[None, K]``; image and
+vector outputs are the likelihood's mean):
+
+- ``serving_default`` / ``generate``: cross-modal generation from whichever modalities are
+  given (input ``present``: float32 ``[None, N]``, 1 where a modality is given; absent ones may
+  be zeros) to every modality;
+- ``generate_<source>_to_<target>`` for each ordered pair of modalities;
+- ``encode``: posterior parameters ``loc``, ``logvar`` of q(z | x^S) from the present modalities;
+- ``reconstruct``: every modality decoded from the posterior means;
+- ``sample``: one joint sample from the prior per input row (input ``sample_index`` int32
+  ``[None]``: TF Serving needs every output to share the inputs' batch dimension, so the number
+  of rows is the number of samples);
+- ``*_seeded`` twins of the sampling signatures take ``seed``: int32 ``[None, 2]``, one stateless
+  seed per row, so a row's output depends only on its inputs and its seed — identical across
+  processes and unaffected by server-side batching.
+
+Models without an inference network (gan, infogan) export ``sample``, ``sample_seeded`` and
+``serving_default`` (= ``sample``).
+"""
+import datetime
+import json
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mibzoo import export_archive
+from mibzoo.modalities import event_shape
+
+
+def _input_spec(spec):
+    if spec["kind"] == "categorical":
+        return tf.TensorSpec([None], tf.int32)
+    return tf.TensorSpec([None, *event_shape(spec)], tf.float32)
+
+
+def per_example_noise(seeds):
+    """A noise source for the model whose draws are stateless per example: row b of every draw
+    comes from ``seeds[b]`` (offset by the draw's index), whatever the batch it is served in.
+
+    Draw shapes are ``[B, D]``, ``[B]`` (rows first) or ``[S, B, D]`` (samples, then rows).
+    """
+    seeds = tf.cast(seeds, tf.int32)
+    counter = [0]
+
+    def draw(shape):
+        counter[0] += 1
+        offset = tf.constant([0, 7919 * counter[0]], tf.int32)
+        shape = [int(s) if isinstance(s, (int, np.integer)) else s for s in shape]
+        if len(shape) == 3:
+            per_row = tf.map_fn(lambda s: tf.random.stateless_normal([shape[0], shape[2]], s + offset), seeds,
+                                fn_output_signature=tf.float32)
+            return tf.transpose(per_row, [1, 0, 2])
+        inner = list(shape[1:])
+        return tf.map_fn(lambda s: tf.random.stateless_normal(inner, s + offset), seeds,
+                         fn_output_signature=tf.float32)
+
+    return draw
+
+
+def build_signatures(model):
+    """``{signature_name: (fn, input_specs)}`` for `export_archive.export_signatures`."""
+    names = model.modality_names
+    specs = model.modality_specs
+    signatures = {}
+
+    def sample_fn(seeded):
+        def fn(inputs):
+            if seeded:
+                seeds = inputs["seed"]
+                n, noise = tf.shape(seeds)[0], per_example_noise(seeds)
+            else:
+                n, noise = tf.shape(inputs["sample_index"])[0], None
+            return dict(model.sample(n, seed=noise))
+        return fn
+
+    signatures["sample"] = (sample_fn(False), {"sample_index": tf.TensorSpec([None], tf.int32)})
+    signatures["sample_seeded"] = (sample_fn(True), {"seed": tf.TensorSpec([None, 2], tf.int32)})
+    if not model.has_inference:
+        signatures["serving_default"] = signatures["sample"]
+        return signatures
+
+    all_inputs = {name: _input_spec(specs[name]) for name in names}
+    present_spec = {"present": tf.TensorSpec([None, len(names)], tf.float32)}
+
+    def presence(inputs):
+        return {name: inputs["present"][:, i] for i, name in enumerate(names)}
+
+    def generate_all(seeded):
+        def fn(inputs):
+            x = {n: inputs[n] for n in names}
+            noise = per_example_noise(inputs["seed"]) if seeded else None
+            return {target: model.generate(x, target, num_samples=1, seed=noise, present=presence(inputs))[0]
+                    for target in names}
+        return fn
+
+    seed_spec = {"seed": tf.TensorSpec([None, 2], tf.int32)}
+    signatures["serving_default"] = (generate_all(False), {**all_inputs, **present_spec})
+    signatures["generate_seeded"] = (generate_all(True), {**all_inputs, **present_spec, **seed_spec})
+
+    def encode(inputs):
+        post = model.encode({n: inputs[n] for n in names}, present=presence(inputs))
+        return {"loc": post["loc"], "logvar": post["logvar"]}
+
+    def reconstruct(inputs):
+        return dict(model.reconstruct({n: inputs[n] for n in names}, present=presence(inputs)))
+
+    signatures["encode"] = (encode, {**all_inputs, **present_spec})
+    signatures["reconstruct"] = (reconstruct, {**all_inputs, **present_spec})
+
+    def pair_fn(source, target, seeded):
+        def fn(inputs):
+            noise = per_example_noise(inputs["seed"]) if seeded else None
+            return {target: model.generate({source: inputs[source]}, target, num_samples=1, seed=noise)[0]}
+        return fn
+
+    for source in names:
+        for target in names:
+            if source == target:
+                continue
+            base = f"generate_{source}_to_{target}"
+            signatures[base] = (pair_fn(source, target, False), {source: all_inputs[source]})
+            signatures[f"{base}_seeded"] = (pair_fn(source, target, True), {source: all_inputs[source], **seed_spec})
+    return signatures
+
+
+def _warmup_example(spec_by_input):
+    """One all-zeros row per input (seed rows [0, 0]), for TF Serving's warm-up replay."""
+    return {key: np.zeros([1, *spec.shape[1:]], spec.dtype.as_numpy_dtype) for key, spec in spec_by_input.items()}
+
+
+def model_card(model, name, signatures, dataset=None, metrics=None):
+    lines = [f"# {name}", "", f"- zoo entry: `{model.entry}`", f"- dataset: {dataset or 'not recorded'}",
+             "- modalities: " + ", ".join(f"`{n}` ({s['kind']})" for n, s in model.modality_specs.items()),
+             f"- exported: {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} "
+             f"with TensorFlow {tf.__version__}, Keras {keras.__version__}", "", "## Metrics", ""]
+    lines += [f"- {k}: {v}" for k, v in sorted((metrics or {}).items())] or ["- not evaluated"]
+    lines += ["", "## Signatures", ""]
+    for sig_name, (_, spec) in signatures.items():
+        inputs = ", ".join(f"`{k}` {s.dtype.name}{list(s.shape)}" for k, s in spec.items())
+        lines.append(f"- `{sig_name}`: {inputs}")
+    return "\n".join(lines) + "\n"
+
+
+def export_model(model, base, name=None, version=None, dataset=None, metrics=None, overwrite=False):
+    """Writes ``BASE/NAME/VERSION/`` for TF Serving, verified with the session loader, atomically.
+
+    Args:
+        model: a `MIBModel`.
+        base: the TF Serving base directory; ``BASE/models.config`` is written or updated.
+        name: the served model name (default: the zoo entry).
+        version: an integer, or None for the next version.
+        dataset: dataset name recorded in the model card.
+        metrics: ``{name: value}`` recorded in the model card.
+        overwrite: replace an existing version.
+
+    Returns:
+        The path of the published version directory.
+
+    Example:
+
+    ```python
+    path = mibzoo.export.export_model(model, "exports", "wyner_vae")
+    ```
+    """
+    name = name or model.entry
+    signatures = build_signatures(model)
+    assets = {
+        "zoo_config.json": json.dumps({"entry": model.entry, "model": model.get_config()}, indent=2),
+        "model_card.md": model_card(model, name, signatures, dataset, metrics),
+    }
+    warmup = [(sig_name, _warmup_example(spec)) for sig_name, (_, spec) in signatures.items()]
+    return export_archive.export_signatures(base, name, version, model, signatures, assets=assets,
+                                            warmup_requests=warmup, overwrite=overwrite)
+
+
+def export_run(run_dir, base, name=None, version=None, overwrite=False):
+    """Exports the final model of a training run directory (`mibzoo train`)."""
+    run_dir = pathlib.Path(run_dir)
+    model_path = run_dir / "model.keras"
+    if not model_path.exists():
+        raise FileNotFoundError(f"{run_dir}: no model.keras; is this a finished `mibzoo train` run directory?")
+    model = keras.saving.load_model(model_path)
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    flat = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+    return export_model(model, base, name=name, version=version, dataset=run.get("dataset"), metrics=flat,
+                        overwrite=overwrite)
+
+
+def register(subparsers):
+    """`mibzoo export RUN_DIR --base BASE [--name NAME] [--version N]`."""
+    parser = subparsers.add_parser("export", help="export a trained run as a TF Serving SavedModel version")
+    parser.add_argument("run_dir", help="a `mibzoo train` run directory (holds model.keras)")
+    parser.add_argument("--base", required=True, help="TF Serving base directory (BASE/NAME/VERSION)")
+    parser.add_argument("--name", default=None, help="served model name (default: the zoo entry)")
+    parser.add_argument("--version", type=int, default=None, help="version number (default: next)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.set_defaults(func=_export_command)
+
+
+def _export_command(args):
+    path = export_run(args.run_dir, args.base, args.name, args.version, args.overwrite)
+    print(f"exported {path}")
+    return 0
