@@ -49,15 +49,12 @@ def per_example_noise(seeds):
 
     def draw(shape):
         counter[0] += 1
-        offset = tf.constant([0, 7919 * counter[0]], tf.int32)
-        shape = [int(s) if isinstance(s, (int, np.integer)) else s for s in shape]
-        if len(shape) == 3:
-            per_row = tf.map_fn(lambda s: tf.random.stateless_normal([shape[0], shape[2]], s + offset), seeds,
-                                fn_output_signature=tf.float32)
+        # Each draw of a request gets its own stream: the row's seed, offset by the draw index.
+        offset_seeds = seeds + tf.constant([0, 7919 * counter[0]], tf.int32)
+        if len(shape) == 3:  # [samples, rows, D]: draw [samples, D] per row, then put rows second
+            per_row = export_archive.per_example_stateless_normal(offset_seeds, [shape[0], shape[2]])
             return tf.transpose(per_row, [1, 0, 2])
-        inner = list(shape[1:])
-        return tf.map_fn(lambda s: tf.random.stateless_normal(inner, s + offset), seeds,
-                         fn_output_signature=tf.float32)
+        return export_archive.per_example_stateless_normal(offset_seeds, list(shape[1:]))
 
     return draw
 
