@@ -120,7 +120,7 @@ class Client:
 
         client = Client("http://localhost:8501")
         client.status("mnist_mvae")
-        images = client.generate("mnist_mvae", {"label": [[0] * 9 + [1]]}, "image", seed=7)
+        images = client.generate("wyner_vae", {"label": [9]}, "image", seed=7)  # class ids
     """
 
     def __init__(self, url="http://localhost:8501", timeout=30.0):
