@@ -35,15 +35,17 @@ class ForwardPass:
         mask_q: ``[N, M]`` inference structure M^q (sampled, expected or fixed).
         mask_p: ``[N, M]`` generation structure M^p.
         noise: callable ``noise(shape) -> standard normal tensor`` (the model's seeded source).
+        training: whether this pass is a training step (critics update their statistics then).
     """
 
-    def __init__(self, model, x, present, mask_q, mask_p, noise):
+    def __init__(self, model, x, present, mask_q, mask_p, noise, training=False):
         self.model = model
         self.x = x
         self.present = present
         self.mask_q = mask_q
         self.mask_p = mask_p
         self.noise = noise
+        self.training = training
         self.names = model.modality_names
         self._cache = {}
 

@@ -303,7 +303,7 @@ class MIBModel(keras.Model):
         """A `ForwardPass` with relaxed masks while training and inference masks otherwise."""
         mask_q, mask_p = self.structure_masks.masks(training=training, seed=self.seed_generator)
         noise = self._noise_source(self.seed_generator if training else seed)
-        return ForwardPass(self, x, present, mask_q, mask_p, noise)
+        return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training)
 
     def compute_terms(self, fp):
         """Weighted values of every loss term, and the totals L (Eq. 8) and L_score (Eq. 15).

@@ -14,14 +14,15 @@ Derivations the paper defers to its appendix (not available) are stated at each 
 import dataclasses
 from typing import Callable, Optional
 
+import keras
 import numpy as np
 from keras import ops
 
-from mibzoo.estimators import adversarial, infogan
+from mibzoo.estimators import adversarial, infogan, mine
 from mibzoo.estimators.mmd import mmd as mmd_estimate
 from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.aggregate import aggregate_kl_to_prior
-from mibzoo.estimators.critics import Discriminator
+from mibzoo.estimators.critics import Discriminator, MovingAverageMINE
 from mibzoo.modalities import event_shape
 from mibzoo.networks import CodePredictor
 
@@ -294,3 +295,52 @@ def infogan_information(fp):
             bound = bound + infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
             offset += 2 * size
     return -bound
+
+
+def _shared_private(fp):
+    """``(z, u)`` with u the private latents of the batch's modalities, side by side."""
+    if not fp.model.private_size:
+        raise ValueError(f"{fp.model.name}: I(z; u) terms need private latents (private > 0)")
+    return fp.z(), ops.concatenate([fp.u(name) for name in fp.names if name in fp.x], axis=-1)
+
+
+def _shuffled(fp, u):
+    # Pairs each z with the u of another example: samples of q(z) q(u) instead of q(z, u).
+    return keras.random.shuffle(u, axis=0, seed=fp.model.seed_generator)
+
+
+@register_term("mi_zu_mmd", "regularizer")
+def shared_private_mmd(fp):
+    """I_q(z; u) penalized through MMD(q(z, u), q(z) q(u)) (the fairness objective of Eq. 17,
+    OURS-MMD in Table 3; Gretton et al. 2006), with u shuffled across the batch for q(z) q(u)."""
+    z, u = _shared_private(fp)
+    joint = ops.concatenate([z, u], axis=-1)
+    product = ops.concatenate([z, _shuffled(fp, u)], axis=-1)
+    return mmd_estimate(joint, product, kernel="imq", scales=(1.0,))
+
+
+def _mine_critic(model):
+    if not model.private_size:
+        raise ValueError(f"{model.name}: the 'mi_zu_mine' term needs private latents (private > 0)")
+    private = model.private_size * len(model.modality_names)
+    return _built(MovingAverageMINE(name="critic_mi_zu_mine"), [(None, model.shared_size), (None, private)])
+
+
+def _mine_critic_loss(fp):
+    critic = fp.critic("mi_zu_mine")
+    z, u = (ops.stop_gradient(t) for t in _shared_private(fp))
+    loss, average = mine.mine_loss(critic([z, u]), critic([z, _shuffled(fp, u)]), critic.moving_average,
+                                   decay=critic.decay)
+    if fp.training:  # evaluation must not move the statistic
+        critic.moving_average.assign(average)
+    return loss
+
+
+@register_term("mi_zu_mine", "regularizer", critic=_mine_critic, critic_loss=_mine_critic_loss)
+def shared_private_mine(fp):
+    """I_q(z; u) estimated by MINE's lower bound E_q(z,u)[T] − log E_q(z)q(u)[e^T] (Belghazi et al.
+    2018; OURS-MINE in Table 3): the statistics network T maximizes it in phase
+    ``critic:mi_zu_mine``, the encoders minimize it."""
+    z, u = _shared_private(fp)
+    critic = fp.critic("mi_zu_mine")
+    return mine.mine_lower_bound(critic([z, u]), critic([z, _shuffled(fp, u)]))

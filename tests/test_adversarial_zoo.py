@@ -153,3 +153,29 @@ def test_aggregate_posterior_alternatives_to_c3_train(cost, phases):
     model.compile(optimizer="adam")
     history = model.fit(dataset(synthetic_batches(single, n=128), 32), epochs=2, verbose=0).history
     assert cost in history and all(np.all(np.isfinite(v)) for v in history.values())
+
+
+@pytest.mark.parametrize("term, phases", [
+    ("mi_zu_mmd", [{"name": "dist", "steps": 1}]),
+    ("mi_zu_mine", [{"name": "critic:mi_zu_mine", "steps": 1}, {"name": "dist", "steps": 1}]),
+])
+def test_shared_private_information_terms_of_the_fairness_objective_train(term, phases):
+    """I_q(z; u) (Eq. 17) as a regularizer, estimated with MMD or MINE; MINE's moving average
+    moves in its critic phase and not during evaluation."""
+    model = mibzoo.load("wyner_vae", **tiny_overrides("wyner_vae"),
+                        str_reg=[[1.0, "cross"], [1.0, term]], phases=phases)
+    model.compile(optimizer="adam")
+    arrays = synthetic_batches(model.modality_specs, n=128)
+    history = model.fit(dataset(arrays, 32), epochs=2, verbose=0).history
+    assert term in history and all(np.all(np.isfinite(v)) for v in history.values())
+    if term == "mi_zu_mine":
+        average = float(model.critics[term].moving_average)
+        assert average > 0 and f"{term}_critic" in history
+        model.evaluate(dataset(arrays, 32), verbose=0)
+        assert float(model.critics[term].moving_average) == average
+
+
+def test_information_terms_need_private_latents():
+    with pytest.raises(ValueError, match=r"'mi_zu_mine' term needs private latents"):
+        mibzoo.load("jmvae", **tiny_overrides("jmvae"), str_reg=[[1.0, "mi_zu_mine"]],
+                    phases=[{"name": "critic:mi_zu_mine", "steps": 1}, {"name": "dist", "steps": 1}])

@@ -147,3 +147,30 @@ class MINEStatistics(keras.layers.Layer):
         config.update(hidden=self.hidden, layers=self.num_hidden_layers,
                       activation=self.activation)
         return config
+
+
+@keras.saving.register_keras_serializable(package="mibzoo")
+class MovingAverageMINE(MINEStatistics):
+    """`MINEStatistics` that also keeps the moving average of E_marginal[e^T] which MINE's
+    bias-corrected gradient divides by (Belghazi et al. 2018, Sec. 3.2); see `mine.mine_loss`.
+
+    Args:
+      decay: decay of the moving average.
+      **kwargs: as `MINEStatistics`.
+    """
+
+    def __init__(self, decay=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.decay = float(decay)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        # Only the first replica's update is kept under tf.distribute (it is a statistic, not a
+        # parameter); 0 means "not started" for `mine_loss`.
+        self.moving_average = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                              name="moving_average", aggregation="only_first_replica")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(decay=self.decay)
+        return config
