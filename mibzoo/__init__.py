@@ -8,9 +8,37 @@ import mibzoo
 mibzoo.list_models()
 model = mibzoo.load("wyner_vae")
 ```
+
+Attributes are imported on first use (PEP 562), so ``import mibzoo`` (and the REST client in
+`mibzoo.serving`) does not start TensorFlow until a model is needed.
 """
-from mibzoo import data
-from mibzoo.registry import describe, list_models, load
+import importlib
 
 __version__ = "0.1.0"
-__all__ = ["data", "describe", "list_models", "load", "__version__"]
+
+_LAZY = {
+    "load": ("mibzoo.registry", "load"),
+    "list_models": ("mibzoo.registry", "list_models"),
+    "describe": ("mibzoo.registry", "describe"),
+    "MIBModel": ("mibzoo.model", "MIBModel"),
+    "compare": ("mibzoo.compare", "compare"),
+}
+_SUBMODULES = ("data", "export", "serving", "estimators", "metrics")
+
+__all__ = sorted(_LAZY) + list(_SUBMODULES) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module, attribute = _LAZY[name]
+        value = getattr(importlib.import_module(module), attribute)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"mibzoo.{name}")
+    else:
+        raise AttributeError(f"module 'mibzoo' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -5,7 +5,12 @@ own module, listed in `_SUBCOMMAND_MODULES`; this file only wires them together.
 """
 import argparse
 import importlib
+import os
 import sys
+
+# Command-line runs hide TensorFlow's C++ start-up chatter (set TF_CPP_MIN_LOG_LEVEL=0 to see it);
+# this must happen before anything imports TensorFlow.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Modules that contribute sub-commands; each defines `register(subparsers)`.
 _SUBCOMMAND_MODULES = [
@@ -14,6 +19,7 @@ _SUBCOMMAND_MODULES = [
     "mibzoo.serving.cli",
     "mibzoo.export",
     "mibzoo.quickstart",
+    "mibzoo.runs_cli",
 ]
 
 

@@ -76,7 +76,10 @@ def register(subparsers):
 def _list_command(args):
     for name in list_models():
         info = describe(name)
-        row = info.get("table2", {})
-        print(f"{name:12s} {info.get('title', ''):40s} L_dist={row.get('L_dist', '')}  "
-              f"L_str_reg={row.get('L_str_reg', '')}")
+        row, model = info.get("table2", {}), info["model"]
+        configured = "  ".join(f"{field}=" + ", ".join(f"[{w}, {t}]" for w, t in model[field])
+                               for field in ("dist", "str_reg"))
+        print(f"{name:11s} {info.get('title', '')}\n"
+              f"{'':11s} Table 2: L_dist={row.get('L_dist', '')}  L_str_reg={row.get('L_str_reg', '') or '[]'}\n"
+              f"{'':11s} config:  {configured}  modalities={list(model['modalities'])}")
     return 0

@@ -11,7 +11,7 @@ def test_list_prints_every_entry(capsys):
     out = capsys.readouterr().out
     for name in mibzoo.list_models():
         assert name in out
-    assert "[beta_i, G_cross^str(x_i)]" in out
+    assert "[beta_i, G_cross^str(x_i)]" in out and "str_reg=[beta - 1, tc]" in out
 
 
 def test_python_dash_m_mibzoo_list():
