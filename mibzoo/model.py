@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mibzoo import likelihoods, objectives
+from mibzoo import inference, likelihoods, objectives
 from mibzoo.config import validate_model_config, resolve_weight
 from mibzoo.errors import InputError, NoInferenceNetworkError
 from mibzoo.forward import ForwardPass
@@ -182,10 +182,19 @@ class MIBModel(keras.Model):
 
     # ----- networks ----------------------------------------------------------------------
     def encode_modality(self, name, x):
-        """Raw encoder outputs of one modality: ``(z_loc, z_logvar, u_loc, u_logvar)`` (float32)."""
+        """Encoder outputs of one modality: ``(z_loc, z_logvar, u_loc, u_logvar)`` (float32).
+
+        The network emits the expert's precision-weighted mean η = μ / σ² (its first natural
+        parameter) and log σ²; μ = η σ² is derived here. Eq. 13 is the same in either form, but
+        with μ as the output, the posterior mean η σ² m / (1 + m / σ²) shrinks with the expert's
+        precision, so early training silences z by driving precisions to 0, where every gradient
+        through the expert vanishes (an absorbing posterior collapse). With η as the output the
+        mean keeps its gradient whatever the precision.
+        """
         out = ops.cast(self.encoders[name](x), "float32")
         dz, du = self.shared_size, self.private_size
-        return out[:, :dz], out[:, dz:2 * dz], out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
+        eta, logvar = out[:, :dz], inference.clip_logvar(out[:, dz:2 * dz])
+        return eta * ops.exp(logvar), logvar, out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
 
     def decode_modality(self, name, latent):
         return self.decoders[name](latent)
