@@ -83,7 +83,7 @@ def test_posterior_carries_the_class_after_training(entry):
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     arrays = synthetic_batches(model.modality_specs, n=1024, seed=2)
     model.fit(dataset(arrays, 64).repeat(), steps_per_epoch=150, epochs=1, verbose=0)
-    post = model.encode({"x": arrays["x"]})
+    post = model.encode({k: v for k, v in arrays.items() if k in model.modality_specs})
     loc, logvar = np.asarray(post["loc"]), np.asarray(post["logvar"])
     rate = np.mean(0.5 * np.sum(np.exp(logvar) + loc ** 2 - 1 - logvar, axis=-1))  # KL(q(z|x) ‖ p(z))
     means = np.stack([loc[arrays["class"] == c].mean(0) for c in range(4)])
