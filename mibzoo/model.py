@@ -24,6 +24,7 @@ from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
+from mibzoo.tfp import tfd
 
 
 _INPUT_ERROR_OPEN, _INPUT_ERROR_CLOSE = "<<mibzoo-input-error:", ":mibzoo-input-error>>"
@@ -127,7 +128,6 @@ class MIBModel(keras.Model):
         # G^q = [] (GAN, InfoGAN): no inference network at all.
         self.has_inference = cfg["inference_structure"] != "none"
         self.block_priors = [b["prior"] for b in cfg["shared"]]
-        self.code_blocks = [b["name"] for b in cfg["shared"] if b["code"]]
         latent_out = 2 * (self.shared_size + self.private_size)
         self.encoders = {}
         self.decoders = {}
@@ -186,10 +186,10 @@ class MIBModel(keras.Model):
 
         The network emits the expert's precision-weighted mean η = μ / σ² (its first natural
         parameter) and log σ²; μ = η σ² is derived here. Eq. 13 is the same in either form, but
-        with μ as the output, the posterior mean η σ² m / (1 + m / σ²) shrinks with the expert's
-        precision, so early training silences z by driving precisions to 0, where every gradient
-        through the expert vanishes (an absorbing posterior collapse). With η as the output the
-        mean keeps its gradient whatever the precision.
+        with μ as the output the posterior mean, m μ / σ² / (1 + m / σ²), shrinks with the
+        expert's precision: early training then silences z by sending precisions to 0, where
+        every gradient through the expert vanishes (an absorbing posterior collapse). With η as
+        the output the posterior mean m η / (1 + m / σ²) keeps its gradient at any precision.
         """
         out = ops.cast(self.encoders[name](x), "float32")
         dz, du = self.shared_size, self.private_size
@@ -557,7 +557,6 @@ class MIBModel(keras.Model):
 
     def posterior(self, inputs, present=None):
         """q(z | x^S) as a TFP distribution (diagonal Gaussian over all shared blocks)."""
-        from mibzoo.tfp import tfd
         enc = self.encode(inputs, present)
         return tfd.MultivariateNormalDiag(loc=enc["loc"], scale_diag=enc["scale"])
 
