@@ -49,7 +49,7 @@ def save_grid(path, inputs, generated, title):
     return path
 
 
-def run(out="quickstart_out", epochs=2, limit=20000, batch_size=128, rows=10, samples=5, seed=0, data_dir=None):
+def run(out="quickstart_out", epochs=5, limit=20000, batch_size=128, rows=10, samples=5, seed=0, data_dir=None):
     """Runs the Quickstart job; returns a dict with the paths it wrote and its timings.
 
     Args:
@@ -125,7 +125,7 @@ def register(subparsers):
     parser = subparsers.add_parser("quickstart", help="fetch MNIST, train wyner_vae on mnist_plus1, export, serve, "
                                                        "generate m+1 digits over REST, write a PNG grid")
     parser.add_argument("--out", default="quickstart_out", help="output directory")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--limit", type=int, default=20000, help="training pairs used (0: all)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--data-dir", default=None)
