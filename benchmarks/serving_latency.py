@@ -1,12 +1,13 @@
-"""REST latency of the local server for a tiny model, at batch 1 and 64.
+"""REST latency of the local server, at batch 1 and 64, for a tiny model or a zoo entry.
 
-Exports a tiny Keras 3 model (4 -> 3 -> 4 dense layers, one seeded signature) into a
-temporary base directory, serves it with `mibzoo.serving.LocalServer` on 127.0.0.1, and
-times sequential predict requests over one keep-alive HTTP connection (what a client
-library with connection reuse sees). Prints p50/p99 per batch size and format, and the
-bare Session.run time of the same signature for comparison.
+Exports a tiny Keras 3 model (4 -> 3 -> 4 dense layers, one seeded signature) -- or, with
+``--zoo ENTRY``, the zoo entry with its default MNIST-Label modalities (weights untrained:
+latency does not depend on them) -- into a temporary base directory, serves it with
+`mibzoo.serving.LocalServer` on 127.0.0.1, and times sequential predict requests over one
+keep-alive HTTP connection (what a client library with connection reuse sees). Prints
+p50/p99 per batch size and format, and the bare Session.run time of the same signature.
 
-    python benchmarks/serving_latency.py [--requests 500] [--batches 1 64]
+    python benchmarks/serving_latency.py [--requests 500] [--batches 1 64] [--zoo wyner_vae]
 
 These figures measure the development server (Python HTTP + JSON), not TF Serving.
 """
@@ -56,7 +57,7 @@ def percentiles(samples_ms):
     return np.percentile(samples, 50), np.percentile(samples, 99), samples.mean()
 
 
-def time_rest(url, body, requests):
+def time_rest(url, body, requests, model="tiny"):
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     payload = json.dumps(body).encode()
@@ -65,7 +66,7 @@ def time_rest(url, body, requests):
     try:
         for i in range(requests + 20):
             started = time.perf_counter()
-            connection.request("POST", "/v1/models/tiny:predict", body=payload, headers=headers)
+            connection.request("POST", f"/v1/models/{model}:predict", body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
             elapsed = (time.perf_counter() - started) * 1000
@@ -98,11 +99,48 @@ def time_session(version_dir, signature, inputs, requests):
     return samples
 
 
+def zoo_cases(entry, batch, rng):
+    """Requests for a zoo export with MNIST-Label modalities: image -> label, label -> image (seeded)."""
+    images = (rng.random((batch, 28, 28, 1)) > 0.7).astype(np.float32)
+    labels = rng.integers(0, 10, batch).astype(np.int32)
+    seeds = np.stack([np.full(batch, 7), np.arange(batch)], 1).astype(np.int32)
+    return [
+        (f"REST generate_image_to_label batch {batch}", "generate_image_to_label", {"image": images}),
+        (f"REST generate_label_to_image_seeded batch {batch}", "generate_label_to_image_seeded",
+         {"label": labels, "seed": seeds}),
+    ]
+
+
+def main_zoo(entry, batches, requests):
+    import mibzoo
+    from mibzoo.export import export_model
+    from mibzoo.serving import LocalServer
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as base:
+        version_dir = export_model(mibzoo.load(entry), base, entry, version=1)
+        with LocalServer(base, port=0, max_batch=max(batches)) as server:
+            print(f"local server {server.url}, zoo entry {entry} (MNIST-Label), {requests} sequential "
+                  f"requests per case, one keep-alive connection; cpu count {os.cpu_count()}")
+            print(f"{'case':52s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
+            for batch in batches:
+                for name, signature, inputs in zoo_cases(entry, batch, rng):
+                    body = {"signature_name": signature, "inputs": {k: v.tolist() for k, v in inputs.items()}}
+                    p50, p99, mean = percentiles(time_rest(server.url, body, requests, model=entry))
+                    print(f"{name:52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}")
+                    p50, p99, mean = percentiles(time_session(version_dir, signature, inputs, requests))
+                    print(f"{f'  Session.run {signature} batch {batch} (no HTTP)':52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=500, help="timed requests per case")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 64])
+    parser.add_argument("--zoo", default=None, help="measure this zoo entry instead of the tiny model")
     args = parser.parse_args(argv)
+    if args.zoo:
+        return main_zoo(args.zoo, args.batches, args.requests)
 
     from mibzoo.serving import LocalServer
 
