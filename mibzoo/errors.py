@@ -1,4 +1,5 @@
 """Error types that say what was wrong, where, and what is allowed."""
+import difflib
 
 
 class ConfigError(ValueError):
@@ -25,3 +26,9 @@ class InputError(ValueError):
 
 class NoInferenceNetworkError(ValueError):
     """The model has no inference network (G^q is empty: GAN, InfoGAN), so it cannot encode."""
+
+
+def did_you_mean(name, choices, cutoff=0.5):
+    """``" Did you mean 'x'?"`` for the closest of ``choices`` to an unknown ``name``, else ``""``."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=cutoff)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -9,7 +9,6 @@ Training (Alg. 1):   a list of phases, each with its variables, loss and optimiz
                      `steps_str` structure updates on L_score, Eq. 15).
 """
 import contextlib
-import difflib
 import re
 
 import keras
@@ -19,7 +18,7 @@ from keras import ops
 
 from mibzoo import inference, likelihoods, objectives
 from mibzoo.config import validate_model_config, resolve_weight
-from mibzoo.errors import InputError, NoInferenceNetworkError
+from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean
 from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
@@ -216,9 +215,8 @@ class MIBModel(keras.Model):
                              f"{self.modality_names}, got {type(inputs).__name__}")
         unknown = [k for k in inputs if k not in self.modality_specs and k != "present"]
         if strict and unknown:
-            hint = difflib.get_close_matches(unknown[0], self.modality_names, n=1)
             raise InputError(f"{self.name}: unknown modality {unknown[0]!r}; this model's modalities are "
-                             f"{self.modality_names}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                             f"{self.modality_names}." + did_you_mean(unknown[0], self.modality_names))
         present = present if present is not None else inputs.get("present")
         x = {}
         for name in self.modality_names:
@@ -585,9 +583,8 @@ class MIBModel(keras.Model):
 
     def _check_target(self, target):
         if target not in self.modality_specs:
-            hint = difflib.get_close_matches(str(target), self.modality_names, n=1)
             raise InputError(f"{self.name}: unknown target modality {target!r}; this model's modalities are "
-                             f"{self.modality_names}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+                             f"{self.modality_names}." + did_you_mean(target, self.modality_names))
 
     def generate(self, inputs, target, num_samples=1, seed=None, mode="mean", present=None):
         """Conditional (cross-modal) generation of ``target`` from the given modalities.

@@ -5,11 +5,11 @@ Entries are the JSON files in `zoo_configs/` (installed as the package data of
 registered as ``mibzoo>MIBModel`` and its config is the entry's ``model`` section, so
 ``keras.saving.load_model`` rebuilds exactly what `load` built.
 """
-import difflib
 import importlib.resources
 import pathlib
 
 from mibzoo.config import apply_overrides, read_zoo_file
+from mibzoo.errors import did_you_mean
 
 
 def _config_dir():
@@ -24,9 +24,7 @@ def config_path(name):
     """Path of the zoo file of entry ``name``; unknown names get a `ValueError` with suggestions."""
     names = list_models()
     if name not in names:
-        close = difflib.get_close_matches(str(name), names, n=1, cutoff=0.5)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown zoo entry {name!r}.{hint} Available entries: {', '.join(names)}")
+        raise ValueError(f"unknown zoo entry {name!r}.{did_you_mean(name, names)} Available entries: {', '.join(names)}")
     return _config_dir() / f"{name}.json"
 
 
