@@ -30,6 +30,9 @@ setup(
         "numpy>=1.26",
         "tqdm>=4.60",
         "matplotlib>=3.7",
+        # TensorFlow 2.21 no longer pulls it in; tf.summary (the TensorBoard logs of
+        # `mibzoo train`) needs it.
+        "tensorboard>=2.16",
     ],
     extras_require={
         "test": ["pytest>=7", "tensorflow-serving-api>=2.16"],

@@ -1,0 +1,196 @@
+"""The data of an experiment (a training run or a comparison), from a dataset name, arrays or a file.
+
+`compare` and training runs take the same kinds of ``dataset``:
+
+- a name from `mibzoo.data.list_datasets()` (``"mnist_label"``): streamed by `mibzoo.data`;
+- a dict ``{"train": arrays, "test": arrays}`` of in-memory numpy arrays, with ``modalities=``
+  (``{name: spec}``) naming which keys are modalities (the other keys are labels);
+- a path to an ``.npz`` file written by `save_npz` (arrays, modalities and evaluation spec in one
+  file: how a custom data set is handed to the command line).
+
+Example:
+
+```python
+data = resolve("mnist_plus1")
+data.modalities                    # {'image_a': {...}, 'image_b': {...}}
+ds = data.train_dataset(batch_size=128, seed=0, limit=10000)
+test = data.arrays("test", limit=2000)
+```
+"""
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from mibzoo.metrics.spec import EvaluationSpec, spec_for
+from mibzoo.modalities import normalize_modalities
+
+_META_KEY = "__meta__"
+
+
+def save_npz(path, train, test, modalities, evaluation=None):
+    """Writes a custom data set as one ``.npz`` file that `resolve` (and the CLI) reads.
+
+    Args:
+        path: output file (``.npz``).
+        train: ``{key: np.ndarray}`` of the training split.
+        test: ``{key: np.ndarray}`` of the test split (same keys).
+        modalities: ``{name: spec}`` of the modality keys.
+        evaluation: an `EvaluationSpec` (or its JSON form) for the metrics; None: categorical
+            modalities read themselves.
+    """
+    specs = normalize_modalities(modalities, f"save_npz({path})")
+    evaluation = spec_for(evaluation, specs)
+    meta = {"modalities": specs, "evaluation": evaluation.to_json(), "train_keys": sorted(train),
+            "test_keys": sorted(test)}
+    arrays = {f"train__{k}": np.asarray(v) for k, v in train.items()}
+    arrays.update({f"test__{k}": np.asarray(v) for k, v in test.items()})
+    arrays[_META_KEY] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+
+
+@dataclasses.dataclass
+class ExperimentData:
+    """One experiment's data: modalities, evaluation spec and both splits.
+
+    Attributes:
+        name: the dataset name, or ``"arrays"`` / the ``.npz`` path for custom data.
+        modalities: ``{name: spec}`` of the modalities (what models are built with).
+        spec: the `EvaluationSpec` of the metrics.
+        kind: ``"named"``, ``"arrays"`` or ``"npz"``.
+        data_dir: data directory of named datasets.
+    """
+
+    name: str
+    modalities: dict
+    spec: EvaluationSpec
+    kind: str
+    data_dir: str = None
+    _splits: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def arrays(self, split, limit=None):
+        """``{key: np.ndarray}`` of a split (its first ``limit`` examples)."""
+        if split not in ("train", "test"):
+            raise ValueError(f"split: got {split!r}, expected 'train' or 'test'")
+        if self.kind == "named":
+            import mibzoo.data
+            return mibzoo.data.load_arrays(self.name, split, data_dir=self.data_dir, limit=limit)
+        arrays = self._splits[split]
+        return {k: v[:limit] for k, v in arrays.items()} if limit is not None else dict(arrays)
+
+    def num_examples(self, split, limit=None):
+        """Number of examples of a split after ``limit`` (None if the dataset does not declare it)."""
+        if self.kind == "named":
+            import mibzoo.data
+            n = mibzoo.data.info(self.name).splits.get(split)
+        else:
+            n = len(next(iter(self._splits[split].values())))
+        if n is None:
+            return limit
+        return min(n, limit) if limit is not None else n
+
+    def train_dataset(self, batch_size, seed=0, limit=None):
+        """A shuffled ``tf.data.Dataset`` of dict batches of the training split."""
+        if self.kind == "named":
+            import mibzoo.data
+            return mibzoo.data.load(self.name, "train", batch_size=batch_size, shuffle=True, seed=seed,
+                                    data_dir=self.data_dir, limit=limit)
+        import tensorflow as tf
+
+        arrays = self.arrays("train", limit)
+        n = len(next(iter(arrays.values())))
+        ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    def describe(self):
+        """A JSON-serializable description (what run.json and reports record)."""
+        return {"name": self.name, "kind": self.kind}
+
+
+def _from_arrays(name, kind, train, test, modalities, evaluation):
+    if not isinstance(train, dict) or not isinstance(test, dict):
+        raise ValueError(f"dataset {name!r}: 'train' and 'test' must be dicts {{key: np.ndarray}}")
+    if not modalities:
+        raise ValueError(f"dataset {name!r}: in-memory arrays need modalities={{name: spec}} naming which keys "
+                         f"are modalities; keys: {sorted(train)}")
+    specs = normalize_modalities(modalities, f"dataset {name!r}")
+    for split, arrays in (("train", train), ("test", test)):
+        missing = [m for m in specs if m not in arrays]
+        if missing:
+            raise ValueError(f"dataset {name!r}: the {split} arrays have no modality {missing[0]!r}; "
+                             f"keys: {sorted(arrays)}")
+    data = ExperimentData(name, specs, spec_for(evaluation, specs), kind)
+    data._splits = {"train": {k: np.asarray(v) for k, v in train.items()},
+                    "test": {k: np.asarray(v) for k, v in test.items()}}
+    return data
+
+
+def load_npz(path):
+    """Reads a file written by `save_npz` as an `ExperimentData`."""
+    with np.load(path, allow_pickle=False) as archive:
+        if _META_KEY not in archive:
+            raise ValueError(f"{path}: not a mibzoo data file (no {_META_KEY!r} entry); write it with "
+                             f"mibzoo.experiment_data.save_npz")
+        meta = json.loads(str(archive[_META_KEY]))
+        train = {k: archive[f"train__{k}"] for k in meta["train_keys"]}
+        test = {k: archive[f"test__{k}"] for k in meta["test_keys"]}
+    return _from_arrays(str(path), "npz", train, test, meta["modalities"], meta["evaluation"])
+
+
+def resolve(dataset, modalities=None, evaluation=None, data_dir=None):
+    """An `ExperimentData` from a dataset name, a ``{"train", "test"}`` dict of arrays or an ``.npz`` path.
+
+    Args:
+        dataset: see the module docstring.
+        modalities: ``{name: spec}`` for in-memory arrays (ignored for names and files).
+        evaluation: an `EvaluationSpec` (or its JSON form) overriding the dataset's.
+        data_dir: data directory of named datasets.
+
+    Raises:
+        ValueError: unknown dataset name (listing the names), malformed arrays or file.
+    """
+    if isinstance(dataset, ExperimentData):
+        return dataset
+    if isinstance(dataset, dict):
+        if set(dataset) - {"train", "test"} or not {"train", "test"} <= set(dataset):
+            raise ValueError(f"dataset: a dict must have exactly the keys 'train' and 'test', got {sorted(dataset)}")
+        return _from_arrays("arrays", "arrays", dataset["train"], dataset["test"], modalities, evaluation)
+    if isinstance(dataset, (str, os.PathLike)):
+        text = str(dataset)
+        if text.endswith(".npz"):
+            if not os.path.isfile(text):
+                raise FileNotFoundError(f"dataset file {text!r} does not exist")
+            data = load_npz(text)
+            if evaluation is not None:
+                data.spec = spec_for(evaluation, data.modalities)
+            return data
+        import mibzoo.data
+        info = mibzoo.data.info(text)  # ValueError listing the datasets for unknown names
+        spec = spec_for(evaluation if evaluation is not None else text, info.modalities)
+        return ExperimentData(text, dict(info.modalities), spec, "named", data_dir)
+    raise ValueError(f"dataset: got {type(dataset).__name__}, expected a dataset name, a {{'train', 'test'}} dict "
+                     f"of arrays, or a path to an .npz file written by save_npz")
+
+
+def model_overrides(data, overrides=None, modality_options=None, seed=None):
+    """`mibzoo.load` overrides that build a zoo entry for this data.
+
+    The data's modalities replace the entry's (MNIST-Label by default), ``modality_options``
+    (e.g. ``{"hidden": 32, "filters": [8, 16]}``) are merged into every modality spec, and
+    ``seed`` sets the training noise.
+    """
+    overrides = dict(overrides or {})
+    if "modalities" not in overrides:
+        mods = {}
+        for name, spec in data.modalities.items():
+            spec = {k: v for k, v in spec.items() if k != "description"}
+            for key, value in (modality_options or {}).items():
+                if key == "filters" and spec["kind"] != "image":
+                    continue  # convolution channels only mean something for images
+                spec[key] = value
+            mods[name] = spec
+        overrides["modalities"] = mods
+    if seed is not None and "seed" not in overrides:
+        overrides["seed"] = int(seed)
+    return overrides

@@ -1,0 +1,125 @@
+"""Evaluation metrics for the zoo, each a function usable on its own, and `evaluate` for all.
+
+- `cross_modal_coherence` / `coherences`: generate B from A, classify, compare with the label
+  (Shi et al. 2019);
+- `joint_coherence`: prior samples decoded into every modality; share on which classifiers agree;
+- `iwae_bound` / `log_likelihoods`: test log-likelihood by importance sampling (Burda et al. 2016),
+  for the joint and each modality;
+- `linear_probe_accuracy`: logistic regression on posterior means from any subset of modalities;
+- `reconstruction_error`.
+
+Metrics take a model (an `MIBModel`, or any object with the methods a metric uses) and a dict
+of numpy arrays with modality keys and extra label keys (``mibzoo.data.load_arrays``).
+
+Example:
+
+```python
+import mibzoo, mibzoo.data, mibzoo.metrics
+test = mibzoo.data.load_arrays("mnist_plus1", "test", limit=2000)
+train = mibzoo.data.load_arrays("mnist_plus1", "train", limit=5000)
+mibzoo.metrics.evaluate(model, test, train, spec="mnist_plus1")
+# {'cross_coherence/image_a->image_b': 0.83, 'joint_coherence': 0.41, 'log_likelihood/joint': ...}
+```
+"""
+import difflib
+
+from mibzoo.metrics.coherence import coherences, cross_modal_coherence, joint_coherence
+from mibzoo.metrics.likelihood import elbo, iwae_bound, log_importance_weights, log_likelihoods
+from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy, posterior_means
+from mibzoo.metrics.reconstruction import reconstruction_error
+from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
+
+# Metric groups `evaluate` computes, and whether higher values are better.
+METRICS = {
+    "cross_coherence": True,
+    "joint_coherence": True,
+    "log_likelihood": True,
+    "probe": True,
+    "reconstruction": False,
+}
+
+__all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "coherences", "cross_modal_coherence",
+           "elbo", "evaluate", "fit_logistic_regression", "higher_is_better", "iwae_bound",
+           "joint_coherence", "linear_probe_accuracy", "log_importance_weights", "log_likelihoods",
+           "posterior_means", "reconstruction_error", "spec_for"]
+
+
+def higher_is_better(metric_name):
+    """Whether larger values of a metric key (``"probe/image"``) are better."""
+    return METRICS.get(metric_name.split("/")[0], True)
+
+
+def check_metrics(metrics):
+    """Validates a list of metric group names; returns it (all groups for None)."""
+    if metrics is None:
+        return list(METRICS)
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    for name in metrics:
+        if name not in METRICS:
+            close = difflib.get_close_matches(str(name), list(METRICS), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown metric {name!r}.{hint} Available metrics: {', '.join(METRICS)}")
+    return list(metrics)
+
+
+def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None, metrics=None, iwae_k=50,
+             limit=None, likelihood_limit=None, prior_samples=1000, batch_size=256, seed=0,
+             classifier_dir=None, data_dir=None):
+    """Every metric of a model on one test set, as a flat ``{name: value}`` dict.
+
+    Keys: ``cross_coherence/A->B``, ``joint_coherence``, ``log_likelihood/joint`` and
+    ``log_likelihood/<modality>``, ``probe/joint`` and ``probe/<modality>``,
+    ``reconstruction/<modality>``. A metric that does not apply (no second readable modality,
+    no probe label, no training arrays for the probe) is left out.
+
+    Args:
+        model: an `MIBModel`.
+        test_arrays: ``{key: np.ndarray}`` of the test split.
+        train_arrays: arrays the linear probe is fit on (None: no probe).
+        spec: an `EvaluationSpec` or a dataset name (labels, classifiers, probe target).
+        classifiers: ``{modality: classifier}`` overriding the spec's classifiers.
+        metrics: metric groups to compute (default: all of `METRICS`).
+        iwae_k: importance samples of the log-likelihood.
+        limit: test examples for coherence, probe and reconstruction (None: all).
+        likelihood_limit: test examples for the log-likelihood (default: ``limit``); it costs
+            K decoder passes per example and modality subset.
+        prior_samples: samples for joint coherence.
+        batch_size: examples per batch.
+        seed: base seed of every sampled quantity.
+        classifier_dir, data_dir: cache of the classifiers and data they are trained on.
+    """
+    from mibzoo.metrics import _common
+
+    metrics = check_metrics(metrics)
+    specs = _common.modality_specs(model)
+    spec = spec_for(spec, specs)
+    out = {}
+    readers = None
+    if "cross_coherence" in metrics or "joint_coherence" in metrics:
+        readers = _common.resolve_readers(specs, spec, classifiers, list(specs), classifier_dir, data_dir)
+    if "cross_coherence" in metrics:
+        for source in specs:
+            for target, clf in readers.items():
+                if target != source:
+                    out[f"cross_coherence/{source}->{target}"] = cross_modal_coherence(
+                        model, test_arrays, source, target, spec.labels[target].label_key, clf,
+                        batch_size=batch_size, seed=seed, limit=limit)
+    labels = [spec.labels[m] for m in readers or {}]
+    # Joint coherence compares classes across modalities: only meaningful over one label set.
+    if "joint_coherence" in metrics and len(readers) >= 2 and len({l.classes for l in labels}) == 1:
+        out["joint_coherence"] = joint_coherence(model, readers, {m: spec.labels[m].offset for m in readers},
+                                                 labels[0].classes, prior_samples, seed=seed)
+    if "log_likelihood" in metrics:
+        ll = log_likelihoods(model, test_arrays, iwae_k, min(batch_size, 128), seed,
+                             likelihood_limit if likelihood_limit is not None else limit)
+        out.update({f"log_likelihood/{k}": v for k, v in ll.items()})
+    if "probe" in metrics and train_arrays is not None and spec.probe_label in test_arrays:
+        subsets = [("joint", None)] + ([(m, [m]) for m in specs] if len(specs) > 1 else [])
+        for key, subset in subsets:
+            out[f"probe/{key}"] = linear_probe_accuracy(model, train_arrays, test_arrays, spec.probe_label, subset,
+                                                        batch_size=max(batch_size, 512), test_limit=limit)
+    if "reconstruction" in metrics:
+        out.update({f"reconstruction/{k}": v for k, v in
+                    reconstruction_error(model, test_arrays, batch_size=batch_size, limit=limit).items()})
+    return out

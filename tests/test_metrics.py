@@ -1,0 +1,217 @@
+"""Each metric on a case with a known answer (mibzoo.metrics, mibzoo.classifiers)."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+import mibzoo
+from mibzoo import classifiers, metrics
+from mibzoo.forward import ForwardPass
+from mibzoo.inference import gaussian_log_density
+from mibzoo.metrics import EvaluationSpec, ModalityLabel
+from mibzoo.objectives import negative_elbo
+
+from evaluation_testdata import (CLASSES, IMAGE, LABEL, TINY_OPTIONS, TINY_SHARED, NearestPrototype, PerfectModel,
+                                 RandomModel, label_arrays, plus1_arrays)
+
+PLUS1_SPECS = {"image_a": IMAGE, "image_b": IMAGE}
+LABEL_SPECS = {"image": IMAGE, "label": LABEL}
+CLF = NearestPrototype()
+
+
+# ----- coherence ----------------------------------------------------------------------------------
+def test_perfect_model_has_cross_modal_coherence_one():
+    data = plus1_arrays(300)
+    model = PerfectModel(PLUS1_SPECS, offsets={"image_b": 1})
+    assert metrics.cross_modal_coherence(model, data, "image_a", "image_b", "digit_b", CLF) == 1.0
+    assert metrics.cross_modal_coherence(model, data, "image_b", "image_a", "digit_a", CLF) == 1.0
+
+
+def test_label_target_is_read_by_argmax_of_generated_probabilities():
+    data = label_arrays(200)
+    model = PerfectModel(LABEL_SPECS)
+    assert metrics.cross_modal_coherence(model, data, "image", "label", "digit") == 1.0  # no classifier needed
+    assert metrics.cross_modal_coherence(model, data, "label", "image", "digit", CLF) == 1.0
+
+
+def test_random_model_has_cross_modal_coherence_near_chance():
+    data = plus1_arrays(3000)
+    model = RandomModel(PLUS1_SPECS)
+    score = metrics.cross_modal_coherence(model, data, "image_a", "image_b", "digit_b", CLF, batch_size=500)
+    assert abs(score - 1.0 / CLASSES) < 0.03
+
+
+def test_joint_coherence_known_answers_with_plus1_shift():
+    readers = {"image_a": CLF, "image_b": CLF}
+    perfect = PerfectModel(PLUS1_SPECS, offsets={"image_b": 1})
+    assert metrics.joint_coherence(perfect, readers, offsets={"image_b": 1}, num_samples=500) == 1.0
+    # Without the shift the same samples never agree: image_b always shows the next digit.
+    assert metrics.joint_coherence(perfect, readers, num_samples=500) == 0.0
+    random = metrics.joint_coherence(RandomModel(PLUS1_SPECS), readers, offsets={"image_b": 1}, num_samples=3000)
+    assert abs(random - 1.0 / CLASSES) < 0.03  # chance: K^(1 - N) with N = 2
+
+
+def test_evaluate_on_perfect_model_uses_dataset_spec_offsets():
+    data = plus1_arrays(200)
+    values = metrics.evaluate(PerfectModel(PLUS1_SPECS, {"image_b": 1}), data, spec="mnist_plus1",
+                              classifiers={"image_a": CLF, "image_b": CLF},
+                              metrics=["cross_coherence", "joint_coherence"], prior_samples=200)
+    assert values == {"cross_coherence/image_a->image_b": 1.0, "cross_coherence/image_b->image_a": 1.0,
+                      "joint_coherence": 1.0}
+
+
+def test_coherence_errors_name_what_is_allowed():
+    data = plus1_arrays(10)
+    model = PerfectModel(PLUS1_SPECS)
+    with pytest.raises(ValueError, match="not a modality of the model; its modalities are"):
+        metrics.cross_modal_coherence(model, data, "image_c", "image_b", "digit_b", CLF)
+    with pytest.raises(ValueError, match="no key 'digit_c'; available keys"):
+        metrics.cross_modal_coherence(model, data, "image_a", "image_b", "digit_c", CLF)
+    with pytest.raises(ValueError, match="needs a classifier"):
+        metrics.cross_modal_coherence(model, data, "image_a", "image_b", "digit_b", None)
+    with pytest.raises(ValueError, match="at least two modalities"):
+        metrics.joint_coherence(model, {"image_a": CLF})
+    with pytest.raises(ValueError, match="unknown metric 'coherense'. Did you mean"):
+        metrics.evaluate(model, data, metrics=["coherense"])
+    with pytest.raises(ValueError, match="Known datasets: mnist, mnist_label"):
+        metrics.evaluate(model, data, spec="mnist_plus2")
+
+
+# ----- IWAE bound ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A briefly trained tiny Wyner VAE (shared z and private u: every term of the weight is used)."""
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("wyner_vae", modalities={"image": {**IMAGE, **TINY_OPTIONS}, "label": {**LABEL, "hidden": 32}},
+                       shared=TINY_SHARED, private=2)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3))
+    model.fit(label_arrays(256, seed=1), batch_size=64, epochs=2, verbose=0)
+    return model
+
+
+def _noise_queue(draws):
+    """A ForwardPass noise source that hands out the given draws in order."""
+    queue = list(draws)
+    return lambda shape: queue.pop(0)
+
+
+def test_iwae_with_one_sample_equals_the_elbo_with_the_same_noise(tiny_model):
+    model = tiny_model
+    batch = label_arrays(16, seed=2)
+    inputs = {"image": batch["image"], "label": batch["label"]}
+    noise = metrics.likelihood.draw_noise(model, ["image", "label"], 1, 16, seed=5)
+    log_w = metrics.log_importance_weights(model, inputs, noise=noise)  # [1, B]
+
+    # The ELBO from the model's own ForwardPass pieces with the same ε: the training path.
+    x, present = model._prepare(inputs, strict=True)
+    mask_q, mask_p = model._inference_masks()
+    fp = ForwardPass(model, x, present, mask_q, mask_p,
+                     _noise_queue([noise["z"][0], noise["u"]["image"][0], noise["u"]["label"][0]]))
+    z = fp.z(None)  # the call (and cache key) negative_log_likelihood uses
+    u = {name: fp.u(name) for name in ("image", "label")}
+    loc, logvar = fp.posterior()
+    elbo = (np.sum(gaussian_log_density(z, 0.0, 0.0), -1) - np.sum(gaussian_log_density(z, loc, logvar), -1))
+    for name in ("image", "label"):
+        _, _, u_loc, u_logvar = fp.encoder_outputs()[name]
+        elbo = elbo - fp.negative_log_likelihood(name) + np.sum(
+            gaussian_log_density(u[name], 0.0, 0.0) - gaussian_log_density(u[name], u_loc, u_logvar), -1)
+    np.testing.assert_allclose(log_w[0], np.asarray(elbo), rtol=1e-4, atol=1e-3)
+    assert metrics.iwae_bound(model, inputs, k=1, seed=3) == metrics.elbo(model, inputs, seed=3)
+
+
+def test_iwae_k1_matches_the_analytic_elbo_of_the_training_objective_on_average(tiny_model):
+    data = label_arrays(128, seed=3)
+    estimates = [metrics.iwae_bound(tiny_model, data, k=1, seed=s) for s in range(20)]
+    x, present = tiny_model._prepare({"image": data["image"], "label": data["label"]}, strict=True)
+    fp = tiny_model.forward(x, present, training=False, seed=0)
+    analytic = -float(np.mean(negative_elbo(fp)))  # closed-form KL, one sample for the likelihood
+    assert abs(np.mean(estimates) - analytic) < 0.03 * abs(analytic)
+
+
+def test_iwae_bound_does_not_decrease_with_k(tiny_model):
+    data = label_arrays(64, seed=4)
+    bounds = [metrics.iwae_bound(tiny_model, data, k=k, seed=11, batch_size=32) for k in (1, 4, 16, 64)]
+    assert all(later >= earlier - 1e-3 for earlier, later in zip(bounds, bounds[1:])), bounds
+    assert bounds[-1] > bounds[0]
+    single = metrics.iwae_bound(tiny_model, data, modalities=["label"], k=16, seed=11)
+    assert -np.log(CLASSES) - 5 < single < 0  # a categorical log-probability
+
+
+def test_log_likelihoods_report_joint_and_each_modality(tiny_model):
+    values = metrics.log_likelihoods(tiny_model, label_arrays(32), k=4)
+    assert set(values) == {"joint", "image", "label"}
+    assert all(np.isfinite(v) and v < 0 for v in values.values())
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        metrics.iwae_bound(tiny_model, label_arrays(8), k=0)
+
+
+# ----- linear probe, reconstruction ---------------------------------------------------------------
+def test_logistic_regression_separable_and_random_features():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 800)
+    separable = np.eye(4)[y] * 3 + rng.normal(scale=0.3, size=(800, 4))
+    predict = metrics.fit_logistic_regression(separable[:600], y[:600], 4)
+    assert np.mean(predict(separable[600:]) == y[600:]) > 0.98
+    noise = rng.normal(size=(800, 4))
+    predict = metrics.fit_logistic_regression(noise[:600], y[:600], 4)
+    assert abs(np.mean(predict(noise[600:]) == y[600:]) - 0.25) < 0.1
+
+
+def test_linear_probe_known_answers():
+    train, test = label_arrays(400, seed=1), label_arrays(200, seed=2)
+    assert metrics.linear_probe_accuracy(PerfectModel(LABEL_SPECS), train, test, "digit", ["image"]) == 1.0
+    random = metrics.linear_probe_accuracy(RandomModel(LABEL_SPECS), train, test, "digit", ["image"])
+    assert random < 0.25
+
+
+def test_reconstruction_error_perfect_and_wrong():
+    data = label_arrays(50)
+    assert metrics.reconstruction_error(PerfectModel(LABEL_SPECS), data) == {"image": 0.0, "label": 0.0}
+
+    class Inverted(PerfectModel):
+        def reconstruct(self, inputs):
+            return {"image": 1.0 - inputs["image"], "label": np.eye(CLASSES)[(inputs["label"] + 1) % CLASSES]}
+
+    assert metrics.reconstruction_error(Inverted(LABEL_SPECS), data) == {"image": 1.0, "label": 1.0}
+
+
+def test_evaluate_real_model_has_every_metric(tiny_model):
+    train, test = label_arrays(128, seed=5), label_arrays(64, seed=6)
+    values = metrics.evaluate(tiny_model, test, train, spec="mnist_label", classifiers={"image": CLF}, iwae_k=3,
+                              prior_samples=100)
+    assert set(values) == {"cross_coherence/image->label", "cross_coherence/label->image", "joint_coherence",
+                           "log_likelihood/joint", "log_likelihood/image", "log_likelihood/label",
+                           "probe/joint", "probe/image", "probe/label", "reconstruction/image",
+                           "reconstruction/label"}
+    assert all(np.isfinite(v) for v in values.values())
+
+
+def test_evaluation_spec_round_trips_through_json():
+    spec = EvaluationSpec({"image_b": ModalityLabel("digit_b", "mnist_digit", offset=1)}, probe_label="digit_a")
+    assert EvaluationSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+# ----- classifier cache ---------------------------------------------------------------------------
+def test_classifier_cache_verifies_its_checksum(tmp_path):
+    data = label_arrays(200)
+    model = classifiers.fit_classifier(data["image"], data["digit"], CLASSES, epochs=1, batch_size=50)
+    info = classifiers.store("mnist_digit", model, 0.5, directory=tmp_path)
+    assert info["sha256"] == classifiers.sha256_file(tmp_path / "mnist_digit.keras")
+    loaded = classifiers.get("mnist_digit", directory=tmp_path, train_missing=False)
+    np.testing.assert_array_equal(classifiers.predict_classes(loaded, data["image"]),
+                                  classifiers.predict_classes(model, data["image"]))
+    with open(tmp_path / "mnist_digit.keras", "ab") as handle:  # corrupt the cached file
+        handle.write(b"x")
+    assert classifiers.load_cached("mnist_digit", tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="fails its checksum"):
+        classifiers.get("mnist_digit", directory=tmp_path, train_missing=False)
+    with pytest.raises(ValueError, match="Known classifiers: mnist_digit"):
+        classifiers.get("mnist_digits", directory=tmp_path)
+
+
+def test_classifier_cache_dir_honours_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv(classifiers.ENV_CLASSIFIER_DIR, raising=False)
+    monkeypatch.setenv("MIBZOO_DATA_DIR", str(tmp_path))
+    assert classifiers.cache_dir() == (tmp_path / "classifiers").resolve()
+    assert classifiers.cache_dir(tmp_path / "x") == (tmp_path / "x").resolve()
