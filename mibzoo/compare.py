@@ -1,0 +1,402 @@
+"""Compare zoo entries on the same data under the same budget, and read one table.
+
+```python
+report = mibzoo.compare(["jmvae", "mvae", "wyner_vae", "mib_mm"], dataset="mnist_label",
+                        epochs=10, seeds=[0, 1, 2])
+print(report.table())           # markdown: mean ± std over seeds, budget and versions stated
+report.to_csv("compare_out/results.csv"); report.to_json("compare_out/results.json")
+report.plot("compare_out/")     # sample grids per model, metric bar charts with error bars
+```
+
+Every model gets the same training data, splits, seeds, epochs, batch size, optimizer and
+evaluation (`mibzoo.metrics.evaluate`). A seed fixes the weights, the training noise and the
+data order, so model A with seed 0 and model B with seed 0 see the batches in the same order.
+
+Importing this module is cheap: TensorFlow-heavy work and plotting are imported when used.
+"""
+import csv
+import io
+import itertools
+import json
+import math
+import pathlib
+import time
+
+_SAMPLE_EXAMPLES = 8
+_SAMPLE_DRAWS = 4
+
+
+def _mean_std(values):
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    mean = sum(values) / len(values)
+    # Sample standard deviation over seeds (0 for a single seed).
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": math.sqrt(var), "n": len(values)}
+
+
+def _format(stat, digits):
+    if stat["n"] == 0:
+        return "—"
+    if stat["n"] == 1:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _digits(metric):
+    return 2 if metric.startswith("log_likelihood") else (4 if metric.startswith("reconstruction") else 3)
+
+
+class Report:
+    """Results of `compare`: one row per (model, seed), summaries, the budget and the versions.
+
+    Attributes:
+        rows: ``[{"model", "entry", "seed", "metrics": {name: value}, "train_seconds",
+            "eval_seconds", "final_loss"}]``.
+        budget: what every model got (dataset, epochs, batch size, seeds, examples, ...).
+        versions: library versions, and the classifiers' checksums and test accuracies.
+        chance: ``{metric: chance level}`` for the coherence and probe metrics.
+        wall_seconds: wall time of the whole comparison.
+        samples: per model (first seed): cross-modal and prior samples for `plot` (not saved to JSON).
+        specs: ``{modality: spec}`` of the data (for drawing samples).
+    """
+
+    def __init__(self, rows, budget, versions, chance=None, wall_seconds=None, samples=None, specs=None):
+        self.rows = list(rows)
+        self.budget = dict(budget)
+        self.versions = dict(versions)
+        self.chance = dict(chance or {})
+        self.wall_seconds = wall_seconds
+        self.samples = samples or {}
+        self.specs = specs or {}
+
+    # ----- numbers ----------------------------------------------------------------------------
+    @property
+    def models(self):
+        """Model labels in the order they were compared."""
+        return list(dict.fromkeys(r["model"] for r in self.rows))
+
+    @property
+    def metric_names(self):
+        """Every metric key that any run produced, in first-seen order."""
+        return list(dict.fromkeys(k for r in self.rows for k in r["metrics"]))
+
+    def summary(self):
+        """``{model: {metric: {"mean", "std", "n"}}}`` over seeds (also ``train_seconds``)."""
+        out = {}
+        for model in self.models:
+            rows = [r for r in self.rows if r["model"] == model]
+            out[model] = {m: _mean_std([r["metrics"].get(m) for r in rows]) for m in self.metric_names}
+            out[model]["train_seconds"] = _mean_std([r["train_seconds"] for r in rows])
+        return out
+
+    # ----- text -------------------------------------------------------------------------------
+    def header(self):
+        """The budget and versions as markdown lines."""
+        b = self.budget
+        lines = [f"Budget (same for every model): dataset `{b.get('dataset')}`, {b.get('epochs')} epochs, batch size "
+                 f"{b.get('batch_size')}, seeds {b.get('seeds')}, {b.get('train_examples')} training examples, "
+                 f"{b.get('test_examples')} test examples (log-likelihood on {b.get('likelihood_examples')}, IWAE "
+                 f"K={b.get('iwae_k')}; joint coherence on {b.get('prior_samples')} prior samples; probe fit on "
+                 f"{b.get('probe_train_examples')} training examples), optimizer {b.get('optimizer')}."]
+        if b.get("overrides") or b.get("modality_options"):
+            lines.append(f"Model overrides: {json.dumps(b.get('overrides') or {})}; modality options: "
+                         f"{json.dumps(b.get('modality_options') or {})}.")
+        v = self.versions
+        libs = ", ".join(f"{k} {v[k]}" for k in ("mibzoo", "tensorflow", "keras", "tensorflow_probability",
+                                                    "numpy", "python") if k in v)
+        lines.append(f"Versions: {libs}.")
+        for name, info in (v.get("classifiers") or {}).items():
+            if info.get("test_accuracy") is not None:
+                lines.append(f"Classifier `{name}`: test accuracy {info['test_accuracy']:.4f}, sha256 "
+                             f"`{str(info.get('sha256'))[:16]}…`.")
+        if self.wall_seconds is not None:
+            lines.append(f"Wall time: {self.wall_seconds / 60:.1f} min.")
+        return lines
+
+    def table(self):
+        """Markdown: the budget and versions, then metrics (rows) × models (columns), mean ± std over
+        seeds, the best mean per row in bold, and chance levels where they exist."""
+        from mibzoo.metrics import higher_is_better
+
+        summary = self.summary()
+        models = self.models
+        with_chance = bool(self.chance)
+        head = ["metric"] + models + (["chance"] if with_chance else [])
+        n_seeds = len(self.budget.get("seeds") or [])
+        lines = self.header() + ["", f"Mean ± std over {n_seeds} seed(s); ↑ higher is better, ↓ lower is better; "
+                                     f"best in bold; chance: a model that ignores its input.", "",
+                                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for metric in self.metric_names + ["train_seconds"]:
+            stats = [summary[m][metric] for m in models]
+            digits = 1 if metric == "train_seconds" else _digits(metric)
+            cells = [_format(s, digits) for s in stats]
+            # Best mean in bold, compared as printed: equal-looking numbers are all bold.
+            shown = [round(s["mean"], digits) for s in stats if s["n"]]
+            if metric != "train_seconds" and len(shown) > 1:
+                best = max(shown) if higher_is_better(metric) else min(shown)
+                cells = [f"**{c}**" if s["n"] and round(s["mean"], digits) == best else c
+                         for c, s in zip(cells, stats)]
+            arrow = "" if metric == "train_seconds" else (" ↑" if higher_is_better(metric) else " ↓")
+            row = [f"{metric}{arrow}"] + cells
+            if with_chance:
+                row.append(f"{self.chance[metric]:.3f}" if metric in self.chance else "")
+            lines.append("| " + " | ".join(row) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_markdown(self, path=None):
+        """The `table` as a string; also written to ``path`` if given."""
+        text = self.table()
+        if path is not None:
+            _write_text(path, text)
+        return text
+
+    def to_csv(self, path=None):
+        """One row per (model, seed), one column per metric; returns the CSV text (and writes ``path``)."""
+        buffer = io.StringIO()
+        fields = ["model", "entry", "seed", "train_seconds", "eval_seconds", "final_loss"] + self.metric_names
+        writer = csv.DictWriter(buffer, fieldnames=fields)
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({"model": r["model"], "entry": r["entry"], "seed": r["seed"],
+                             "train_seconds": r["train_seconds"], "eval_seconds": r["eval_seconds"],
+                             "final_loss": r.get("final_loss"), **r["metrics"]})
+        if path is not None:
+            _write_text(path, buffer.getvalue())
+        return buffer.getvalue()
+
+    def to_dict(self):
+        return {"rows": self.rows, "summary": self.summary(), "budget": self.budget, "versions": self.versions,
+                "chance": self.chance, "wall_seconds": self.wall_seconds, "specs": self.specs}
+
+    def to_json(self, path=None):
+        """Everything but the samples as JSON; returns the text (and writes ``path``)."""
+        text = json.dumps(self.to_dict(), indent=2, default=float) + "\n"
+        if path is not None:
+            _write_text(path, text)
+        return text
+
+    @classmethod
+    def from_json(cls, path):
+        """Reads a report written by `to_json` (without samples: `plot` then draws only metrics)."""
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return cls(data["rows"], data["budget"], data["versions"], data.get("chance"), data.get("wall_seconds"),
+                   specs=data.get("specs"))
+
+    # ----- figures ----------------------------------------------------------------------------
+    def plot(self, out_dir):
+        """Writes PNGs: ``metrics.png`` (bar charts, error bars = std over seeds) and, per model,
+        ``samples_<model>_<A>-to-<B>.png`` (inputs beside generated samples) and
+        ``prior_<model>.png`` (joint samples from the prior). Returns the paths."""
+        from mibzoo import plots
+        from mibzoo.metrics import higher_is_better
+
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        if self.metric_names:
+            path = out / "metrics.png"
+            plots.metric_bars(self.summary(), self.metric_names, path, chance=self.chance,
+                              title=f"{self.budget.get('dataset')}: mean ± std over seeds {self.budget.get('seeds')}",
+                              higher_is_better=higher_is_better)
+            paths.append(path)
+        for model, samples in self.samples.items():
+            for (source, target), (conditioning, generated) in samples.get("cross", {}).items():
+                path = out / f"samples_{_slug(model)}_{_slug(source)}-to-{_slug(target)}.png"
+                plots.sample_grid(conditioning, generated, self.specs[source], self.specs[target],
+                                  title=f"{model}: {source} -> {target}", path=path)
+                paths.append(path)
+            if samples.get("prior"):
+                path = out / f"prior_{_slug(model)}.png"
+                plots.prior_grid(samples["prior"], self.specs, title=f"{model}: samples from the prior", path=path)
+                paths.append(path)
+        return paths
+
+    def save(self, out_dir):
+        """Writes ``results.md``, ``results.csv``, ``results.json`` and the PNGs into ``out_dir``."""
+        out = pathlib.Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.to_markdown(out / "results.md")
+        self.to_csv(out / "results.csv")
+        self.to_json(out / "results.json")
+        return [out / "results.md", out / "results.csv", out / "results.json"] + self.plot(out)
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in str(text))
+
+
+def _write_text(path, text):
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _model_list(models):
+    """``[(label, entry, overrides)]`` from names or a ``{label: entry or {"entry": ..., **overrides}}`` dict."""
+    import mibzoo
+
+    if isinstance(models, str):
+        models = [models]
+    items = list(models.items()) if isinstance(models, dict) else [(m, m) for m in models]
+    if not items:
+        raise ValueError("compare: no models given; pass zoo entries such as ['jmvae', 'mvae'] "
+                         f"(available: {', '.join(mibzoo.list_models())})")
+    out = []
+    for label, value in items:
+        if isinstance(value, str):
+            entry, extra = value, {}
+        elif isinstance(value, dict) and isinstance(value.get("entry"), str):
+            entry, extra = value["entry"], {k: v for k, v in value.items() if k != "entry"}
+        else:
+            raise ValueError(f"compare: model {label!r}: got {value!r}, expected a zoo entry name or "
+                             f"{{'entry': name, **overrides}}")
+        if entry not in mibzoo.list_models():
+            from mibzoo.registry import config_path
+            config_path(entry)  # raises the registry's error: unknown entry, suggestions, available names
+        out.append((str(label), entry, extra))
+    if len({label for label, _, _ in out}) != len(out):
+        raise ValueError(f"compare: model labels must be distinct, got {[label for label, _, _ in out]}")
+    return out
+
+
+def _chance(spec, specs, test_arrays):
+    import numpy as np
+
+    chance = {}
+    readable = [m for m in specs if m in spec.labels]
+    for source in specs:
+        for target in readable:
+            if target != source:
+                chance[f"cross_coherence/{source}->{target}"] = 1.0 / spec.labels[target].classes
+    if len(readable) >= 2 and len({spec.labels[m].classes for m in readable}) == 1:
+        chance["joint_coherence"] = spec.labels[readable[0]].classes ** (1 - len(readable))
+    if spec.probe_label and spec.probe_label in test_arrays:
+        labels = np.asarray(test_arrays[spec.probe_label]).reshape(-1)
+        majority = np.bincount(labels.astype("int64")).max() / len(labels)
+        for key in ["joint"] + (list(specs) if len(specs) > 1 else []):
+            chance[f"probe/{key}"] = float(majority)
+    return chance
+
+
+def _collect_samples(model, examples, seed):
+    import keras
+
+    specs = model.modality_specs
+    cross = {}
+    for source in specs:
+        for target in specs:
+            if source != target and source in examples:
+                generated = model.generate({source: examples[source]}, target, num_samples=_SAMPLE_DRAWS, seed=seed)
+                cross[(source, target)] = (examples[source], keras.ops.convert_to_numpy(generated))
+    prior = {k: keras.ops.convert_to_numpy(v) for k, v in model.sample(_SAMPLE_EXAMPLES, seed=seed).items()}
+    return {"cross": cross, "prior": prior}
+
+
+def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
+            likelihood_limit=1000, probe_train_limit=10000, prior_samples=1000, iwae_k=50, learning_rate=1e-3,
+            overrides=None, modality_options=None, metrics=None, classifiers=None, modalities=None, evaluation=None,
+            out=None, progress=True, data_dir=None, classifier_dir=None, verbose=0):
+    """Trains and evaluates zoo entries on the same data under the same budget.
+
+    Args:
+        models: zoo entry names (``["jmvae", "mvae"]``) or ``{label: entry or {"entry": name,
+            **overrides}}`` to compare variants of one entry (``{"b1": {"entry": "beta_vae", "beta": 1}}``).
+        dataset: a dataset name, ``{"train": arrays, "test": arrays}`` (with ``modalities``), or an
+            ``.npz`` path (`mibzoo.experiment_data`).
+        epochs: training epochs of every model.
+        seeds: one training run per seed and model; the table shows mean ± std over seeds.
+        batch_size: training batch size.
+        limit: train on the first ``limit`` training examples (None: all).
+        test_limit: evaluate coherence, probe and reconstruction on the first test examples.
+        likelihood_limit: test examples for the IWAE log-likelihood (K decoder passes each).
+        probe_train_limit: training examples the linear probe is fit on.
+        prior_samples: prior samples for joint coherence.
+        iwae_k: importance samples K.
+        learning_rate: Adam learning rate.
+        overrides: `mibzoo.load` overrides applied to every model (``{"shared": [...]}``).
+        modality_options: merged into every modality spec (``{"hidden": 32, "filters": [8, 16]}``).
+        metrics: metric groups (default: all of `mibzoo.metrics.METRICS`).
+        classifiers: ``{modality: classifier}`` overriding the dataset's classifiers.
+        modalities: modality specs when ``dataset`` is in-memory arrays.
+        evaluation: an `EvaluationSpec` overriding the dataset's.
+        out: if given, the report (markdown, CSV, JSON, PNGs) is saved there; while the comparison
+            runs, ``partial.json`` holds the rows finished so far.
+        progress: show a progress bar over models × seeds.
+        data_dir, classifier_dir: data and classifier caches.
+        verbose: Keras progress output while training.
+
+    Returns:
+        A `Report`.
+
+    Raises:
+        ValueError: unknown entry, dataset or metric (the message lists what is available).
+    """
+    import keras
+    from tqdm.auto import tqdm
+
+    import mibzoo
+    from mibzoo import metrics as metric_functions
+    from mibzoo.experiment_data import model_overrides, resolve
+    from mibzoo.metrics._common import resolve_readers
+    from mibzoo.runs import _classifier_records, versions
+
+    plan = _model_list(models)
+    seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
+    if not seeds:
+        raise ValueError("compare: seeds must name at least one seed, e.g. [0, 1, 2]")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
+        raise ValueError(f"compare: epochs must be a positive integer, got {epochs!r}")
+    metric_groups = metric_functions.check_metrics(metrics)
+    data = resolve(dataset, modalities=modalities, evaluation=evaluation, data_dir=data_dir)
+    test = data.arrays("test", limit=test_limit)
+    probe_train = data.arrays("train", limit=probe_train_limit) if "probe" in metric_groups else None
+    n_test = len(next(iter(test.values())))
+    # Classifiers are resolved (trained on first use) once, before the clock of any model starts.
+    readers = resolve_readers(data.modalities, data.spec, classifiers, list(data.modalities), classifier_dir, data_dir)
+    readers = {m: c for m, c in readers.items() if c is not None}
+
+    budget = {"dataset": data.name, "epochs": epochs, "batch_size": batch_size, "seeds": seeds,
+              "train_examples": data.num_examples("train", limit), "test_examples": n_test,
+              "likelihood_examples": min(n_test, likelihood_limit) if likelihood_limit else n_test,
+              "probe_train_examples": data.num_examples("train", probe_train_limit), "iwae_k": iwae_k,
+              "prior_samples": prior_samples, "optimizer": f"Adam(learning_rate={learning_rate})",
+              "metrics": metric_groups, "overrides": overrides or {}, "modality_options": modality_options or {}}
+    report_versions = dict(versions(), classifiers=_classifier_records(data.spec, classifier_dir))
+    rows, samples = [], {}
+    examples = {m: v[:_SAMPLE_EXAMPLES] for m, v in test.items() if m in data.modalities}
+    started = time.perf_counter()
+    runs = list(itertools.product(plan, seeds))
+    bar = tqdm(runs, desc="compare", unit="run", disable=not progress)
+    for (label, entry, extra), seed in bar:
+        bar.set_postfix_str(f"{label} seed {seed}")
+        keras.utils.set_random_seed(seed)
+        model = mibzoo.load(entry, **model_overrides(data, {**(overrides or {}), **extra}, modality_options, seed))
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        t0 = time.perf_counter()
+        history = model.fit(data.train_dataset(batch_size, seed, limit), epochs=epochs, verbose=verbose,
+                            shuffle=False)
+        train_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        values = metric_functions.evaluate(model, test, probe_train, spec=data.spec, classifiers=readers,
+                                           metrics=metric_groups, iwae_k=iwae_k, likelihood_limit=likelihood_limit,
+                                           prior_samples=prior_samples, seed=seed, classifier_dir=classifier_dir,
+                                           data_dir=data_dir)
+        rows.append({"model": label, "entry": entry, "seed": seed, "metrics": values,
+                     "train_seconds": round(train_seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
+                     "final_loss": float(history.history["loss"][-1])})
+        if seed == seeds[0]:
+            samples[label] = _collect_samples(model, examples, seed)
+        if out is not None:
+            partial = Report(rows, budget, report_versions, wall_seconds=time.perf_counter() - started)
+            partial.to_json(pathlib.Path(out) / "partial.json")
+        del model
+        keras.backend.clear_session()  # keep memory flat over many runs
+    report = Report(rows, budget, report_versions, _chance(data.spec, data.modalities, test),
+                    time.perf_counter() - started, samples, {m: dict(s) for m, s in data.modalities.items()})
+    if out is not None:
+        report.save(out)
+        (pathlib.Path(out) / "partial.json").unlink(missing_ok=True)  # superseded by results.json
+    return report
