@@ -23,7 +23,6 @@ pre-trained digit classifiers).
 """
 import dataclasses
 import datetime
-import difflib
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ import pathlib
 import tempfile
 
 import numpy as np
+from mibzoo.errors import did_you_mean
 
 ENV_CLASSIFIER_DIR = "MIBZOO_CLASSIFIER_DIR"
 
@@ -86,9 +86,8 @@ def cache_dir(directory=None):
 
 def _recipe(name):
     if name not in CLASSIFIERS:
-        close = difflib.get_close_matches(str(name), list(CLASSIFIERS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown classifier {name!r}.{hint} Known classifiers: {', '.join(CLASSIFIERS)}; "
+        raise ValueError(f"unknown classifier {name!r}.{did_you_mean(name, CLASSIFIERS)} "
+                         f"Known classifiers: {', '.join(CLASSIFIERS)}; "
                          f"a path to a .keras file or an object with predict(x) also works")
     return CLASSIFIERS[name]
 

@@ -5,7 +5,6 @@ labels, rows) plus shared tables that the columns index into. Keeping images in 
 lets pairings reuse an image many times without copying it; :mod:`mibzoo.data.pipeline` gathers
 them per batch.
 """
-import difflib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,6 +12,7 @@ import numpy as np
 from mibzoo.data import constructions, tabular
 from mibzoo.data.sources import ensure_group
 from mibzoo.modalities import normalize_modalities
+from mibzoo.errors import did_you_mean
 
 _MNIST_IMAGE = {"kind": "image", "shape": [28, 28, 1], "likelihood": "bernoulli",
                 "description": "MNIST digit, grey values scaled to [0, 1]"}
@@ -243,9 +243,7 @@ for _info in DATASETS.values():
 def get_info(name):
     """The :class:`DatasetInfo` of ``name``; ``ValueError`` naming the closest name if unknown."""
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}.{hint}")
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}.{did_you_mean(name, DATASETS)}")
     return DATASETS[name]
 
 

@@ -21,13 +21,13 @@ mibzoo.metrics.evaluate(model, test, train, spec="mnist_plus1")
 # {'cross_coherence/image_a->image_b': 0.83, 'joint_coherence': 0.41, 'log_likelihood/joint': ...}
 ```
 """
-import difflib
 
 from mibzoo.metrics.coherence import coherences, cross_modal_coherence, joint_coherence
 from mibzoo.metrics.likelihood import elbo, iwae_bound, log_importance_weights, log_likelihoods
 from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy, posterior_means
 from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
+from mibzoo.errors import did_you_mean
 
 # Metric groups `evaluate` computes, and whether higher values are better.
 METRICS = {
@@ -57,9 +57,8 @@ def check_metrics(metrics):
         metrics = [metrics]
     for name in metrics:
         if name not in METRICS:
-            close = difflib.get_close_matches(str(name), list(METRICS), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown metric {name!r}.{hint} Available metrics: {', '.join(METRICS)}")
+            raise ValueError(f"unknown metric {name!r}.{did_you_mean(name, METRICS)} "
+                             f"Available metrics: {', '.join(METRICS)}")
     return list(metrics)
 
 

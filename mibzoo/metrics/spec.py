@@ -9,9 +9,9 @@ states an ``offset``: its class ``c`` stands for the *common* class ``(c − off
 two modalities agree (joint coherence) when their common classes are equal.
 """
 import dataclasses
-import difflib
 
 from mibzoo.modalities import normalize_modalities
+from mibzoo.errors import did_you_mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +115,7 @@ def spec_for(dataset, modalities=None):
         return EvaluationSpec({m: ModalityLabel(m, classes=s["classes"])
                                for m, s in specs.items() if s["kind"] == "categorical"})
     if dataset not in DATASET_SPECS:
-        close = difflib.get_close_matches(str(dataset), list(DATASET_SPECS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"no evaluation spec for dataset {dataset!r}.{hint} Known datasets: "
+        raise ValueError(f"no evaluation spec for dataset {dataset!r}.{did_you_mean(dataset, DATASET_SPECS)} "
+                         "Known datasets: "
                          f"{', '.join(DATASET_SPECS)}; for custom data pass an EvaluationSpec")
     return DATASET_SPECS[dataset]
