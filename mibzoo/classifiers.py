@@ -27,10 +27,10 @@ import hashlib
 import json
 import os
 import pathlib
-import tempfile
 
 import numpy as np
 from mibzoo.errors import did_you_mean
+from mibzoo.files import atomic_path
 
 ENV_CLASSIFIER_DIR = "MIBZOO_CLASSIFIER_DIR"
 
@@ -191,18 +191,8 @@ def record(name, directory=None):
 
 
 def _atomic_write(path, write):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp files are owner-only; cached files are not secret
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=pathlib.Path(path).suffix) as tmp:
+        write(str(tmp))
 
 
 def train(name, directory=None, data_dir=None, verbose=0, check=True):

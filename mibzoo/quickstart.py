@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 
+from mibzoo.files import atomic_path
+
 PAIRING = "mnist_plus1"
 ENTRY = "wyner_vae"
 
@@ -42,10 +44,9 @@ def save_grid(path, inputs, generated, title):
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = pathlib.Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
+    with atomic_path(path, suffix=".png") as tmp:  # never a half-written PNG under the final name
+        fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
-    tmp.replace(path)  # never leave a half-written PNG under the final name
     return path
 
 

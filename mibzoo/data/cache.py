@@ -16,10 +16,11 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from mibzoo.files import atomic_path  # noqa: F401 (part of this module's API)
 
 ENV_DATA_DIR = "MIBZOO_DATA_DIR"
 DEFAULT_DATA_DIR = Path("~") / ".cache" / "mibzoo" / "data"
@@ -28,11 +29,6 @@ MANIFEST = "MANIFEST.json"
 # sha256 results keyed by (path, size, mtime_ns): a file is hashed once per process unless it
 # changes, so repeated loads of a 50 MB array do not pay for hashing again.
 _HASH_MEMO = {}
-
-# mkstemp creates files readable by the owner only; cache files get the usual umask instead.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-_FILE_MODE = 0o666 & ~_UMASK
 
 
 def data_root(data_dir=None):
@@ -57,29 +53,6 @@ def sha256_file(path, chunk=1 << 20):
                 digest.update(block)
         _HASH_MEMO[key] = digest.hexdigest()
     return _HASH_MEMO[key]
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yields a temporary path next to ``path``; renames it to ``path`` if the block succeeds.
-
-    On an exception the temporary file is removed and ``path`` is left as it was, so a reader
-    never sees a half-written file.
-
-    Args:
-        path: the final file path; its directory is created if missing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager
