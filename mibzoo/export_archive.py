@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mibzoo.files import atomic_path
+from mibzoo.files import atomic_path, current_umask
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -154,7 +154,7 @@ def export_signatures(
     # scan ignores it.
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
     # mkdtemp makes the directory private (0700); the server may run as another user.
-    os.chmod(tmp, 0o777 & ~_umask())
+    os.chmod(tmp, 0o777 & ~current_umask())
     try:
         archive = keras.export.ExportArchive()
         for tracked in module if isinstance(module, (list, tuple)) else [module]:
@@ -497,18 +497,6 @@ def update_models_config(base, base_path_prefix="/models"):
 
 def _join(prefix, name):
     return f"{prefix.rstrip('/')}/{name}"
-
-
-def _umask():
-    """The process umask, read without changing it (os.umask would race other threads)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    return 0o022
 
 
 def _atomic_write(path, text):

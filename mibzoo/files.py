@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 
 
-def _umask():
+def current_umask():
     """The process umask, read without changing it (os.umask would race other threads)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
@@ -37,7 +37,7 @@ def atomic_path(path, suffix=".part"):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras
 from google.protobuf import text_format
-from mibzoo import export_archive
+from mibzoo import export_archive, files
 from mibzoo.export_archive import ServingContractError
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
@@ -30,7 +30,7 @@ def test_export_writes_a_complete_version(tiny_export):
     assert (extra / "tf_serving_warmup_requests").exists()
     assert _leftovers(base / "tiny") == []
     # Readable by a server running as another user (temporary files start private).
-    umask = export_archive._umask()
+    umask = files.current_umask()
     assert version_dir.stat().st_mode & 0o777 == 0o777 & ~umask
     assert (base / "models.config").stat().st_mode & 0o777 == 0o666 & ~umask
 
