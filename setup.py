@@ -33,9 +33,19 @@ setup(
         # TensorFlow 2.21 no longer pulls it in; tf.summary (the TensorBoard logs of
         # `mibzoo train`) needs it.
         "tensorboard>=2.16",
+        # Exports write TF Serving warm-up records (PredictionLog protos) and models.config
+        # (ModelServerConfig): the Quickstart's main job needs the serving protos.
+        "tensorflow-serving-api>=2.16",
+        # Linear probes and classifiers on representations (fairness ACC/DEO, latent probes).
+        "scikit-learn>=1.3",
+        # Post-import hook that registers mibzoo's Keras classes once keras is imported.
+        "wrapt>=1.14",
     ],
     extras_require={
-        "test": ["pytest>=7", "tensorflow-serving-api>=2.16"],
+        # SciPy gives the independent reference values (densities, integrals) the math tests
+        # compare against.
+        "test": ["pytest>=7", "scipy>=1.10"],
+        # Kept so that `pip install 'mibzoo[serving]'` from older instructions still works.
         "serving": ["tensorflow-serving-api>=2.16"],
     },
     entry_points={"console_scripts": ["mibzoo=mibzoo.cli:main"]},

@@ -20,6 +20,7 @@ _SUBCOMMAND_MODULES = [
     "mibzoo.export",
     "mibzoo.quickstart",
     "mibzoo.runs_cli",
+    "mibzoo.reproduce",
 ]
 
 
