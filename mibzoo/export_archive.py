@@ -26,13 +26,12 @@ import errno
 import os
 import re
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from mibzoo.files import atomic_path, current_umask
+from mibzoo.files import atomic_path, remove_stale_temporaries, temporary_directory, temporary_tag
 
 SERVE_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"
@@ -152,9 +151,9 @@ def export_signatures(
     # The temporary directory lives next to its destination so that the final rename
     # stays inside one file system; its name is not a number, so TF Serving's version
     # scan ignores it.
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir))
-    # mkdtemp makes the directory private (0700); the server may run as another user.
-    os.chmod(tmp, 0o777 & ~current_umask())
+    # Exports killed before publishing left their temporary directories here: remove them.
+    remove_stale_temporaries(model_dir)
+    tmp = temporary_directory(model_dir, f"tmp-{version}")
     try:
         archive = keras.export.ExportArchive()
         for tracked in module if isinstance(module, (list, tuple)) else [module]:
@@ -298,7 +297,7 @@ def _publish(tmp, target, overwrite):
         return
     # No renameat2 (non-Linux or old libc): two renames leave a window of a few
     # microseconds in which the version is missing.
-    retired = target.with_name(f".old-{target.name}-{os.getpid()}")
+    retired = target.with_name(f".old-{target.name}-{temporary_tag()}-retired")
     os.rename(target, retired)
     os.rename(tmp, target)
     shutil.rmtree(retired, ignore_errors=True)
@@ -699,6 +698,69 @@ def _read_meta_graph(export_dir):
     )
 
 
+# Ops that read, write or list files. A signature must not reach them: TF Serving runs every
+# warm-up record at load time and every request afterwards, so such an op would touch the
+# server's file system on behalf of whoever wrote the export or sends the request. The
+# SavedModel's own saver (SaveV2, RestoreV2, ...) lives outside the signatures and is allowed.
+FILE_SYSTEM_OPS = frozenset({
+    "ReadFile", "WriteFile", "MatchingFiles", "Save", "SaveV2", "SaveSlices", "Restore", "RestoreV2",
+    "RestoreSlice", "MergeV2Checkpoints", "ImmutableConst", "InitializeTableFromTextFile",
+    "InitializeTableFromTextFileV2", "WholeFileReader", "WholeFileReaderV2", "TextLineReader",
+    "TextLineReaderV2", "TFRecordReader", "TFRecordReaderV2", "FixedLengthRecordReader",
+    "FixedLengthRecordReaderV2", "LMDBReader", "TFRecordDataset", "TFRecordDatasetV2", "TextLineDataset",
+    "FixedLengthRecordDataset", "FixedLengthRecordDatasetV2", "CSVDataset", "CSVDatasetV2",
+    "ExperimentalCSVDataset", "LMDBDataset", "ExperimentalLMDBDataset", "SqlDataset", "ExperimentalSqlDataset",
+    "SnapshotDataset", "SnapshotDatasetV2", "SaveDataset", "SaveDatasetV2", "LoadDataset", "DatasetToTFRecord",
+    "ExperimentalDatasetToTFRecord", "CreateSummaryFileWriter", "CreateSummaryDbWriter", "WriteSummary",
+    "WriteScalarSummary", "WriteHistogramSummary", "WriteImageSummary", "WriteAudioSummary",
+    "WriteGraphSummary", "WriteRawProtoSummary", "ImportEvent", "FlushSummaryWriter", "DebugIdentityV2",
+    "DebugIdentityV3",
+})
+
+
+def signature_ops(meta_graph):
+    """Op types that the signatures of a MetaGraphDef can run (the saver's graph left out).
+
+    Walks back from every signature input and output tensor through the graph and into every
+    library function a reached node calls (``PartitionedCall`` attributes, direct function
+    calls, functions nested in control flow), counting every op inside a reached function.
+    """
+    graph = meta_graph.graph_def
+    nodes = {node.name: node for node in graph.node}
+    functions = {f.signature.name: f for f in graph.library.function}
+    pending_nodes = [info.name.split(":")[0] for sig in serving_signatures(meta_graph).values()
+                     for infos in (sig.inputs, sig.outputs) for info in infos.values()]
+    pending_functions, seen_nodes, seen_functions, ops = [], set(), set(), set()
+
+    def called_functions(node_def):
+        names = [node_def.op] if node_def.op in functions else []
+        for attr in node_def.attr.values():
+            if attr.HasField("func"):
+                names.append(attr.func.name)
+            names.extend(f.name for f in attr.list.func)
+        return names
+
+    while pending_nodes or pending_functions:
+        if pending_nodes:
+            name = pending_nodes.pop()
+            if name in seen_nodes or name not in nodes:
+                continue
+            seen_nodes.add(name)
+            node = nodes[name]
+            ops.add(node.op)
+            pending_nodes.extend(i.lstrip("^").split(":")[0] for i in node.input)
+            pending_functions.extend(called_functions(node))
+        else:
+            name = pending_functions.pop()
+            if name in seen_functions or name not in functions:
+                continue
+            seen_functions.add(name)
+            for node_def in functions[name].node_def:
+                ops.add(node_def.op)
+                pending_functions.extend(called_functions(node_def))
+    return ops - set(functions)
+
+
 def audit_ops(export_dir):
     """Lists the op types of a version's serving graph, function library included.
 
@@ -721,7 +783,8 @@ def check_servable(export_dir):
     """Checks statically that TF Serving can load and batch a version; raises otherwise.
 
     Checks: a MetaGraph tagged ``serve``; every op is a registered core TensorFlow op
-    with a CPU kernel and none calls back into Python (``py_function``); a
+    with a CPU kernel and none calls back into Python (``py_function``); no signature can
+    reach an op that reads or writes files (`FILE_SYSTEM_OPS`); a
     ``serving_default`` signature; every input and output of every signature has a
     leading None batch dimension; warm-up records (if any) name existing signatures and
     their exact inputs.
@@ -756,6 +819,9 @@ def check_servable(export_dir):
             devices = {k.device_type for k in kernels.get_registered_kernels_for_op(op).kernel}
             if not devices & {"CPU", "DEFAULT"}:
                 problems.append(f"op {op} has no CPU kernel")
+    for op in sorted(signature_ops(meta_graph) & FILE_SYSTEM_OPS):
+        problems.append(f"op {op} reads or writes files and a signature can run it; TF Serving would "
+                        "execute it at load time (warm-up) and on requests, so it is refused")
     signatures = serving_signatures(meta_graph)
     if DEFAULT_SIGNATURE not in signatures:
         problems.append(

@@ -114,6 +114,57 @@ def test_check_servable_rejects_py_function(tmp_path):
     assert os.listdir(base / "bad") == []
 
 
+def test_check_servable_rejects_file_system_ops_that_a_signature_reaches(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the server")
+
+    def reads_a_file(model, inputs):
+        text = tf.io.read_file(str(secret))
+        scale = tf.cast(tf.strings.length(text), tf.float32)
+        return {"z": model.encoder(inputs["image"] * scale)}
+
+    path = _raw_archive(tmp_path / "1", reads_a_file, tf.TensorSpec([None, 4], tf.float32, name="image"))
+    meta_graph = export_archive._read_meta_graph(path)
+    assert "ReadFile" in export_archive.signature_ops(meta_graph)
+    with pytest.raises(ServingContractError, match="op ReadFile reads or writes files"):
+        export_archive.check_servable(path)
+
+    def writes_a_file(model, inputs):
+        with tf.control_dependencies([tf.io.write_file(str(tmp_path / "planted"), "x")]):
+            return {"z": model.encoder(inputs["image"])}
+
+    model = build_tiny_model()
+    with pytest.raises(ServingContractError, match="op WriteFile reads or writes files"):
+        export_archive.export_signatures(tmp_path / "base", "bad", 1, model,
+                                         {"serve": (lambda inputs: writes_a_file(model, inputs), {"image": IMAGE})})
+    # Verification never ran the signature: the audit refused it first.
+    assert not (tmp_path / "planted").exists()
+
+
+def test_the_savers_own_file_ops_are_not_signature_ops(tiny_export):
+    _, version_dir = tiny_export
+    meta_graph = export_archive._read_meta_graph(version_dir)
+    # Every SavedModel's saver writes and restores checkpoints; the signatures cannot reach it.
+    assert {"SaveV2", "RestoreV2"} <= export_archive.audit_ops(version_dir)
+    assert not export_archive.signature_ops(meta_graph) & export_archive.FILE_SYSTEM_OPS
+    assert "MatMul" in export_archive.signature_ops(meta_graph)
+
+
+def test_a_killed_exports_temporary_directory_is_removed_by_the_next_export(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / "tiny" / f".tmp-1-pid{dead_pid}-abc123"
+    stale.mkdir(parents=True)
+    (stale / "saved_model.pb").write_bytes(b"half")
+    mine = tmp_path / "tiny" / f".tmp-7-pid{os.getpid()}-live01"  # a live writer's: kept
+    mine.mkdir()
+    export_tiny(tmp_path, warmup_requests=None)
+    assert not stale.exists() and mine.exists()
+
+
 def test_check_servable_rejects_inputs_without_batch_dimension(tmp_path):
     path = _raw_archive(tmp_path / "1", lambda model, inputs: {"z": model.encoder(inputs["image"][None])},
                         tf.TensorSpec([4], tf.float32, name="image"))
