@@ -11,8 +11,16 @@ model = mibzoo.load("wyner_vae")
 
 Attributes are imported on first use (PEP 562), so ``import mibzoo`` (and the REST client in
 `mibzoo.serving`) does not start TensorFlow until a model is needed.
+
+``import mibzoo`` is enough for Keras to load a saved zoo model in any process: once ``keras`` is
+imported (before or after mibzoo), mibzoo's serializable classes are registered, so
+``keras.saving.load_model("model.keras")`` finds ``mibzoo>MIBModel`` without importing
+`mibzoo.model` by hand.
 """
 import importlib
+import warnings
+
+import wrapt
 
 __version__ = "0.1.0"
 
@@ -42,3 +50,15 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+def _register_keras_objects(_keras):
+    # Importing the model module registers MIBModel and the layers it is built from with Keras.
+    try:
+        importlib.import_module("mibzoo.model")
+    except Exception as err:  # keep `import keras` working; loading a zoo model will then say why
+        warnings.warn(f"mibzoo could not register its Keras classes ({type(err).__name__}: {err}); "
+                      "keras.saving.load_model cannot load zoo models in this process", RuntimeWarning)
+
+
+wrapt.register_post_import_hook(_register_keras_objects, "keras")

@@ -9,7 +9,6 @@ Training (Alg. 1):   a list of phases, each with its variables, loss and optimiz
                      `steps_str` structure updates on L_score, Eq. 15).
 """
 import contextlib
-import re
 
 import keras
 import numpy as np
@@ -18,15 +17,12 @@ from keras import ops
 
 from mibzoo import inference, likelihoods, objectives
 from mibzoo.config import validate_model_config, resolve_weight
-from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean
+from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean, find_input_error, tagged_input_error
 from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
 from mibzoo.tfp import tfd
-
-
-_INPUT_ERROR_OPEN, _INPUT_ERROR_CLOSE = "<<mibzoo-input-error:", ":mibzoo-input-error>>"
 
 
 @contextlib.contextmanager
@@ -36,10 +32,10 @@ def _input_errors_surfaced():
     try:
         yield
     except tf.errors.InvalidArgumentError as err:
-        found = re.search(re.escape(_INPUT_ERROR_OPEN) + r"(.*?)" + re.escape(_INPUT_ERROR_CLOSE), str(err), re.S)
-        if not found:
+        message = find_input_error(err)
+        if message is None:
             raise
-        raise InputError(found.group(1).replace("\\'", "'").replace("\\", "")) from None
+        raise InputError(message) from None
 
 
 def _seed_pair(seed, index):
@@ -276,7 +272,7 @@ class MIBModel(keras.Model):
             if not bool(ops.convert_to_numpy(condition)):
                 raise InputError(message)
         else:
-            tf.debugging.Assert(condition, [_INPUT_ERROR_OPEN + message + _INPUT_ERROR_CLOSE])
+            tf.debugging.Assert(condition, [tagged_input_error(message)])
 
     def fit(self, *args, **kwargs):
         with _input_errors_surfaced():

@@ -46,6 +46,19 @@ class ServingStatusError(Exception):
         return HTTP_STATUS[self.code]
 
 
+class MethodNotAllowed(ServingStatusError):
+    """An HTTP method that a REST resource does not take (``GET`` on ``:predict``): 405, with the
+    methods it does take in ``allow`` (sent as the ``Allow`` header)."""
+
+    def __init__(self, method, path, allow):
+        super().__init__("INVALID_ARGUMENT", f"Method {method} is not allowed on {path}; use {allow}")
+        self.allow = allow
+
+    @property
+    def http_status(self):
+        return 405
+
+
 def invalid_argument(message):
     return ServingStatusError("INVALID_ARGUMENT", message)
 

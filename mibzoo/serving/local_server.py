@@ -24,7 +24,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from mibzoo.serving import rest_json
-from mibzoo.serving.errors import ServingStatusError, invalid_argument
+from mibzoo.serving.errors import MethodNotAllowed, ServingStatusError, invalid_argument
 from mibzoo.serving.servables import ModelManager
 
 logger = logging.getLogger("mibzoo.serving")
@@ -74,10 +74,13 @@ class RestApi:
             body: the request body bytes.
 
         Returns:
-            ``(http_status, json_object)``; errors are ``{"error": message}``.
+            ``(http_status, json_object)``, or ``(http_status, json_object, headers)`` when the
+            answer needs headers of its own (405's ``Allow``); errors are ``{"error": message}``.
         """
         try:
             return 200, self._route(method, urllib.parse.urlsplit(path).path, body)
+        except MethodNotAllowed as err:
+            return err.http_status, {"error": err.message}, {"Allow": err.allow}
         except ServingStatusError as err:
             return err.http_status, {"error": err.message}
         except Exception as err:  # a bug or an unexpected TF failure: answer, keep serving
@@ -108,6 +111,10 @@ class RestApi:
                 if metadata:
                     return self._metadata(name, _version(version))
                 return self._status(name, _version(version))
+        if _PREDICT_RE.match(path):
+            raise MethodNotAllowed(method, path, "POST")
+        if _STATUS_RE.match(path) and method != "GET":
+            raise MethodNotAllowed(method, path, "GET")
         if not path.lower().startswith("/v1/"):
             raise ServingStatusError("NOT_FOUND", f"Not found: {path}")
         raise invalid_argument(f"Malformed request: {method} {path}")
@@ -202,8 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._read_body(method)
             if body is None:
                 return
-            status, payload = self.server.api.handle(method, self.path, body)
-            self._send(status, payload)
+            status, payload, *headers = self.server.api.handle(method, self.path, body)
+            self._send(status, payload, headers=headers[0] if headers else None)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client left; nothing to answer
 
@@ -241,9 +248,11 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         return body
 
-    def _send(self, status, payload, close=False):
+    def _send(self, status, payload, close=False, headers=None):
         data = rest_json.dumps(payload)
         self.send_response(status)
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if close:

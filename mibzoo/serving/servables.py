@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from mibzoo import export_archive
+from mibzoo.errors import find_input_error
 from mibzoo.serving.errors import ServingStatusError, invalid_argument, not_found
 from mibzoo.serving.rest_json import TensorSpecInfo, check_inputs
 
@@ -187,6 +188,9 @@ class LoadedVersion:
         try:
             values = run(*[arrays[k] for k in in_keys], options=options)
         except tf.errors.OpError as err:
+            message = find_input_error(err.message)
+            if message is not None:  # a model's input check (NaN pixels, bad class ids, ...)
+                raise invalid_argument(message) from None
             raise ServingStatusError(_error_code_name(err), err.message) from None
         except (ValueError, TypeError) as err:  # feed conversion errors
             raise invalid_argument(str(err)) from None

@@ -204,13 +204,28 @@ def test_bad_predict_requests_get_tf_serving_errors(server, case):
     ("GET", "/v1/models/tiny/versions/9", 404, "Could not find version 9 of model tiny"),
     ("GET", "/v1/models/tiny/versions/9/metadata", 404, "Specific(tiny, 9)"),
     ("GET", "/v1/models", 400, "Missing model name in request."),
-    ("GET", "/v1/models/tiny:predict", 400, "Malformed request: GET /v1/models/tiny:predict"),
-    ("PUT", "/v1/models/tiny", 400, "Malformed request: PUT"),
+    ("GET", "/v1/models/tiny:predict", 405, "Method GET is not allowed on /v1/models/tiny:predict; use POST"),
+    ("DELETE", "/v1/models/tiny/versions/1:predict", 405, "use POST"),
+    ("PUT", "/v1/models/tiny", 405, "Method PUT is not allowed on /v1/models/tiny; use GET"),
+    ("POST", "/v1/models/tiny/metadata", 405, "use GET"),
+    ("PUT", "/v1/elsewhere", 400, "Malformed request: PUT"),
     ("GET", "/index.html", 404, "Not found"),
 ])
 def test_bad_status_and_metadata_requests(server, method, path, expected_status, message):
-    status, answer = call(server, method, path, body="" if method == "PUT" else None)
+    status, answer = call(server, method, path, body="" if method in ("PUT", "POST") else None)
     assert status == expected_status and message in answer["error"], answer
+
+
+def test_a_wrong_method_names_the_allowed_one_in_the_allow_header(server):
+    parts = urllib.parse.urlsplit(server.url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("GET", "/v1/models/tiny:predict")
+        response = connection.getresponse()
+        assert response.status == 405 and response.getheader("Allow") == "POST"
+        assert list(json.loads(response.read())) == ["error"]
+    finally:
+        connection.close()
 
 
 def test_oversized_body_is_refused_before_reading_it(server):
