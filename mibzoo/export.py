@@ -125,9 +125,39 @@ def build_signatures(model):
     return signatures
 
 
-def _warmup_example(spec_by_input):
-    """One all-zeros row per input (seed rows [0, 0]), for TF Serving's warm-up replay."""
-    return {key: np.zeros([1, *spec.shape[1:]], spec.dtype.as_numpy_dtype) for key, spec in spec_by_input.items()}
+def example_inputs(model, spec_by_input, batch=1, seed=0):
+    """Valid request inputs for a signature: what warm-up records and the pre-publish check feed.
+
+    Values respect the model's input checks (a signature refuses NaN, pixels outside [0, 1] for
+    Bernoulli modalities, class ids out of range, one-hot groups that do not sum to 1, presence
+    values other than 0/1): uniform pixels, class ids ``0, 1, ...``, one-hot groups, every
+    modality present, seed rows ``[seed, row]``, sample indices ``0, 1, ...``.
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for key, spec in spec_by_input.items():
+        shape = [batch, *spec.shape[1:]]
+        modality = model.modality_specs.get(key)
+        if key == "present":
+            out[key] = np.ones(shape, "float32")
+        elif key == "seed":
+            out[key] = np.stack([np.full(batch, seed), np.arange(batch)], axis=1).astype("int32")
+        elif key == "sample_index" or (modality is not None and modality["kind"] == "categorical"):
+            classes = modality["classes"] if modality is not None else batch
+            out[key] = (np.arange(batch) % classes).astype(spec.dtype.as_numpy_dtype)
+        elif modality is not None and modality["kind"] == "tabular":
+            numeric = rng.standard_normal((batch, modality["numeric"]))
+            groups = [np.eye(size)[rng.integers(0, size, batch)] for size in modality["categorical"]]
+            out[key] = np.concatenate([numeric] + groups, axis=1).astype("float32")
+        else:
+            out[key] = rng.random(shape).astype(spec.dtype.as_numpy_dtype)
+    return out
+
+
+def signature_examples(model, signatures=None, batch=2):
+    """``{signature_name: valid inputs}`` (`example_inputs`) for every signature of the model's export."""
+    signatures = signatures if signatures is not None else build_signatures(model)
+    return {sig_name: example_inputs(model, spec, batch=batch) for sig_name, (_, spec) in signatures.items()}
 
 
 def model_card(model, name, signatures, dataset=None, metrics=None):
@@ -170,9 +200,10 @@ def export_model(model, base, name=None, version=None, dataset=None, metrics=Non
         "zoo_config.json": json.dumps({"entry": model.entry, "model": model.get_config()}, indent=2),
         "model_card.md": model_card(model, name, signatures, dataset, metrics),
     }
-    warmup = [(sig_name, _warmup_example(spec)) for sig_name, (_, spec) in signatures.items()]
+    warmup = list(signature_examples(model, signatures, batch=1).items())
+    checks = signature_examples(model, signatures, batch=2)
     return export_archive.export_signatures(base, name, version, model, signatures, assets=assets,
-                                            warmup_requests=warmup, overwrite=overwrite)
+                                            warmup_requests=warmup, overwrite=overwrite, verify_feeds=checks)
 
 
 def export_run(run_dir, base, name=None, version=None, overwrite=False):

@@ -89,6 +89,7 @@ def export_signatures(
     overwrite=False,
     *,
     verify=True,
+    verify_feeds=None,
     update_config=True,
     config_prefix="/models",
 ):
@@ -114,6 +115,8 @@ def export_signatures(
         overwrite: replace an existing version (atomically) instead of refusing.
         verify: run `check_servable` and `verify_with_session_loader` on the temporary
             export before publishing it; a failing export is never published.
+        verify_feeds: ``{signature_name: {input_name: array}}`` valid inputs for that check
+            (signatures that validate their inputs refuse random dummies).
         update_config: rewrite ``BASE/models.config`` after publishing.
         config_prefix: the base directory as the TF Serving container sees it.
 
@@ -173,7 +176,7 @@ def export_signatures(
             write_warmup_requests(extra / WARMUP_FILE, name, warmup_requests)
         if verify:
             check_servable(tmp)
-            verify_with_session_loader(tmp)
+            verify_with_session_loader(tmp, verify_feeds)
         _publish(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

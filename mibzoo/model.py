@@ -9,6 +9,7 @@ Training (Alg. 1):   a list of phases, each with its variables, loss and optimiz
                      `steps_str` structure updates on L_score, Eq. 15).
 """
 import contextlib
+import difflib
 
 import keras
 import numpy as np
@@ -203,8 +204,10 @@ class MIBModel(keras.Model):
         """Validates a batch and returns ``(x, present)``.
 
         ``x`` maps each given modality to float32 (categoricals one-hot); ``present`` is
-        ``[B, N]``. Keys that are not modalities are errors when ``strict`` (encode/generate)
-        and ignored otherwise (training batches carry evaluation labels such as ``digit``).
+        ``[B, N]`` (0/1). With ``strict`` (encode/generate) keys that are not modalities are
+        errors and any subset of the modalities may be given; otherwise (training and evaluation
+        batches, which carry labels such as ``digit``) other keys are ignored but every modality
+        must be there: examples that lack one say so in the batch's ``present`` mask.
         """
         if not isinstance(inputs, dict):
             raise InputError(f"{self.name}: inputs must be a dict {{modality: batch}} with modalities "
@@ -221,20 +224,72 @@ class MIBModel(keras.Model):
         if not x:
             raise InputError(f"{self.name}: the batch has none of this model's modalities {self.modality_names}; "
                              f"got keys {sorted(inputs)}")
-        batch = ops.shape(next(iter(x.values())))[0]
-        columns = []
-        for name in self.modality_names:
-            if name not in x:
-                columns.append(ops.zeros((batch,), "float32"))
-            elif present is not None and name in present:
-                columns.append(ops.reshape(ops.cast(present[name], "float32"), (-1,)))
-            else:
-                columns.append(ops.ones((batch,), "float32"))
+        missing = [n for n in self.modality_names if n not in x]
+        if not strict and missing:
+            typo = difflib.get_close_matches(missing[0], unknown, n=1, cutoff=0.6)
+            raise InputError(
+                f"{self.name}: the training batch has no modality {missing[0]!r} (keys: {sorted(inputs)})."
+                + (f" Is {typo[0]!r} a misspelling of {missing[0]!r}?" if typo else "")
+                + f" A batch for fit/evaluate carries every modality {self.modality_names}; mark examples that "
+                  f"lack one with a 'present' entry {{modality: [batch] of 0/1}}")
+        batch = self._batch_size(x)
+        presence = self._presence(present, x, batch, strict)
+        columns = [presence[name] if name in presence else
+                   (ops.ones((batch,), "float32") if name in x else ops.zeros((batch,), "float32"))
+                   for name in self.modality_names]
         return x, ops.stack(columns, axis=1)
+
+    def _batch_size(self, x):
+        """The common batch size of the given modalities; refuses empty and mismatched batches."""
+        static = {name: value.shape[0] for name, value in x.items()}
+        known = {name: size for name, size in static.items() if size is not None}
+        if len(set(known.values())) > 1:
+            raise InputError(f"{self.name}: modalities have different batch sizes "
+                             f"{', '.join(f'{n}: {s}' for n, s in known.items())}; every modality needs one row "
+                             "per example")
+        if any(size == 0 for size in known.values()):
+            raise InputError(f"{self.name}: the batch is empty (0 examples); give at least one example")
+        sizes = [ops.shape(value)[0] for value in x.values()]
+        batch = sizes[0]
+        if len(known) < len(x):  # sizes only known when the step runs
+            self._check(ops.all(ops.equal(ops.stack(sizes), batch)),
+                        f"{self.name}: modalities {list(x)} have different batch sizes; every modality needs "
+                        "one row per example")
+        if not known:
+            self._check(batch > 0, f"{self.name}: the batch is empty (0 examples); give at least one example")
+        return batch
+
+    def _presence(self, present, x, batch, strict):
+        """``{modality: [B] float32 0/1}`` from a ``present`` dict, checked."""
+        if present is None:
+            return {}
+        if not isinstance(present, dict):
+            raise InputError(f"{self.name}: 'present' must be a dict {{modality: [batch] of 0/1}}, got "
+                             f"{type(present).__name__}")
+        unknown = [k for k in present if k not in self.modality_specs]
+        if unknown:
+            raise InputError(f"{self.name}: 'present' names unknown modality {unknown[0]!r}; modalities are "
+                             f"{self.modality_names}." + did_you_mean(unknown[0], self.modality_names))
+        out = {}
+        for name, value in present.items():
+            if name not in x:
+                continue  # a modality that is not given is absent whatever its mask says
+            value = ops.reshape(ops.cast(ops.convert_to_tensor(value), "float32"), (-1,))
+            if value.shape[0] is not None and x[name].shape[0] is not None and value.shape[0] != x[name].shape[0]:
+                raise InputError(f"{self.name}: 'present' for {name!r} has {value.shape[0]} entries for a batch of "
+                                 f"{x[name].shape[0]}; give one 0/1 entry per example")
+            self._check(ops.all(ops.logical_or(ops.equal(value, 0.0), ops.equal(value, 1.0))),
+                        f"{self.name}: 'present' for {name!r} must hold 0 or 1 per example (NaN, fractions and "
+                        "other numbers are not presence values)")
+            out[name] = value
+        return out
 
     def _validated(self, name, value):
         spec = self.modality_specs[name]
-        value = ops.convert_to_tensor(value)
+        try:
+            value = ops.convert_to_tensor(value)
+        except (ValueError, TypeError) as err:
+            raise InputError(f"{self.name}: modality {name!r} is not a numeric array ({err})") from None
         dtype = keras.backend.standardize_dtype(value.dtype)
         shape = tuple(value.shape)
         expected = event_shape(spec)
@@ -243,6 +298,9 @@ class MIBModel(keras.Model):
             if ("int" in dtype or "float" in dtype) and (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
                 if "float" in dtype:  # ids stored as floats (Keras' symbolic build feeds float dummies)
                     self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf")
+                    self._check(ops.all(ops.equal(value, ops.round(value))),
+                                f"{self.name}: modality {name!r}: class ids must be whole numbers (got a fraction "
+                                f"such as 3.7); give integer ids in [0, {classes}) or one-hot rows")
                     value = ops.cast(ops.round(value), "int32")
                 ids = ops.reshape(value, (-1,))
                 self._check(ops.all(ops.logical_and(ids >= 0, ids < classes)),
@@ -250,7 +308,7 @@ class MIBModel(keras.Model):
                 return ops.one_hot(ids, classes)
             if "float" in dtype and len(shape) == 2 and shape[1] == classes:
                 value = ops.cast(value, "float32")
-                self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf")
+                self._check_probability_rows(name, value, f"one-hot rows over {classes} classes")
                 return value
             raise InputError(f"{self.name}: modality {name!r} (categorical, {classes} classes) expects integer class "
                              f"ids of shape [batch] or one-hot floats [batch, {classes}]; got {dtype} {list(shape)}")
@@ -262,7 +320,23 @@ class MIBModel(keras.Model):
                              f"{', '.join(map(str, expected))}]; got {list(shape)}")
         value = ops.cast(value, "float32")
         self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf values")
+        if spec.get("likelihood") == "bernoulli":
+            self._check(ops.all(ops.logical_and(value >= 0.0, value <= 1.0)),
+                        f"{self.name}: modality {name!r} has a Bernoulli likelihood, so its values must lie in "
+                        "[0, 1] (scale 8-bit images by 1/255)")
+        if spec["kind"] == "tabular":
+            start = spec["numeric"]
+            for k, size in enumerate(spec["categorical"]):
+                self._check_probability_rows(name, value[:, start:start + size],
+                                             f"one-hot group {k} (columns {start}..{start + size - 1})")
+                start += size
         return value
+
+    def _check_probability_rows(self, name, value, what):
+        """Checks that every row is finite, non-negative and sums to 1 (one-hot or soft labels)."""
+        self._check(ops.all(ops.isfinite(value)), f"{self.name}: modality {name!r} contains NaN or Inf")
+        self._check(ops.logical_and(ops.all(value >= 0.0), ops.all(ops.abs(ops.sum(value, axis=-1) - 1.0) <= 1e-3)),
+                    f"{self.name}: modality {name!r}: {what} must be non-negative and sum to 1 in every row")
 
     @staticmethod
     def _check(condition, message):
@@ -293,6 +367,7 @@ class MIBModel(keras.Model):
             return seed
         if seed is None:
             return lambda shape: keras.random.normal(shape, seed=self.sampling_seed_generator)
+        self._check_seed(seed)
         counter = [0]
 
         def draw(shape):
@@ -300,6 +375,32 @@ class MIBModel(keras.Model):
             return tf.random.stateless_normal(shape, seed=_seed_pair(seed, counter[0]))
 
         return draw
+
+    def _check_seed(self, seed):
+        """Refuses seeds that are not a non-negative int or an int32 ``[2]`` (or ``[1]``) array."""
+        if isinstance(seed, bool) or isinstance(seed, (str, bytes, float)):
+            raise InputError(f"{self.name}: seed must be None, a non-negative integer or an int32 [2] array; "
+                             f"got {seed!r}")
+        if isinstance(seed, (int, np.integer)):
+            if seed < 0:
+                raise InputError(f"{self.name}: seed must be non-negative; got {seed}")
+            return
+        shape = tuple(getattr(seed, "shape", np.shape(seed)))
+        dtype = keras.backend.standardize_dtype(getattr(seed, "dtype", np.asarray(seed).dtype))
+        if "int" not in dtype or shape not in ((), (1,), (2,)):
+            raise InputError(f"{self.name}: seed must be None, a non-negative integer or an int32 [2] array; "
+                             f"got {dtype} of shape {list(shape)}")
+
+    def _check_count(self, value, what):
+        """``value`` is a positive Python int, or a symbolic count (an export's batch size)."""
+        if isinstance(value, bool) or (isinstance(value, (int, np.integer)) and value < 1) \
+                or isinstance(value, (float, str)):
+            raise InputError(f"{self.name}: {what} must be a positive integer; got {value!r}")
+
+    @staticmethod
+    def _check_mode(mode):
+        if mode not in ("mean", "sample"):
+            raise InputError(f"mode must be 'mean' (likelihood means) or 'sample' (draws); got {mode!r}")
 
     # ----- forward pass and losses ---------------------------------------------------------
     def forward(self, x, present, training=False, seed=None):
@@ -602,6 +703,8 @@ class MIBModel(keras.Model):
         """
         self._require_inference("generate")
         self._check_target(target)
+        self._check_count(num_samples, "num_samples")
+        self._check_mode(mode)
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
         noise = self._noise_source(seed)
@@ -640,6 +743,8 @@ class MIBModel(keras.Model):
         Returns:
             ``{modality: [num_samples, *event_shape]}``.
         """
+        self._check_count(num_samples, "num_samples")
+        self._check_mode(mode)
         _, mask_p = self._inference_masks()
         noise = self._noise_source(seed)
         z = self.prior_sample(num_samples, noise, latents)

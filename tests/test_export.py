@@ -46,7 +46,7 @@ def exported(request, tmp_path_factory):
 
 def test_every_signature_runs_in_the_session_loader(exported):
     model, _, path = exported
-    outputs = export_archive.verify_with_session_loader(path)
+    outputs = export_archive.verify_with_session_loader(path, export.signature_examples(model))
     expected = {"serving_default", "generate_seeded", "encode", "reconstruct", "sample", "sample_seeded",
                 "generate_x_to_y", "generate_y_to_x", "generate_x_to_y_seeded", "generate_y_to_x_seeded"}
     assert set(outputs) == expected
@@ -127,7 +127,7 @@ def test_models_config_and_warmup_parse_with_the_official_protos(exported):
 def test_gan_exports_sampling_only(tmp_path):
     model = mibzoo.load("gan", **tiny_overrides("gan"))
     path = export.export_model(model, tmp_path, "gan")
-    outputs = export_archive.verify_with_session_loader(path)
+    outputs = export_archive.verify_with_session_loader(path, export.signature_examples(model))
     assert set(outputs) == {"serving_default", "sample", "sample_seeded"}
     assert outputs["sample_seeded"]["x"].shape == (2, 12)
 
