@@ -29,6 +29,7 @@ import ast
 import copy
 import json
 import keyword
+import math
 import operator
 
 from mibzoo import objectives
@@ -72,9 +73,14 @@ def evaluate_weight_expression(expression, hyperparameters, source, field):
     except SyntaxError:
         raise ConfigError(source, field, expression, allowed) from None
     try:
-        return walk(tree)
+        value = walk(tree)
     except ZeroDivisionError:
         raise ConfigError(source, field, expression, "an expression without division by zero") from None
+    except OverflowError:
+        value = math.inf
+    if not math.isfinite(value):
+        raise ConfigError(source, field, expression, f"an expression with a finite value (it evaluates to {value})")
+    return value
 
 
 def resolve_weight(weight, term, modality_names, hyperparameters, source, field):
@@ -82,8 +88,8 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field)
     def scalar(value, where):
         if isinstance(value, str):
             value = evaluate_weight_expression(value, hyperparameters, source, where)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(source, where, value, "a number or an expression over the hyperparameters")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(source, where, value, "a finite number or an expression over the hyperparameters")
         if value < 0:
             raise ConfigError(source, where, value, "a non-negative weight (Eq. 8: α ≥ 0, β ≥ 0)")
         return float(value)
@@ -178,8 +184,8 @@ def validate_model_config(model, source):
     learning = {**STRUCTURE_LEARNING_DEFAULTS, **learning}
     for key in ("temperature", "min_temperature", "anneal_rate", "sparsity"):
         value = learning[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(source, f"structure_learning.{key}", value, "a non-negative number")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(source, f"structure_learning.{key}", value, "a finite non-negative number")
     if learning["min_temperature"] <= 0 or learning["temperature"] <= 0:
         raise ConfigError(source, "structure_learning.min_temperature", learning["min_temperature"],
                           "positive temperatures")
@@ -196,6 +202,8 @@ def validate_model_config(model, source):
                 or not isinstance(value, (int, float)):
             raise ConfigError(source, f"hyperparameters.{key}", value,
                               "numeric values under identifier names that are not Python keywords")
+        if not math.isfinite(value):
+            raise ConfigError(source, f"hyperparameters.{key}", value, "a finite number (not NaN or infinity)")
     cfg["hyperparameters"] = hyper
 
     cfg["dist"] = _terms(cfg.get("dist", [[1.0, "C1"]]), "cost", source, "dist")

@@ -64,3 +64,25 @@ def test_hyperparameter_override_changes_weights():
     model = mibzoo.load("beta_vae", beta=6.0)
     weights = {t.name: w for _, t, w in model.loss_terms}
     assert weights == {"C1": 1.0, "C3": 5.0, "independence": 5.0}
+
+
+@pytest.mark.parametrize("change, field, allowed", [
+    ({"hyperparameters": {"beta": float("nan")}, "dist": [["beta", "C1"]]}, "hyperparameters.beta", "finite number"),
+    ({"hyperparameters": {"beta": float("inf")}, "dist": [["beta", "C1"]]}, "hyperparameters.beta", "finite number"),
+    ({"hyperparameters": {"beta": 1e308}, "dist": [["beta * 10", "C1"]]}, "dist[0][0]", "finite value"),
+    ({"hyperparameters": {"beta": 1e300}, "dist": [["beta ** 2", "C1"]]}, "dist[0][0]", "arithmetic expression"),
+    ({"dist": [[float("nan"), "C1"]]}, "dist[0][0]", "finite number"),
+    ({"structure_learning": {"temperature": float("nan")}}, "structure_learning.temperature", "finite non-negative"),
+    ({"structure_learning": {"sparsity": float("inf")}}, "structure_learning.sparsity", "finite non-negative"),
+])
+def test_non_finite_numbers_are_refused(tmp_path, change, field, allowed):
+    path = write(tmp_path, {**GOOD, **change})
+    with pytest.raises(ConfigError) as info:
+        read_zoo_file(path)
+    message = str(info.value)
+    assert f"'{field}'" in message and allowed in message, message
+
+
+def test_non_finite_overrides_are_refused():
+    with pytest.raises(ConfigError, match=r"override: field 'hyperparameters.beta': got nan, expected a finite number"):
+        mibzoo.load("beta_vae", beta=float("nan"))
