@@ -64,7 +64,7 @@ def main(argv=None):
 
     # `from ... import`: once mibzoo/__init__ exposes the function, `mibzoo.compare` names it.
     from mibzoo.compare import compare
-    from mibzoo.runs import versions
+    from mibzoo.experiment import versions
 
     out = pathlib.Path(args.out)
     command = "python benchmarks/compare_mnist.py" + ("" if argv is None and len(sys.argv) == 1 else

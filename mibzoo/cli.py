@@ -42,7 +42,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return args.func(args) or 0
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError) as err:
         # Errors that mibzoo raises on purpose carry a full explanation:
         # show it without a traceback.
         print(f"mibzoo {args.command}: error: {err}", file=sys.stderr)

@@ -281,20 +281,6 @@ def _chance(spec, specs, test_arrays):
     return chance
 
 
-def _collect_samples(model, examples, seed):
-    import keras
-
-    specs = model.modality_specs
-    cross = {}
-    for source in specs:
-        for target in specs:
-            if source != target and source in examples:
-                generated = model.generate({source: examples[source]}, target, num_samples=_SAMPLE_DRAWS, seed=seed)
-                cross[(source, target)] = (examples[source], keras.ops.convert_to_numpy(generated))
-    prior = {k: keras.ops.convert_to_numpy(v) for k, v in model.sample(_SAMPLE_EXAMPLES, seed=seed).items()}
-    return {"cross": cross, "prior": prior}
-
-
 def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
             likelihood_limit=1000, probe_train_limit=10000, prior_samples=1000, iwae_k=50, learning_rate=1e-3,
             overrides=None, modality_options=None, metrics=None, classifiers=None, modalities=None, evaluation=None,
@@ -322,8 +308,11 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
         classifiers: ``{modality: classifier}`` overriding the dataset's classifiers.
         modalities: modality specs when ``dataset`` is in-memory arrays.
         evaluation: an `EvaluationSpec` overriding the dataset's.
-        out: if given, the report (markdown, CSV, JSON, PNGs) is saved there; while the comparison
-            runs, ``partial.json`` holds the rows finished so far.
+        out: if given, the report (markdown, CSV, JSON, PNGs) is saved there, each (model, seed) is
+            trained as a run directory ``OUT/runs/<model>/seed_<k>`` (`mibzoo.experiment.train_run`),
+            and ``partial.json`` holds the rows finished so far. Calling `compare` again with the same
+            ``out`` resumes: finished runs and their evaluations are reused, an interrupted run
+            resumes from its last checkpoint. Without ``out`` the runs live in a temporary directory.
         progress: show a progress bar over models × seeds.
         data_dir, classifier_dir: data and classifier caches.
         verbose: Keras progress output while training.
@@ -334,25 +323,26 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
     Raises:
         ValueError: unknown entry, dataset or metric (the message lists what is available).
     """
-    import keras
+    import tempfile
+
     from tqdm.auto import tqdm
 
-    import mibzoo
+    from mibzoo import experiment
     from mibzoo import metrics as metric_functions
-    from mibzoo.experiment_data import model_overrides, resolve
+    from mibzoo.checkpoints import RunCheckpoints
+    from mibzoo.experiment_data import resolve, save_npz
     from mibzoo.metrics._common import resolve_readers
-    from mibzoo.runs import _classifier_records, versions
 
     plan = _model_list(models)
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
     if not seeds:
         raise ValueError("compare: seeds must name at least one seed, e.g. [0, 1, 2]")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-        raise ValueError(f"compare: epochs must be a positive integer, got {epochs!r}")
+    experiment.check_settings(epochs, {"batch_size": batch_size, "seed": min(seeds), "limit": limit,
+                                       "learning_rate": learning_rate, "overrides": overrides or {},
+                                       "modality_options": modality_options or {}})
     metric_groups = metric_functions.check_metrics(metrics)
     data = resolve(dataset, modalities=modalities, evaluation=evaluation, data_dir=data_dir)
     test = data.arrays("test", limit=test_limit)
-    probe_train = data.arrays("train", limit=probe_train_limit) if "probe" in metric_groups else None
     n_test = len(next(iter(test.values())))
     # Classifiers are resolved (trained on first use) once, before the clock of any model starts.
     readers = resolve_readers(data.modalities, data.spec, classifiers, list(data.modalities), classifier_dir, data_dir)
@@ -364,39 +354,72 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
               "probe_train_examples": data.num_examples("train", probe_train_limit), "iwae_k": iwae_k,
               "prior_samples": prior_samples, "optimizer": f"Adam(learning_rate={learning_rate})",
               "metrics": metric_groups, "overrides": overrides or {}, "modality_options": modality_options or {}}
-    report_versions = dict(versions(), classifiers=_classifier_records(data.spec, classifier_dir))
+    report_versions = dict(experiment.versions(), classifiers=experiment.classifier_records(data.spec, classifier_dir))
+    # Each (model, seed) is a run directory: a comparison killed half-way resumes where it stopped.
+    scratch = tempfile.TemporaryDirectory(prefix="mibzoo-compare-") if out is None else None
+    runs_root = pathlib.Path(scratch.name if scratch else out) / "runs"
+    runs_root.mkdir(parents=True, exist_ok=True)
+    if data.kind == "arrays":  # one copy of in-memory data for every run
+        save_npz(runs_root / "data.npz", data.arrays("train"), data.arrays("test"), data.modalities, data.spec)
+        run_data = str(runs_root / "data.npz")
+    else:
+        run_data = data.name
+    wanted = experiment.evaluation_settings(iwae_k, n_test, likelihood_limit, probe_train_limit, prior_samples, None,
+                                            metric_groups)
     rows, samples = [], {}
     examples = {m: v[:_SAMPLE_EXAMPLES] for m, v in test.items() if m in data.modalities}
     started = time.perf_counter()
     runs = list(itertools.product(plan, seeds))
     bar = tqdm(runs, desc="compare", unit="run", disable=not progress)
-    for (label, entry, extra), seed in bar:
-        bar.set_postfix_str(f"{label} seed {seed}")
-        keras.utils.set_random_seed(seed)
-        model = mibzoo.load(entry, **model_overrides(data, {**(overrides or {}), **extra}, modality_options, seed))
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
-        t0 = time.perf_counter()
-        history = model.fit(data.train_dataset(batch_size, seed, limit), epochs=epochs, verbose=verbose,
-                            shuffle=False)
-        train_seconds = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        values = metric_functions.evaluate(model, test, probe_train, spec=data.spec, classifiers=readers,
-                                           metrics=metric_groups, iwae_k=iwae_k, likelihood_limit=likelihood_limit,
-                                           prior_samples=prior_samples, seed=seed, classifier_dir=classifier_dir,
-                                           data_dir=data_dir)
-        rows.append({"model": label, "entry": entry, "seed": seed, "metrics": values,
-                     "train_seconds": round(train_seconds, 2), "eval_seconds": round(time.perf_counter() - t0, 2),
-                     "final_loss": float(history.history["loss"][-1])})
-        if seed == seeds[0]:
-            samples[label] = _collect_samples(model, examples, seed)
-        if out is not None:
-            partial = Report(rows, budget, report_versions, wall_seconds=time.perf_counter() - started)
-            partial.to_json(pathlib.Path(out) / "partial.json")
-        del model
-        keras.backend.clear_session()  # keep memory flat over many runs
+    try:
+        for (label, entry, extra), seed in bar:
+            bar.set_postfix_str(f"{label} seed {seed}")
+            run_dir = runs_root / _slug(label) / f"seed_{seed}"
+            record = experiment.train_run(entry, run_data, epochs, run_dir, batch_size=batch_size, seed=seed,
+                                          overrides={**(overrides or {}), **extra}, limit=limit,
+                                          modality_options=modality_options or {}, learning_rate=learning_rate,
+                                          data_dir=data_dir, image_examples=0, verbose=verbose)
+            t0 = time.perf_counter()
+            values = _reusable_metrics(run_dir, {**wanted, "seed": seed})
+            if values is None:
+                values = experiment.evaluate_run(run_dir, metrics=metric_groups, iwae_k=iwae_k, limit=test_limit,
+                                                 likelihood_limit=likelihood_limit, probe_train_limit=probe_train_limit,
+                                                 prior_samples=prior_samples, classifiers=readers,
+                                                 classifier_dir=classifier_dir, data_dir=data_dir, seed=seed,
+                                                 plot_examples=0)
+            history = RunCheckpoints(run_dir).history()
+            rows.append({"model": label, "entry": entry, "seed": seed, "metrics": values,
+                         "train_seconds": record["train_seconds"], "eval_seconds": round(time.perf_counter() - t0, 2),
+                         "final_loss": float(history[-1]["loss"]) if history else None})
+            if seed == seeds[0]:
+                samples[label] = experiment.cross_modal_samples(experiment.load_run_model(run_dir), examples, seed,
+                                                                _SAMPLE_DRAWS, _SAMPLE_EXAMPLES)
+            if out is not None:
+                partial = Report(rows, budget, report_versions, wall_seconds=time.perf_counter() - started)
+                partial.to_json(pathlib.Path(out) / "partial.json")
+            _clear_keras_session()  # keep memory flat over many runs
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     report = Report(rows, budget, report_versions, _chance(data.spec, data.modalities, test),
                     time.perf_counter() - started, samples, {m: dict(s) for m, s in data.modalities.items()})
     if out is not None:
         report.save(out)
         (pathlib.Path(out) / "partial.json").unlink(missing_ok=True)  # superseded by results.json
     return report
+
+
+def _reusable_metrics(run_dir, settings):
+    """The metrics of an earlier evaluation of this run with the same settings, or None."""
+    from mibzoo import experiment
+
+    path = pathlib.Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        return None
+    stored = experiment.read_json(path)
+    return stored["metrics"] if stored.get("settings") == settings else None
+
+
+def _clear_keras_session():
+    import keras
+    keras.backend.clear_session()

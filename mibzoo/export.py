@@ -207,17 +207,20 @@ def export_model(model, base, name=None, version=None, dataset=None, metrics=Non
 
 
 def export_run(run_dir, base, name=None, version=None, overwrite=False):
-    """Exports the final model of a training run directory (`mibzoo train`)."""
+    """Exports the final model of a training run directory (`mibzoo train`), in any process.
+
+    The model is loaded through `mibzoo.experiment.load_run_model` (checked against the checksum
+    its run recorded); the model card lists the run's dataset and the metrics of ``mibzoo evaluate``.
+    """
+    from mibzoo.experiment import load_run_model, read_json
+
     run_dir = pathlib.Path(run_dir)
-    model_path = run_dir / "model.keras"
-    if not model_path.exists():
-        raise FileNotFoundError(f"{run_dir}: no model.keras; is this a finished `mibzoo train` run directory?")
-    model = keras.saving.load_model(model_path)
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    model = load_run_model(run_dir)
+    run = read_json(run_dir / "run.json")
     metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else None
+    metrics = read_json(metrics_path).get("metrics", {}) if metrics_path.is_file() else None
     flat = {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
-    return export_model(model, base, name=name, version=version, dataset=run.get("dataset"), metrics=flat,
+    return export_model(model, base, name=name, version=version, dataset=run.get("dataset"), metrics=flat or None,
                         overwrite=overwrite)
 
 
@@ -233,6 +236,12 @@ def register(subparsers):
 
 
 def _export_command(args):
-    path = export_run(args.run_dir, args.base, args.name, args.version, args.overwrite)
+    if args.version is not None and args.version < 0:
+        raise ValueError(f"--version {args.version}: expected a non-negative integer")
+    try:
+        path = export_run(args.run_dir, args.base, args.name, args.version, args.overwrite)
+    except FileExistsError as err:
+        raise FileExistsError(f"{err} (on the command line: --overwrite replaces it; without --version the "
+                              "next version is written)") from None
     print(f"exported {path}")
     return 0

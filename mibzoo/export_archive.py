@@ -141,7 +141,12 @@ def export_signatures(
                 f"(letters, digits, '_ . -') other than {WARMUP_FILE!r}"
             )
 
+    if Path(base).exists() and not Path(base).is_dir():
+        raise ValueError(f"base {base}: exists and is not a directory; give the TF Serving base directory "
+                         "(NAME/VERSION/ are created inside it)")
     model_dir = Path(base) / name
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ValueError(f"{model_dir}: exists and is not a directory; it must hold the versions of model {name!r}")
     model_dir.mkdir(parents=True, exist_ok=True)
     version = _next_version(model_dir) if version is None else _check_version(version)
     target = model_dir / str(version)

@@ -53,8 +53,12 @@ def save_grid(path, inputs, generated, title):
 def run(out="quickstart_out", epochs=5, limit=20000, batch_size=128, rows=10, samples=5, seed=0, data_dir=None):
     """Runs the Quickstart job; returns a dict with the paths it wrote and its timings.
 
+    The model is trained as a run directory (``OUT/run``, `mibzoo.experiment.train_run`) and
+    exported from it (`mibzoo.export.export_run`), exactly as ``mibzoo train`` and ``mibzoo export``
+    do; running the Quickstart again reuses (or resumes) that run.
+
     Args:
-        out: output directory (exports, PNG grid).
+        out: output directory (run, exports, PNG grid).
         epochs: training epochs.
         limit: number of training pairs used (None: all 60,000).
         batch_size: training batch size.
@@ -63,11 +67,9 @@ def run(out="quickstart_out", epochs=5, limit=20000, batch_size=128, rows=10, sa
         seed: seed of data order, model initialization and generation.
         data_dir: mibzoo data cache (default: `MIBZOO_DATA_DIR` or ``~/.cache/mibzoo/data``).
     """
-    import keras
-
-    import mibzoo
     from mibzoo import data as datasets
-    from mibzoo.export import export_model
+    from mibzoo.experiment import train_run
+    from mibzoo.export import export_run
     from mibzoo.serving import Client, LocalServer
 
     started = time.perf_counter()
@@ -80,19 +82,16 @@ def run(out="quickstart_out", epochs=5, limit=20000, batch_size=128, rows=10, sa
     datasets.fetch("mnist", data_dir=data_dir)
     timings["fetch_s"] = time.perf_counter() - t
 
-    print(f"[2/5] training {ENTRY} on {PAIRING} ({epochs} epochs, {limit or 'all'} pairs) ...", flush=True)
+    print(f"[2/5] training {ENTRY} on {PAIRING} ({epochs} epochs, {limit or 'all'} pairs) into {out / 'run'} ...",
+          flush=True)
     t = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    model = mibzoo.load(ENTRY, modalities=datasets.info(PAIRING).modalities)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    train = datasets.load(PAIRING, split="train", batch_size=batch_size, seed=seed, limit=limit, data_dir=data_dir)
-    history = model.fit(train, epochs=epochs, verbose=2)
+    train_run(ENTRY, PAIRING, epochs, out / "run", batch_size=batch_size, seed=seed, limit=limit, data_dir=data_dir,
+              image_examples=0, verbose=2)
     timings["train_s"] = time.perf_counter() - t
 
     print("[3/5] exporting a TF Serving version (verified with the C++ session loader) ...", flush=True)
     t = time.perf_counter()
-    version = export_model(model, out / "exports", ENTRY, dataset=PAIRING,
-                           metrics={"train_loss": float(history.history["loss"][-1])}, overwrite=True, version=1)
+    version = export_run(out / "run", out / "exports", ENTRY, version=1, overwrite=True)
     timings["export_s"] = time.perf_counter() - t
 
     print("[4/5] starting the local TF-Serving-compatible server and requesting over REST ...", flush=True)

@@ -39,6 +39,19 @@ def describe(name):
     return {**metadata, "model": model}
 
 
+def entry_config(name, **overrides):
+    """The validated ``model`` section of entry ``name`` with ``overrides`` applied (no model built).
+
+    Raises:
+        ValueError: unknown entry (with suggestions).
+        ConfigError: an override is malformed (naming it, the value and what is allowed).
+    """
+    _, model = read_zoo_file(config_path(name))
+    if overrides:
+        model = apply_overrides(model, overrides, f"mibzoo.load({name!r}) override")
+    return model
+
+
 def load(name, **overrides):
     """Builds the zoo entry ``name`` as an `MIBModel`.
 
@@ -58,11 +71,7 @@ def load(name, **overrides):
     """
     from mibzoo.model import MIBModel
 
-    path = config_path(name)
-    _, model = read_zoo_file(path)
-    if overrides:
-        model = apply_overrides(model, overrides, f"mibzoo.load({name!r}) override")
-    return MIBModel(entry=name, **model)
+    return MIBModel(entry=name, **entry_config(name, **overrides))
 
 
 def register(subparsers):

@@ -41,12 +41,16 @@ def _modality_options(text):
     return value
 
 
-def _add_budget(parser, epochs_default):
+def _add_budget(parser, epochs_default, resumable=False):
+    # A resumed run keeps its recorded settings: `train` leaves them unset (None) unless given.
+    recorded = " (a resumed run keeps its recorded value)" if resumable else ""
     parser.add_argument("--dataset", required=True, help="dataset name or .npz file (mibzoo.experiment_data)")
     parser.add_argument("--epochs", type=int, default=epochs_default, help=f"training epochs (default {epochs_default})")
-    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
-    parser.add_argument("--limit", type=int, default=None, help="train on the first N training examples")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--batch-size", type=int, default=None if resumable else 128,
+                        help="batch size (default 128)" + recorded)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N training examples" + recorded)
+    parser.add_argument("--learning-rate", type=float, default=None if resumable else 1e-3,
+                        help="Adam learning rate (default 1e-3)" + recorded)
     parser.add_argument("--set", action="append", metavar="KEY=JSON", help="model override (repeatable)")
     parser.add_argument("--modality-options", metavar="JSON", help="merged into every modality spec")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
@@ -68,9 +72,9 @@ def register(subparsers):
     """Adds the ``train``, ``evaluate`` and ``compare`` sub-commands."""
     train = subparsers.add_parser("train", help="train a zoo entry into a run directory (resumes if it exists)")
     train.add_argument("name", help="zoo entry (mibzoo list)")
-    _add_budget(train, epochs_default=10)
+    _add_budget(train, epochs_default=10, resumable=True)
     train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--seed", type=int, default=0, help="seed of weights, noise and data order (default 0)")
+    train.add_argument("--seed", type=int, default=None, help="seed of weights, noise and data order (default 0)")
     train.add_argument("--image-examples", type=int, default=8,
                        help="test examples in the TensorBoard image summaries (default 8, 0: none)")
     train.add_argument("--evaluate", action="store_true", help="compute the metrics at the end (mibzoo evaluate)")
@@ -97,10 +101,10 @@ def register(subparsers):
 
 
 def _train(args):
-    from mibzoo.runs import train_run
+    from mibzoo.experiment import train_run
 
     record = train_run(args.name, args.dataset, args.epochs, args.out, batch_size=args.batch_size, seed=args.seed,
-                       overrides=_overrides(args.set), limit=args.limit,
+                       overrides=_overrides(args.set) if args.set else None, limit=args.limit,
                        modality_options=_modality_options(args.modality_options), learning_rate=args.learning_rate,
                        data_dir=args.data_dir, image_examples=args.image_examples, verbose=args.verbose)
     print(f"trained {record['entry']} on {record['dataset']} for {record['epochs_completed']} epochs "
@@ -111,7 +115,7 @@ def _train(args):
 
 
 def _evaluate_values(run_dir, args):
-    from mibzoo.runs import evaluate_run
+    from mibzoo.experiment import evaluate_run
 
     return evaluate_run(run_dir, metrics=getattr(args, "metrics", None), iwae_k=getattr(args, "iwae_k", 50),
                         limit=getattr(args, "test_limit", None),

@@ -17,7 +17,7 @@ def register(subparsers):
         ),
     )
     parser.add_argument("base", metavar="BASE", help="the model base directory")
-    parser.add_argument("--port", type=int, default=8501, help="REST port (default: 8501)")
+    parser.add_argument("--port", type=_port, default=8501, help="REST port (default: 8501; 0 picks a free one)")
     parser.add_argument(
         "--host", default="127.0.0.1",
         help="interface to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for all)",
@@ -27,7 +27,7 @@ def register(subparsers):
         help="largest batch accepted per request (default: 1024)",
     )
     parser.add_argument(
-        "--grpc-port", type=int, default=None,
+        "--grpc-port", type=_port, default=None,
         help="also serve TF Serving's gRPC API on this port (TF Serving uses 8500)",
     )
     parser.add_argument(
@@ -41,6 +41,18 @@ def register(subparsers):
     parser.set_defaults(func=_serve_command)
 
 
+def _port(text):
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port: expected 0..65535 (0 picks a free one)")
+    return value
+
+
 def _serve_command(args):
     from pathlib import Path
 
@@ -50,6 +62,9 @@ def _serve_command(args):
         raise FileNotFoundError(f"{args.base}: no such directory (export a model there first)")
     if args.max_batch < 1:
         raise ValueError(f"--max-batch {args.max_batch}: expected a positive integer")
+    for flag, value in (("--poll-seconds", args.poll_seconds), ("--request-timeout", args.request_timeout)):
+        if not value > 0 or value == float("inf"):
+            raise ValueError(f"{flag} {value}: expected a finite number of seconds > 0")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # The session loader logs every checkpoint restore at INFO; keep the server log ours.
     logging.getLogger("tensorflow").setLevel(logging.WARNING)

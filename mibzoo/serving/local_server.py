@@ -16,6 +16,7 @@ Example::
     with LocalServer("exports", port=0) as server:
         print(Client(server.url).predict("mnist_mvae", {"image": images}))
 """
+import errno
 import logging
 import re
 import socket
@@ -335,7 +336,20 @@ class LocalServer:
 
     def _bind(self):
         handler = type("Handler", (_Handler,), {"timeout": self.request_timeout})
-        httpd = _HTTPServer((self.host, self.port), handler)
+        try:
+            httpd = _HTTPServer((self.host, self.port), handler)
+        except socket.gaierror as err:
+            raise ValueError(f"host {self.host!r}: not an address or host name of this machine ({err.strerror}); "
+                             "use 127.0.0.1 (this machine only) or 0.0.0.0 (every interface)") from None
+        except OverflowError:
+            raise ValueError(f"port {self.port}: expected 0..65535 (0 picks a free port)") from None
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"port {self.port} on {self.host} is already in use (another server?); "
+                                   "choose another port") from None
+            if err.errno == errno.EADDRNOTAVAIL:
+                raise ValueError(f"host {self.host!r}: this machine has no such address") from None
+            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {err.strerror}") from None
         httpd.api = self.api
         httpd.max_body_bytes = self.max_body_bytes
         return httpd

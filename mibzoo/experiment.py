@@ -1,0 +1,432 @@
+"""The one path every command takes: build a model for a dataset, train a run, load a run's
+model, evaluate it, and collect its cross-modal samples.
+
+``mibzoo train``, ``evaluate``, ``export``, ``compare``, ``quickstart`` and `mibzoo.compare` all go
+through these functions, so a run trained by one command is read the same way by every other,
+in any process.
+
+Layout of ``RUN_DIR``::
+
+    run.json            settings (entry, dataset, batch size, seed, overrides, ...), versions, times,
+                        and the SHA-256 of model.keras
+    model_config.json   model.get_config() (the zoo entry with its overrides applied)
+    checkpoints/        manifest.json (history + checksums) and the newest epoch_NNNN.keras files
+    model.keras         the final model
+    history.csv         every loss term per epoch (rewritten from the manifest: one row per epoch)
+    metrics.json        written by `evaluate_run` (``mibzoo evaluate RUN_DIR``)
+    plots/              sample grids (PNG) written by `evaluate_run`
+    logs/               TensorBoard: train/ (loss terms per epoch), images/ (samples per epoch)
+    data.npz            only for runs on in-memory arrays (so the run can be evaluated later)
+
+Every setting is checked before anything is written; training again into a run directory resumes
+it from its newest intact checkpoint (`mibzoo.checkpoints`), keeping its recorded settings.
+
+Example:
+
+```python
+from mibzoo import experiment
+experiment.train_run("wyner_vae", "mnist_label", epochs=5, out="runs/wyner")
+experiment.evaluate_run("runs/wyner")        # {'cross_coherence/image->label': 0.95, ...}
+model = experiment.load_run_model("runs/wyner")
+```
+"""
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import time
+import warnings
+
+import numpy as np
+
+from mibzoo.checkpoints import CorruptFileError, RunCheckpoints, save_model_atomic, verify
+from mibzoo.files import atomic_path
+
+# Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
+DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": 1e-3, "limit": None, "overrides": {},
+            "modality_options": {}}
+
+
+def versions():
+    """Versions of everything a number depends on."""
+    import keras
+    import tensorflow as tf
+
+    import mibzoo
+    from mibzoo.tfp import tfp
+    return {"mibzoo": mibzoo.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
+            "tensorflow_probability": tfp.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json(path, data):
+    """Writes JSON atomically (temporary file, then rename): readers never see half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def check_settings(epochs, settings):
+    """Raises `ValueError` naming the first setting that is out of range, and what is allowed."""
+    def integer(name, value, low):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name}: got {value!r}, expected an integer >= {low}")
+
+    integer("epochs", epochs, 1)
+    integer("batch_size", settings["batch_size"], 1)
+    integer("seed", settings["seed"], 0)
+    if settings["limit"] is not None:
+        integer("limit", settings["limit"], 1)
+    rate = settings["learning_rate"]
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
+        raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3)")
+    for name in ("overrides", "modality_options"):
+        if not isinstance(settings[name], dict):
+            raise ValueError(f"{name}: got {settings[name]!r}, expected a dict")
+
+
+def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=1e-3):
+    """A compiled zoo model for a dataset: the data's modalities, seeded weights and noise, Adam.
+
+    Args:
+        entry: zoo entry name (`mibzoo.list_models()`).
+        data: a dataset name, arrays or ``.npz`` path (`mibzoo.experiment_data.resolve`).
+        overrides: `mibzoo.load` overrides.
+        modality_options: merged into every modality spec (``{"hidden": 32}``).
+        seed: seeds the weights and the training noise.
+        learning_rate: Adam learning rate of the networks.
+    """
+    import keras
+
+    import mibzoo
+    from mibzoo.experiment_data import model_overrides, resolve
+
+    data = resolve(data)
+    kwargs = model_overrides(data, overrides, modality_options, seed)
+    keras.utils.set_random_seed(seed)
+    model = mibzoo.load(entry, **kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    return model
+
+
+def load_model(path, sha256=None):
+    """Loads a ``.keras`` file of a zoo model in any process, checking its SHA-256 if given.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        CorruptFileError: its bytes do not match ``sha256``, or Keras cannot read it.
+    """
+    import keras
+
+    import mibzoo.model  # noqa: F401  (registers mibzoo>MIBModel and its layers with Keras)
+
+    path = pathlib.Path(path)
+    if sha256 is not None:
+        verify(path, sha256, "model file")
+    elif not path.is_file():
+        raise FileNotFoundError(f"model file {path} is missing")
+    try:
+        return keras.saving.load_model(path)
+    except Exception as err:  # a truncated zip, a foreign file: say which file, not Keras' internals
+        raise CorruptFileError(f"could not load the model file {path}: {type(err).__name__}: {err}") from err
+
+
+def _dataset_record(data, run_dir):
+    if data.kind == "named":
+        return data.name
+    if data.kind == "npz":
+        return os.path.abspath(data.name)
+    # In-memory arrays: store them with the run so that `evaluate_run` can find them again.
+    from mibzoo.experiment_data import save_npz
+    save_npz(pathlib.Path(run_dir) / "data.npz", data.arrays("train"), data.arrays("test"), data.modalities,
+             data.spec)
+    return "data.npz"
+
+
+def _recorded_data(run_dir, record, data_dir=None):
+    from mibzoo.experiment_data import resolve
+    dataset = record["dataset"]
+    if dataset == "data.npz":
+        dataset = str(pathlib.Path(run_dir) / "data.npz")
+    return resolve(dataset, data_dir=data_dir)
+
+
+def _settings(record, given, run_dir):
+    """The run's settings: the record's (resume) or the given ones over the defaults (new run)."""
+    if record is None:
+        return {k: (v if v is not None else DEFAULTS[k]) for k, v in given.items()}
+    recorded = {k: record.get(k, DEFAULTS[k]) for k in DEFAULTS}
+    recorded = {k: (DEFAULTS[k] if v is None and k in ("overrides", "modality_options") else v)
+                for k, v in recorded.items()}
+    conflicts = [f"{k} {recorded[k]!r} (given {v!r})" for k, v in given.items() if v is not None and v != recorded[k]]
+    if conflicts:
+        raise ValueError(f"{run_dir}: this run was started with " + ", ".join(conflicts) + "; resuming keeps the "
+                         "recorded settings, so pass the same values or none, or train into another --out directory")
+    return recorded
+
+
+def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides=None, limit=None,
+              modality_options=None, learning_rate=None, modalities=None, data_dir=None, evaluate=False,
+              image_examples=8, keep_checkpoints=2, verbose=0, **evaluate_kwargs):
+    """Trains a zoo entry into a run directory, or resumes the run already there.
+
+    Args:
+        entry: zoo entry name; on resume it must match the run's.
+        dataset: a dataset name, ``{"train", "test"}`` arrays (with ``modalities``) or an ``.npz`` path
+            (`mibzoo.experiment_data`); on resume a name must match the run's.
+        epochs: total epochs (resuming continues up to this number).
+        out: the run directory.
+        batch_size, seed, overrides, limit, modality_options, learning_rate: the run's settings
+            (None: the recorded value when resuming, else `DEFAULTS`). ``limit`` trains on the first
+            ``limit`` training examples; ``overrides`` are `mibzoo.load` overrides.
+        modalities: modality specs for in-memory arrays.
+        data_dir: data directory of named datasets.
+        evaluate: run `evaluate_run` at the end (with ``**evaluate_kwargs``).
+        image_examples: test examples in the TensorBoard image summaries (0: none).
+        keep_checkpoints: how many epoch checkpoints to keep.
+        verbose: Keras progress output.
+
+    Returns:
+        The run record (the content of ``run.json``).
+
+    Raises:
+        ValueError: a setting is out of range, conflicts with the recorded run, or the directory
+            holds a run of another entry or dataset; nothing is written then.
+    """
+    import keras
+
+    from mibzoo import registry
+    from mibzoo.callbacks import CrossModalImages, EpochCheckpoint, StopOnNonFiniteLoss
+    from mibzoo.experiment_data import model_overrides, resolve
+
+    run_dir = pathlib.Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir}: exists and is not a directory")
+    record = read_json(run_dir / "run.json") if (run_dir / "run.json").is_file() else None
+    if record is not None:
+        if entry is not None and record["entry"] != entry:
+            raise ValueError(f"{run_dir}: holds a run of entry {record['entry']!r}, not {entry!r}; use another "
+                             f"--out directory to train {entry!r}")
+        if isinstance(dataset, str) and not dataset.endswith(".npz") and dataset != record["dataset"]:
+            raise ValueError(f"{run_dir}: holds a run on dataset {record['dataset']!r}, not {dataset!r}")
+        data = _recorded_data(run_dir, record, data_dir)
+    else:
+        data = resolve(dataset, modalities=modalities, data_dir=data_dir)
+    given = {"batch_size": batch_size, "seed": seed, "learning_rate": learning_rate, "limit": limit,
+             "overrides": overrides, "modality_options": modality_options}
+    settings = _settings(record, given, run_dir)
+    check_settings(epochs, settings)
+    if data.num_examples("train", settings["limit"]) == 0:
+        raise ValueError(f"dataset {data.name!r}: its training split has no examples")
+    entry = record["entry"] if record is not None else entry
+    kwargs = model_overrides(data, settings["overrides"], settings["modality_options"], settings["seed"])
+    registry.entry_config(entry, **kwargs)  # ConfigError for a bad override, before anything is written
+
+    # Everything is valid: from here on the run directory is written.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if record is None:
+        record = {"entry": entry, "dataset": _dataset_record(data, run_dir), **settings, "optimizer": "adam",
+                  "versions": versions(), "started": _now(), "finished": None, "epochs_completed": 0,
+                  "train_seconds": 0.0, "model_sha256": None}
+    record["epochs"] = epochs
+    checkpoints = RunCheckpoints(run_dir, keep_checkpoints)
+    done, checkpoint = checkpoints.resume_point()
+    final = run_dir / "model.keras"
+    if done >= epochs and _intact(final, record):
+        return record
+    if checkpoint is not None:
+        model = load_model(checkpoint)
+    else:
+        model = build_model(entry, data, settings["overrides"], settings["modality_options"], settings["seed"],
+                            settings["learning_rate"])
+        write_json(run_dir / "model_config.json", model.get_config())
+    record["epochs_completed"] = done
+    write_json(run_dir / "run.json", record)
+
+    started = time.perf_counter()
+    if done < epochs:
+        keras.utils.set_random_seed(settings["seed"] + done)  # a resumed run draws fresh noise, reproducibly
+        callbacks = [StopOnNonFiniteLoss(), EpochCheckpoint(checkpoints),
+                     keras.callbacks.TensorBoard(log_dir=str(run_dir / "logs"), write_graph=False,
+                                                 update_freq="epoch", profile_batch=0)]
+        if image_examples:
+            test = data.arrays("test", limit=image_examples)
+            callbacks.append(CrossModalImages(run_dir / "logs" / "images",
+                                              {m: test[m] for m in model.modality_names if m in test},
+                                              seed=settings["seed"]))
+        # The dataset is already shuffled with the run's seed; shuffle=False keeps Keras from warning.
+        model.fit(data.train_dataset(settings["batch_size"], settings["seed"], settings["limit"]), epochs=epochs,
+                  initial_epoch=done, callbacks=callbacks, verbose=verbose, shuffle=False)
+    record.update(epochs_completed=max(done, epochs), finished=_now(), model_sha256=save_model_atomic(model, final),
+                  train_seconds=round(record.get("train_seconds", 0.0) + time.perf_counter() - started, 2))
+    write_json(run_dir / "run.json", record)
+    if evaluate:
+        evaluate_run(run_dir, data_dir=data_dir, **evaluate_kwargs)
+    return record
+
+
+def _intact(path, record):
+    """Whether the run's final model file exists with the checksum its run recorded (warns if not)."""
+    if not path.is_file():
+        return False
+    try:
+        verify(path, record.get("model_sha256") or "", "model file")
+        return True
+    except CorruptFileError as err:
+        warnings.warn(f"{err}; restoring it from the newest intact checkpoint", RuntimeWarning, stacklevel=3)
+        return False
+
+
+def load_run_model(run_dir):
+    """The final model of a run (``model.keras``), checked against the checksum in ``run.json``."""
+    run_dir = pathlib.Path(run_dir)
+    if not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no run.json); create one with mibzoo train")
+    record = read_json(run_dir / "run.json")
+    path = run_dir / "model.keras"
+    if not path.is_file():
+        kept = RunCheckpoints(run_dir).manifest()["checkpoints"]
+        last = f"its last checkpoint is epoch {kept[-1]['epoch']}" if kept else "it has no checkpoint"
+        raise FileNotFoundError(f"{run_dir}: the run has not finished (no model.keras; {last}); run "
+                                f"mibzoo train again with the same --out to resume it")
+    try:
+        return load_model(path, record.get("model_sha256"))
+    except CorruptFileError as err:
+        raise CorruptFileError(f"{err}. Run `mibzoo train {record['entry']} --dataset {record['dataset']} "
+                               f"--epochs {record['epochs']} --out {run_dir}` again to restore it from the "
+                               "newest intact checkpoint") from None
+
+
+def cross_modal_samples(model, examples, seed=0, num_samples=4, prior_samples=None):
+    """Samples of every ordered pair of modalities, and joint samples from the prior.
+
+    Args:
+        model: an `MIBModel`.
+        examples: ``{modality: [n, ...]}`` conditioning inputs.
+        seed: sampling seed.
+        num_samples: draws per conditioning input.
+        prior_samples: joint samples from the prior (default: as many as examples).
+
+    Returns:
+        ``{"cross": {(source, target): (inputs, generated [num_samples, n, ...])}, "prior":
+        {modality: [prior_samples, ...]}}`` as numpy arrays; ``cross`` is empty for models
+        without an inference network.
+    """
+    import keras
+
+    specs = model.modality_specs
+    cross = {}
+    if model.has_inference:
+        for source in specs:
+            for target in specs:
+                if source != target and source in examples:
+                    generated = model.generate({source: examples[source]}, target, num_samples=num_samples, seed=seed)
+                    cross[(source, target)] = (np.asarray(examples[source]), keras.ops.convert_to_numpy(generated))
+    count = prior_samples or len(next(iter(examples.values())))
+    prior = {k: keras.ops.convert_to_numpy(v) for k, v in model.sample(count, seed=seed).items()}
+    return {"cross": cross, "prior": prior}
+
+
+def write_sample_plots(model, examples, folder, seed=0, num_samples=4):
+    """PNG grids: ``samples_<A>-to-<B>.png`` for every ordered pair of modalities (inputs beside
+    generated samples) and ``prior.png`` (joint samples from the prior). Returns the paths."""
+    from mibzoo import plots
+
+    folder = pathlib.Path(folder)
+    specs = model.modality_specs
+    samples = cross_modal_samples(model, examples, seed, num_samples)
+    paths = []
+    for (source, target), (conditioning, generated) in samples["cross"].items():
+        path = folder / f"samples_{source}-to-{target}.png"
+        plots.sample_grid(conditioning, generated, specs[source], specs[target],
+                          title=f"{model.name}: {source} -> {target}", path=path)
+        paths.append(path)
+    plots.prior_grid(samples["prior"], specs, title=f"{model.name}: samples from the prior", path=folder / "prior.png")
+    return paths + [folder / "prior.png"]
+
+
+def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=1000, probe_train_limit=10000,
+                 prior_samples=1000, classifiers=None, classifier_dir=None, data_dir=None, seed=0, plot_examples=8):
+    """Computes the metrics of a finished run and writes ``RUN_DIR/metrics.json`` (and sample grids
+    of the first ``plot_examples`` test examples in ``RUN_DIR/plots/``).
+
+    Args:
+        run_dir: a run directory written by `train_run`.
+        metrics: metric groups (default: all of `mibzoo.metrics.METRICS`).
+        iwae_k: importance samples of the log-likelihood.
+        limit: test examples for coherence, probe and reconstruction (None: all).
+        likelihood_limit: test examples for the log-likelihood.
+        probe_train_limit: training examples the linear probe is fit on.
+        prior_samples: samples for joint coherence.
+        classifiers: ``{modality: classifier}`` overriding the dataset's.
+        classifier_dir, data_dir: caches of the classifiers and the data.
+        seed: seed of every sampled quantity.
+        plot_examples: test examples in the sample grids (0: no plots).
+
+    Returns:
+        ``{metric: value}``.
+    """
+    from mibzoo import metrics as metric_functions
+
+    run_dir = pathlib.Path(run_dir)
+    model = load_run_model(run_dir)
+    record = read_json(run_dir / "run.json")
+    data = _recorded_data(run_dir, record, data_dir)
+    started = time.perf_counter()
+    test = data.arrays("test", limit=limit)
+    train = data.arrays("train", limit=probe_train_limit)
+    values = metric_functions.evaluate(model, test, train, spec=data.spec, classifiers=classifiers,
+                                       metrics=metrics, iwae_k=iwae_k, likelihood_limit=likelihood_limit,
+                                       prior_samples=prior_samples, seed=seed, classifier_dir=classifier_dir,
+                                       data_dir=data_dir)
+    write_json(run_dir / "metrics.json", {
+        "metrics": values, "evaluated": _now(), "seconds": round(time.perf_counter() - started, 2),
+        "settings": evaluation_settings(iwae_k, len(next(iter(test.values()))), likelihood_limit,
+                                        probe_train_limit, prior_samples, seed, metrics),
+        "classifiers": classifier_records(data.spec, classifier_dir), "versions": versions()})
+    if plot_examples:
+        write_sample_plots(model, {m: v[:plot_examples] for m, v in test.items() if m in model.modality_specs},
+                           run_dir / "plots", seed)
+    return values
+
+
+def evaluation_settings(iwae_k, test_examples, likelihood_limit, probe_train_limit, prior_samples, seed,
+                        metrics=None):
+    """What an evaluation depended on (stored in ``metrics.json``; `compare` reuses equal ones)."""
+    return {"iwae_k": iwae_k, "test_examples": test_examples, "likelihood_examples": likelihood_limit,
+            "probe_train_examples": probe_train_limit, "prior_samples": prior_samples, "seed": seed,
+            "metrics": list(metrics) if metrics is not None else None}
+
+
+def classifier_records(spec, classifier_dir=None):
+    """Checksums and test accuracies of the classifiers a dataset's metrics read modalities with."""
+    from mibzoo import classifiers
+    out = {}
+    for label in spec.labels.values():
+        ref = label.classifier
+        if isinstance(ref, str) and ref in classifiers.CLASSIFIERS:
+            info = classifiers.record(ref, classifier_dir) or {}
+            out[ref] = {"sha256": info.get("sha256"), "test_accuracy": info.get("test_accuracy")}
+        elif isinstance(ref, str):
+            out[ref] = {"sha256": classifiers.sha256_file(ref) if os.path.isfile(ref) else None}
+    return out
