@@ -509,6 +509,15 @@ class MIBModel(keras.Model):
         raise ValueError(f"{self.name}: phase {phase_name!r} has no variables in this model; phases are "
                          f"{[p['name'] for p in self.phases]}")
 
+    def _steps_taken(self):
+        """Training steps taken so far: the sum of the phase optimizers' iteration counts."""
+        total = 0
+        for phase in self.phases:
+            optimizer = self._phase_optimizer(phase["name"])
+            if optimizer is not None and optimizer.built:
+                total += int(ops.convert_to_numpy(optimizer.iterations))
+        return total
+
     def _phase_optimizer(self, phase_name):
         if phase_name == "structure":
             return self.structure_optimizer
@@ -561,6 +570,9 @@ class MIBModel(keras.Model):
             self._active_phase = 0
             super().make_train_function(force=True)
             return self.train_function
+        # A model loaded from a checkpoint continues Algorithm 1's alternation where it stopped: its
+        # position in the schedule is the number of calls taken, read off the phase optimizers.
+        self._schedule_position = self._steps_taken() // max(1, int(self.steps_per_execution))
         functions = []
         for k in range(len(self.phases)):
             self._active_phase = k
