@@ -17,8 +17,8 @@ saver knows about. So this module
   version,
 - keeps ``BASE/models.config`` (a ``ModelServerConfig`` text proto) listing every model.
 
-The tensorflow-serving-api protos (the ``serving`` extra) are only needed for warm-up
-records and to merge an existing ``models.config``; everything else needs TensorFlow only.
+The tensorflow-serving-api protos (a dependency, `mibzoo.serving.protos`) are needed for
+warm-up records and to merge an existing ``models.config``; everything else needs TensorFlow only.
 """
 import contextlib
 import ctypes
@@ -47,10 +47,6 @@ PY_FUNC_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION_RE = re.compile(r"^[0-9]+$")
-_SERVING_EXTRA_HINT = (
-    "it needs the TensorFlow Serving API protos: pip install 'mibzoo[serving]' "
-    "(tensorflow-serving-api)"
-)
 
 
 class ServingContractError(RuntimeError):
@@ -65,12 +61,10 @@ def _tf():
 
 
 def _serving_protos():
-    try:
-        from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
-        from tensorflow_serving.config import model_server_config_pb2
-    except ImportError as err:  # pragma: no cover - exercised only without the extra
-        raise ImportError(f"mibzoo.export_archive: {_SERVING_EXTRA_HINT}") from err
-    return predict_pb2, prediction_log_pb2, model_server_config_pb2
+    from mibzoo.serving.protos import serving_apis
+
+    apis = serving_apis()
+    return apis.predict_pb2, apis.prediction_log_pb2, apis.model_server_config_pb2
 
 
 # --------------------------------------------------------------------------------------

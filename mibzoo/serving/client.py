@@ -1,7 +1,7 @@
 """Clients for TF Serving (and the local server): REST with urllib, gRPC with the protos.
 
 `Client` is built on urllib and numpy only (no gRPC or serving protos). `GRPCClient`
-needs grpcio and tensorflow-serving-api (``pip install 'mibzoo[serving]'``).
+uses grpcio and the TF Serving API protos (`mibzoo.serving.protos`).
 
 Cross-modal generation: a model exports ``generate_{source}_to_{target}`` (fresh samples)
 and ``generate_{source}_to_{target}_seeded`` (reproducible: an extra int32 ``seed``
@@ -321,23 +321,14 @@ class GRPCClient:
     """
 
     def __init__(self, target="localhost:8500", timeout=30.0, max_message_bytes=64 * 1024 * 1024):
-        try:
-            import grpc
-            from tensorflow_serving.apis import (
-                get_model_metadata_pb2,
-                get_model_status_pb2,
-                model_service_pb2_grpc,
-                predict_pb2,
-                prediction_service_pb2_grpc,
-            )
-        except ImportError as err:
-            raise ImportError(
-                "GRPCClient needs grpcio and tensorflow-serving-api: pip install 'mibzoo[serving]'"
-            ) from err
+        from mibzoo.serving.protos import serving_apis
+
+        apis = serving_apis()
+        grpc = apis.grpc
         self._grpc = grpc
-        self._predict_pb2 = predict_pb2
-        self._metadata_pb2 = get_model_metadata_pb2
-        self._status_pb2 = get_model_status_pb2
+        self._predict_pb2 = apis.predict_pb2
+        self._metadata_pb2 = apis.get_model_metadata_pb2
+        self._status_pb2 = apis.get_model_status_pb2
         self.target = target
         self.timeout = timeout
         self._channel = grpc.insecure_channel(
@@ -347,8 +338,8 @@ class GRPCClient:
                 ("grpc.max_receive_message_length", max_message_bytes),
             ],
         )
-        self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._prediction = apis.prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._models = apis.model_service_pb2_grpc.ModelServiceStub(self._channel)
 
     def close(self):
         self._channel.close()

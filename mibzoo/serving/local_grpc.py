@@ -1,8 +1,8 @@
 """TF Serving's gRPC API (Predict, GetModelMetadata, GetModelStatus) for the local server.
 
 Serves the same `ModelManager` as the REST API, so `GRPCClient` and
-``serving/examples/grpc_client.py`` can be run without the TF Serving binary. Needs
-grpcio and tensorflow-serving-api (the ``serving`` extra).
+``serving/examples/grpc_client.py`` can be run without the TF Serving binary. Uses grpcio and
+the TF Serving API protos (`mibzoo.serving.protos`).
 """
 import logging
 from concurrent import futures
@@ -11,23 +11,12 @@ from mibzoo.serving.errors import ServingStatusError, invalid_argument
 
 logger = logging.getLogger("mibzoo.serving")
 
-_HINT = "the local gRPC server needs grpcio and tensorflow-serving-api: pip install 'mibzoo[serving]'"
-
-
 def _imports():
-    try:
-        import grpc
-        from tensorflow_serving.apis import (
-            get_model_metadata_pb2,
-            get_model_status_pb2,
-            model_service_pb2_grpc,
-            predict_pb2,
-            prediction_service_pb2_grpc,
-        )
-    except ImportError as err:
-        raise ImportError(_HINT) from err
-    return (grpc, get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-            predict_pb2, prediction_service_pb2_grpc)
+    from mibzoo.serving.protos import serving_apis
+
+    apis = serving_apis()
+    return (apis.grpc, apis.get_model_metadata_pb2, apis.get_model_status_pb2, apis.model_service_pb2_grpc,
+            apis.predict_pb2, apis.prediction_service_pb2_grpc)
 
 
 class _GrpcServer:

@@ -5,7 +5,7 @@
 
 Inputs are built from the signature metadata (random values), so any served model works.
 
-Needs grpcio and tensorflow-serving-api: ``pip install 'mibzoo[serving]'``. The same calls
+Uses grpcio and tensorflow-serving-api (dependencies of mibzoo). The same calls
 without mibzoo are the stubs in ``tensorflow_serving.apis.prediction_service_pb2_grpc``
 (shown at the end of `main` for reference).
 """

@@ -48,11 +48,11 @@ def test_grpc_errors_carry_tf_serving_codes(grpc_server, inputs, kwargs, code, m
     assert info.value.status == code and message in info.value.message
 
 
-def test_grpc_client_names_the_extra_when_protos_are_missing(monkeypatch):
+def test_grpc_client_names_the_package_when_protos_are_missing(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "tensorflow_serving.apis", None)
-    with pytest.raises(ImportError, match=r"mibzoo\[serving\]"):
+    with pytest.raises(ImportError, match=r"pip install tensorflow-serving-api"):
         GRPCClient("localhost:8500")
 
 
@@ -102,3 +102,27 @@ def test_example_scripts_run_end_to_end(tmp_path, capsys):
         assert load("grpc_client").main(["--target", local.grpc_target, "--model", "demo"]) == 0
     out = capsys.readouterr().out
     assert "same seed, same samples: True" in out and "raw stub, same seeds, same samples: True" in out
+
+
+def test_a_port_in_use_and_a_bad_host_are_one_clear_error(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"port {port} on 127.0.0.1 is already in use"):
+            LocalServer(tmp_path, port=port).start()
+    with pytest.raises(ValueError, match=r"host 'no-such-host.invalid': not an address or host name"):
+        LocalServer(tmp_path, host="no-such-host.invalid", port=0).start()
+
+
+def test_export_refuses_a_base_that_is_a_file(tmp_path):
+    from mibzoo import export_archive
+    from tests.serving.tiny_model import build_tiny_model, tiny_signatures
+
+    base = tmp_path / "base"
+    base.write_text("not a directory")
+    model = build_tiny_model()
+    with pytest.raises(ValueError, match=r"base .*base: exists and is not a directory"):
+        export_archive.export_signatures(base, "tiny", 1, model, tiny_signatures(model))
