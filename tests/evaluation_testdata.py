@@ -99,3 +99,25 @@ class RandomModel(PerfectModel):
     def encode(self, inputs):
         n = len(next(iter(inputs.values())))
         return {"loc": np.random.default_rng(n).normal(size=(n, 4))}
+
+
+def tiny_label_npz(folder, n_train, n_test, classifier_examples=256):
+    """MNIST-Label in miniature as an ``.npz`` data file (`mibzoo.experiment_data.save_npz`), with a
+    small Keras classifier of its images saved beside it for the coherence metrics."""
+    import keras
+
+    from mibzoo.experiment_data import save_npz
+    from mibzoo.metrics import EvaluationSpec, ModalityLabel
+
+    train, test = label_arrays(n_train, seed=1), label_arrays(n_test, seed=2)
+    keras.utils.set_random_seed(0)
+    classifier = keras.Sequential([keras.Input(SHAPE), keras.layers.Flatten(),
+                                   keras.layers.Dense(CLASSES, activation="softmax")])
+    classifier.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    classifier.fit(train["image"][:classifier_examples], train["digit"][:classifier_examples], epochs=20, verbose=0)
+    classifier.save(folder / "digit.keras")
+    spec = EvaluationSpec({"image": ModalityLabel("digit", str(folder / "digit.keras")),
+                           "label": ModalityLabel("digit")}, probe_label="digit")
+    path = folder / "tiny.npz"
+    save_npz(path, train, test, {"image": IMAGE, "label": LABEL}, spec)
+    return path

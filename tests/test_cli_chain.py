@@ -15,14 +15,10 @@ import time
 import urllib.error
 import urllib.request
 
-import keras
 import numpy as np
 import pytest
 
-from mibzoo.experiment_data import save_npz
-from mibzoo.metrics import EvaluationSpec, ModalityLabel
-
-from evaluation_testdata import CLASSES, IMAGE, LABEL, label_arrays
+from evaluation_testdata import tiny_label_npz
 
 TINY = ["--set", 'shared=[{"name": "z", "size": 4}]', "--modality-options",
         '{"hidden": 16, "layers": 1, "filters": [4, 8]}']
@@ -40,20 +36,7 @@ def mibzoo(*args, timeout=600, check=True):
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    """A tiny MNIST-Label-like data set as an .npz file, with a classifier for its images."""
-    folder = tmp_path_factory.mktemp("chain_data")
-    train, test = label_arrays(1600, seed=1), label_arrays(64, seed=2)
-    keras.utils.set_random_seed(0)
-    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                   keras.layers.Dense(CLASSES, activation="softmax")])
-    classifier.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
-    classifier.fit(train["image"][:256], train["digit"][:256], epochs=20, verbose=0)
-    classifier.save(folder / "digit.keras")
-    spec = EvaluationSpec({"image": ModalityLabel("digit", str(folder / "digit.keras")),
-                           "label": ModalityLabel("digit")}, probe_label="digit")
-    path = folder / "tiny.npz"
-    save_npz(path, train, test, {"image": IMAGE, "label": LABEL}, spec)
-    return path
+    return tiny_label_npz(tmp_path_factory.mktemp("chain_data"), 1600, 64)
 
 
 def history_epochs(run):

@@ -1,4 +1,6 @@
-"""`mibzoo train`, `mibzoo evaluate` and `mibzoo compare` end to end on a tiny configuration."""
+"""`mibzoo train` and `mibzoo evaluate` in-process on a tiny configuration: what a run directory
+holds (TensorBoard events, metrics, plots). tests/test_cli_chain.py drives every command, compare
+included, in its own process."""
 import csv
 import json
 
@@ -8,10 +10,9 @@ import pytest
 import tensorflow as tf
 
 from mibzoo.cli import main
-from mibzoo.experiment_data import resolve, save_npz
-from mibzoo.metrics import EvaluationSpec, ModalityLabel
+from mibzoo.experiment_data import resolve
 
-from evaluation_testdata import CLASSES, IMAGE, LABEL, TINY_SHARED, label_arrays
+from evaluation_testdata import TINY_SHARED, tiny_label_npz
 
 TINY = ["--set", json.dumps(TINY_SHARED).join(["shared=", ""]), "--modality-options",
         '{"hidden": 32, "layers": 1, "filters": [8, 16]}', "--batch-size", "64"]
@@ -19,20 +20,7 @@ TINY = ["--set", json.dumps(TINY_SHARED).join(["shared=", ""]), "--modality-opti
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    """A tiny MNIST-Label-like data set as an .npz file, with a classifier for its images."""
-    folder = tmp_path_factory.mktemp("data")
-    train, test = label_arrays(192, seed=1), label_arrays(64, seed=2)
-    keras.utils.set_random_seed(0)
-    classifier = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                                   keras.layers.Dense(CLASSES, activation="softmax")])
-    classifier.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
-    classifier.fit(train["image"], train["digit"], epochs=20, verbose=0)
-    classifier.save(folder / "digit.keras")
-    spec = EvaluationSpec({"image": ModalityLabel("digit", str(folder / "digit.keras")), "label": ModalityLabel("digit")},
-                          probe_label="digit")
-    path = folder / "tiny.npz"
-    save_npz(path, train, test, {"image": IMAGE, "label": LABEL}, spec)
-    return str(path)
+    return str(tiny_label_npz(tmp_path_factory.mktemp("data"), 192, 64, classifier_examples=192))
 
 
 def _events(folder):
@@ -90,17 +78,6 @@ def test_train_resume_evaluate(data_file, tmp_path, capsys):
     assert metrics["settings"]["iwae_k"] == 3 and metrics["classifiers"]
     for name in ("samples_image-to-label.png", "samples_label-to-image.png", "prior.png"):
         assert (run / "plots" / name).is_file(), name
-
-
-def test_compare_command(data_file, tmp_path, capsys):
-    out = tmp_path / "compare_out"
-    assert main(["compare", "jmvae", "mvae", "--dataset", data_file, "--epochs", "1", "--seeds", "0", "--out", str(out),
-                 "--iwae-k", "2", "--prior-samples", "50", "--no-progress"] + TINY) == 0
-    printed = capsys.readouterr().out
-    assert "| metric | jmvae | mvae | chance |" in printed
-    for name in ("results.md", "results.csv", "results.json", "metrics.png", "prior_jmvae.png",
-                 "samples_mvae_image-to-label.png"):
-        assert (out / name).is_file(), name
 
 
 def test_cli_errors_are_clear(data_file, tmp_path, capsys):
