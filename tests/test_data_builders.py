@@ -146,11 +146,23 @@ def test_tabular_preprocessing(fixture_dir):
     assert kept == sum("?" not in row for row in adult_rows) < len(adult_rows)
 
 
-def test_german_split_is_fixed_and_disjoint():
+def test_german_split_is_fixed_and_disjoint(fixture_dir):
     from mibzoo.data.tabular import german_split
     mask = german_split(1000)
     assert mask.sum() == 200
     np.testing.assert_array_equal(mask, german_split(1000))
+    # The loaded splits: every raw row lands in exactly one of them.
+    train = data.load_arrays("german", "train", data_dir=fixture_dir, sources=LOCAL)
+    test = data.load_arrays("german", "test", data_dir=fixture_dir, sources=LOCAL)
+    raw_rows = (fixture_dir / "german" / "raw" / "german.data").read_text().strip().splitlines()
+    assert len(train["a"]) + len(test["a"]) == len(raw_rows) and len(test["a"]) == german_split(len(raw_rows)).sum()
+    # Rows are compared on what identifies them before standardization: the one-hot groups, a, target.
+    numeric = data.info("german").modalities["x"]["numeric"]
+
+    def keys(arrays):
+        return {tuple(np.round(x[numeric:], 3)) + (int(a), int(t), tuple(np.round(x[:numeric], 2)))
+                for x, a, t in zip(arrays["x"], arrays["a"], arrays["target"])}
+    assert not keys(train) & keys(test)
 
 
 def test_other_raw_formats_idx_and_npz(tmp_path):

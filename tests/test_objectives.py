@@ -30,17 +30,35 @@ def test_beta_vae_with_beta_one_equals_vae():
     np.testing.assert_allclose(float(beta_totals["loss"]), float(vae_totals["loss"]), rtol=1e-6)
 
 
+def numpy_aggregate_kl(z, loc, logvar):
+    """Minibatch estimate of KL(q(z) ‖ p(z)): mean over the batch of log (1/B Σ_j q(z_i|x_j)) − log p(z_i)."""
+    def log_normal(v, m, lv):
+        return -0.5 * (np.log(2 * np.pi) + lv + (v - m) ** 2 / np.exp(lv))
+
+    pairwise = log_normal(z[:, None], loc[None], logvar[None]).sum(-1)
+    top = pairwise.max(axis=1, keepdims=True)
+    log_q = top[:, 0] + np.log(np.mean(np.exp(pairwise - top), axis=1))
+    return float(np.mean(log_q - log_normal(z, 0.0, 0.0).sum(-1)))
+
+
 @pytest.mark.parametrize("beta", [1.0, 4.0, 2.5])
 def test_beta_vae_table2_row_is_reconstruction_plus_beta_kl(beta):
-    """C1 + (β−1)C3 + (β−1)D(q‖G∅) = reconstruction + β·KL(q(z|x) ‖ p(z)), KL computed in NumPy."""
+    """C1 + (β−1)C3 + (β−1)D(q‖G∅) = reconstruction + β·KL(q(z|x) ‖ p(z)), KL computed in NumPy;
+    and each term on its own: C3 the minibatch aggregate KL, D(q‖G∅) the mean KL minus C3."""
     model = mibzoo.load("beta_vae", modalities=SINGLE, shared=TINY_SHARED, beta=beta)
     arrays = synthetic_batches(SINGLE, n=32)
     fp = forward_pass(model, arrays)
-    _, totals = model.compute_terms(fp)
+    terms, totals = model.compute_terms(fp)
     loc, logvar = (np.asarray(t) for t in fp.posterior())
     reconstruction = float(np.mean(np.asarray(fp.negative_log_likelihood("x"))))
     kl = float(np.mean(numpy_kl_to_standard_normal(loc, logvar)))
     np.testing.assert_allclose(float(totals["loss"]), reconstruction + beta * kl, rtol=1e-5)
+    c3 = numpy_aggregate_kl(np.asarray(fp.z()), loc, logvar)
+    np.testing.assert_allclose(float(objectives.TERMS["C3"].fn(fp)), c3, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(float(terms["C1"]), reconstruction + kl, rtol=1e-5)
+    if beta != 1.0:
+        np.testing.assert_allclose(float(terms["C3"]), (beta - 1) * c3, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(float(terms["independence"]), (beta - 1) * (kl - c3), rtol=1e-4, atol=1e-5)
 
 
 def test_beta_below_one_is_rejected_because_eq8_needs_non_negative_weights():
@@ -84,7 +102,11 @@ def test_mib_mm_loss_is_lx_plus_lu_plus_lz_of_eq16():
     fp = forward_pass(model, arrays)
     _, totals = model.compute_terms(fp)
     l_x = sum(np.mean(np.asarray(fp.negative_log_likelihood(n))) for n in ("x", "y"))
-    l_u = sum(np.mean(np.asarray(fp.private_kl(n))) for n in ("x", "y"))
+    # L_u from the encoders' raw outputs, in NumPy: KL(q(u_i | x_i) ‖ N(0, I)) with the clipped log-variance.
+    l_u = 0.0
+    for n in ("x", "y"):
+        _, _, u_loc, u_logvar = (np.asarray(t) for t in fp.encoder_outputs()[n])
+        l_u += np.mean(numpy_kl_to_standard_normal(u_loc, np.clip(u_logvar, -12.0, 8.0)))
     loc, logvar = (np.asarray(t) for t in fp.posterior())
     l_z = np.mean(numpy_kl_to_standard_normal(loc, logvar))
     for i in range(2):

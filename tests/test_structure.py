@@ -26,12 +26,16 @@ def test_relaxed_samples_are_in_unit_interval_and_sharpen_as_temperature_falls()
 
 
 def test_expected_hard_masks_and_sparsity():
-    layer = StructureMasks([[0.2, 0.9]], [[0.7, 0.4]], learn_inference=True, learn_generation=True,
+    layer = StructureMasks([[0.2, 0.9]], [[0.7, 0.1]], learn_inference=True, learn_generation=True,
                            sparsity=0.5, at_inference="hard")
     np.testing.assert_allclose(np.asarray(layer.probabilities("inference")), [[0.2, 0.9]], rtol=1e-5)
     np.testing.assert_array_equal(np.asarray(layer.masks(training=False)[0]), [[0.0, 1.0]])
     np.testing.assert_array_equal(np.asarray(layer.masks(training=False)[1]), [[1.0, 0.0]])
-    np.testing.assert_allclose(float(layer.sparsity_loss()), 0.5 * np.mean([0.55, 0.55]), rtol=1e-5)
+    # λ times the mean edge probability of both masks (means 0.55 and 0.4: a penalty over one mask
+    # alone would give 0.275 or 0.2).
+    np.testing.assert_allclose(float(layer.sparsity_loss()), 0.5 * np.mean([0.55, 0.4]), rtol=1e-5)
+    only_q = StructureMasks([[0.2, 0.9]], [[0.7, 0.1]], learn_inference=True, sparsity=0.5)
+    np.testing.assert_allclose(float(only_q.sparsity_loss()), 0.5 * 0.55, rtol=1e-5)  # fixed M^p: no penalty
 
 
 def planted_problem(n=2048, seed=0):
