@@ -64,6 +64,16 @@ def test_tiny_variances_and_full_weights_stay_finite_with_finite_gradients(rng):
     assert np.all(np.isfinite(loc)) and np.all(np.isfinite(logvar)) and np.all(np.isfinite(grad))
 
 
+def test_gaussian_log_density_matches_scipy(rng, run_mode):
+    from scipy import stats
+
+    z, loc = rng.normal(size=(2, 5, 3))
+    logvar = rng.uniform(-3, 2, size=(5, 3))
+    got = np.asarray(run_mode(inference.gaussian_log_density, z.astype("float32"), loc.astype("float32"),
+                              logvar.astype("float32")))
+    np.testing.assert_allclose(got, stats.norm.logpdf(z, loc, np.exp(0.5 * logvar)), rtol=1e-5, atol=1e-5)
+
+
 def test_kl_closed_form_matches_numpy(rng):
     a, b = rng.normal(size=(2, 3, 5)).astype("float32")
     la, lb = rng.uniform(-1, 1, size=(2, 3, 5)).astype("float32")
