@@ -38,6 +38,8 @@ setup(
         "tensorflow-serving-api>=2.16",
         # Linear probes and classifiers on representations (fairness ACC/DEO, latent probes).
         "scikit-learn>=1.3",
+        # JSON of large batches on the REST path: NumPy arrays written without Python lists.
+        "orjson>=3.10",
         # Post-import hook that registers mibzoo's Keras classes once keras is imported.
         "wrapt>=1.14",
     ],

@@ -16,6 +16,7 @@ import urllib.request
 
 import numpy as np
 
+from mibzoo.serving import jsonio
 from mibzoo.serving.errors import ServingError
 
 _NUMPY_DTYPES = {
@@ -97,7 +98,7 @@ def _jsonable(value):
     if isinstance(value, np.ndarray):
         if value.dtype.kind in "SO":
             return [_jsonable(v) for v in value.tolist()] if value.ndim else _jsonable(value.item())
-        return value.tolist()
+        return jsonio.array_value(value)  # written by orjson without a list of Python floats
     if isinstance(value, bytes):
         import base64
 
@@ -135,7 +136,7 @@ class Client:
         data = None
         headers = {"Accept": "application/json"}
         if payload is not None:
-            data = json.dumps(payload, allow_nan=True).encode("utf-8")
+            data = jsonio.dumps(payload)
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
@@ -152,7 +153,7 @@ class Client:
             reason = getattr(err, "reason", err)
             raise ServingError(f"cannot reach the server: {reason}", url=url) from None
         try:
-            return json.loads(body)
+            return jsonio.loads(body)
         except ValueError:
             raise ServingError(f"the server answered non-JSON: {body[:200]!r}", url=url) from None
 

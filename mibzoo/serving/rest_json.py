@@ -18,7 +18,7 @@ Follows tensorflow_serving/util/json_tensor.cc, including its error texts where 
 One deliberate difference: TF Serving silently ignores extra named inputs in the columnar
 format; this module rejects them, as it does in the row format.
 
-Pure numpy: no TensorFlow import.
+Pure numpy (and orjson, `mibzoo.serving.jsonio`): no TensorFlow import.
 """
 import base64
 import binascii
@@ -26,6 +26,8 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+
+from mibzoo.serving import jsonio
 
 ROW = "row"
 COLUMNAR = "columnar"
@@ -100,9 +102,9 @@ def parse_json_object(body):
     if not body or not body.strip():
         raise _invalid("JSON Parse error: The document is empty")
     try:
-        # Python's parser accepts NaN/Infinity/-Infinity like TF Serving's
+        # NaN/Infinity/-Infinity are accepted like TF Serving's parser does
         # (rapidjson with kParseNanAndInfFlag).
-        doc = json.loads(body)
+        doc = jsonio.loads(body)
     except UnicodeDecodeError as err:
         raise _invalid(f"JSON Parse error: Invalid encoding in string ({err.reason})") from None
     except json.JSONDecodeError as err:
@@ -407,14 +409,10 @@ def check_inputs(arrays, specs, signature, max_batch):
 def _jsonable(name, array):
     array = np.asarray(array)
     kind = array.dtype.kind
-    if kind == "f":
-        if array.dtype != np.float64:
-            # The shortest decimal that round-trips the value's own precision, as TF
-            # Serving writes it; via float64 so json writes exactly that text.
-            array = array.astype(str).astype(np.float64)
-        return array.tolist()
-    if kind in "iub":
-        return array.tolist()
+    if kind in "fiub":
+        # Floats as the shortest decimal that round-trips their own precision, as TF Serving writes
+        # them; NaN and infinities as NaN / Infinity.
+        return jsonio.array_value(array)
     if kind in "OS":
         as_b64 = name.endswith("_bytes")
 
@@ -448,8 +446,8 @@ def encode_predict_response(outputs, fmt):
     if not outputs:
         raise _invalid("Cannot convert empty tensor map to JSON")
     names = sorted(outputs)
-    values = {name: _jsonable(name, outputs[name]) for name in names}
     if fmt == COLUMNAR:
+        values = {name: _jsonable(name, outputs[name]) for name in names}
         if len(names) == 1:
             return {"outputs": values[names[0]]}
         return {"outputs": values}
@@ -464,10 +462,10 @@ def encode_predict_response(outputs, fmt):
             )
         batch = shape[0]
     if len(names) == 1:
-        return {"predictions": values[names[0]]}
-    return {"predictions": [{name: values[name][i] for name in names} for i in range(batch)]}
+        return {"predictions": _jsonable(names[0], outputs[names[0]])}
+    return {"predictions": [{name: _jsonable(name, outputs[name][i]) for name in names} for i in range(batch)]}
 
 
 def dumps(payload):
     """Serializes a response object (NaN/Infinity written as TF Serving writes them)."""
-    return json.dumps(payload, allow_nan=True, separators=(",", ":")).encode("utf-8")
+    return jsonio.dumps(payload)
