@@ -126,31 +126,23 @@ def test_entries_default_to_adult_and_take_german_modalities():
     assert loaded.private_sizes["a"] == 0 and loaded.private_sizes["x"] > 0
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(tmp_path_factory):
-    from mibzoo.data.fixtures import write_raw_fixtures
-    folder = tmp_path_factory.mktemp("fairdata")
-    write_raw_fixtures(folder, groups=["adult", "german"])
-    return folder
-
-
-def test_evaluate_reports_fairness_of_the_representation_of_x(fixture_dir):
-    train = mibzoo.data.load_arrays("adult", "train", data_dir=fixture_dir, sources=["local"])
-    test = mibzoo.data.load_arrays("adult", "test", data_dir=fixture_dir, sources=["local"])
+def test_evaluate_reports_fairness_of_the_representation_of_x(fairness_data_dir):
+    train = mibzoo.data.load_arrays("adult", "train", data_dir=fairness_data_dir, sources=["local"])
+    test = mibzoo.data.load_arrays("adult", "test", data_dir=fairness_data_dir, sources=["local"])
     model = mibzoo.load("fair_mmd", modalities=mibzoo.data.info("adult").modalities, private={"x": 4})
     values = metrics.evaluate(model, test, train, spec="adult", metrics=["fairness"])
     assert values == {f"fairness/{k}": v for k, v in fairness.representation_fairness(model, train, test).items()}
     assert metrics.higher_is_better("fairness/acc") and not metrics.higher_is_better("fairness/deo")
 
 
-def test_train_then_evaluate_commands_report_acc_and_deo(fixture_dir, tmp_path, capsys, monkeypatch):
+def test_train_then_evaluate_commands_report_acc_and_deo(fairness_data_dir, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MIBZOO_DATA_SOURCES", "local")
     run = tmp_path / "run"
-    assert main(["train", "fair_mmd", "--dataset", "adult", "--data-dir", str(fixture_dir), "--epochs", "1",
+    assert main(["train", "fair_mmd", "--dataset", "adult", "--data-dir", str(fairness_data_dir), "--epochs", "1",
                  "--out", str(run), "--image-examples", "0", "--verbose", "0",
                  "--modality-options", '{"hidden": 16, "layers": 1}']) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--data-dir", str(fixture_dir), "--metrics", "fairness", "probe",
+    assert main(["evaluate", str(run), "--data-dir", str(fairness_data_dir), "--metrics", "fairness", "probe",
                  "--plot-examples", "0"]) == 0
     printed = capsys.readouterr().out
     assert "fairness/acc" in printed and "fairness/deo" in printed and "fairness/dp" in printed

@@ -25,11 +25,8 @@ mibzoo reproduce table3 --quick      # a pipeline check: tiny budget, writes *_q
 ```
 """
 import dataclasses
-import json
-import math
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -93,7 +90,7 @@ class Budget:
 
 
 FULL = Budget(epochs={"adult": 10, "german": 60}, batch_size={"adult": 128, "german": 64})
-QUICK = Budget(epochs={"adult": 1, "german": 1}, batch_size={"adult": 64, "german": 32}, sweep=(0.0,),
+QUICK = Budget(epochs={"adult": 1, "german": 1}, batch_size={"adult": 64, "german": 32}, sweep=(),
                train_limit=128, test_limit=128, mlp_hidden=(8,), mlp_iterations=3, run_eagerly=True)
 
 
@@ -318,24 +315,6 @@ def target_lines(summary, entries=ENTRIES):
     return lines
 
 
-def machine():
-    """CPU model, core count, memory and load average (the machine may be shared)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = ""
-    try:
-        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores{memory}, {platform.system()} {platform.release()}"
-
-
 def _load():
     try:
         return "{:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
@@ -435,7 +414,7 @@ def run(out_dir, seeds, quick, data_dir=None):
     Returns:
         The path of the written markdown file.
     """
-    from mibzoo.runs import versions, write_json
+    from mibzoo.experiment import machine, versions, write_json
 
     budget = QUICK if quick else FULL
     seeds = [int(s) for s in seeds]
