@@ -46,7 +46,8 @@ setup(
     extras_require={
         # SciPy gives the independent reference values (densities, integrals) the math tests
         # compare against.
-        "test": ["pytest>=7", "scipy>=1.10"],
+        # fairlearn: the DEO test compares with its equal_opportunity_difference.
+        "test": ["pytest>=7", "scipy>=1.10", "fairlearn>=0.10"],
         # Kept so that `pip install 'mibzoo[serving]'` from older instructions still works.
         "serving": ["tensorflow-serving-api>=2.16"],
     },

@@ -12,9 +12,7 @@ Real MNIST comes from `mibzoo.data`; the digit classifier is trained on first us
 (`mibzoo.classifiers`, cached with its checksum and test accuracy).
 """
 import argparse
-import os
 import pathlib
-import platform
 import shlex
 import sys
 import time
@@ -27,22 +25,9 @@ FIGURE3_METRIC = "cross_coherence/image_a->image_b"
 
 def machine():
     """A one-line description of the machine (CPU model, cores, memory, OS)."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    memory = ""
-    try:
-        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        memory = f", {pages * size / 2**30:.0f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, no GPU, {platform.system()} {platform.release()}"
+    from mibzoo.experiment import machine as describe
+    head, _, system = describe().rpartition(", ")
+    return f"{head}, no GPU, {system}"
 
 
 def main(argv=None):

@@ -8,7 +8,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``; a block may
   set ``"prior": "categorical"`` (a uniform one-hot code; only without an inference network) and
   ``"code": true`` (an InfoGAN code, predicted by the ``infogan`` term's auxiliary network);
-- ``private``: size of each private latent U_i (0: no private latents);
+- ``private``: size of each private latent U_i (0: no private latents), or ``{modality: size}``
+  when the U_i differ (Sec. 3.1: "the dimension of each U_i and Z_j is arbitrary"; modalities
+  not listed have none, e.g. the fairness entries' ``{"x": 16}``: U_x but no U_a, Figure 4);
 - ``inference_structure`` / ``generation_structure``: M^q / M^p, ``"full"``, an N×M matrix,
   or ``{"learned": true, "init": p}``; ``inference_structure: "none"`` means no inference
   network at all (G^q = [], GAN and InfoGAN);
@@ -121,6 +123,25 @@ def _terms(entries, kind, source, field):
     return out
 
 
+def private_sizes(private, modality_names, source="private"):
+    """``{modality: size of U_i}`` from a config's ``private`` field (an int for every modality, or
+    ``{modality: int}`` with unlisted modalities at 0)."""
+    allowed = "a non-negative integer (0: no private latents) or {modality: non-negative integer}"
+
+    def size(value, field):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(source, field, value, allowed)
+        return value
+
+    if isinstance(private, dict):
+        unknown = sorted(set(private) - set(modality_names))
+        if unknown:
+            raise ConfigError(source, f"private.{unknown[0]}", private[unknown[0]],
+                              f"sizes keyed by the modalities {list(modality_names)}")
+        return {name: size(private.get(name, 0), f"private.{name}") for name in modality_names}
+    return {name: size(private, "private") for name in modality_names}
+
+
 def validate_model_config(model, source):
     """Validates the ``model`` section of a zoo config; returns a normalized deep copy.
 
@@ -168,10 +189,8 @@ def validate_model_config(model, source):
         raise ConfigError(source, "shared", shared, "distinct block names")
     cfg["shared"] = shared
 
-    private = cfg.get("private", 0)
-    if isinstance(private, bool) or not isinstance(private, int) or private < 0:
-        raise ConfigError(source, "private", private, "a non-negative integer (0: no private latents)")
-    cfg["private"] = private
+    cfg["private"] = cfg.get("private", 0)
+    private_sizes(cfg["private"], names, source)
 
     for key in ("inference_structure", "generation_structure"):
         cfg[key] = cfg.get(key, "full")

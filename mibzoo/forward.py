@@ -99,14 +99,14 @@ class ForwardPass:
         i = self.names.index(name)
         gate = ops.matmul(self.mask_p[i:i + 1], self.model.block_matrix)  # [1, Dz]
         gated = z * gate
-        if self.model.private_size:
+        if self.model.private_sizes[name]:
             gated = ops.concatenate([gated, u], axis=-1)
         return gated
 
     @_cached
     def negative_log_likelihood(self, name, only=None):
         """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z from q(z|x) (or q(z|x_j), ``only=j``), 0 where x_i is absent."""
-        u = self.u(name) if self.model.private_size else None
+        u = self.u(name) if self.model.private_sizes[name] else None
         params = self.model.decode_modality(name, self.decoder_input(name, self.z(only), u))
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
@@ -116,7 +116,7 @@ class ForwardPass:
         """``(z, u)`` drawn from the priors p(z), p(u_i) for this batch's size (u: {name: [B, Du]})."""
         batch = ops.shape(self.present)[0]
         z = self.model.prior_sample(batch, self.noise)
-        u = {n: self.noise((batch, self.model.private_size)) for n in self.names} if self.model.private_size else {}
+        u = {n: self.noise((batch, size)) for n, size in self.model.private_sizes.items() if size}
         return z, u
 
     @_cached
@@ -155,7 +155,7 @@ class ForwardPass:
     @_cached
     def private_kl(self, name):
         """``[B]``: KL(q(u_i | x_i) ‖ p(u_i)), 0 where x_i is absent or there are no private latents."""
-        if not self.model.private_size or name not in self.x:
+        if not self.model.private_sizes[name] or name not in self.x:
             return ops.zeros_like(self.present[:, 0])
         _, _, loc, logvar = self.encoder_outputs()[name]
         kl = inference.kl_diagonal_gaussians(loc, inference.clip_logvar(logvar), 0.0, 0.0)

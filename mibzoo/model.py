@@ -17,7 +17,7 @@ import tensorflow as tf
 from keras import ops
 
 from mibzoo import inference, likelihoods, objectives
-from mibzoo.config import validate_model_config, resolve_weight
+from mibzoo.config import private_sizes, validate_model_config, resolve_weight
 from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean, find_input_error, tagged_input_error
 from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
@@ -57,7 +57,7 @@ class MIBModel(keras.Model):
     Args:
         modalities: ``{name: spec}`` observed variables X_1..X_N (`mibzoo.modalities`).
         shared: shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}]``.
-        private: size of each private latent U_i (0: none).
+        private: size of each private latent U_i (0: none), or ``{modality: size}``.
         inference_structure: M^q (``"full"``, N×M matrix, or ``{"learned": true, "init": p}``).
         generation_structure: M^p, same forms.
         structure_learning: temperature schedule, sparsity λ, mask at inference.
@@ -102,7 +102,9 @@ class MIBModel(keras.Model):
         self.block_names = [b["name"] for b in cfg["shared"]]
         self.block_sizes = [b["size"] for b in cfg["shared"]]
         self.shared_size = sum(self.block_sizes)
-        self.private_size = cfg["private"]
+        # U_i sizes per modality; private_size is the width of u = [u_1, ..., u_N] (0: none).
+        self.private_sizes = private_sizes(cfg["private"], self.modality_names)
+        self.private_size = sum(self.private_sizes.values())
         n, m = len(self.modality_names), len(self.block_names)
 
         # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
@@ -124,13 +126,13 @@ class MIBModel(keras.Model):
         # G^q = [] (GAN, InfoGAN): no inference network at all.
         self.has_inference = cfg["inference_structure"] != "none"
         self.block_priors = [b["prior"] for b in cfg["shared"]]
-        latent_out = 2 * (self.shared_size + self.private_size)
         self.encoders = {}
         self.decoders = {}
         for name, spec in self.modality_specs.items():
+            latent = self.shared_size + self.private_sizes[name]
             if self.has_inference:
-                self.encoders[name] = ModalityEncoder(spec, latent_out, name=f"encoder_{name}")
-            self.decoders[name] = ModalityDecoder(spec, self.shared_size + self.private_size, name=f"decoder_{name}")
+                self.encoders[name] = ModalityEncoder(spec, 2 * latent, name=f"encoder_{name}")
+            self.decoders[name] = ModalityDecoder(spec, latent, name=f"decoder_{name}")
         # Keras tracks layers held in dict attributes; keep explicit lists for a stable order.
         self._encoder_list = [self.encoders[k] for k in self.modality_names if k in self.encoders]
         self._decoder_list = [self.decoders[k] for k in self.modality_names]
@@ -188,7 +190,7 @@ class MIBModel(keras.Model):
         the output the posterior mean m η / (1 + m / σ²) keeps its gradient at any precision.
         """
         out = ops.cast(self.encoders[name](x), "float32")
-        dz, du = self.shared_size, self.private_size
+        dz, du = self.shared_size, self.private_sizes[name]
         eta, logvar = out[:, :dz], inference.clip_logvar(out[:, dz:2 * dz])
         return eta * ops.exp(logvar), logvar, out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
 
@@ -654,9 +656,8 @@ class MIBModel(keras.Model):
                 e_loc, e_logvar, _, _ = fp.encoder_outputs()[name]
                 experts[name] = {"loc": e_loc, "logvar": e_logvar,
                                  "weight": present[:, i:i + 1] * mask_q[i][None, :]}
-        private = {}
-        if self.private_size:
-            private = {n: {"loc": out[2], "logvar": out[3]} for n, out in fp.encoder_outputs().items()}
+        private = {n: {"loc": out[2], "logvar": out[3]} for n, out in fp.encoder_outputs().items()
+                   if self.private_sizes[n]}
         starts = np.cumsum([0] + self.block_sizes)
         return {"loc": loc, "logvar": logvar, "scale": ops.exp(0.5 * logvar), "experts": experts,
                 "prior": {"loc": self.prior_loc, "logvar": self.prior_logvar}, "private": private,
@@ -673,8 +674,8 @@ class MIBModel(keras.Model):
         z2 = ops.reshape(z, (-1, self.shared_size))
         i = self.modality_names.index(name)
         latent = z2 * ops.matmul(mask_p[i:i + 1], self.block_matrix)
-        if self.private_size:
-            latent = ops.concatenate([latent, ops.reshape(u, (-1, self.private_size))], axis=-1)
+        if self.private_sizes[name]:
+            latent = ops.concatenate([latent, ops.reshape(u, (-1, self.private_sizes[name]))], axis=-1)
         dist = self.likelihood(name, self.decode_modality(name, latent))
         if mode == "mean":
             out = dist.mean()
@@ -724,7 +725,8 @@ class MIBModel(keras.Model):
         loc, logvar = fp.posterior()
         batch = ops.shape(loc)[0]
         z = loc[None] + ops.exp(0.5 * logvar)[None] * noise((num_samples, batch, self.shared_size))
-        u = noise((num_samples, batch, self.private_size)) if self.private_size else None
+        du = self.private_sizes[target]
+        u = noise((num_samples, batch, du)) if du else None
         return self._decode_from(target, z, u, mask_p, mode, seed, 0)
 
     def reconstruct(self, inputs, present=None):
@@ -737,8 +739,8 @@ class MIBModel(keras.Model):
         out = {}
         for name in self.modality_names:
             u = None
-            if self.private_size:
-                u = fp.encoder_outputs()[name][2] if name in x else ops.zeros((ops.shape(loc)[0], self.private_size))
+            if self.private_sizes[name]:
+                u = fp.encoder_outputs()[name][2] if name in x else ops.zeros((ops.shape(loc)[0], self.private_sizes[name]))
             out[name] = self._decode_from(name, loc, u, mask_p, "mean", None, 0)
         return out
 
@@ -762,7 +764,8 @@ class MIBModel(keras.Model):
         z = self.prior_sample(num_samples, noise, latents)
         out = {}
         for k, name in enumerate(self.modality_names):
-            u = noise((num_samples, self.private_size)) if self.private_size else None
+            du = self.private_sizes[name]
+            u = noise((num_samples, du)) if du else None
             out[name] = self._decode_from(name, z, u, mask_p, mode, seed, k)
         return out
 

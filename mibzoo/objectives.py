@@ -18,8 +18,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from mibzoo import inference
 from mibzoo.estimators import adversarial, infogan, mine
-from mibzoo.estimators.mmd import mmd as mmd_estimate
+from mibzoo.estimators.mmd import hsic, mmd as mmd_estimate
 from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.aggregate import aggregate_kl_to_prior
 from mibzoo.estimators.critics import Discriminator, MovingAverageMINE
@@ -145,6 +146,23 @@ register_term(
     description="D(q ‖ G^str_marginal(x_i)) (MVAE, Table 2): each single modality must be explained "
                 "through Z alone, bounded by the single-modality negative ELBO with q(z|x_i) "
                 "(Wu & Goodman 2018's sub-sampled ELBO terms).")(marginal_negative_elbo)
+
+
+@register_term("likelihood", "cost", per_modality=True)
+def likelihood(fp):
+    """−E_q log p(x_i | z ⊙ m_i^p, u_i) for each modality alone: the reconstruction part of C1, so
+    that a per-modality weight α_i (Eq. 8: a cost over corresponding samples) can make one
+    modality's likelihood count more, as label likelihoods are up-weighted in multimodal VAEs
+    (a binary attribute carries under log 2 nats and is otherwise cheaper to ignore)."""
+    return _per_modality(fp, fp.negative_log_likelihood)
+
+
+@register_term("informative", "regularizer")
+def informative(fp):
+    """D(q ‖ G^str_informative), Eq. 17's β1 term: E KL(q(z | x^S) ‖ p(z)) of the shared latent
+    (Sec. 5). With C1, which holds one KL(q(z | x, a) ‖ p(z)), the weight of the shared rate is
+    (1 + β1) as Eq. 17 writes it."""
+    return ops.mean(fp.kl_to_prior())
 
 
 @register_term("independence", "regularizer")
@@ -297,11 +315,23 @@ def infogan_information(fp):
     return -bound
 
 
+def _private_names(fp):
+    """The batch's modalities that have a private latent, in model order."""
+    return [name for name in fp.names if name in fp.x and fp.model.private_sizes[name]]
+
+
 def _shared_private(fp):
     """``(z, u)`` with u the private latents of the batch's modalities, side by side."""
     if not fp.model.private_size:
         raise ValueError(f"{fp.model.name}: I(z; u) terms need private latents (private > 0)")
-    return fp.z(), ops.concatenate([fp.u(name) for name in fp.names if name in fp.x], axis=-1)
+    return fp.z(), ops.concatenate([fp.u(name) for name in _private_names(fp)], axis=-1)
+
+
+def _unit_scale(values):
+    """``values`` divided by their batch standard deviation (root mean variance over dimensions),
+    as a constant: the scale of a kernel's input, not a path for gradients."""
+    std = ops.sqrt(ops.mean(ops.var(values, axis=0)) + 1e-8)
+    return values / ops.stop_gradient(std)
 
 
 def _shuffled(fp, u):
@@ -312,18 +342,37 @@ def _shuffled(fp, u):
 @register_term("mi_zu_mmd", "regularizer")
 def shared_private_mmd(fp):
     """I_q(z; u) penalized through MMD(q(z, u), q(z) q(u)) (the fairness objective of Eq. 17,
-    OURS-MMD in Table 3; Gretton et al. 2006), with u shuffled across the batch for q(z) q(u)."""
+    OURS-MMD in Table 3; Gretton et al. 2006). With the product kernel k_z · k_u (inverse
+    multiquadric) this MMD is HSIC (Gretton et al. 2005), estimated without bias over every pair
+    of the batch (`mibzoo.estimators.mmd.hsic`). Derived: pairing each z with one shuffled u
+    instead gives joint and product samples that share their z, a biased estimate that training
+    drives below zero rather than towards independence. Each block is divided by its batch
+    standard deviation (no gradient) before the kernel, so the penalty cannot be escaped by
+    growing u (Eq. 17 puts no rate on U_x) while the decoder undoes the scale."""
     z, u = _shared_private(fp)
-    joint = ops.concatenate([z, u], axis=-1)
-    product = ops.concatenate([z, _shuffled(fp, u)], axis=-1)
-    return mmd_estimate(joint, product, kernel="imq", scales=(1.0,))
+    return hsic(_unit_scale(z), _unit_scale(u), kernel="imq", scales=(1.0,))
+
+
+@register_term("mi_zu_tc", "regularizer")
+def shared_private_total_correlation(fp):
+    """I_q(z; u) = KL(q(z, u) ‖ q(z) q(u)), the total correlation between the groups z and u of the
+    aggregate posterior (Esmaeili et al. 2019; OURS-TC in Table 3), minibatch weighted sampling
+    with the Gaussian posteriors q(z | x) and q(u_i | x_i) (`group_total_correlation_mws`)."""
+    z, u = _shared_private(fp)
+    loc, logvar = fp.posterior()
+    names = _private_names(fp)
+    outputs = fp.encoder_outputs()
+    locs = [loc] + [outputs[name][2] for name in names]
+    logvars = [logvar] + [inference.clip_logvar(outputs[name][3]) for name in names]
+    return total_correlation_lib.group_total_correlation_mws(
+        ops.concatenate([z, u], axis=-1), ops.concatenate(locs, axis=-1), ops.concatenate(logvars, axis=-1),
+        [fp.model.shared_size, sum(fp.model.private_sizes[name] for name in names)])
 
 
 def _mine_critic(model):
     if not model.private_size:
         raise ValueError(f"{model.name}: the 'mi_zu_mine' term needs private latents (private > 0)")
-    private = model.private_size * len(model.modality_names)
-    return _built(MovingAverageMINE(name="critic_mi_zu_mine"), [(None, model.shared_size), (None, private)])
+    return _built(MovingAverageMINE(name="critic_mi_zu_mine"), [(None, model.shared_size), (None, model.private_size)])
 
 
 def _mine_critic_loss(fp):

@@ -182,3 +182,47 @@ def _finish(fig, path):
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return None
+
+
+def accuracy_fairness(panels, sweep, path):
+    """ACC against DEO: one panel per data set (our models as means with std bars, published
+    points hollow) and one for a hyperparameter sweep; written atomically as a PNG.
+
+    Args:
+        panels: ``{dataset: (ours, published)}``, each ``{label: ((deo, deo_std), (acc, acc_std))}``.
+        sweep: ``[(value, deo, acc)]`` of one model over a hyperparameter (β2), drawn as a line.
+        path: the PNG to write.
+    """
+    from mibzoo.files import atomic_path
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5.2 * (len(panels) + 1), 4.6))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    labels = list(dict.fromkeys(label for ours, _ in panels.values() for label in ours))
+    colours = {label: cycle[k % len(cycle)] for k, label in enumerate(labels)}
+    for ax, (dataset, (ours, published)) in zip(axes, panels.items()):
+        for label, ((deo, deo_std), (acc, acc_std)) in ours.items():
+            ax.errorbar(deo, acc, xerr=deo_std, yerr=acc_std, fmt="o", color=colours[label], label=label, capsize=3)
+        for label, ((deo, deo_std), (acc, acc_std)) in published.items():
+            ax.errorbar(deo, acc, xerr=deo_std or None, yerr=acc_std or None, fmt="s", mfc="none", color="grey",
+                        alpha=0.6, capsize=2)
+            ax.annotate(label, (deo, acc), fontsize=6, color="grey", xytext=(3, 3), textcoords="offset points")
+        ax.set_title(f"{dataset} (filled: ours; hollow grey: published)", fontsize=9)
+        ax.set_xlabel("DEO (lower is fairer)")
+        ax.set_ylabel("ACC")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    ax = axes[-1]
+    if sweep:
+        values, deo, acc = zip(*sweep)
+        ax.plot(deo, acc, "-o", color=colours.get("fair_mmd", cycle[0]))
+        for value, x, y in sweep:
+            ax.annotate(f"β2={value:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_title("fair_mmd on adult over β2", fontsize=9)
+    ax.set_xlabel("DEO (lower is fairer)")
+    ax.set_ylabel("ACC")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -30,3 +30,12 @@ def run_mode(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def fairness_data_dir(tmp_path_factory):
+    """A data directory with small generated raw Adult and German files (load with ``sources=["local"]``)."""
+    from mibzoo.data.fixtures import write_raw_fixtures
+    folder = tmp_path_factory.mktemp("fairness_data")
+    write_raw_fixtures(folder, groups=["adult", "german"])
+    return folder

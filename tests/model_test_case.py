@@ -14,19 +14,26 @@ TINY_SHARED = [{"name": "z", "size": 4}]
 
 
 def tiny_overrides(entry):
-    """Small modalities of the entry's arity: one binary vector, or a vector with a label."""
-    default = mibzoo.describe(entry)["model"]["modalities"]
-    if len(default) == 1:
-        modalities = {"x": dict(TINY_VECTOR)}
-    else:
-        modalities = {"x": dict(TINY_VECTOR), "y": dict(TINY_LABEL)}
-    overrides = {"modalities": modalities, "shared": TINY_SHARED}
+    """Small modalities of the entry's arity: one binary vector, or a vector with a label (named
+    ``x``, ``y``, or after the entry's own modalities when its config keys weights or private
+    sizes by modality, as the fairness entries' ``{"a": "alpha_a"}``)."""
     described = mibzoo.describe(entry)["model"]
+    default = described["modalities"]
+    keyed = isinstance(described["private"], dict) or any(
+        isinstance(weight, dict) for field in ("dist", "str_reg") for weight, _ in described[field])
+    first, second = (list(default) + ["y"])[:2] if keyed else ("x", "y")
+    if len(default) == 1:
+        modalities = {first: dict(TINY_VECTOR)}
+    else:
+        modalities = {first: dict(TINY_VECTOR), second: dict(TINY_LABEL)}
+    overrides = {"modalities": modalities, "shared": TINY_SHARED}
     if any(block["code"] for block in described["shared"]):
         overrides["shared"] = [{"name": "noise", "size": 4},
                                {"name": "c", "size": 3, "prior": "categorical", "code": True},
                                {"name": "s", "size": 1, "code": True}]
-    if described["private"]:
+    if isinstance(described["private"], dict):
+        overrides["private"] = {name: 2 for name, size in described["private"].items() if size}
+    elif described["private"]:
         overrides["private"] = 2
     return overrides
 

@@ -64,6 +64,12 @@ def test_served_encode_and_reconstruct_equal_the_python_model(exported):
     local = model.encode({"x": feeds["x"], "y": feeds["y"]}, present=present)
     np.testing.assert_allclose(served["loc"], np.asarray(local["loc"]), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(served["logvar"], np.asarray(local["logvar"]), rtol=1e-5, atol=1e-6)
+    # q(u_i | x_i) of the modalities with private latents (wyner_vae, mib_mm): the fair
+    # representation U_x of the fairness entries is served this way.
+    assert {k for k in served if k.startswith("private_")} == {f"private_{n}_{p}" for n in local["private"]
+                                                               for p in ("loc", "logvar")}
+    for name, private in local["private"].items():
+        np.testing.assert_allclose(served[f"private_{name}_loc"], np.asarray(private["loc"]), rtol=1e-5, atol=1e-6)
     served = run_signature(path, "reconstruct", feeds)
     local = model.reconstruct({"x": feeds["x"], "y": feeds["y"]}, present=present)
     np.testing.assert_allclose(served["x"], np.asarray(local["x"]), rtol=1e-5, atol=1e-6)

@@ -133,7 +133,7 @@ def test_iwae_k1_matches_the_analytic_elbo_of_the_training_objective_on_average(
     keras.utils.set_random_seed(0)
     model = mibzoo.load("wyner_vae", modalities={"image": {**IMAGE, **TINY_OPTIONS}, "label": {**LABEL, "hidden": 32}},
                         shared=TINY_SHARED, private=2)
-    dz, du = model.shared_size, model.private_size
+    dz, du = model.shared_size, model.private_sizes["image"]  # the same for both modalities here
     for encoder in model.encoders.values():
         kernel, bias = encoder.net.layers[-1].get_weights()
         bias[:dz], bias[dz:2 * dz] = 0.7, -1.0            # η and log σ² of the z expert

@@ -5,7 +5,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 
 * ``adversarial`` — C2 (Table 1), Jensen–Shannon between data and model through
   a discriminator: GAN discriminator / non-saturating generator losses.
-* ``mmd`` — unbiased kernel MMD² (RBF, inverse multiquadric).
+* ``mmd`` — unbiased kernel MMD² (RBF, inverse multiquadric) and HSIC, the MMD between a
+  joint law and the product of its marginals.
 * ``total_correlation`` — TC of the aggregate posterior: minibatch estimators
   (Chen et al. 2018) and the density-ratio discriminator (Kim & Mnih 2018).
 * ``mine`` — MINE lower bound on I(X; Y) with the bias-corrected gradient.
@@ -24,10 +25,11 @@ from mibzoo.estimators.infogan import (
     gaussian_code_mi_lower_bound,
 )
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
-from mibzoo.estimators.mmd import kernel_matrix, mmd
+from mibzoo.estimators.mmd import hsic, kernel_matrix, mmd
 from mibzoo.estimators.total_correlation import (
     aggregate_posterior_log_densities,
     density_ratio_discriminator_loss,
+    group_total_correlation_mws,
     log_density_gaussian,
     permute_dims,
     tc_discriminator_estimate,
@@ -40,11 +42,13 @@ __all__ = [
     "generator_loss",
     "js_divergence_estimate",
     "mmd",
+    "hsic",
     "kernel_matrix",
     "log_density_gaussian",
     "aggregate_posterior_log_densities",
     "total_correlation_mws",
     "total_correlation_mss",
+    "group_total_correlation_mws",
     "permute_dims",
     "density_ratio_discriminator_loss",
     "tc_discriminator_estimate",

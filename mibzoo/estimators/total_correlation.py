@@ -6,7 +6,8 @@ latent dimensions, i.e. the total correlation (multi-information, Sec. 2.2 of th
 paper) of ``q(z) = E_{q(x)} q(z|x)``. Two families of estimators:
 
 * minibatch estimators with Gaussian posteriors ``q(z|x_b) = N(mu_b, exp(logvar_b))``
-  (Chen et al. 2018): :func:`total_correlation_mws`, :func:`total_correlation_mss`;
+  (Chen et al. 2018): :func:`total_correlation_mws`, :func:`total_correlation_mss`, and between
+  groups of dimensions (Esmaeili et al. 2019): :func:`group_total_correlation_mws`;
 * a density-ratio discriminator on ``z`` against dimension-wise permuted ``z``
   (Kim & Mnih 2018): :func:`permute_dims`, :func:`density_ratio_discriminator_loss`,
   :func:`tc_discriminator_estimate`.
@@ -27,6 +28,7 @@ __all__ = [
     "aggregate_posterior_log_densities",
     "total_correlation_mws",
     "total_correlation_mss",
+    "group_total_correlation_mws",
     "permute_dims",
     "density_ratio_discriminator_loss",
     "tc_discriminator_estimate",
@@ -176,6 +178,43 @@ def total_correlation_mss(z, mu, logvar, dataset_size):
     log_qz, log_qz_marginals = aggregate_posterior_log_densities(
         z, mu, logvar, dataset_size, "mss")
     return ops.mean(log_qz - ops.sum(log_qz_marginals, axis=1))
+
+
+def group_total_correlation_mws(z, mu, logvar, sizes):
+    """Total correlation between *groups* of latent dimensions, by minibatch weighted sampling.
+
+    ``TC_groups = KL(q(z_1, ..., z_G) ‖ Π_g q(z_g))`` over consecutive blocks of sizes
+    ``sizes`` (Esmaeili et al. 2019's group-level term of the hierarchically factorized VAE);
+    for two groups ``[z, u]`` it is the mutual information ``I_q(z; u)`` of the fairness
+    objective (Eq. 17, OURS-TC in Table 3). Estimated as
+    ``(1/B) Σ_b [log q̂(z_b) − Σ_g log q̂(z_b,g)]`` with
+    ``log q̂(v) = logsumexp_j log q(v | x_j) − log B`` for the whole vector and for each group,
+    the posteriors being diagonal Gaussians (the MWS estimator of Chen et al. 2018, App. C.1,
+    with groups in place of single dimensions).
+
+    Args:
+      z: ``[B, D]`` samples ``z_b ~ q(z | x_b)``, the groups side by side.
+      mu: ``[B, D]`` posterior means.
+      logvar: ``[B, D]`` posterior log-variances.
+      sizes: group sizes (positive ints summing to ``D``).
+
+    Returns:
+      Scalar float32 estimate in nats.
+    """
+    sizes = [int(s) for s in sizes]
+    if not sizes or any(s <= 0 for s in sizes):
+        raise ValueError(f"group_total_correlation_mws: sizes got {sizes!r}, expected positive ints")
+    if z.shape[-1] is not None and sum(sizes) != z.shape[-1]:
+        raise ValueError(f"group_total_correlation_mws: sizes {sizes} sum to {sum(sizes)}, but z has "
+                         f"{z.shape[-1]} dimensions")
+    log_q = _pairwise_log_q(z, mu, logvar)  # [B, B, D]
+    log_w = _mws_log_weight(z, None)
+    log_joint = ops.logsumexp(ops.sum(log_q, axis=2), axis=1) + log_w
+    log_groups, start = 0.0, 0
+    for size in sizes:
+        log_groups = log_groups + ops.logsumexp(ops.sum(log_q[:, :, start:start + size], axis=2), axis=1) + log_w
+        start += size
+    return ops.mean(log_joint - log_groups)
 
 
 def permute_dims(z, seed=None):

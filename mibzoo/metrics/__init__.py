@@ -6,7 +6,9 @@
 - `iwae_bound` / `log_likelihoods`: test log-likelihood by importance sampling (Burda et al. 2016),
   for the joint and each modality;
 - `linear_probe_accuracy`: logistic regression on posterior means from any subset of modalities;
-- `reconstruction_error`.
+- `reconstruction_error`;
+- `fairness`: ACC, DEO and demographic parity of a linear classifier on a representation
+  (Table 3), on fairness data (a spec with a ``sensitive`` attribute).
 
 Metrics take a model (an `MIBModel`, or any object with the methods a metric uses) and a dict
 of numpy arrays with modality keys and extra label keys (``mibzoo.data.load_arrays``).
@@ -25,6 +27,7 @@ mibzoo.metrics.evaluate(model, test, train, spec="mnist_plus1")
 from mibzoo.metrics.coherence import coherences, cross_modal_coherence, joint_coherence
 from mibzoo.metrics.likelihood import elbo, iwae_bound, log_importance_weights, log_likelihoods
 from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy, posterior_means
+from mibzoo.metrics.fairness import representation_fairness
 from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
 from mibzoo.errors import did_you_mean
@@ -36,16 +39,21 @@ METRICS = {
     "log_likelihood": True,
     "probe": True,
     "reconstruction": False,
+    "fairness": True,
 }
+# Keys whose direction differs from their group's.
+_LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
 
 __all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "coherences", "cross_modal_coherence",
            "elbo", "evaluate", "fit_logistic_regression", "higher_is_better", "iwae_bound",
            "joint_coherence", "linear_probe_accuracy", "log_importance_weights", "log_likelihoods",
-           "posterior_means", "reconstruction_error", "spec_for"]
+           "posterior_means", "reconstruction_error", "representation_fairness", "spec_for"]
 
 
 def higher_is_better(metric_name):
     """Whether larger values of a metric key (``"probe/image"``) are better."""
+    if metric_name in _LOWER_IS_BETTER:
+        return False
     return METRICS.get(metric_name.split("/")[0], True)
 
 
@@ -69,8 +77,9 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
 
     Keys: ``cross_coherence/A->B``, ``joint_coherence``, ``log_likelihood/joint`` and
     ``log_likelihood/<modality>``, ``probe/joint`` and ``probe/<modality>``,
-    ``reconstruction/<modality>``. A metric that does not apply (no second readable modality,
-    no probe label, no training arrays for the probe) is left out.
+    ``reconstruction/<modality>``, and on fairness data ``fairness/acc``, ``fairness/deo``,
+    ``fairness/dp``. A metric that does not apply (no second readable modality, no probe label,
+    no training arrays for the probe, no sensitive attribute) is left out.
 
     Args:
         model: an `MIBModel`.
@@ -118,6 +127,11 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
         for key, subset in subsets:
             out[f"probe/{key}"] = linear_probe_accuracy(model, train_arrays, test_arrays, spec.probe_label, subset,
                                                         batch_size=max(batch_size, 512), test_limit=limit)
+    if ("fairness" in metrics and train_arrays is not None and spec.sensitive
+            and spec.representation in specs and spec.probe_label in test_arrays):
+        scores = representation_fairness(model, train_arrays, test_arrays, spec.probe_label, spec.sensitive,
+                                          spec.representation, test_limit=limit)
+        out.update({f"fairness/{k}": v for k, v in scores.items()})
     if "reconstruction" in metrics:
         out.update({f"reconstruction/{k}": v for k, v in
                     reconstruction_error(model, test_arrays, batch_size=batch_size, limit=limit).items()})

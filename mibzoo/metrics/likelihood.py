@@ -33,9 +33,9 @@ def draw_noise(model, modalities, k, batch, seed):
     import tensorflow as tf
 
     out = {"z": tf.random.stateless_normal((k, batch, model.shared_size), seed=[seed, 0]), "u": {}}
-    if model.private_size:
-        for index, name in enumerate(modalities):
-            out["u"][name] = tf.random.stateless_normal((k, batch, model.private_size), seed=[seed, 1 + index])
+    for index, name in enumerate(modalities):
+        if model.private_sizes[name]:
+            out["u"][name] = tf.random.stateless_normal((k, batch, model.private_sizes[name]), seed=[seed, 1 + index])
     return out
 
 
@@ -83,13 +83,13 @@ def log_importance_weights(model, inputs, k=1, seed=0, noise=None, chunk=None):
         z_flat = ops.reshape(z, (kc * batch, model.shared_size))
         for name in names:
             u_flat = None
-            if model.private_size:
+            if model.private_sizes[name]:
                 _, _, u_loc, u_logvar = fp.encoder_outputs()[name]
                 u = u_loc[None] + ops.exp(0.5 * u_logvar)[None] * ops.convert_to_tensor(noise["u"][name][start:stop])
                 zeros = ops.zeros_like(u)
                 log_w = log_w + (ops.sum(gaussian_log_density(u, zeros, zeros), -1)
                                  - ops.sum(gaussian_log_density(u, u_loc[None], u_logvar[None]), -1))
-                u_flat = ops.reshape(u, (kc * batch, model.private_size))
+                u_flat = ops.reshape(u, (kc * batch, model.private_sizes[name]))
             params = model.decode_modality(name, fp.decoder_input(name, z_flat, u_flat))
             target = ops.reshape(ops.tile(x[name][None], (kc,) + (1,) * len(x[name].shape)),
                                  (kc * batch,) + tuple(x[name].shape[1:]))

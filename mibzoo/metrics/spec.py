@@ -41,10 +41,16 @@ class EvaluationSpec:
     Attributes:
         labels: ``{modality: ModalityLabel}`` for the modalities that can be classified.
         probe_label: batch key that the latent linear probe predicts (None: no probe).
+        sensitive: the binary sensitive attribute of fairness data (``"a"``); with it, the
+            ``fairness`` metrics score a linear classifier of ``probe_label`` on the model's
+            representation of ``representation`` (`mibzoo.metrics.fairness`, Table 3).
+        representation: the modality the fair representation is inferred from (``"x"``).
     """
 
     labels: dict
     probe_label: str = None
+    sensitive: str = None
+    representation: str = None
 
     def readable(self, modalities):
         """The given modalities that have a label (and so a coherence score)."""
@@ -56,7 +62,7 @@ class EvaluationSpec:
             return c if c is None or isinstance(c, str) else type(c).__name__
         return {"labels": {m: {"label_key": l.label_key, "classifier": ref(l.classifier), "offset": l.offset,
                                "classes": l.classes} for m, l in self.labels.items()},
-                "probe_label": self.probe_label}
+                "probe_label": self.probe_label, "sensitive": self.sensitive, "representation": self.representation}
 
     @classmethod
     def from_json(cls, data):
@@ -71,7 +77,8 @@ class EvaluationSpec:
                 raise ValueError(f"evaluation spec, modality {modality!r}: got {entry!r}, expected keys "
                                  f"'label_key' (required), 'classifier', 'offset', 'classes'")
             labels[modality] = ModalityLabel(**entry)
-        return cls(labels=labels, probe_label=data.get("probe_label"))
+        return cls(labels=labels, probe_label=data.get("probe_label"), sensitive=data.get("sensitive"),
+                   representation=data.get("representation"))
 
 
 # The paper's digit datasets. Image modalities are read by classifiers that mibzoo trains itself
@@ -89,8 +96,11 @@ DATASET_SPECS = {
                                   "svhn": ModalityLabel("digit", "svhn_digit")}, probe_label="digit"),
     # Only the label is a class of the pair; the environment index is not a label of the image.
     "colored_mnist": EvaluationSpec({"label": ModalityLabel("label", classes=2)}, probe_label="label"),
-    "adult": EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target"),
-    "german": EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target"),
+    # Sec. 5: a linear classifier of the held-out target on the representation of x, fair w.r.t. a.
+    "adult": EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target", sensitive="a",
+                            representation="x"),
+    "german": EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target", sensitive="a",
+                             representation="x"),
 }
 
 

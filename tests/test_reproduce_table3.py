@@ -1,0 +1,70 @@
+"""`mibzoo reproduce table3`: the quick path end to end in a subprocess on fixture data, and the
+pieces (German splits, summaries, target statements, the report's kept text) on known inputs."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mibzoo.reproduce import table3
+
+
+def test_quick_command_writes_report_json_and_figure(fairness_data_dir, tmp_path):
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "results_fairness_quick.md").write_text("# Kept title\n\nHand-written notes.\n\n"
+                                                   f"{table3.MARKER_BEGIN}\nold\n{table3.MARKER_END}\n\nKept tail.\n")
+    env = {**os.environ, "MIBZOO_DATA_SOURCES": "local", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-m", "mibzoo", "reproduce", "table3", "--quick", "--seeds", "0",
+                           "--out", str(out), "--data-dir", str(fairness_data_dir)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "results_fairness_quick.md" in done.stdout
+    record = json.loads((out / "results_fairness_quick.json").read_text())
+    models = list(table3.BASELINES) + list(table3.ENTRIES)
+    assert sorted((r["model"], r["dataset"]) for r in record["rows"]) == sorted(
+        (m, d) for m in models for d in table3.DATASETS)
+    assert all(0.0 <= r[k] <= 1.0 for r in record["rows"] for k in ("acc", "deo", "dp"))
+    assert [r["beta2"] for r in record["sweep"]] == [float(table3._default_beta2())]  # the quick sweep: the default
+    text = (out / "results_fairness_quick.md").read_text()
+    assert text.startswith("# Kept title\n\nHand-written notes.") and text.rstrip().endswith("Kept tail.")
+    assert "\nold\n" not in text and "OURS-MMD (published)" in text and "**fair_mine** (ours, OURS-MINE)" in text
+    assert "mibzoo reproduce table3 --quick --seeds 0 --out" in text and "--data-dir" in text and "Wall time" in text
+    assert (out / "results_fairness_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "results_fairness.md").exists()  # a quick run never replaces measured results
+
+
+def test_german_split_is_stratified_disjoint_and_restandardized():
+    rng = np.random.default_rng(0)
+    n = 1000
+    pooled = {"x": np.concatenate([rng.normal(3.0, 2.0, (n, 2)), rng.integers(0, 2, (n, 3))], 1).astype("float32"),
+              "a": (rng.random(n) < 0.8).astype("int32"), "target": (rng.random(n) < 0.7).astype("int32"),
+              "row": np.arange(n)}
+    train, test = table3.german_split(pooled, seed=1, test_size=200, numeric=2)
+    assert len(test["row"]) == 200 and len(train["row"]) == 800
+    assert not set(train["row"]) & set(test["row"])
+    for a in (0, 1):
+        for y in (0, 1):  # each (a, y) cell keeps its share in the test split (to one row)
+            share = np.mean((pooled["a"] == a) & (pooled["target"] == y))
+            assert abs(np.sum((test["a"] == a) & (test["target"] == y)) - 200 * share) <= 1
+    np.testing.assert_allclose(train["x"][:, :2].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(train["x"][:, :2].std(0), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(test["x"][:, 2:], pooled["x"][test["row"], 2:])  # one-hot columns untouched
+    again, _ = table3.german_split(pooled, seed=1, test_size=200, numeric=2)
+    np.testing.assert_array_equal(again["row"], train["row"])
+
+
+def test_summary_and_target_statements_on_known_rows():
+    rows = [{"model": "fair_mmd", "dataset": "adult", "acc": acc, "deo": deo, "dp": 0.1}
+            for acc, deo in ((0.84, 0.01), (0.82, 0.03))]
+    rows += [{"model": table3.LR_RAW, "dataset": "adult", "acc": 0.85, "deo": 0.12, "dp": 0.2}]
+    rows += [{"model": "fair_mmd", "dataset": "german", "acc": 0.70, "deo": 0.02, "dp": 0.1}]
+    summary = table3.summarize(rows)
+    assert summary[("fair_mmd", "adult")]["acc"] == pytest.approx((0.83, np.std([0.84, 0.82], ddof=1)))
+    assert summary[("fair_mmd", "adult")]["deo"][0] == pytest.approx(0.02)
+    lines = table3.target_lines(summary, entries=["fair_mmd"])
+    assert lines[0] == "- adult: ACC ≥ 0.83 with DEO ≤ 0.02 for one entry: **met by fair_mmd**."
+    assert "(0.120): **met**" in lines[1]
+    assert lines[2] == "- german: ACC ≥ 0.74 with DEO ≤ 0.05 for one entry: **missed by every entry**."
