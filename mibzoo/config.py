@@ -15,14 +15,21 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   or ``{"learned": true, "init": p}``; ``inference_structure: "none"`` means no inference
   network at all (G^q = [], GAN and InfoGAN);
 - ``structure_learning``: options of the learned masks (temperature schedule, sparsity λ, mask
-  at inference), see `mibzoo.structure.StructureMasks`;
+  at inference), see `mibzoo.structure.StructureMasks`, and ``learning_rate``, the rate of the
+  structure phase's default Adam optimizer (1e-2);
 - ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``);
 - ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;
 - ``phases``: the training phases of Algorithm 1, ``[{"name": "dist", "steps": 1},
   {"name": "structure", "steps": 1}]``, plus ``{"name": "critic:<term>"}`` for each term that
   trains a critic (a GAN discriminator, a density-ratio estimator);
-- ``seed``: seed of the training noise.
+- ``seed``: seed of the training noise;
+- ``likelihood_weights``: ``{modality: w_i}``, each −log p(x_i | ·) of the objective is weighted by
+  w_i (default 1; MultiVae weights a label ×50 against a 784-pixel image);
+- ``kl_schedule``: a KL warm-up schedule γ_t (`mibzoo.schedules`) in serialized form, or null;
+- ``networks``: default network options per modality kind, ``{"image": {"network": "mlp",
+  "hidden": 512, "layers": 2}}``; a modality spec's own keys take precedence. Keyed by kind, they
+  survive a change of data set (whose modalities replace the entry's).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it), or, for per-modality terms, ``{modality: weight}``.
@@ -35,15 +42,18 @@ import math
 import operator
 
 from mibzoo import objectives
-from mibzoo.errors import ConfigError
-from mibzoo.modalities import normalize_modalities
-from mibzoo.structure import MASK_AT_INFERENCE, parse_mask
+from mibzoo.errors import ConfigError, did_you_mean
+from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
+from mibzoo.schedules import validate_schedule
+from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
-                "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed")
+                "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
+                "likelihood_weights", "kl_schedule", "networks")
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
-                               "sparsity": 0.0, "at_inference": "expected"}
+                               "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
+                               "dist_masks": "relaxed"}
 BLOCK_FIELDS = ("name", "size", "prior", "code")
 BLOCK_PRIORS = ("normal", "categorical")
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
@@ -201,16 +211,21 @@ def validate_model_config(model, source):
         raise ConfigError(source, "structure_learning", learning,
                           f"a dict with keys from {sorted(STRUCTURE_LEARNING_DEFAULTS)}")
     learning = {**STRUCTURE_LEARNING_DEFAULTS, **learning}
-    for key in ("temperature", "min_temperature", "anneal_rate", "sparsity"):
+    for key in ("temperature", "min_temperature", "anneal_rate", "sparsity", "learning_rate"):
         value = learning[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ConfigError(source, f"structure_learning.{key}", value, "a finite non-negative number")
+    if learning["learning_rate"] <= 0:
+        raise ConfigError(source, "structure_learning.learning_rate", learning["learning_rate"],
+                          "a positive learning rate (of the structure phase's Adam)")
     if learning["min_temperature"] <= 0 or learning["temperature"] <= 0:
         raise ConfigError(source, "structure_learning.min_temperature", learning["min_temperature"],
                           "positive temperatures")
     if learning["at_inference"] not in MASK_AT_INFERENCE:
         raise ConfigError(source, "structure_learning.at_inference", learning["at_inference"],
                           f"one of {list(MASK_AT_INFERENCE)}")
+    if learning["dist_masks"] not in DIST_MASKS:
+        raise ConfigError(source, "structure_learning.dist_masks", learning["dist_masks"], f"one of {list(DIST_MASKS)}")
     cfg["structure_learning"] = learning
 
     hyper = cfg.get("hyperparameters", {})
@@ -272,11 +287,45 @@ def validate_model_config(model, source):
                           "no 'structure' phase unless M^q or M^p is learned ({\"learned\": true})")
     cfg["phases"] = phases
 
+    cfg["likelihood_weights"] = _likelihood_weights(cfg.get("likelihood_weights", {}), list(cfg["modalities"]), source)
+    cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
+    cfg["networks"] = _networks(cfg.get("networks", {}), source)
+
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(source, "seed", seed, "a non-negative integer")
     cfg["seed"] = seed
     return cfg
+
+
+def _likelihood_weights(weights, names, source):
+    """``{modality: w_i}``: non-negative finite weights of the likelihood terms, keyed by modalities."""
+    if not isinstance(weights, dict):
+        raise ConfigError(source, "likelihood_weights", weights, "a dict {modality: non-negative number}")
+    out = {}
+    for name, value in weights.items():
+        if name not in names:
+            raise ConfigError(source, f"likelihood_weights.{name}", value,
+                              f"weights keyed by the modalities {names}." + did_you_mean(name, names))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ConfigError(source, f"likelihood_weights.{name}", value, "a finite non-negative number")
+        out[name] = float(value)
+    return out
+
+
+def _networks(networks, source):
+    """``{kind: {network, hidden, layers, filters}}``: default network options per modality kind."""
+    if not isinstance(networks, dict):
+        raise ConfigError(source, "networks", networks, f"a dict {{kind: options}} with kinds from {list(KINDS)}")
+    out = {}
+    for kind, options in networks.items():
+        if kind not in KINDS:
+            raise ConfigError(source, f"networks.{kind}", options, f"a modality kind, one of {list(KINDS)}."
+                              + did_you_mean(kind, KINDS))
+        if not isinstance(options, dict) or set(options) - set(NETWORK_KEYS):
+            raise ConfigError(source, f"networks.{kind}", options, f"a dict with keys from {list(NETWORK_KEYS)}")
+        out[kind] = check_network_options(kind, copy.deepcopy(options), source, f"networks.{kind}")
+    return out
 
 
 def read_zoo_file(path):
@@ -316,4 +365,8 @@ def apply_overrides(model, overrides, source):
         for key in ("inference_structure", "generation_structure"):
             if key not in overrides and isinstance(merged[key], list):
                 merged[key] = "full"
+        # Likelihood weights apply to the modalities of the new set that they name.
+        if "likelihood_weights" not in overrides and isinstance(merged.get("likelihood_weights"), dict):
+            merged["likelihood_weights"] = {k: v for k, v in merged["likelihood_weights"].items()
+                                            if k in (overrides["modalities"] or {})}
     return validate_model_config(merged, source)

@@ -36,9 +36,10 @@ class ForwardPass:
         mask_p: ``[N, M]`` generation structure M^p.
         noise: callable ``noise(shape) -> standard normal tensor`` (the model's seeded source).
         training: whether this pass is a training step (critics update their statistics then).
+        kl_weight: γ, the weight of the rate terms (the model's KL schedule while training, else 1).
     """
 
-    def __init__(self, model, x, present, mask_q, mask_p, noise, training=False):
+    def __init__(self, model, x, present, mask_q, mask_p, noise, training=False, kl_weight=1.0):
         self.model = model
         self.x = x
         self.present = present
@@ -46,6 +47,7 @@ class ForwardPass:
         self.mask_p = mask_p
         self.noise = noise
         self.training = training
+        self.kl_weight = kl_weight
         self.names = model.modality_names
         self._cache = {}
 
@@ -82,6 +84,14 @@ class ForwardPass:
         return inference.product_of_experts(self.model.prior_loc, self.model.prior_logvar, loc, logvar, weights)
 
     @_cached
+    def posterior_without(self, i):
+        """q(z | x_{\\i}) as ``(loc, logvar)``: the posterior of every present modality but x_i (Eq. 13)."""
+        loc, logvar = self.experts()
+        drop = 1.0 - ops.one_hot(ops.convert_to_tensor([i]), len(self.names))[0]  # [N]
+        weights = self.expert_weights() * drop[None, :, None]
+        return inference.product_of_experts(self.model.prior_loc, self.model.prior_logvar, loc, logvar, weights)
+
+    @_cached
     def z(self, only=None):
         """A reparametrized sample z ~ q(z | x) (or q(z | x_i) with ``only=i``)."""
         loc, logvar = self.posterior(only)
@@ -108,6 +118,31 @@ class ForwardPass:
         """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z from q(z|x) (or q(z|x_j), ``only=j``), 0 where x_i is absent."""
         u = self.u(name) if self.model.private_sizes[name] else None
         params = self.model.decode_modality(name, self.decoder_input(name, self.z(only), u))
+        log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
+        return -log_prob * self.presence(name)
+
+    def distortion(self, name, only=None, cross=False):
+        """``[B]``: w_i · −log p(x_i | ·), the likelihood term of x_i in the objective, weighted by the
+        model's ``likelihood_weights`` (w_i = 1 unless configured); ``cross=True`` for x_i generated
+        from the other modalities (`cross_negative_log_likelihood`)."""
+        weight = self.model.likelihood_weights[self.names.index(name)]
+        nll = self.cross_negative_log_likelihood(name) if cross else self.negative_log_likelihood(name, only)
+        return nll if weight == 1.0 else weight * nll
+
+    def rate(self, kl):
+        """``kl`` weighted by γ, the KL warm-up weight of this pass (1 outside training)."""
+        return kl if isinstance(self.kl_weight, float) and self.kl_weight == 1.0 else self.kl_weight * kl
+
+    @_cached
+    def cross_negative_log_likelihood(self, name):
+        """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z ~ q(z | x_{\\i}) (the other modalities) and
+        u_i ~ p(u_i) (x_i unobserved): x_i generated across modalities; 0 where x_i is absent."""
+        i = self.names.index(name)
+        loc, logvar = self.posterior_without(i)
+        z = loc + ops.exp(0.5 * logvar) * self.noise(ops.shape(loc))
+        du = self.model.private_sizes[name]
+        u = self.noise((ops.shape(loc)[0], du)) if du else None
+        params = self.model.decode_modality(name, self.decoder_input(name, z, u))
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 

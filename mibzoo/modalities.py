@@ -13,8 +13,9 @@ A spec is a plain dict (JSON-serializable, so it lives in zoo configs and in
   likelihood is a product of a Normal over the numeric columns and one Categorical per group.
 
 Optional for every kind: ``"hidden"`` (int, width of the MLP layers), ``"layers"`` (int, number
-of hidden layers), ``"filters"`` (list of ints, conv channels for images). Unknown keys are
-rejected so that typos do not pass silently.
+of hidden layers), ``"filters"`` (list of ints, conv channels for images), ``"network"``
+(``"conv"``, the default for images, or ``"mlp"``; other kinds are always MLPs). Unknown keys
+are rejected so that typos do not pass silently.
 """
 import copy
 
@@ -22,7 +23,9 @@ from mibzoo.errors import ConfigError
 
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
-_COMMON = {"kind", "hidden", "layers", "filters", "description"}
+NETWORK_KEYS = ("network", "hidden", "layers", "filters")
+NETWORKS = {"image": ("conv", "mlp"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
+_COMMON = {"kind", "description"} | set(NETWORK_KEYS)
 _ALLOWED_KEYS = {
     "image": _COMMON | {"shape", "likelihood"},
     "vector": _COMMON | {"size", "likelihood"},
@@ -92,15 +95,24 @@ def normalize_modality(name, spec, source="modalities"):
         out["numeric"], out["categorical"] = numeric, list(groups)
     if kind in ("image", "vector") and out["likelihood"] not in REAL_LIKELIHOODS:
         raise ConfigError(source, f"{field}.likelihood", out["likelihood"], f"one of {list(REAL_LIKELIHOODS)}")
+    return check_network_options(kind, out, source, field)
+
+
+def check_network_options(kind, options, source, field):
+    """Validates the network keys (`NETWORK_KEYS`) of a modality spec or of a model's per-kind
+    ``networks`` defaults; returns ``options``."""
     for key in ("hidden", "layers"):
-        if key in out:
-            _positive_int(out[key], source, f"{field}.{key}")
-    if "filters" in out:
-        if not isinstance(out["filters"], (list, tuple)) or not out["filters"]:
-            raise ConfigError(source, f"{field}.filters", out["filters"], "a non-empty list of positive ints")
-        for k, f in enumerate(out["filters"]):
+        if key in options:
+            _positive_int(options[key], source, f"{field}.{key}")
+    if "filters" in options:
+        if not isinstance(options["filters"], (list, tuple)) or not options["filters"]:
+            raise ConfigError(source, f"{field}.filters", options["filters"], "a non-empty list of positive ints")
+        for k, f in enumerate(options["filters"]):
             _positive_int(f, source, f"{field}.filters[{k}]")
-    return out
+    if "network" in options and options["network"] not in NETWORKS[kind]:
+        raise ConfigError(source, f"{field}.network", options["network"],
+                          f"one of {list(NETWORKS[kind])} for kind '{kind}'")
+    return options
 
 
 def normalize_modalities(modalities, source="modalities"):

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mibzoo import inference, likelihoods, objectives
+from mibzoo import inference, likelihoods, objectives, schedules
 from mibzoo.config import private_sizes, validate_model_config, resolve_weight
 from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean, find_input_error, tagged_input_error
 from mibzoo.forward import ForwardPass
@@ -66,6 +66,11 @@ class MIBModel(keras.Model):
         str_reg: L_str_reg, ``[[weight, bayesian_network], ...]``.
         phases: training phases (Algorithm 1), ``[{"name": "dist", "steps": 1}, ...]``.
         seed: seed of the training noise.
+        likelihood_weights: ``{modality: w_i}`` weights of the likelihood terms (default 1).
+        kl_schedule: KL warm-up γ_t (`mibzoo.schedules`, serialized or an instance): the rate
+            terms are multiplied by γ at training step t (1 at evaluation).
+        networks: default network options per modality kind (``{"image": {"network": "mlp"}}``),
+            under each modality spec's own keys.
         entry: name of the zoo entry this model was built from (informational).
 
     Example:
@@ -85,13 +90,14 @@ class MIBModel(keras.Model):
 
     def __init__(self, modalities, shared=None, private=0, inference_structure="full",
                  generation_structure="full", structure_learning=None, hyperparameters=None,
-                 dist=None, str_reg=None, phases=None, seed=0, entry="custom", **kwargs):
+                 dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
+                 networks=None, entry="custom", **kwargs):
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
-               "generation_structure": generation_structure, "seed": seed}
+               "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule}
         for key, value in (("shared", shared), ("structure_learning", structure_learning),
                            ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
-                           ("phases", phases)):
+                           ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks)):
             if value is not None:
                 raw[key] = value
         cfg = validate_model_config(raw, f"MIBModel({entry})")
@@ -105,6 +111,8 @@ class MIBModel(keras.Model):
         # U_i sizes per modality; private_size is the width of u = [u_1, ..., u_N] (0: none).
         self.private_sizes = private_sizes(cfg["private"], self.modality_names)
         self.private_size = sum(self.private_sizes.values())
+        self.likelihood_weights = [cfg["likelihood_weights"].get(name, 1.0) for name in self.modality_names]
+        self.kl_schedule = schedules.get(cfg["kl_schedule"])
         n, m = len(self.modality_names), len(self.block_names)
 
         # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
@@ -120,8 +128,8 @@ class MIBModel(keras.Model):
         source = f"MIBModel({entry})"
         learn_q, mask_q = parse_mask(cfg["inference_structure"], n, m, source, "inference_structure")
         learn_p, mask_p = parse_mask(cfg["generation_structure"], n, m, source, "generation_structure")
-        self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure",
-                                              **cfg["structure_learning"])
+        mask_options = {k: v for k, v in cfg["structure_learning"].items() if k != "learning_rate"}
+        self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **mask_options)
 
         # G^q = [] (GAN, InfoGAN): no inference network at all.
         self.has_inference = cfg["inference_structure"] != "none"
@@ -129,6 +137,7 @@ class MIBModel(keras.Model):
         self.encoders = {}
         self.decoders = {}
         for name, spec in self.modality_specs.items():
+            spec = {**cfg["networks"].get(spec["kind"], {}), **spec}  # per-kind defaults, then the spec's own
             latent = self.shared_size + self.private_sizes[name]
             if self.has_inference:
                 self.encoders[name] = ModalityEncoder(spec, 2 * latent, name=f"encoder_{name}")
@@ -405,11 +414,16 @@ class MIBModel(keras.Model):
             raise InputError(f"mode must be 'mean' (likelihood means) or 'sample' (draws); got {mode!r}")
 
     # ----- forward pass and losses ---------------------------------------------------------
-    def forward(self, x, present, training=False, seed=None):
-        """A `ForwardPass` with relaxed masks while training and inference masks otherwise."""
-        mask_q, mask_p = self.structure_masks.masks(training=training, seed=self.seed_generator)
+    def forward(self, x, present, training=False, seed=None, phase="structure"):
+        """A `ForwardPass` with the training masks of ``phase`` while training (relaxed samples, or
+        the expected masks in the network phase with ``dist_masks="expected"``) and the inference
+        masks otherwise."""
+        mask_q, mask_p = self.structure_masks.masks(training=training, seed=self.seed_generator, phase=phase)
         noise = self._noise_source(self.seed_generator if training else seed)
-        return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training)
+        kl_weight = 1.0
+        if training and self.kl_schedule is not None:
+            kl_weight = self.kl_schedule(self.optimizer.iterations)  # γ_t at network update t
+        return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training, kl_weight=kl_weight)
 
     def compute_terms(self, fp):
         """Weighted values of every loss term, and the totals L (Eq. 8) and L_score (Eq. 15).
@@ -451,14 +465,16 @@ class MIBModel(keras.Model):
         Args:
             optimizer: optimizer of the network parameters φ, θ (the ``dist`` phase).
             structure_optimizer: optimizer of the structure logits ρ^q, ρ^p (the ``structure``
-                phase); defaults to Adam with learning rate 1e-2.
+                phase); defaults to Adam with the config's ``structure_learning.learning_rate``
+                (1e-2 unless set).
             critic_optimizer: optimizer of each critic (one copy per ``critic:<term>`` phase);
                 defaults to Adam(2e-4, beta_1=0.5), the usual GAN discriminator setting.
             **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...).
         """
         super().compile(optimizer=optimizer, **kwargs)
         if structure_optimizer is None:
-            structure_optimizer = keras.optimizers.Adam(learning_rate=1e-2)
+            structure_optimizer = keras.optimizers.Adam(
+                learning_rate=self.model_config["structure_learning"]["learning_rate"])
         self.structure_optimizer = keras.optimizers.get(structure_optimizer)
         self._structure_optimizer_config = keras.optimizers.serialize(self.structure_optimizer)
         if critic_optimizer is None:
@@ -532,7 +548,7 @@ class MIBModel(keras.Model):
         x, present = self._prepare(data, strict=False)
         variables = self.phase_variables(phase)
         with tf.GradientTape() as tape:
-            fp = self.forward(x, present, training=True)
+            fp = self.forward(x, present, training=True, phase=phase)
             if phase.startswith("critic:"):
                 term = phase[len("critic:"):]
                 objective = ops.cast(objectives.TERMS[term].critic_loss(fp), "float32")

@@ -1,7 +1,9 @@
-"""Encoders and decoders per modality kind: a small conv net for images, MLPs otherwise.
+"""Encoders and decoders per modality kind: a small conv net or an MLP for images, MLPs otherwise.
 
-Sizes come from the modality spec (``hidden``, ``layers``, ``filters``) with the defaults
-below. Output layers compute in float32 so that distribution parameters stay in float32
+Sizes come from the modality spec (``network``, ``hidden``, ``layers``, ``filters``) with the
+defaults below. An image MLP flattens the pixels and has ``layers`` dense layers of width
+``hidden`` (MultiVae's MNIST networks are 512-512 MLPs; on CPU they are also much faster than
+the convolutions). Output layers compute in float32 so that distribution parameters stay in float32
 under a ``mixed_bfloat16`` policy.
 """
 import math
@@ -21,6 +23,10 @@ def _sizes(spec):
             tuple(spec.get("filters", DEFAULT_FILTERS)))
 
 
+def _convolutional(spec):
+    return spec["kind"] == "image" and spec.get("network", "conv") == "conv"
+
+
 @keras.saving.register_keras_serializable(package="mibzoo")
 class ModalityEncoder(keras.layers.Layer):
     """Maps one modality to ``output_size`` raw numbers (expert and private-latent parameters).
@@ -36,12 +42,14 @@ class ModalityEncoder(keras.layers.Layer):
         self.output_size = output_size
         hidden, layers, filters = _sizes(spec)
         stack = []
-        if spec["kind"] == "image":
+        if _convolutional(spec):
             for f in filters:
                 stack.append(keras.layers.Conv2D(f, 4, strides=2, padding="same", activation="relu"))
             stack.append(keras.layers.Flatten())
             stack.append(keras.layers.Dense(hidden, activation="relu"))
         else:
+            if spec["kind"] == "image":
+                stack.append(keras.layers.Flatten())
             stack.extend(keras.layers.Dense(hidden, activation="relu") for _ in range(layers))
         stack.append(keras.layers.Dense(output_size, dtype="float32"))
         self.net = keras.Sequential(stack, name="net")
@@ -63,9 +71,11 @@ class ModalityEncoder(keras.layers.Layer):
 class ModalityDecoder(keras.layers.Layer):
     """Maps a latent vector (gated shared latents and the private latent) to likelihood parameters.
 
-    Images: a dense layer to a coarse feature map, one stride-2 transposed convolution per
+    Convolutional images: a dense layer to a coarse feature map, one stride-2 transposed convolution per
     entry of ``filters`` (reversed), a final convolution to the parameter channels, and a crop
-    to the image size (so sizes not divisible by 2^len(filters), like 14×14, work).
+    to the image size (so sizes not divisible by 2^len(filters), like 14×14, work). MLPs (every
+    other kind, and images with ``"network": "mlp"``): ``layers`` dense layers of width ``hidden``
+    and a dense output reshaped to the parameter shape.
 
     Args:
         spec: normalized modality spec.
@@ -79,7 +89,7 @@ class ModalityDecoder(keras.layers.Layer):
         hidden, layers, filters = _sizes(spec)
         out_shape = param_shape(spec)
         stack = []
-        if spec["kind"] == "image":
+        if _convolutional(spec):
             h, w, channels = out_shape
             scale = 2 ** len(filters)
             h0, w0 = math.ceil(h / scale), math.ceil(w / scale)
@@ -94,7 +104,9 @@ class ModalityDecoder(keras.layers.Layer):
                 stack.append(keras.layers.Cropping2D(((0, crop_h), (0, crop_w)), dtype="float32"))
         else:
             stack.extend(keras.layers.Dense(hidden, activation="relu") for _ in range(layers))
-            stack.append(keras.layers.Dense(out_shape[0], dtype="float32"))
+            stack.append(keras.layers.Dense(math.prod(out_shape), dtype="float32"))
+            if len(out_shape) > 1:
+                stack.append(keras.layers.Reshape(out_shape, dtype="float32"))
         self.net = keras.Sequential(stack, name="net")
 
     def build(self, input_shape=None):

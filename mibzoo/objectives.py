@@ -98,11 +98,16 @@ def _per_modality(fp, values_by_name):
 
 
 def negative_elbo(fp):
-    """``[B]``: −ELBO of the joint (Eq. 2), over every latent: Σ_i −log p(x_i|z,u_i) + KL_z + Σ_i KL_u_i."""
-    total = fp.kl_to_prior()
+    """``[B]``: −ELBO of the joint (Eq. 2), over every latent: Σ_i −log p(x_i|z,u_i) + KL_z + Σ_i KL_u_i.
+
+    With ``likelihood_weights`` each −log p(x_i | ·) is weighted by w_i, and with a KL schedule the
+    KLs by γ_t while training (`ForwardPass.distortion`, `ForwardPass.rate`)."""
+    rate = fp.kl_to_prior()
+    distortion = 0.0
     for name in fp.x:
-        total = total + fp.negative_log_likelihood(name) + fp.private_kl(name)
-    return total
+        rate = rate + fp.private_kl(name)
+        distortion = distortion + fp.distortion(name)
+    return distortion + fp.rate(rate)
 
 
 @register_term("C0", "cost")
@@ -128,11 +133,12 @@ def c3_aggregate_kl(fp):
 
 def marginal_negative_elbo(fp):
     """``[N]``: per modality, −ELBO of x_i alone: −log p(x_i | z, u_i) with z ~ q(z|x_i),
-    + KL(q(z|x_i) ‖ p(z)) + KL(q(u_i|x_i) ‖ p(u_i))."""
+    + KL(q(z|x_i) ‖ p(z)) + KL(q(u_i|x_i) ‖ p(u_i)) (likelihood weight and KL schedule as in
+    `negative_elbo`)."""
     def one(name):
         i = fp.names.index(name)
         kl = fp.kl_to_prior(i) * fp.presence(name)
-        return fp.negative_log_likelihood(name, i) + kl + fp.private_kl(name)
+        return fp.distortion(name, i) + fp.rate(kl + fp.private_kl(name))
     return _per_modality(fp, one)
 
 
@@ -177,8 +183,21 @@ def independence(fp):
 @register_term("cross", "regularizer", per_modality=True)
 def cross(fp):
     """D(q ‖ G^str_cross(x_i)) ≤ E KL(q(z | x) ‖ q(z | x_i)) (Sec. 4.2; the i ≥ 1 terms of L_z in
-    Eq. 16): z inferred from x_i alone must match z inferred from all present modalities."""
+    Eq. 16): z inferred from x_i alone must match z inferred from all present modalities. Not
+    warmed up: it is what trains q(z | x_i), which must keep pace with the joint posterior."""
     return _per_modality(fp, fp.kl_joint_to_single)
+
+
+@register_term("cross_generation", "regularizer", per_modality=True)
+def cross_generation(fp):
+    """The x-part of D(q ‖ G^str_cross(x_i)) (Sec. 3.5, 4.2): G_cross makes Z the only shared parent
+    of X_i given the other modalities X_{\\i}, so D contains −I_q(X_i; Z) with z ~ q(z | x_{\\i}).
+    Derived (appendix not available) with the Barber–Agakov bound −I_q(X_i; Z) ≤
+    E[−log p(x_i | z ⊙ m_i^p, u_i)] − H(X_i), z ~ q(z | x_{\\i}), u_i ~ p(u_i) (U_i is independent
+    of X_{\\i} in G_cross), dropping the constant H(X_i). Eq. 16's KL terms bound the Z-part; this
+    one makes the content X_i shares with the others flow through Z rather than through U_i.
+    Likelihood weights apply as in the ELBO."""
+    return _per_modality(fp, lambda name: fp.distortion(name, cross=True))
 
 
 @register_term("private", "regularizer", per_modality=True)
@@ -186,8 +205,8 @@ def private(fp):
     """D(q ‖ G^str_private(x_i)) ≤ I_q(X_i; U_i) ≤ E KL(q(u_i | x_i) ‖ p(u_i)). Derived (the appendix
     is not available): the M-projection onto a network in which U_i carries nothing beyond what
     is private to X_i is bounded by the rate of U_i, which pushes shared content into Z
-    (Wyner VAE's succinct common representation)."""
-    return _per_modality(fp, fp.private_kl)
+    (Wyner VAE's succinct common representation). A rate: weighted by γ_t while training."""
+    return fp.rate(_per_modality(fp, fp.private_kl))
 
 
 # ----- terms estimated with critics, auxiliary networks or minibatch estimators (issue 4) -------

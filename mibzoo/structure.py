@@ -9,6 +9,13 @@ mask has Bernoulli logits ρ (Sec. 3.5): during training its entries are relaxed
 with a temperature τ annealed as τ_t = max(τ_min, τ_0 · exp(−rate · t)) over structure
 updates t; at inference the mask is its expectation sigmoid(ρ) or its hard value
 1[sigmoid(ρ) > 0.5]. L_sparsity (Eq. 15) is λ times the mean edge probability.
+
+The structure phase of Algorithm 1 always scores relaxed samples (they carry the gradient to ρ).
+The network phase (``dist``) trains either under relaxed samples too (``dist_masks="relaxed"``)
+or under the expected masks sigmoid(ρ) (``"expected"``): the structural-EM reading, in which the
+networks fit the current structure and are evaluated with the masks they were trained with.
+Relaxed samples in the network phase act as dropout on the shared latent's edges, which the
+private latents are never subject to (docs/mib_mm.md).
 """
 import keras
 from keras import ops
@@ -16,6 +23,7 @@ from keras import ops
 from mibzoo.errors import ConfigError
 
 MASK_AT_INFERENCE = ("expected", "hard")
+DIST_MASKS = ("relaxed", "expected")
 
 
 def parse_mask(spec, num_modalities, num_blocks, source, field):
@@ -75,11 +83,13 @@ class StructureMasks(keras.layers.Layer):
         anneal_rate: decay rate of τ per structure update.
         sparsity: weight λ of L_sparsity.
         at_inference: ``"expected"`` (sigmoid ρ) or ``"hard"`` (thresholded) masks outside training.
+        dist_masks: masks of the network (``dist``) phase: ``"relaxed"`` samples or the
+            ``"expected"`` masks sigmoid(ρ); the structure phase always uses relaxed samples.
     """
 
     def __init__(self, inference, generation, learn_inference=False, learn_generation=False,
                  temperature=1.0, min_temperature=0.2, anneal_rate=1e-3, sparsity=0.0,
-                 at_inference="expected", **kwargs):
+                 at_inference="expected", dist_masks="relaxed", **kwargs):
         super().__init__(**kwargs)
         self.inference_init = inference
         self.generation_init = generation
@@ -90,6 +100,7 @@ class StructureMasks(keras.layers.Layer):
         self.anneal_rate = float(anneal_rate)
         self.sparsity = float(sparsity)
         self.at_inference = at_inference
+        self.dist_masks = dist_masks
         self.logits = {}
         for key, values, learned in (("inference", inference, learn_inference),
                                      ("generation", generation, learn_generation)):
@@ -119,12 +130,14 @@ class StructureMasks(keras.layers.Layer):
             return ops.sigmoid(self.logits[key])
         return ops.convert_to_tensor(self.inference_init if key == "inference" else self.generation_init, "float32")
 
-    def masks(self, training=False, seed=None):
+    def masks(self, training=False, seed=None, phase="structure"):
         """Returns ``(M^q, M^p)``: relaxed samples while training, expected or hard masks otherwise.
 
         Args:
             training: sample relaxed Bernoulli masks for learned structures.
             seed: a Keras seed (int, SeedGenerator) for the relaxation noise.
+            phase: the training phase; phases other than ``"structure"`` use the expected masks
+                when ``dist_masks`` is ``"expected"``.
         """
         out = []
         for key in ("inference", "generation"):
@@ -132,7 +145,9 @@ class StructureMasks(keras.layers.Layer):
                 out.append(self.probabilities(key))
                 continue
             rho = self.logits[key]
-            if training:
+            if training and phase != "structure" and self.dist_masks == "expected":
+                out.append(ops.sigmoid(rho))
+            elif training:
                 u = keras.random.uniform(ops.shape(rho), minval=1e-6, maxval=1.0 - 1e-6, seed=seed)
                 noise = ops.log(u) - ops.log1p(-u)
                 out.append(ops.sigmoid((rho + noise) / self.current_temperature()))
@@ -158,5 +173,6 @@ class StructureMasks(keras.layers.Layer):
         config.update(inference=self.inference_init, generation=self.generation_init,
                       learn_inference=self.learn_inference, learn_generation=self.learn_generation,
                       temperature=self.temperature, min_temperature=self.min_temperature,
-                      anneal_rate=self.anneal_rate, sparsity=self.sparsity, at_inference=self.at_inference)
+                      anneal_rate=self.anneal_rate, sparsity=self.sparsity, at_inference=self.at_inference,
+                      dist_masks=self.dist_masks)
         return config

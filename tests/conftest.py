@@ -39,3 +39,13 @@ def fairness_data_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fairness_data")
     write_raw_fixtures(folder, groups=["adult", "german"])
     return folder
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.slow`` tests are opt-in (pytest.ini): skipped unless ``-m`` names ``slow``."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: opt in with `-m slow`")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

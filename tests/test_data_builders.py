@@ -16,8 +16,8 @@ def fixture_dir(tmp_path_factory):
 
 
 def test_list_datasets_covers_every_experiment():
-    assert data.list_datasets() == ["mnist", "mnist_label", "mnist_plus1", "mnist_svhn", "colored_mnist",
-                                    "adult", "german"]
+    assert data.list_datasets() == ["mnist", "mnist_label", "mnist_plus1", "mnist_label_unrelated", "mnist_svhn",
+                                    "colored_mnist", "adult", "german"]
 
 
 @pytest.mark.parametrize("name", data.list_datasets())
@@ -72,6 +72,18 @@ def test_mnist_plus1_pairs_are_next_digits(fixture_dir):
         mnist = data.load_arrays("mnist", split, data_dir=fixture_dir, sources=LOCAL)
         np.testing.assert_array_equal(arrays["image_a"], mnist["image"])
         np.testing.assert_array_equal(arrays["digit_a"], mnist["digit"])
+
+
+def test_mnist_label_unrelated_pairs_image_and_label_with_an_independent_image(fixture_dir):
+    arrays = data.load_arrays("mnist_label_unrelated", "train", data_dir=fixture_dir, sources=LOCAL)
+    mnist = data.load_arrays("mnist", "train", data_dir=fixture_dir, sources=LOCAL)
+    np.testing.assert_array_equal(arrays["label"], arrays["digit"])
+    np.testing.assert_array_equal(arrays["image"], mnist["image"])
+    # The unrelated image is a permutation of the split's images, chosen without the digits.
+    partner = np.random.default_rng(4).permutation(len(mnist["digit"]))
+    np.testing.assert_array_equal(arrays["unrelated"], mnist["image"][partner])
+    np.testing.assert_array_equal(arrays["digit_unrelated"], mnist["digit"][partner])
+    assert np.mean(arrays["digit_unrelated"] == arrays["digit"]) < 0.5
 
 
 def test_mnist_plus1_images_match_their_digits(fixture_dir):

@@ -86,7 +86,7 @@ def tiny_model():
     weights is large enough for the tests below to notice it missing."""
     keras.utils.set_random_seed(0)
     model = mibzoo.load("wyner_vae", modalities={"image": {**IMAGE, **TINY_OPTIONS}, "label": {**LABEL, "hidden": 32}},
-                       shared=TINY_SHARED, private=2, beta=0.0)
+                       shared=TINY_SHARED, private=2, beta=0.0, likelihood_weights={})  # the ELBO IWAE bounds: weights 1
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     model.fit(label_arrays(256, seed=1), batch_size=64, epochs=2, verbose=0)
     return model
@@ -132,7 +132,7 @@ def test_iwae_k1_matches_the_analytic_elbo_of_the_training_objective_on_average(
     """
     keras.utils.set_random_seed(0)
     model = mibzoo.load("wyner_vae", modalities={"image": {**IMAGE, **TINY_OPTIONS}, "label": {**LABEL, "hidden": 32}},
-                        shared=TINY_SHARED, private=2)
+                        shared=TINY_SHARED, private=2, likelihood_weights={})  # the ELBO IWAE bounds: weights 1
     dz, du = model.shared_size, model.private_sizes["image"]  # the same for both modalities here
     for encoder in model.encoders.values():
         kernel, bias = encoder.net.layers[-1].get_weights()

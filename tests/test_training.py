@@ -79,7 +79,11 @@ def test_structure_optimizer_defaults_and_can_be_set():
     model = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"))
     model.compile(optimizer="adam")
     assert isinstance(model.structure_optimizer, keras.optimizers.Adam)
-    assert np.isclose(float(model.structure_optimizer.learning_rate), 1e-2)
+    # The zoo config's structure_learning.learning_rate (3e-2 for mib_mm), 1e-2 when a config omits it.
+    assert np.isclose(float(model.structure_optimizer.learning_rate), 3e-2)
+    plain = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"), structure_learning={"sparsity": 1.0})
+    plain.compile(optimizer="adam")
+    assert np.isclose(float(plain.structure_optimizer.learning_rate), 1e-2)
     model.compile(optimizer="adam", structure_optimizer=keras.optimizers.SGD(0.1))
     assert isinstance(model.structure_optimizer, keras.optimizers.SGD)
 

@@ -102,6 +102,16 @@ def _build_plus1(split, data_dir, sources):
     return Examples(columns, {"mnist": images}, outputs)
 
 
+def _build_unrelated(split, data_dir, sources):
+    images, digits = _mnist(split, data_dir, sources)
+    partner = constructions.unrelated_partners(len(digits))
+    columns = {"index": np.arange(len(digits)), "index_unrelated": partner, "digit": digits,
+               "digit_unrelated": digits[partner]}
+    outputs = {"image": ("mnist", "index"), "label": ("digit",), "unrelated": ("mnist", "index_unrelated"),
+               "digit": ("digit",), "digit_unrelated": ("digit_unrelated",)}
+    return Examples(columns, {"mnist": images}, outputs)
+
+
 def _build_mnist_svhn(split, data_dir, sources):
     mnist_images, mnist_digits = _mnist(split, data_dir, sources)
     svhn = ensure_group("svhn", data_dir, sources)
@@ -164,6 +174,21 @@ _DATASETS = [
         notes=(f"Every image of the split is image_a once; partners are drawn from the same split by a "
                f"seeded permutation of the next digit's images (seed {constructions.PLUS1_SEED}).")),
      _build_plus1),
+    (DatasetInfo(
+        name="mnist_label_unrelated",
+        description=("MNIST-Label plus an unrelated MNIST image: image and label show the same digit, "
+                     "the third modality is another MNIST image drawn independently of both, so a "
+                     "learned structure should cut its edges (issue 10; structure learning, Sec. 3.5)."),
+        modalities={"image": _MNIST_IMAGE,
+                    "label": {"kind": "categorical", "classes": 10, "description": "the digit of image as a class"},
+                    "unrelated": dict(_MNIST_IMAGE, description="an MNIST image independent of image and label")},
+        extras={"digit": "int32 digit of image (= label)", "digit_unrelated": "int32 digit of the unrelated image"},
+        splits=dict(_MNIST_SPLITS), groups=("mnist",),
+        citation="Built for mibzoo from MNIST (LeCun et al. 1998) to test structure learning on real data.",
+        notes=(f"Example k of a split pairs image k and its label with image partner[k] of the same split, "
+               f"partner a seeded permutation (seed {constructions.UNRELATED_SEED}) drawn without looking "
+               f"at the digits.")),
+     _build_unrelated),
     (DatasetInfo(
         name="mnist_svhn",
         description="MNIST-SVHN: an MNIST image and an SVHN image of the same digit (paper Sec. 4, Fig. 3 left).",

@@ -11,6 +11,7 @@ import numpy as np
 PLUS1_SEED = 1
 SVHN_PAIR_SEED = 2
 COLORED_SEED = 3
+UNRELATED_SEED = 4
 
 # MMVAE (Shi et al. 2019, make_mnist_svhn_idx.py): at most 10,000 examples per digit per data
 # set, and 20 random matchings of them per digit.
@@ -50,6 +51,19 @@ def plus1_pairs(digits, seed=PLUS1_SEED):
         order = rng.permutation(partners)
         index_b[slots] = np.resize(order, slots.size)  # np.resize repeats cyclically
     return index_a, index_b
+
+
+def unrelated_partners(count, seed=UNRELATED_SEED):
+    """A seeded permutation of ``range(count)``: example ``k`` gets the image ``partner[k]`` as a
+    modality that is independent of its own image and label (MNIST-Label-Unrelated).
+
+    The partner is drawn without looking at any digit, so its digit is independent of example
+    ``k``'s digit (up to the without-replacement draw, which is negligible at MNIST's size).
+
+    Returns:
+        int64 array ``[count]``.
+    """
+    return np.random.default_rng(seed).permutation(count).astype(np.int64)
 
 
 def mmvae_pairs(digits_a, digits_b, seed=SVHN_PAIR_SEED, max_per_digit=MMVAE_MAX_PER_DIGIT,

@@ -9,6 +9,7 @@
 - `reconstruction_error`;
 - `fairness`: ACC, DEO and demographic parity of a linear classifier on a representation
   (Table 3), on fairness data (a spec with a ``sensitive`` attribute).
+- `learned_structure`: the edge probabilities of learned M^q and M^p.
 
 Metrics take a model (an `MIBModel`, or any object with the methods a metric uses) and a dict
 of numpy arrays with modality keys and extra label keys (``mibzoo.data.load_arrays``).
@@ -29,6 +30,7 @@ from mibzoo.metrics.likelihood import elbo, iwae_bound, log_importance_weights, 
 from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy, posterior_means
 from mibzoo.metrics.fairness import representation_fairness
 from mibzoo.metrics.reconstruction import reconstruction_error
+from mibzoo.metrics.structure import learned_structure
 from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
 from mibzoo.errors import did_you_mean
 
@@ -40,14 +42,15 @@ METRICS = {
     "probe": True,
     "reconstruction": False,
     "fairness": True,
+    "structure": True,  # edge probabilities of learned masks: reported, not ranked
 }
 # Keys whose direction differs from their group's.
 _LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
 
 __all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "coherences", "cross_modal_coherence",
            "elbo", "evaluate", "fit_logistic_regression", "higher_is_better", "iwae_bound",
-           "joint_coherence", "linear_probe_accuracy", "log_importance_weights", "log_likelihoods",
-           "posterior_means", "reconstruction_error", "representation_fairness", "spec_for"]
+           "joint_coherence", "learned_structure", "linear_probe_accuracy", "log_importance_weights",
+           "log_likelihoods", "posterior_means", "reconstruction_error", "representation_fairness", "spec_for"]
 
 
 def higher_is_better(metric_name):
@@ -77,9 +80,11 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
 
     Keys: ``cross_coherence/A->B``, ``joint_coherence``, ``log_likelihood/joint`` and
     ``log_likelihood/<modality>``, ``probe/joint`` and ``probe/<modality>``,
-    ``reconstruction/<modality>``, and on fairness data ``fairness/acc``, ``fairness/deo``,
-    ``fairness/dp``. A metric that does not apply (no second readable modality, no probe label,
-    no training arrays for the probe, no sensitive attribute) is left out.
+    ``reconstruction/<modality>``, on fairness data ``fairness/acc``, ``fairness/deo``, ``fairness/dp``,
+    and for learned structures ``structure/inference/<modality>/<block>`` and
+    ``structure/generation/<modality>/<block>`` (edge probabilities). A metric that does not apply (no
+    second readable modality, no probe label, no training arrays for the probe, no sensitive attribute)
+    is left out.
 
     Args:
         model: an `MIBModel`.
@@ -135,4 +140,6 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     if "reconstruction" in metrics:
         out.update({f"reconstruction/{k}": v for k, v in
                     reconstruction_error(model, test_arrays, batch_size=batch_size, limit=limit).items()})
+    if "structure" in metrics:
+        out.update(learned_structure(model))
     return out

@@ -92,6 +92,10 @@ DATASET_SPECS = {
     "mnist_plus1": EvaluationSpec({"image_a": ModalityLabel("digit_a", _DIGIT),
                                    "image_b": ModalityLabel("digit_b", _DIGIT, offset=1)},
                                   probe_label="digit_a"),
+    # The unrelated image has no label in common with the pair: it is left unread, so coherences
+    # are those of MNIST-Label; the learned structure (`structure/...`) shows whether its edges are cut.
+    "mnist_label_unrelated": EvaluationSpec({"image": ModalityLabel("digit", _DIGIT), "label": ModalityLabel("digit")},
+                                            probe_label="digit"),
     "mnist_svhn": EvaluationSpec({"mnist": ModalityLabel("digit", _DIGIT),
                                   "svhn": ModalityLabel("digit", "svhn_digit")}, probe_label="digit"),
     # Only the label is a class of the pair; the environment index is not a label of the image.

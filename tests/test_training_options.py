@@ -1,0 +1,191 @@
+"""Options every zoo entry can use (issue 10): KL warm-up schedules, per-modality likelihood
+weights and per-kind network choices, each against an independent computation."""
+import json
+
+import numpy as np
+import pytest
+
+import keras
+import mibzoo
+from mibzoo.config import read_zoo_file
+from mibzoo.errors import ConfigError
+from mibzoo.schedules import LinearWarmup
+from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, dataset, synthetic_batches
+
+PAIR = {"x": dict(TINY_VECTOR), "y": dict(TINY_LABEL)}
+WARMUP = {"class_name": "LinearWarmup", "config": {"warmup_steps": 100, "start": 0.0}}
+
+
+def forward_pass(model, arrays, training=False, seed=7):
+    x, present = model._prepare({k: v for k, v in arrays.items() if k in model.modality_specs}, strict=True)
+    return model.forward(x, present, training=training, seed=seed)
+
+
+def numpy_kl_to_standard_normal(loc, logvar):
+    return 0.5 * np.sum(np.exp(logvar) + loc ** 2 - 1 - logvar, axis=-1)
+
+
+def numpy_negative_log_likelihoods(model, fp, arrays):
+    """−log p(x | z) and −log p(y | z) in NumPy from the decoders' outputs at fp's z (Bernoulli
+    cross-entropy of the vector, log-softmax of the label)."""
+    z = np.asarray(fp.z(None))  # the sample the likelihood terms use (cached under only=None)
+    out = {}
+    for name in ("x", "y"):
+        params = np.asarray(model.decode_modality(name, fp.decoder_input(name, z)), "float64")
+        if name == "x":
+            target = arrays["x"]
+            out[name] = np.sum(np.logaddexp(0, params) - target * params, axis=-1)
+        else:
+            log_softmax = params - np.log(np.sum(np.exp(params), axis=-1, keepdims=True))
+            out[name] = -log_softmax[np.arange(len(params)), arrays["y"]]
+    return out
+
+
+@pytest.mark.parametrize("step, start, want", [(0, 0.0, 0.0), (25, 0.0, 0.25), (50, 0.2, 0.6), (100, 0.0, 1.0),
+                                               (1000, 0.3, 1.0)])
+def test_linear_warmup_weight_at_step(step, start, want):
+    schedule = LinearWarmup(warmup_steps=100, start=start)
+    np.testing.assert_allclose(float(schedule(step)), start + (1 - start) * min(1.0, step / 100), rtol=1e-6)
+    np.testing.assert_allclose(float(schedule(step)), want, rtol=1e-6)
+
+
+def test_warmup_serializes_into_the_model_config_and_back(tmp_path):
+    model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, kl_schedule=LinearWarmup(40, start=0.1))
+    assert model.get_config()["kl_schedule"] == {"class_name": "LinearWarmup",
+                                                  "config": {"warmup_steps": 40, "start": 0.1}}
+    json.dumps(model.get_config())  # a zoo config is JSON
+    model.compile(optimizer="adam")
+    path = tmp_path / "m.keras"
+    model.save(path)
+    restored = keras.saving.load_model(path)
+    assert restored.get_config()["kl_schedule"] == model.get_config()["kl_schedule"]
+    assert isinstance(restored.kl_schedule, LinearWarmup) and restored.kl_schedule.warmup_steps == 40
+
+
+def test_training_pass_weights_every_kl_by_the_schedule_at_the_current_step():
+    """C1 + β·cross during training at step t = NLL + γ_t KL(q(z|x) ‖ p(z)) + β Σ_i KL(q(z|x) ‖ q(z|x_i))
+    (the cross terms are not warmed up), and the evaluation pass keeps γ = 1."""
+    model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, beta=2.0, kl_schedule=WARMUP)
+    model.compile(optimizer="adam")
+    model.optimizer.iterations.assign(30)
+    arrays = synthetic_batches(PAIR, n=16)
+    for training, gamma in ((True, 0.3), (False, 1.0)):
+        fp = forward_pass(model, arrays, training=training)
+        terms, totals = model.compute_terms(fp)
+        loc, logvar = (np.asarray(t) for t in fp.posterior())
+        nll = numpy_negative_log_likelihoods(model, fp, arrays)
+        kl = numpy_kl_to_standard_normal(loc, logvar)
+        cross = 0.0
+        for i in range(2):
+            li, lvi = (np.asarray(t) for t in fp.posterior(i))
+            cross += np.mean(0.5 * np.sum(np.exp(logvar - lvi) + (loc - li) ** 2 / np.exp(lvi) - 1 - logvar + lvi, -1))
+        want = np.mean(nll["x"] + nll["y"] + gamma * kl) + 2.0 * cross
+        np.testing.assert_allclose(float(totals["loss"]), want, rtol=1e-4)
+
+
+def test_likelihood_weight_one_reproduces_the_unweighted_elbo_and_w_scales_the_nll():
+    arrays = synthetic_batches(PAIR, n=16)
+    eq16 = dict(modalities=PAIR, shared=TINY_SHARED, private=2, str_reg=[["beta", "cross"]])  # Eq. 16 alone
+    plain = mibzoo.load("mib_mm", likelihood_weights={}, **eq16)
+    ones = mibzoo.load("mib_mm", likelihood_weights={"x": 1.0, "y": 1.0}, **eq16)
+    heavy = mibzoo.load("mib_mm", likelihood_weights={"y": 50.0}, **eq16)
+    ones.set_weights(plain.get_weights())
+    heavy.set_weights(plain.get_weights())
+    fps = {name: forward_pass(m, arrays) for name, m in (("plain", plain), ("ones", ones), ("heavy", heavy))}
+    losses = {name: float(m.compute_terms(fps[name])[1]["loss"])
+              for name, m in (("plain", plain), ("ones", ones), ("heavy", heavy))}
+    assert losses["ones"] == pytest.approx(losses["plain"], rel=1e-6)
+    # Eq. 16 with the label's −log p(y | z, u_y) counted 50 times, the label NLL computed in NumPy.
+    fp = fps["heavy"]
+    loc, logvar = (np.asarray(t) for t in fp.posterior())
+    u = {n: np.asarray(fp.u(n)) for n in ("x", "y")}
+    nll = {}
+    for name in ("x", "y"):
+        params = np.asarray(heavy.decode_modality(name, fp.decoder_input(name, np.asarray(fp.z(None)), u[name])), "float64")
+        if name == "x":
+            nll[name] = np.sum(np.logaddexp(0, params) - arrays["x"] * params, axis=-1)
+        else:
+            nll[name] = -(params - np.log(np.exp(params).sum(-1, keepdims=True)))[np.arange(16), arrays["y"]]
+    l_u = sum(np.mean(np.asarray(fp.private_kl(n))) for n in ("x", "y"))
+    l_z = np.mean(numpy_kl_to_standard_normal(loc, logvar))
+    for i in range(2):
+        li, lvi = (np.asarray(t) for t in fp.posterior(i))
+        l_z += np.mean(0.5 * np.sum(np.exp(logvar - lvi) + (loc - li) ** 2 / np.exp(lvi) - 1 - logvar + lvi, -1))
+    np.testing.assert_allclose(losses["heavy"], np.mean(nll["x"] + 50.0 * nll["y"]) + l_u + l_z, rtol=1e-4)
+
+
+def test_likelihood_weights_do_not_change_the_reported_log_likelihood():
+    arrays = synthetic_batches(PAIR, n=8)
+    plain = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED)
+    heavy = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 50.0})
+    heavy.set_weights(plain.get_weights())
+    from mibzoo.metrics import iwae_bound
+    inputs = {k: v for k, v in arrays.items() if k in PAIR}
+    np.testing.assert_allclose(np.asarray(iwae_bound(heavy, inputs, k=4, seed=1)),
+                               np.asarray(iwae_bound(plain, inputs, k=4, seed=1)), rtol=1e-6)
+
+
+def test_weights_follow_the_modalities_when_a_dataset_replaces_them():
+    from mibzoo.config import apply_overrides
+
+    section = {**mibzoo.describe("jmvae")["model"], "likelihood_weights": {"label": 50.0}}
+    kept = apply_overrides(section, {"modalities": {"image": dict(TINY_VECTOR), "label": dict(TINY_LABEL)}}, "test")
+    assert kept["likelihood_weights"] == {"label": 50.0}
+    dropped = apply_overrides(section, {"modalities": {"a": dict(TINY_VECTOR), "b": dict(TINY_VECTOR)}}, "test")
+    assert dropped["likelihood_weights"] == {}
+    with pytest.raises(ConfigError, match="likelihood_weights.label"):  # named explicitly: an error
+        mibzoo.load("jmvae", likelihood_weights={"label": 50.0}, modalities={"a": dict(TINY_VECTOR)})
+
+
+def test_image_mlp_networks_from_per_kind_defaults_and_spec_keys_take_precedence():
+    image = {"kind": "image", "shape": [6, 5, 1]}
+    model = mibzoo.load("jmvae", modalities={"img": image, "y": dict(TINY_LABEL)}, shared=TINY_SHARED,
+                        networks={"image": {"network": "mlp", "hidden": 24, "layers": 3},
+                                  "categorical": {"hidden": 16}})
+    dense = [l for l in model.encoders["img"].net.layers if isinstance(l, keras.layers.Dense)]
+    assert [d.units for d in dense] == [24, 24, 24, 2 * 4]
+    assert not any(isinstance(l, keras.layers.Conv2D) for l in model.decoders["img"].net.layers)
+    assert [d.units for d in model.encoders["y"].net.layers if isinstance(d, keras.layers.Dense)] == [32, 8]
+    out = model.decode_modality("img", np.zeros((3, 4), "float32"))
+    assert tuple(out.shape) == (3, 6, 5, 1)
+    x = np.random.default_rng(0).random((2, 6, 5, 1)).astype("float32")
+    assert tuple(model.generate({"img": x}, target="img", num_samples=2, seed=0).shape) == (2, 2, 6, 5, 1)
+
+
+@pytest.mark.parametrize("change, field, allowed", [
+    ({"likelihood_weights": {"lable": 50}}, "likelihood_weights.lable", "Did you mean 'label'"),
+    ({"likelihood_weights": {"label": -1}}, "likelihood_weights.label", "finite non-negative"),
+    ({"likelihood_weights": {"label": float("nan")}}, "likelihood_weights.label", "finite non-negative"),
+    ({"likelihood_weights": [50]}, "likelihood_weights", "a dict"),
+    ({"kl_schedule": {"class_name": "LinearWarmpu", "config": {"warmup_steps": 5}}}, "kl_schedule.class_name",
+     "Did you mean 'LinearWarmup'"),
+    ({"kl_schedule": {"class_name": "LinearWarmup", "config": {"warmup_steps": 0}}},
+     "kl_schedule.config.warmup_steps", "positive integer"),
+    ({"kl_schedule": {"class_name": "LinearWarmup", "config": {"warmup_steps": 5, "start": 1.5}}},
+     "kl_schedule.config.start", "in [0, 1]"),
+    ({"kl_schedule": {"class_name": "LinearWarmup", "config": {"steps": 5}}}, "kl_schedule.config.steps",
+     "only the keys"),
+    ({"kl_schedule": 3}, "kl_schedule", "LinearWarmup"),
+    ({"networks": {"images": {"network": "mlp"}}}, "networks.images", "Did you mean 'image'"),
+    ({"networks": {"categorical": {"network": "conv"}}}, "networks.categorical.network", "['mlp']"),
+    ({"networks": {"image": {"hidden": 0}}}, "networks.image.hidden", "positive integer"),
+    ({"networks": {"image": {"width": 3}}}, "networks.image", "keys from"),
+])
+def test_bad_options_are_config_errors_naming_field_and_allowed(tmp_path, change, field, allowed):
+    model = {"modalities": {"image": {"kind": "image", "shape": [4, 4, 1]}, "label": {"kind": "categorical", "classes": 3}},
+             **change}
+    path = tmp_path / "entry.json"
+    path.write_text(json.dumps({"entry": "entry", "model": model}))
+    with pytest.raises(ConfigError) as info:
+        read_zoo_file(path)
+    message = str(info.value)
+    assert f"'{field}'" in message and allowed in message, message
+
+
+def test_warmup_trains_from_the_cli_config_path():
+    """A schedule in a model's config is read per step inside the compiled train function."""
+    model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, kl_schedule=WARMUP)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(dataset(synthetic_batches(PAIR, n=64), 16), epochs=2, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 8
+    assert np.all(np.isfinite(history.history["loss"]))
