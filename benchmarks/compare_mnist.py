@@ -15,6 +15,7 @@ Real MNIST comes from `mibzoo.data`; the digit classifier is trained on first us
 (`mibzoo.classifiers`, cached with its checksum and test accuracy).
 """
 import argparse
+import os
 import pathlib
 import shlex
 import sys

@@ -1,6 +1,5 @@
 """Structure masks (Sec. 3.5) and structure learning on a planted structure."""
 import numpy as np
-import pytest
 
 import keras
 import mibzoo
