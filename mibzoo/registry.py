@@ -10,6 +10,9 @@ import pathlib
 
 from mibzoo.config import apply_overrides, read_zoo_file
 from mibzoo.errors import did_you_mean
+# The registry serves both lookups by name and Keras deserialization: importing it registers
+# mibzoo>MIBModel and its layers.
+from mibzoo.model import MIBModel
 
 
 def _config_dir():
@@ -69,8 +72,6 @@ def load(name, **overrides):
     model = mibzoo.load("beta_vae", beta=4.0)
     ```
     """
-    from mibzoo.model import MIBModel
-
     return MIBModel(entry=name, **entry_config(name, **overrides))
 
 

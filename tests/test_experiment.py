@@ -211,13 +211,14 @@ def test_keras_loads_a_saved_zoo_model_in_a_fresh_process_after_import_mibzoo(da
     expected = experiment.load_run_model(run).encode({"image": data["test"]["image"][:4]})["loc"]
     np.save(tmp_path / "expected.npy", np.asarray(expected))
     np.save(tmp_path / "images.npy", data["test"]["image"][:4])
-    for imports in ("import mibzoo, keras", "import keras, mibzoo"):
+    # mibzoo.registry imports keras part-way through config.py: registration must wait for it.
+    for imports in ("import mibzoo, keras", "import keras, mibzoo", "import mibzoo.registry, keras"):
         code = (f"{imports}; import numpy as np\n"
                 f"m = keras.saving.load_model({str(run / 'model.keras')!r})\n"
                 f"loc = m.encode({{'image': np.load({str(tmp_path / 'images.npy')!r})}})['loc']\n"
                 f"np.testing.assert_allclose(np.asarray(loc), np.load({str(tmp_path / 'expected.npy')!r}), rtol=1e-5)\n"
                 "print(type(m).__name__)")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        done = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], capture_output=True, text=True, timeout=300,
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         assert done.returncode == 0 and done.stdout.strip() == "MIBModel", (imports, done.stderr[-2000:])
 
