@@ -1,10 +1,11 @@
-"""REST latency of the local server, at batch 1 and 64, for a tiny model or a zoo entry.
+"""REST (and, for a zoo entry, gRPC) latency of the local server at batch 1 and 64.
 
 Exports a tiny Keras 3 model (4 -> 3 -> 4 dense layers, one seeded signature) -- or, with
 ``--zoo ENTRY``, the zoo entry with its default MNIST-Label modalities (weights untrained:
 latency does not depend on them) -- into a temporary base directory, serves it with
 `mibzoo.serving.LocalServer` on 127.0.0.1, and times sequential predict requests over one
-keep-alive HTTP connection (what a client library with connection reuse sees). Prints
+keep-alive HTTP connection (what a client library with connection reuse sees) and, for a zoo
+entry, the same requests over one gRPC channel to the local gRPC API. Prints
 p50/p99 per batch size and format, and the bare Session.run time of the same signature.
 
     python benchmarks/serving_latency.py [--requests 500] [--batches 1 64] [--zoo wyner_vae]
@@ -79,6 +80,20 @@ def time_rest(url, body, requests, model="tiny"):
     return samples
 
 
+def time_grpc(target, model, signature, inputs, requests):
+    """Sequential Predict calls over one gRPC channel (protobuf tensors, no JSON)."""
+    from mibzoo.serving.client import GRPCClient
+
+    samples = []
+    with GRPCClient(target) as client:
+        for i in range(requests + 20):
+            started = time.perf_counter()
+            client.predict(model, inputs, signature_name=signature)
+            if i >= 20:
+                samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
 def time_session(version_dir, signature, inputs, requests):
     from mibzoo import export_archive
 
@@ -119,15 +134,18 @@ def main_zoo(entry, batches, requests):
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as base:
         version_dir = export_model(mibzoo.load(entry), base, entry, version=1)
-        with LocalServer(base, port=0, max_batch=max(batches)) as server:
-            print(f"local server {server.url}, zoo entry {entry} (MNIST-Label), {requests} sequential "
-                  f"requests per case, one keep-alive connection; cpu count {os.cpu_count()}")
+        with LocalServer(base, port=0, max_batch=max(batches), grpc_port=0) as server:
+            print(f"local server {server.url} (gRPC {server.grpc_target}), zoo entry {entry} (MNIST-Label), "
+                  f"{requests} sequential requests per case, one keep-alive connection; cpu count {os.cpu_count()}")
             print(f"{'case':52s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s}")
             for batch in batches:
                 for name, signature, inputs in zoo_cases(entry, batch, rng):
                     body = {"signature_name": signature, "inputs": {k: v.tolist() for k, v in inputs.items()}}
                     p50, p99, mean = percentiles(time_rest(server.url, body, requests, model=entry))
-                    print(f"{name:52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}")
+                    print(f"{name:52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}  (p99/p50 {p99 / p50:.1f})")
+                    p50, p99, mean = percentiles(time_grpc(server.grpc_target, entry, signature, inputs, requests))
+                    grpc_name = name.replace("REST", "gRPC", 1)
+                    print(f"{grpc_name:52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}  (p99/p50 {p99 / p50:.1f})")
                     p50, p99, mean = percentiles(time_session(version_dir, signature, inputs, requests))
                     print(f"{f'  Session.run {signature} batch {batch} (no HTTP)':52s} {p50:8.2f} {p99:8.2f} {mean:8.2f}")
     return 0
