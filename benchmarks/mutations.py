@@ -96,8 +96,8 @@ MUTATIONS = [
       "        return inference.kl_diagonal_gaussians(loc_i, logvar_i, loc, logvar) * self.presence(name)",
       ("tests/test_objectives.py",), "KL(q(z|x_i) || q(z|x)) instead of KL(q(z|x) || q(z|x_i))"),
     M("marginal_uses_joint", "mibzoo/objectives.py",
-      "        return fp.negative_log_likelihood(name, i) + kl + fp.private_kl(name)",
-      "        return fp.negative_log_likelihood(name) + kl + fp.private_kl(name)",
+      "        return fp.distortion(name, i) + fp.rate(kl + fp.private_kl(name))",
+      "        return fp.distortion(name) + fp.rate(kl + fp.private_kl(name))",
       ("tests/test_objectives.py",), "the single-modality ELBO decodes z from the joint posterior"),
     M("gating_ignored", "mibzoo/forward.py", "        gated = z * gate", "        gated = z",
       ("tests/test_inference.py", "tests/test_objectives.py", "tests/test_structure.py"),
@@ -146,6 +146,19 @@ MUTATIONS = [
       "        common = [(_common.read_classes(samples[m], specs[m], clf) - offsets.get(m, 0)) % classes",
       "        common = [(_common.read_classes(samples[m], specs[m], clf)) % classes",
       ("tests/test_metrics.py",), "MNIST-Plus-1's +1 shift ignored by joint coherence"),
+    # ----- multimodal training options and fairness (issues 10 and 11) --------------------------------
+    M("likelihood_weight_ignored", "mibzoo/forward.py", "        return nll if weight == 1.0 else weight * nll",
+      "        return nll", ("tests/test_training_options.py",), "likelihood_weights silently ignored"),
+    M("warmup_half_way", "mibzoo/schedules.py", "        return self.start + (1.0 - self.start) * progress",
+      "        return self.start + (1.0 - self.start) * progress * 0.5", ("tests/test_training_options.py",),
+      "the KL warm-up stops at half the weight"),
+    M("cross_generation_sees_target", "mibzoo/forward.py",
+      "        i = self.names.index(name)\n        loc, logvar = self.posterior_without(i)",
+      "        i = self.names.index(name)\n        loc, logvar = self.posterior()",
+      ("tests/test_objectives.py",), "cross-generation encodes the modality it should generate"),
+    M("deo_uses_all_examples", "mibzoo/metrics/fairness.py",
+      "_group_rates(y_pred, sensitive, y_true == 1, ", "_group_rates(y_pred, sensitive, y_true >= 0, ",
+      ("tests/test_fairness_metrics.py",), "DEO compares acceptance rates instead of true-positive rates"),
 ]
 
 
