@@ -32,7 +32,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   survive a change of data set (whose modalities replace the entry's).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
-Table 2 writes it), or, for per-modality terms, ``{modality: weight}``.
+Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
+per-modality terms, ``{modality: weight}``.
 """
 import ast
 import copy
@@ -95,11 +96,17 @@ def evaluate_weight_expression(expression, hyperparameters, source, field):
     return value
 
 
+# Names every weight expression may use besides the hyperparameters (Table 2 writes rows over N).
+RESERVED_WEIGHT_NAMES = ("N",)
+
+
 def resolve_weight(weight, term, modality_names, hyperparameters, source, field):
     """Turns a config weight into a float (scalar terms) or a list of N floats (per-modality terms)."""
+    names = {**hyperparameters, "N": len(modality_names)}
+
     def scalar(value, where):
         if isinstance(value, str):
-            value = evaluate_weight_expression(value, hyperparameters, source, where)
+            value = evaluate_weight_expression(value, names, source, where)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(source, where, value, "a finite number or an expression over the hyperparameters")
         if value < 0:
@@ -238,6 +245,9 @@ def validate_model_config(model, source):
                               "numeric values under identifier names that are not Python keywords")
         if not math.isfinite(value):
             raise ConfigError(source, f"hyperparameters.{key}", value, "a finite number (not NaN or infinity)")
+        if key in RESERVED_WEIGHT_NAMES:
+            raise ConfigError(source, f"hyperparameters.{key}", value,
+                              f"a name other than {list(RESERVED_WEIGHT_NAMES)} (N is the number of modalities)")
     cfg["hyperparameters"] = hyper
 
     cfg["dist"] = _terms(cfg.get("dist", [[1.0, "C1"]]), "cost", source, "dist")

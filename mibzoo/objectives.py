@@ -159,8 +159,10 @@ def likelihood(fp):
     """−E_q log p(x_i | z ⊙ m_i^p, u_i) for each modality alone: the reconstruction part of C1, so
     that a per-modality weight α_i (Eq. 8: a cost over corresponding samples) can make one
     modality's likelihood count more, as label likelihoods are up-weighted in multimodal VAEs
-    (a binary attribute carries under log 2 nats and is otherwise cheaper to ignore)."""
-    return _per_modality(fp, fp.negative_log_likelihood)
+    (a binary attribute carries under log 2 nats and is otherwise cheaper to ignore). The model's
+    ``likelihood_weights`` apply as in the ELBO (`ForwardPass.distortion`), so an entry keyed by
+    modality kind keeps them when a data set renames its modalities."""
+    return _per_modality(fp, fp.distortion)
 
 
 @register_term("informative", "regularizer")
@@ -198,6 +200,22 @@ def cross_generation(fp):
     one makes the content X_i shares with the others flow through Z rather than through U_i.
     Likelihood weights apply as in the ELBO."""
     return _per_modality(fp, lambda name: fp.distortion(name, cross=True))
+
+
+@register_term("cross_reconstruction", "regularizer", per_modality=True)
+def cross_reconstruction(fp):
+    """Σ_{j≠i} −log p(x_i | z ⊙ m_i^p, u_i), z ~ q(z | x_j), u_i ~ q(u_i | x_i): each modality
+    reconstructed from the shared latent inferred from every other single modality, with its own
+    private latent. These are the cross parts of DMVAE's unimodal ELBOs (Lee & Pavlovic 2021,
+    Eq. 5): with q(z | x_j) = G_marginal^q(x_j), each of them is the C1 cost of x_i under the
+    inference network that sees x_j alone. (The self parts and KL(q(z | x_j) ‖ p(z)) are the
+    `marginal` term.) Only pairs where both x_i and x_j are present count; likelihood weights apply."""
+    def one(name):
+        i = fp.names.index(name)
+        terms = [fp.distortion(name, j) * fp.presence(source)
+                 for j, source in enumerate(fp.names) if j != i and source in fp.x]
+        return sum(terms[1:], terms[0]) if terms else ops.zeros_like(fp.present[:, 0])
+    return _per_modality(fp, one)
 
 
 @register_term("private", "regularizer", per_modality=True)

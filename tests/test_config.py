@@ -1,11 +1,13 @@
 """Malformed zoo configs and overrides get errors naming the source, field, value and what is allowed."""
 import json
 
+import numpy as np
 import pytest
 
 import mibzoo
 from mibzoo.config import read_zoo_file
 from mibzoo.errors import ConfigError
+from tests.model_test_case import TINY_SHARED, TINY_VECTOR
 
 
 def write(tmp_path, model, **meta):
@@ -86,3 +88,13 @@ def test_non_finite_numbers_are_refused(tmp_path, change, field, allowed):
 def test_non_finite_overrides_are_refused():
     with pytest.raises(ConfigError, match=r"override: field 'hyperparameters.beta': got nan, expected a finite number"):
         mibzoo.load("beta_vae", beta=float("nan"))
+
+
+def test_weight_expressions_may_use_n_the_number_of_modalities():
+    three = {name: dict(TINY_VECTOR) for name in ("a", "b", "c")}
+    model = mibzoo.load("mvtcae", modalities=three, shared=TINY_SHARED, alpha=0.6, beta=2.0, likelihood_weights={})
+    weights = {term.name: weight for _, term, weight in model.loss_terms}
+    np.testing.assert_allclose(weights["informative"], 2.0 * (3 - 0.6) / 3)
+    np.testing.assert_allclose(weights["cross"], [2.0 * 0.6 / 3] * 3)
+    with pytest.raises(ConfigError, match=r"hyperparameters\.N.*number of modalities"):
+        mibzoo.load("mvtcae", hyperparameters={"N": 3.0, "alpha": 0.9, "beta": 1.0})

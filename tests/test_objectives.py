@@ -160,3 +160,65 @@ def test_cross_generation_is_the_likelihood_of_each_modality_generated_from_the_
     np.testing.assert_allclose(float(terms["cross_generation"]), 1.5 * values.sum(), rtol=1e-5)
     np.testing.assert_allclose(float(totals["loss"]),
                                float(terms["C0"]) + float(terms["cross"]) + 1.5 * values.sum(), rtol=1e-5)
+
+
+def numpy_nll(name, params, arrays):
+    """−log p(x | params) in NumPy for the tiny pair: Bernoulli logits for x, a categorical for y."""
+    params = np.asarray(params, "float64")
+    if name == "x":
+        return np.sum(np.logaddexp(0, params) - arrays["x"] * params, axis=-1)
+    log_softmax = params - np.log(np.exp(params).sum(-1, keepdims=True))
+    return -log_softmax[np.arange(len(params)), arrays["y"]]
+
+
+def numpy_gaussian_kl(loc, logvar, loc2, logvar2):
+    return 0.5 * np.sum(np.exp(logvar - logvar2) + (loc - loc2) ** 2 / np.exp(logvar2) - 1 - logvar + logvar2, -1)
+
+
+def zero_noise_pass(model, arrays):
+    from mibzoo.forward import ForwardPass
+
+    x, present = model._prepare({k: v for k, v in arrays.items() if k in PAIR}, strict=True)
+    mask_q, mask_p = model.structure_masks.masks(training=False)
+    return ForwardPass(model, x, present, mask_q, mask_p, lambda shape: np.zeros(shape, "float32"))
+
+
+@pytest.mark.parametrize("alpha,beta", [(0.9, 1.0), (0.3, 2.5)])
+def test_mvtcae_loss_is_reconstruction_plus_its_weighted_kls(alpha, beta):
+    """Hwang et al. 2021, Eq. 9: Σ_i −log p(x_i | z) + β((N − α)/N KL(q(z|X) ‖ p(z))
+    + α/N Σ_i KL(q(z|X) ‖ q(z|x_i))), N = 2, with the label likelihood weighted ×3."""
+    model = mibzoo.load("mvtcae", modalities=PAIR, shared=TINY_SHARED, alpha=alpha, beta=beta,
+                        likelihood_weights={"y": 3.0})
+    arrays = synthetic_batches(PAIR, n=16)
+    fp = zero_noise_pass(model, arrays)
+    _, totals = model.compute_terms(fp)
+    loc, logvar = (np.asarray(t) for t in fp.posterior())
+    recon = 0.0
+    for name, weight in (("x", 1.0), ("y", 3.0)):
+        recon += weight * np.mean(numpy_nll(name, model.decode_modality(name, loc), arrays))
+    joint_kl = np.mean(numpy_kl_to_standard_normal(loc, logvar))
+    cross_kls = sum(np.mean(numpy_gaussian_kl(loc, logvar, *(np.asarray(t) for t in fp.posterior(i)))) for i in range(2))
+    want = recon + beta * ((2 - alpha) / 2 * joint_kl + alpha / 2 * cross_kls)
+    np.testing.assert_allclose(float(totals["loss"]), want, rtol=1e-5)
+
+
+def test_dmvae_loss_is_the_joint_elbo_plus_every_unimodal_elbo_over_all_modalities():
+    """Lee & Pavlovic 2021: −ELBO(x, y; q(z | x, y)) + Σ_j −ELBO(x, y; q(z | x_j)), every
+    reconstruction with the modality's own private latent, in NumPy at zero noise (z and u at
+    their posterior means), the label likelihood weighted ×3."""
+    model = mibzoo.load("dmvae", modalities=PAIR, shared=TINY_SHARED, private=2, likelihood_weights={"y": 3.0})
+    arrays = synthetic_batches(PAIR, n=16)
+    fp = zero_noise_pass(model, arrays)
+    _, totals = model.compute_terms(fp)
+    outputs = {n: [np.asarray(t) for t in fp.encoder_outputs()[n]] for n in ("x", "y")}
+    u = {n: outputs[n][2] for n in ("x", "y")}
+    u_kl = sum(np.mean(numpy_kl_to_standard_normal(outputs[n][2], np.clip(outputs[n][3], -12.0, 8.0))) for n in u)
+
+    def negative_elbo(loc, logvar):
+        recon = sum(weight * np.mean(numpy_nll(n, model.decode_modality(n, np.concatenate([loc, u[n]], -1)), arrays))
+                    for n, weight in (("x", 1.0), ("y", 3.0)))
+        return recon + np.mean(numpy_kl_to_standard_normal(loc, logvar)) + u_kl
+
+    want = negative_elbo(*(np.asarray(t) for t in fp.posterior()))
+    want += sum(negative_elbo(*(np.asarray(t) for t in fp.posterior(j))) for j in range(2))
+    np.testing.assert_allclose(float(totals["loss"]), want, rtol=1e-5)
