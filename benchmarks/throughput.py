@@ -1,15 +1,26 @@
 """Training throughput of every zoo entry at batch 128 on MNIST-shaped data, beside a minimal
 hand-written Keras VAE of the same size; the ratio is the framework's overhead.
 
-    python benchmarks/throughput.py [--steps 30] [--warmup 5] [--entries vae wyner_vae ...]
+    python benchmarks/throughput.py [--steps 40] [--warmup 6] [--entries vae wyner_vae ...]
+    python benchmarks/throughput.py --peer-architecture [--epochs 3]
 
 Prints examples per second over the steps after the warm-up steps (which include tracing),
 measured inside one `fit` call by a callback.
+
+``--peer-architecture`` builds every multimodal entry with MultiVae's getting-started networks
+(MLP 512-512 encoders and decoders for every modality, latent 20, batch 128) so that examples/s
+compare one to one with that peer, and runs each entry in its own process over several epochs:
+it prints the steady rate, the seconds of an epoch, what the first step of each later epoch
+costs relative to a steady step (an epoch-start stall shows there), and the process's peak RSS.
 Device placement is TensorFlow's: on a GPU machine the same script measures the GPU.
 """
 import argparse
+import json
 import os
 import platform
+import resource
+import subprocess
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -76,11 +87,15 @@ def mnist_shaped(model_modalities, n, seed=0):
 
 
 class StepTimes(keras.callbacks.Callback):
-    """Wall-clock time at the end of every training step."""
+    """Wall-clock time at the end of every training step, and at the start of every epoch."""
 
     def __init__(self):
         super().__init__()
         self.times = []
+        self.epoch_starts = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_starts.append((len(self.times), time.perf_counter()))
 
     def on_train_batch_end(self, batch, logs=None):
         self.times.append(time.perf_counter())
@@ -99,12 +114,76 @@ def examples_per_second(model, arrays, steps, warmup):
     return float(BATCH * len(durations) / np.sum(durations))
 
 
+# MultiVae's getting-started networks (its MNIST-Label example): MLPs of two 512-unit layers for
+# every modality, a 20-dimensional latent, no private latents.
+PEER_NETWORKS = {kind: {"network": "mlp", "hidden": 512, "layers": 2} for kind in ("image",)}
+PEER_NETWORKS["categorical"] = {"hidden": 512, "layers": 2}
+
+
+def peer_model(entry):
+    return mibzoo.load(entry, networks=PEER_NETWORKS, shared=[{"name": "z", "size": 20}])
+
+
+def epoch_profile(entry, steps, epochs):
+    """One entry with the peer's networks, ``epochs`` epochs of ``steps`` steps in one `fit`:
+    steady rate (every epoch after the first, without its first step), epoch seconds, the first
+    step of epochs 2.. against the median steady step, and this process's peak RSS."""
+    model = peer_model(entry)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    arrays = mnist_shaped(model.modality_specs, BATCH * steps)
+    ds = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    timer = StepTimes()
+    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
+    times = np.asarray(timer.times)
+    starts = timer.epoch_starts + [(len(times), None)]
+    steady, firsts, epoch_seconds = [], [], []
+    for (first, began), (end, _) in zip(starts[1:-1], starts[2:]):
+        firsts.append(times[first] - began)
+        steady.extend(np.diff(times[first:end]))
+        epoch_seconds.append(times[end - 1] - began)
+    median = float(np.median(steady))
+    return {"entry": entry, "examples_per_second": float(BATCH * len(steady) / np.sum(steady)),
+            "epoch_seconds": float(np.median(epoch_seconds)), "first_step_ratio": float(max(firsts) / median),
+            "first_step_seconds": float(max(firsts)), "steady_step_seconds": median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
+
+
+def main_peer(args):
+    entries = args.entries or [e for e in mibzoo.list_models() if len(mibzoo.describe(e)["model"]["modalities"]) > 1
+                               and not e.startswith("fair_")]
+    print(f"--peer-architecture: MLP 512-512 for every modality, latent 20, batch {BATCH}, {args.epochs} epochs of "
+          f"{args.epoch_steps} steps per entry, each entry in its own process; {os.cpu_count()} cores")
+    print(f"{'entry':12s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} {'peak RSS MB':>12s}")
+    for entry in entries:
+        done = subprocess.run([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
+                               "--epoch-steps", str(args.epoch_steps)], capture_output=True, text=True)
+        if done.returncode:
+            print(f"{entry:12s} failed: {done.stderr.strip().splitlines()[-1:]}")
+            continue
+        r = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{entry:12s} {r['parameters']:9d} {r['examples_per_second']:7.0f} {r['epoch_seconds']:8.1f} "
+              f"{r['first_step_seconds'] * 1000:9.0f}ms {r['first_step_ratio']:8.1f}x {r['peak_rss_mb']:12.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=6)
     parser.add_argument("--entries", nargs="*", default=None)
+    parser.add_argument("--peer-architecture", action="store_true",
+                        help="MultiVae's networks for every multimodal entry, per-epoch figures and peak RSS")
+    parser.add_argument("--epochs", type=int, default=3, help="with --peer-architecture")
+    parser.add_argument("--epoch-steps", type=int, default=469, help="steps per epoch with --peer-architecture "
+                        "(469 = 60,000 examples at batch 128)")
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
+    if args.one:
+        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs)))
+        return
+    if args.peer_architecture:
+        main_peer(args)
+        return
     devices = [d.device_type for d in tf.config.list_logical_devices()]
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, devices {devices}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch {BATCH}")
