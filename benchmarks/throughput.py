@@ -124,7 +124,7 @@ def peer_model(entry):
     return mibzoo.load(entry, networks=PEER_NETWORKS, shared=[{"name": "z", "size": 20}])
 
 
-def epoch_profile(entry, steps, epochs):
+def epoch_profile(entry, steps, epochs, finite=False):
     """One entry with the peer's networks, ``epochs`` epochs of ``steps`` steps in one `fit`:
     steady rate (every epoch after the first, without its first step), epoch seconds, the first
     step of epochs 2.. against the median steady step, and this process's peak RSS."""
@@ -133,7 +133,10 @@ def epoch_profile(entry, steps, epochs):
     arrays = mnist_shaped(model.modality_specs, BATCH * steps)
     ds = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     timer = StepTimes()
-    model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
+    if finite:  # a new iterator per epoch, as `mibzoo train` did before it repeated its dataset
+        model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
+    else:  # what `mibzoo train` does (mibzoo.experiment._repeated_training_dataset)
+        model.fit(ds.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])
     times = np.asarray(timer.times)
     starts = timer.epoch_starts + [(len(times), None)]
     steady, firsts, epoch_seconds = [], [], []
@@ -153,11 +156,13 @@ def main_peer(args):
     entries = args.entries or [e for e in mibzoo.list_models() if len(mibzoo.describe(e)["model"]["modalities"]) > 1
                                and not e.startswith("fair_")]
     print(f"--peer-architecture: MLP 512-512 for every modality, latent 20, batch {BATCH}, {args.epochs} epochs of "
-          f"{args.epoch_steps} steps per entry, each entry in its own process; {os.cpu_count()} cores")
+          f"{args.epoch_steps} steps per entry ({'a finite dataset per epoch' if args.finite_epochs else 'repeated dataset'}), "
+          f"each entry in its own process; {os.cpu_count()} cores")
     print(f"{'entry':12s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} {'peak RSS MB':>12s}")
     for entry in entries:
         done = subprocess.run([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
-                               "--epoch-steps", str(args.epoch_steps)], capture_output=True, text=True)
+                               "--epoch-steps", str(args.epoch_steps)] + ["--finite-epochs"] * args.finite_epochs,
+                              capture_output=True, text=True)
         if done.returncode:
             print(f"{entry:12s} failed: {done.stderr.strip().splitlines()[-1:]}")
             continue
@@ -176,10 +181,12 @@ def main():
     parser.add_argument("--epochs", type=int, default=3, help="with --peer-architecture")
     parser.add_argument("--epoch-steps", type=int, default=469, help="steps per epoch with --peer-architecture "
                         "(469 = 60,000 examples at batch 128)")
+    parser.add_argument("--finite-epochs", action="store_true", help="with --peer-architecture: a finite dataset "
+                        "iterated anew each epoch instead of the repeated one `mibzoo train` uses (shows the stall)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs)))
+        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs, args.finite_epochs)))
         return
     if args.peer_architecture:
         main_peer(args)

@@ -230,3 +230,13 @@ def test_history_csv_matches_the_manifest_and_keras_names(data, tmp_path):
     assert checkpoint_lib.history_csv(rows) == (run / "history.csv").read_text()
     assert {"loss", "C1", "cross", "private"} <= set(rows[0]) and all(np.isfinite(r["loss"]) for r in rows)
     assert keras.saving.get_registered_object("mibzoo>MIBModel") is MIBModel
+
+
+def test_an_epoch_is_one_pass_over_the_training_split_of_a_repeated_dataset(data, tmp_path):
+    # 64 examples at batch 24: 3 batches per pass (the last one partial); Keras keeps one iterator
+    # over the repeated dataset, so epochs must stay aligned with passes by steps_per_epoch.
+    run = tmp_path / "run"
+    train(data, run, 2, batch_size=24)
+    model = experiment.load_run_model(run)
+    assert int(model.optimizer.iterations.numpy()) == 2 * 3
+    assert history_epochs(run) == [0, 1]
