@@ -140,10 +140,18 @@ def _terms(entries, kind, source, field):
     return out
 
 
-def private_sizes(private, modality_names, source="private"):
-    """``{modality: size of U_i}`` from a config's ``private`` field (an int for every modality, or
-    ``{modality: int}`` with unlisted modalities at 0)."""
-    allowed = "a non-negative integer (0: no private latents) or {modality: non-negative integer}"
+def private_sizes(private, modalities, source="private"):
+    """``{modality: size of U_i}`` from a config's ``private`` field: an int for every modality, or a
+    dict keyed by modality names or modality kinds (``{"image": 4}``; a modality's own name wins
+    over its kind; unlisted modalities get 0). Kind keys let an entry keep its private latents when
+    a data set renames its modalities (MNIST-Plus-1's ``image_a``, ``image_b``).
+
+    Args:
+        private: the ``private`` field.
+        modalities: ``{name: spec}`` of the model's modalities (specs carry ``kind``).
+    """
+    allowed = ("a non-negative integer (0: no private latents) or {modality name or kind: "
+               "non-negative integer}")
 
     def size(value, field):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -151,12 +159,16 @@ def private_sizes(private, modality_names, source="private"):
         return value
 
     if isinstance(private, dict):
-        unknown = sorted(set(private) - set(modality_names))
+        unknown = sorted(set(private) - set(modalities) - set(KINDS))
         if unknown:
             raise ConfigError(source, f"private.{unknown[0]}", private[unknown[0]],
-                              f"sizes keyed by the modalities {list(modality_names)}")
-        return {name: size(private.get(name, 0), f"private.{name}") for name in modality_names}
-    return {name: size(private, "private") for name in modality_names}
+                              f"sizes keyed by the modalities {list(modalities)} or the kinds {list(KINDS)}")
+        out = {}
+        for name, spec in modalities.items():
+            key = name if name in private else spec["kind"]
+            out[name] = size(private.get(key, 0), f"private.{key}")
+        return out
+    return {name: size(private, "private") for name in modalities}
 
 
 def validate_model_config(model, source):
@@ -207,7 +219,7 @@ def validate_model_config(model, source):
     cfg["shared"] = shared
 
     cfg["private"] = cfg.get("private", 0)
-    private_sizes(cfg["private"], names, source)
+    private_sizes(cfg["private"], cfg["modalities"], source)
 
     for key in ("inference_structure", "generation_structure"):
         cfg[key] = cfg.get(key, "full")
@@ -375,6 +387,10 @@ def apply_overrides(model, overrides, source):
         for key in ("inference_structure", "generation_structure"):
             if key not in overrides and isinstance(merged[key], list):
                 merged[key] = "full"
+        # Private sizes keyed by the old set's modality names are dropped (kind keys still apply).
+        if "private" not in overrides and isinstance(merged.get("private"), dict):
+            merged["private"] = {k: v for k, v in merged["private"].items()
+                                 if k in KINDS or k in (overrides["modalities"] or {})}
         # Likelihood weights apply to the modalities of the new set that they name.
         if "likelihood_weights" not in overrides and isinstance(merged.get("likelihood_weights"), dict):
             merged["likelihood_weights"] = {k: v for k, v in merged["likelihood_weights"].items()

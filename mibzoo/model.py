@@ -109,7 +109,7 @@ class MIBModel(keras.Model):
         self.block_sizes = [b["size"] for b in cfg["shared"]]
         self.shared_size = sum(self.block_sizes)
         # U_i sizes per modality; private_size is the width of u = [u_1, ..., u_N] (0: none).
-        self.private_sizes = private_sizes(cfg["private"], self.modality_names)
+        self.private_sizes = private_sizes(cfg["private"], self.modality_specs)
         self.private_size = sum(self.private_sizes.values())
         self.likelihood_weights = [cfg["likelihood_weights"].get(name, 1.0) for name in self.modality_names]
         self.kl_schedule = schedules.get(cfg["kl_schedule"])

@@ -98,3 +98,18 @@ def test_weight_expressions_may_use_n_the_number_of_modalities():
     np.testing.assert_allclose(weights["cross"], [2.0 * 0.6 / 3] * 3)
     with pytest.raises(ConfigError, match=r"hyperparameters\.N.*number of modalities"):
         mibzoo.load("mvtcae", hyperparameters={"N": 3.0, "alpha": 0.9, "beta": 1.0})
+
+
+def test_private_sizes_keyed_by_modality_name_or_kind():
+    from mibzoo.config import private_sizes
+
+    specs = {"image_a": {"kind": "image"}, "image_b": {"kind": "image"}, "label": {"kind": "categorical"}}
+    assert private_sizes({"image": 4}, specs) == {"image_a": 4, "image_b": 4, "label": 0}
+    assert private_sizes({"image": 4, "image_b": 2}, specs) == {"image_a": 4, "image_b": 2, "label": 0}
+    assert private_sizes(3, specs) == {"image_a": 3, "image_b": 3, "label": 3}
+    with pytest.raises(ConfigError, match=r"private\.imgae.*the kinds"):
+        private_sizes({"imgae": 4}, specs)
+    # a data set with other modality names keeps the entry's kind-keyed private latents
+    plus1 = mibzoo.load("dmvae", modalities={"image_a": {"kind": "image", "shape": [4, 4, 1]},
+                                             "label": {"kind": "categorical", "classes": 3}})
+    assert plus1.private_sizes == {"image_a": 4, "label": 0}
