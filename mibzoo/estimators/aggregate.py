@@ -13,6 +13,14 @@ from keras import ops
 from mibzoo.inference import gaussian_log_density
 
 
+def pairwise_log_density(z, loc, logvar):
+    """``[B, B, D]``: log q(z_b,d | x_c), every sample b under every posterior c of the batch, per
+    coordinate (float32). The aggregate-posterior estimates here and in `total_correlation` sum or
+    weight it."""
+    z, loc, logvar = (ops.cast(t, "float32") for t in (z, loc, logvar))
+    return gaussian_log_density(z[:, None, :], loc[None, :, :], logvar[None, :, :])
+
+
 def log_aggregate_posterior(z, loc, logvar):
     """Minibatch estimate of log q(z_b) for each sample.
 
@@ -25,7 +33,7 @@ def log_aggregate_posterior(z, loc, logvar):
         ``[B]`` estimates of ``log q(z_b)``.
     """
     # pairwise[b, c] = log q(z_b | x_c), summed over dimensions.
-    pairwise = ops.sum(gaussian_log_density(z[:, None, :], loc[None, :, :], logvar[None, :, :]), axis=-1)
+    pairwise = ops.sum(pairwise_log_density(z, loc, logvar), axis=-1)
     batch = ops.cast(ops.shape(z)[0], "float32")
     return ops.logsumexp(pairwise, axis=1) - ops.log(batch)
 

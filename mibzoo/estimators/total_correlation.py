@@ -16,12 +16,12 @@ All math is float32 and log-domain (``logsumexp``); inputs of other float
 dtypes (e.g. bfloat16) are cast.
 """
 
-import math
-
 import keras
 from keras import ops
 
 from mibzoo.estimators.adversarial import discriminator_loss
+from mibzoo.estimators.aggregate import pairwise_log_density
+from mibzoo.inference import gaussian_log_density
 
 __all__ = [
     "log_density_gaussian",
@@ -34,17 +34,13 @@ __all__ = [
     "tc_discriminator_estimate",
 ]
 
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
 def _f32(t):
     return ops.cast(t, "float32")
 
 
 def log_density_gaussian(z, mu, logvar):
-    """Elementwise log-density of a diagonal Gaussian, ``log N(z; mu, exp(logvar))``.
-
-    ``-0.5 * (log 2π + logvar + (z - mu)^2 * exp(-logvar))``.
+    """Elementwise log-density of a diagonal Gaussian, ``log N(z; mu, exp(logvar))``, in float32
+    (`mibzoo.inference.gaussian_log_density` on float32 inputs).
 
     Args:
       z, mu, logvar: float tensors, broadcastable to one shape.
@@ -53,14 +49,7 @@ def log_density_gaussian(z, mu, logvar):
       float32 tensor of the broadcast shape (one value per coordinate; sum the
       last axis for the density of a vector).
     """
-    z, mu, logvar = _f32(z), _f32(mu), _f32(logvar)
-    return -0.5 * (_LOG_2PI + logvar + ops.square(z - mu) * ops.exp(-logvar))
-
-
-def _pairwise_log_q(z, mu, logvar):
-    """``[B, B, D]`` tensor ``log q(z_i,d | x_j)`` (row i: sample, column j: posterior)."""
-    z, mu, logvar = _f32(z), _f32(mu), _f32(logvar)
-    return log_density_gaussian(z[:, None, :], mu[None, :, :], logvar[None, :, :])
+    return gaussian_log_density(_f32(z), _f32(mu), _f32(logvar))
 
 
 def _batch_size(z):
@@ -112,7 +101,7 @@ def aggregate_posterior_log_densities(z, mu, logvar, dataset_size=None, sampling
     Returns:
       ``(log_qz, log_qz_marginals)``: float32 ``[B]`` and ``[B, D]``.
     """
-    log_q = _pairwise_log_q(z, mu, logvar)  # [B, B, D]
+    log_q = pairwise_log_density(z, mu, logvar)  # [B, B, D]
     if sampling == "mws":
         log_w = _mws_log_weight(z, dataset_size)
         log_qz = ops.logsumexp(ops.sum(log_q, axis=2), axis=1) + log_w
@@ -207,7 +196,7 @@ def group_total_correlation_mws(z, mu, logvar, sizes):
     if z.shape[-1] is not None and sum(sizes) != z.shape[-1]:
         raise ValueError(f"group_total_correlation_mws: sizes {sizes} sum to {sum(sizes)}, but z has "
                          f"{z.shape[-1]} dimensions")
-    log_q = _pairwise_log_q(z, mu, logvar)  # [B, B, D]
+    log_q = pairwise_log_density(z, mu, logvar)  # [B, B, D]
     log_w = _mws_log_weight(z, None)
     log_joint = ops.logsumexp(ops.sum(log_q, axis=2), axis=1) + log_w
     log_groups, start = 0.0, 0
