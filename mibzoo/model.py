@@ -425,6 +425,21 @@ class MIBModel(keras.Model):
             kl_weight = self.kl_schedule(self.optimizer.iterations)  # γ_t at network update t
         return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training, kl_weight=kl_weight)
 
+    def forward_pass(self, inputs, present=None, seed=None):
+        """The `ForwardPass` of a batch as the user API sees it: validated inputs, the inference
+        masks (no relaxation), and noise from ``seed`` (None: fresh; an int or int32 ``[2]``:
+        stateless and reproducible; or a callable ``noise(shape)``). Metrics and tools read the
+        model's quantities through it (posteriors, KLs, likelihoods) instead of its internals.
+
+        Args:
+            inputs: ``{modality: batch}``, any subset of the modalities.
+            present: optional ``{modality: [B] 0/1}`` presence per example.
+            seed: the noise source (see above).
+        """
+        x, present = self._prepare(inputs, strict=True, present=present)
+        mask_q, mask_p = self._inference_masks()
+        return ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(seed))
+
     def compute_terms(self, fp):
         """Weighted values of every loss term, and the totals L (Eq. 8) and L_score (Eq. 15).
 

@@ -138,13 +138,10 @@ def test_per_modality_weights_select_modalities():
 def test_cross_generation_is_the_likelihood_of_each_modality_generated_from_the_others():
     """β Σ_i −log p(x_i | z, u_i), z ~ q(z | x_{\\i}), u_i ~ p(u_i), in NumPy with zero noise (z at the
     mean of q(z | x_j), u_i = 0); the default mib_mm loss is Eq. 16 plus this term."""
-    from mibzoo.forward import ForwardPass
-
     model = mibzoo.load("mib_mm", modalities=PAIR, shared=TINY_SHARED, private=2, beta=1.5)
     arrays = synthetic_batches(PAIR, n=16)
-    x, present = model._prepare({k: v for k, v in arrays.items() if k in PAIR}, strict=True)
-    mask_q, mask_p = model.structure_masks.masks(training=False)
-    fp = ForwardPass(model, x, present, mask_q, mask_p, lambda shape: np.zeros(shape, "float32"))
+    fp = zero_noise_pass(model, arrays)
+    mask_p = fp.mask_p
     values = np.asarray(objectives.TERMS["cross_generation"].fn(fp))
     gate = np.asarray(mask_p)[:, 0]
     for i, (name, other) in enumerate((("x", 1), ("y", 0))):
@@ -176,11 +173,7 @@ def numpy_gaussian_kl(loc, logvar, loc2, logvar2):
 
 
 def zero_noise_pass(model, arrays):
-    from mibzoo.forward import ForwardPass
-
-    x, present = model._prepare({k: v for k, v in arrays.items() if k in PAIR}, strict=True)
-    mask_q, mask_p = model.structure_masks.masks(training=False)
-    return ForwardPass(model, x, present, mask_q, mask_p, lambda shape: np.zeros(shape, "float32"))
+    return model.forward_pass({k: v for k, v in arrays.items() if k in PAIR}, seed=lambda shape: np.zeros(shape, "float32"))
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.9, 1.0), (0.3, 2.5)])

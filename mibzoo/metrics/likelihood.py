@@ -55,17 +55,15 @@ def log_importance_weights(model, inputs, k=1, seed=0, noise=None, chunk=None):
     """
     from keras import ops
 
-    from mibzoo.forward import ForwardPass
     from mibzoo.inference import gaussian_log_density
 
     given = {name: value for name, value in inputs.items() if name in model.modality_specs}
     if not given:
         raise ValueError(f"log_importance_weights: inputs have none of the model's modalities "
                          f"{model.modality_names}; got keys {sorted(inputs)}")
-    x, present = model._prepare(given, strict=True)
+    fp = model.forward_pass(given)  # the posterior is deterministic; noise is supplied explicitly below
+    x = fp.x
     names = [n for n in model.modality_names if n in x]
-    mask_q, mask_p = model._inference_masks()
-    fp = ForwardPass(model, x, present, mask_q, mask_p, None)  # noise is supplied explicitly below
     loc, logvar = fp.posterior()
     batch = int(loc.shape[0])
     if noise is None:
