@@ -10,6 +10,9 @@
 - `fairness`: ACC, DEO and demographic parity of a linear classifier on a representation
   (Table 3), on fairness data (a spec with a ``sensitive`` attribute).
 - `learned_structure`: the edge probabilities of learned M^q and M^p.
+- `prior_sample_quality` (group ``sample_quality``): prior samples of image modalities read by the
+  digit classifier: mean confidence, class-histogram entropy and the Fréchet distance to real images in the classifier's
+  penultimate features (the MNIST counterpart of FID).
 
 Metrics take a model (an `MIBModel`, or any object with the methods a metric uses) and a dict
 of numpy arrays with modality keys and extra label keys (``mibzoo.data.load_arrays``).
@@ -31,6 +34,7 @@ from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy,
 from mibzoo.metrics.fairness import representation_fairness
 from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.structure import learned_structure
+from mibzoo.metrics.sample_quality import frechet_distance, image_quality, prior_sample_quality
 from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
 from mibzoo.errors import did_you_mean
 
@@ -43,19 +47,22 @@ METRICS = {
     "reconstruction": False,
     "fairness": True,
     "structure": True,  # edge probabilities of learned masks: reported, not ranked
+    "sample_quality": True,
 }
-# Keys whose direction differs from their group's.
+# Keys whose direction differs from their group's (exact keys, and key endings).
 _LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
+_LOWER_IS_BETTER_SUFFIXES = ("/frechet",)
 
 __all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "coherences", "cross_modal_coherence",
-           "elbo", "evaluate", "fit_logistic_regression", "higher_is_better", "iwae_bound",
+           "elbo", "evaluate", "fit_logistic_regression", "frechet_distance", "image_quality", "higher_is_better", "iwae_bound",
            "joint_coherence", "learned_structure", "linear_probe_accuracy", "log_importance_weights",
-           "log_likelihoods", "posterior_means", "reconstruction_error", "representation_fairness", "spec_for"]
+           "log_likelihoods", "posterior_means", "prior_sample_quality", "reconstruction_error",
+           "representation_fairness", "spec_for"]
 
 
 def higher_is_better(metric_name):
     """Whether larger values of a metric key (``"probe/image"``) are better."""
-    if metric_name in _LOWER_IS_BETTER:
+    if metric_name in _LOWER_IS_BETTER or metric_name.endswith(_LOWER_IS_BETTER_SUFFIXES):
         return False
     return METRICS.get(metric_name.split("/")[0], True)
 
@@ -97,7 +104,7 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
         limit: test examples for coherence, probe and reconstruction (None: all).
         likelihood_limit: test examples for the log-likelihood (default: ``limit``); it costs
             K decoder passes per example and modality subset.
-        prior_samples: samples for joint coherence.
+        prior_samples: samples for joint coherence and sample quality.
         batch_size: examples per batch.
         seed: base seed of every sampled quantity.
         classifier_dir, data_dir: cache of the classifiers and data they are trained on.
@@ -109,7 +116,7 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     spec = spec_for(spec, specs)
     out = {}
     readers = None
-    if "cross_coherence" in metrics or "joint_coherence" in metrics:
+    if {"cross_coherence", "joint_coherence", "sample_quality"} & set(metrics):
         readers = _common.resolve_readers(specs, spec, classifiers, list(specs), classifier_dir, data_dir)
     if "cross_coherence" in metrics:
         for source in specs:
@@ -123,6 +130,11 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     if "joint_coherence" in metrics and len(readers) >= 2 and len({l.classes for l in labels}) == 1:
         out["joint_coherence"] = joint_coherence(model, readers, {m: spec.labels[m].offset for m in readers},
                                                  labels[0].classes, prior_samples, seed=seed)
+    if "sample_quality" in metrics:
+        images = [m for m in readers if readers[m] is not None and m in test_arrays]
+        scores = prior_sample_quality(model, {m: readers[m] for m in images},
+                                {m: test_arrays[m][:prior_samples] for m in images}, prior_samples, seed=seed)
+        out.update({f"sample_quality/{k}": v for k, v in scores.items()})
     if "log_likelihood" in metrics:
         ll = log_likelihoods(model, test_arrays, iwae_k, min(batch_size, 128), seed,
                              likelihood_limit if likelihood_limit is not None else limit)
