@@ -45,7 +45,8 @@ from mibzoo.checkpoints import CorruptFileError, RunCheckpoints, save_model_atom
 from mibzoo.files import atomic_path
 
 # Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
-DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": 1e-3, "limit": None, "overrides": {},
+# learning_rate None: the entry's own (its config's ``optimizers``; Adam(1e-3) unless the entry sets one).
+DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, "overrides": {},
             "modality_options": {}}
 
 
@@ -117,15 +118,18 @@ def check_settings(epochs, settings):
     if settings["limit"] is not None:
         integer("limit", settings["limit"], 1)
     rate = settings["learning_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3)")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate)
+                             or rate <= 0):
+        raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3) or None (the "
+                         f"entry's own)")
     for name in ("overrides", "modality_options"):
         if not isinstance(settings[name], dict):
             raise ValueError(f"{name}: got {settings[name]!r}, expected a dict")
 
 
-def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=1e-3):
-    """A compiled zoo model for a dataset: the data's modalities, seeded weights and noise, Adam.
+def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=None):
+    """A compiled zoo model for a dataset: the data's modalities, seeded weights and noise, and the
+    entry's Adam settings (config ``optimizers``).
 
     Args:
         entry: zoo entry name (`mibzoo.list_models()`).
@@ -133,7 +137,8 @@ def build_model(entry, data, overrides=None, modality_options=None, seed=0, lear
         overrides: `mibzoo.load` overrides.
         modality_options: merged into every modality spec (``{"hidden": 32}``).
         seed: seeds the weights and the training noise.
-        learning_rate: Adam learning rate of the networks.
+        learning_rate: Adam learning rate of the networks (None: the entry's; a number replaces
+            only the rate of the entry's ``dist`` optimizer, its β1 stays).
     """
     import keras
 
@@ -144,7 +149,10 @@ def build_model(entry, data, overrides=None, modality_options=None, seed=0, lear
     kwargs = model_overrides(data, overrides, modality_options, seed)
     keras.utils.set_random_seed(seed)
     model = mibzoo.load(entry, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    settings = dict(model.model_config["optimizers"]["dist"])
+    if learning_rate is not None:
+        settings["learning_rate"] = learning_rate
+    model.compile(optimizer=keras.optimizers.Adam(**settings))
     return model
 
 
@@ -279,6 +287,7 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         model = build_model(entry, data, settings["overrides"], settings["modality_options"], settings["seed"],
                             settings["learning_rate"])
         write_json(run_dir / "model_config.json", model.get_config())
+        record["optimizers"] = optimizer_settings(model)
     record["epochs_completed"] = done
     write_json(run_dir / "run.json", record)
 
@@ -302,6 +311,20 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     if evaluate:
         evaluate_run(run_dir, data_dir=data_dir, **evaluate_kwargs)
     return record
+
+
+def optimizer_settings(model):
+    """``{phase: {"learning_rate", "beta_1", "beta_2", "epsilon"}}`` of a compiled model's Adam
+    optimizers (the ``dist`` phase's and each ``critic:<term>`` phase's): what a run trained with."""
+    def adam(optimizer):
+        config = optimizer.get_config()
+        # float32 variables: 2e-4 reads back as 1.9999999e-4; 7 significant digits recover the setting.
+        return {k: float(f"{float(config[k]):.7g}") for k in ("learning_rate", "beta_1", "beta_2", "epsilon")
+                if k in config}
+
+    out = {"dist": adam(model.optimizer)}
+    out.update({phase: adam(optimizer) for phase, optimizer in model.critic_optimizers.items()})
+    return out
 
 
 def _intact(path, record):

@@ -49,8 +49,9 @@ def _add_budget(parser, epochs_default, resumable=False):
     parser.add_argument("--batch-size", type=int, default=None if resumable else 128,
                         help="batch size (default 128)" + recorded)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N training examples" + recorded)
-    parser.add_argument("--learning-rate", type=float, default=None if resumable else 1e-3,
-                        help="Adam learning rate (default 1e-3)" + recorded)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam learning rate of the networks (default: the entry's, from its zoo config's "
+                             "'optimizers'; 1e-3 unless it sets one)" + recorded)
     parser.add_argument("--set", action="append", metavar="KEY=JSON", help="model override (repeatable)")
     parser.add_argument("--modality-options", metavar="JSON", help="merged into every modality spec")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
