@@ -404,7 +404,36 @@ def write_sample_plots(model, examples, folder, seed=0, num_samples=4):
                           title=f"{model.name}: {source} -> {target}", path=path)
         paths.append(path)
     plots.prior_grid(samples["prior"], specs, title=f"{model.name}: samples from the prior", path=folder / "prior.png")
-    return paths + [folder / "prior.png"]
+    return paths + [folder / "prior.png"] + write_code_plots(model, folder, seed)
+
+
+def write_code_plots(model, folder, seed=0, columns=10):
+    """PNG grids of InfoGAN-style codes, per image modality: ``codes_<block>_<modality>.png`` (one row
+    per value of a categorical code, ``columns`` samples each, column j with the same other latents)
+    and ``traversal_<block>_<d>_<modality>.png`` (dimension d of a continuous code from −2 to 2 along
+    each row). Returns the paths (none for models without codes)."""
+    from mibzoo import plots
+    from mibzoo.metrics import codes
+
+    folder = pathlib.Path(folder)
+    images = [m for m, spec in model.modality_specs.items() if spec["kind"] == "image"]
+    paths = []
+    for m in images:
+        for block in codes.categorical_code_blocks(model):
+            values = codes.code_samples(model, block, m, columns, seed)
+            path = folder / f"codes_{block}_{m}.png"
+            plots.latent_grid(values, model.modality_specs[m], row_labels=[f"{block}={k}" for k in range(len(values))],
+                              title=f"{model.name}: {m} for each value of {block}", path=path)
+            paths.append(path)
+        for block in codes.continuous_code_blocks(model):
+            for d in range(dict(zip(model.block_names, model.block_sizes))[block]):
+                steps = (-2.0, -1.0, 0.0, 1.0, 2.0)
+                values = codes.code_traversal(model, block, d, m, steps, seed=seed)
+                path = folder / f"traversal_{block}_{d}_{m}.png"
+                plots.latent_grid(values, model.modality_specs[m], column_labels=[f"{v:+g}" for v in steps],
+                                  title=f"{model.name}: {block}[{d}] from -2 to 2", path=path)
+                paths.append(path)
+    return paths
 
 
 def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=1000, probe_train_limit=10000,

@@ -13,6 +13,8 @@
 - `prior_sample_quality` (group ``sample_quality``): prior samples of image modalities read by the
   digit classifier: mean confidence, class-histogram entropy and the Fréchet distance to real images in the classifier's
   penultimate features (the MNIST counterpart of FID).
+- `code_class_accuracy` (group ``code_accuracy``): for categorical latent codes (InfoGAN), the
+  accuracy of the best one-to-one assignment of code values to the classes of what they generate.
 
 Metrics take a model (an `MIBModel`, or any object with the methods a metric uses) and a dict
 of numpy arrays with modality keys and extra label keys (``mibzoo.data.load_arrays``).
@@ -34,6 +36,7 @@ from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy,
 from mibzoo.metrics.fairness import representation_fairness
 from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.structure import learned_structure
+from mibzoo.metrics.codes import categorical_code_blocks, code_class_accuracy
 from mibzoo.metrics.sample_quality import frechet_distance, image_quality, prior_sample_quality
 from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
 from mibzoo.errors import did_you_mean
@@ -48,13 +51,15 @@ METRICS = {
     "fairness": True,
     "structure": True,  # edge probabilities of learned masks: reported, not ranked
     "sample_quality": True,
+    "code_accuracy": True,
 }
 # Keys whose direction differs from their group's (exact keys, and key endings).
 _LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
 _LOWER_IS_BETTER_SUFFIXES = ("/frechet",)
 
-__all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "coherences", "cross_modal_coherence",
-           "elbo", "evaluate", "fit_logistic_regression", "frechet_distance", "image_quality", "higher_is_better", "iwae_bound",
+__all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "categorical_code_blocks",
+           "code_class_accuracy", "coherences", "cross_modal_coherence", "elbo", "evaluate",
+           "fit_logistic_regression", "frechet_distance", "higher_is_better", "image_quality", "iwae_bound",
            "joint_coherence", "learned_structure", "linear_probe_accuracy", "log_importance_weights",
            "log_likelihoods", "posterior_means", "prior_sample_quality", "reconstruction_error",
            "representation_fairness", "spec_for"]
@@ -116,7 +121,7 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     spec = spec_for(spec, specs)
     out = {}
     readers = None
-    if {"cross_coherence", "joint_coherence", "sample_quality"} & set(metrics):
+    if {"cross_coherence", "joint_coherence", "sample_quality", "code_accuracy"} & set(metrics):
         readers = _common.resolve_readers(specs, spec, classifiers, list(specs), classifier_dir, data_dir)
     if "cross_coherence" in metrics:
         for source in specs:
@@ -135,6 +140,13 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
         scores = prior_sample_quality(model, {m: readers[m] for m in images},
                                 {m: test_arrays[m][:prior_samples] for m in images}, prior_samples, seed=seed)
         out.update({f"sample_quality/{k}": v for k, v in scores.items()})
+    if "code_accuracy" in metrics:
+        for block in categorical_code_blocks(model):
+            per_code = max(1, prior_samples // dict(zip(model.block_names, model.block_sizes))[block])
+            for m, clf in readers.items():
+                if clf is not None and specs[m]["kind"] == "image":
+                    out[f"code_accuracy/{block}/{m}"] = code_class_accuracy(
+                        model, block, m, clf, spec.labels[m].classes, per_code, seed)["accuracy"]
     if "log_likelihood" in metrics:
         ll = log_likelihoods(model, test_arrays, iwae_k, min(batch_size, 128), seed,
                              likelihood_limit if likelihood_limit is not None else limit)
