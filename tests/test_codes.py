@@ -106,3 +106,10 @@ def test_traversal_changes_only_the_traversed_dimension(tiny_infogan):
     np.testing.assert_allclose(again[:, 0], again[:, 1], atol=1e-6)
     np.testing.assert_allclose(again[:, 0], values[:, 0], atol=1e-6)
     assert np.abs(values[:, 0] - values[:, 1]).max() > 1e-4
+
+
+def test_evaluate_leaves_out_metrics_that_need_an_inference_network(tiny_infogan):
+    test = {"image": PROTOTYPES[np.arange(100) % CLASSES], "digit": np.arange(100) % CLASSES}
+    values = metrics.evaluate(tiny_infogan, test, test, spec="mnist", classifiers={"image": NearestPrototype()},
+                              prior_samples=50, iwae_k=2)
+    assert sorted({key.split("/")[0] for key in values}) == ["code_accuracy", "sample_quality"]

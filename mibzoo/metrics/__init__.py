@@ -53,6 +53,8 @@ METRICS = {
     "sample_quality": True,
     "code_accuracy": True,
 }
+# Groups that encode data (q(z | x)): left out for models without an inference network.
+_NEED_INFERENCE = ("cross_coherence", "log_likelihood", "probe", "reconstruction", "fairness")
 # Keys whose direction differs from their group's (exact keys, and key endings).
 _LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
 _LOWER_IS_BETTER_SUFFIXES = ("/frechet",)
@@ -94,9 +96,14 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     ``log_likelihood/<modality>``, ``probe/joint`` and ``probe/<modality>``,
     ``reconstruction/<modality>``, on fairness data ``fairness/acc``, ``fairness/deo``, ``fairness/dp``,
     and for learned structures ``structure/inference/<modality>/<block>`` and
-    ``structure/generation/<modality>/<block>`` (edge probabilities). A metric that does not apply (no
+    ``structure/generation/<modality>/<block>`` (edge probabilities), for image modalities with a
+    classifier ``sample_quality/<modality>/confidence``, ``.../class_entropy`` and ``.../frechet``
+    (``prior_samples`` samples against as many real test images), and for categorical latent codes
+    ``code_accuracy/<block>/<modality>`` (``prior_samples`` samples spread over the code's values).
+    A metric that does not apply (no
     second readable modality, no probe label, no training arrays for the probe, no sensitive attribute)
-    is left out.
+    is left out; so are the groups that need an inference network (cross-modal coherence, log-likelihood,
+    probe, reconstruction, fairness) for models without one (GAN, InfoGAN).
 
     Args:
         model: an `MIBModel`.
@@ -117,6 +124,9 @@ def evaluate(model, test_arrays, train_arrays=None, spec=None, classifiers=None,
     from mibzoo.metrics import _common
 
     metrics = check_metrics(metrics)
+    if not getattr(model, "has_inference", True):
+        # G^q = [] (GAN, InfoGAN): nothing to encode with, so only the prior-sample metrics apply.
+        metrics = [m for m in metrics if m not in _NEED_INFERENCE]
     specs = _common.modality_specs(model)
     spec = spec_for(spec, specs)
     out = {}
