@@ -64,7 +64,8 @@ def _add_evaluation(parser):
                         help="test examples for the log-likelihood (default 1000)")
     parser.add_argument("--probe-train-limit", type=int, default=10000,
                         help="training examples the linear probe is fit on (default 10000)")
-    parser.add_argument("--prior-samples", type=int, default=1000, help="prior samples for joint coherence, sample quality and code accuracy (default 1000)")
+    parser.add_argument("--prior-samples", type=int, default=1000,
+                        help="prior samples for joint coherence, sample quality and code accuracy (default 1000)")
     parser.add_argument("--metrics", nargs="+", default=None, help="metric groups (default: all)")
     parser.add_argument("--classifier-dir", default=None, help="classifier cache (default ~/.cache/mibzoo/classifiers)")
 
