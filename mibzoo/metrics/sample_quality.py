@@ -143,7 +143,7 @@ def class_histogram_entropy(class_ids, classes):
         raise ValueError(f"class ids must lie in [0, {classes}), got [{ids.min()}, {ids.max()}]")
     shares = np.bincount(ids, minlength=classes) / len(ids)
     shares = shares[shares > 0]
-    return float(-np.sum(shares * np.log(shares)))
+    return float(-np.sum(shares * np.log(shares))) + 0.0  # + 0.0: one class gives 0, not -0
 
 
 def image_quality(classifier, generated, real, batch_size=512):
