@@ -334,9 +334,17 @@ def _code_predictor(model):
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
-    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q."""
+    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q.
+
+    A ``q_fixed_std`` hyperparameter fixes the standard deviation of the Gaussian Q (the official
+    InfoGAN code's ``fix_std=True``): with a learned variance, log Q of the continuous codes grows
+    without bound as Q sharpens and outweighs the categorical code's bound (at most log K)."""
     z, _ = fp.prior_latents()
     params = fp.auxiliary("infogan")(fp.data_vector(fp.generated()))
+    fixed_std = fp.model.model_config["hyperparameters"].get("q_fixed_std")
+    if fixed_std is not None and not fixed_std > 0:
+        raise ValueError(f"{fp.model.name}: hyperparameter q_fixed_std got {fixed_std!r}, expected a number > 0 "
+                         "(the fixed standard deviation of Q's Gaussian codes)")
     bound, offset = 0.0, 0
     for _, start, end, kind in _code_layout(fp.model):
         code, size = z[:, start:end], end - start
@@ -345,6 +353,8 @@ def infogan_information(fp):
             offset += size
         else:
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
+            if fixed_std is not None:
+                logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
             bound = bound + infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
             offset += 2 * size
     return -bound

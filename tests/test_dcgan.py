@@ -110,3 +110,28 @@ def test_optimizer_settings_are_validated():
         mibzoo.load("gan", optimizers={"dist": {"beta1": 0.5}})
     with pytest.raises(ConfigError, match="network"):
         mibzoo.load("vae", networks={"vector": {"network": "dcgan"}})
+
+
+def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
+    from mibzoo.estimators import infogan
+    from mibzoo.objectives import infogan_information
+
+    keras.utils.set_random_seed(0)
+    image = {**DCGAN_IMAGE, "shape": [8, 8, 1]}
+    x, present = {"image": np.zeros((4, 8, 8, 1), "float32")}, keras.ops.ones((4, 1))
+    for std in (None, 0.5):
+        hyper = {"lambda_info": 1.0, **({"q_fixed_std": std} if std else {})}
+        model = mibzoo.load("infogan", modalities={"image": image}, hyperparameters=hyper)
+        fp = model.forward(x, present, training=False, seed=0)
+        got = float(infogan_information(fp))
+        # By hand, from the pass's cached code and Q's outputs: blocks noise (32), digit_code (10), style_code (2).
+        z, _ = fp.prior_latents()
+        params = model.auxiliaries["infogan"](fp.data_vector(fp.generated()))
+        mean = params[:, 10:12]
+        logvar = keras.ops.full_like(mean, 2 * np.log(std)) if std else params[:, 12:14]
+        expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 32:42], params[:, :10]))
+                     + float(infogan.gaussian_code_mi_lower_bound(z[:, 42:44], mean, logvar)))
+        assert got == pytest.approx(expected, rel=1e-5)
+    model = mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
+    with pytest.raises(ValueError, match="q_fixed_std"):
+        infogan_information(model.forward(x, present, training=False, seed=0))
