@@ -27,9 +27,14 @@ prior_sample_quality(model, {"image": clf}, {"image": test["image"]})
 # {'image/confidence': 0.95, 'image/class_entropy': 2.28, 'image/frechet': 3.1}
 ```
 """
+import weakref
+
 import numpy as np
 
 from mibzoo.metrics import _common
+
+# Feature extractors built per classifier (building one and tracing its predict costs seconds).
+_EXTRACTORS = weakref.WeakKeyDictionary()
 
 
 def _keras_model(classifier):
@@ -86,14 +91,15 @@ def penultimate_features(classifier, x, batch_size=512):
     if not _keras_model(classifier):
         raise TypeError(f"classifier: got {type(classifier).__name__}; Fréchet features need a Keras model or "
                         f"an object with a features(x) method")
-    layers = [layer for layer in classifier.layers if not isinstance(layer, keras.layers.InputLayer)]
-    index = len(layers) - 2
-    while index >= 0 and isinstance(layers[index], keras.layers.Dropout):
-        index -= 1
-    if index < 0:
-        raise ValueError(f"classifier {classifier.name!r} has no hidden layer to take features from")
-    extractor = keras.Model(classifier.inputs, layers[index].output)
-    out = extractor.predict(np.asarray(x), batch_size=batch_size, verbose=0)
+    if classifier not in _EXTRACTORS:
+        layers = [layer for layer in classifier.layers if not isinstance(layer, keras.layers.InputLayer)]
+        index = len(layers) - 2
+        while index >= 0 and isinstance(layers[index], keras.layers.Dropout):
+            index -= 1
+        if index < 0:
+            raise ValueError(f"classifier {classifier.name!r} has no hidden layer to take features from")
+        _EXTRACTORS[classifier] = keras.Model(classifier.inputs, layers[index].output)
+    out = _EXTRACTORS[classifier].predict(np.asarray(x), batch_size=batch_size, verbose=0)
     return np.asarray(out, "float64").reshape(len(x), -1)
 
 
