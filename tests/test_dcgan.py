@@ -85,7 +85,7 @@ def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
     assert model.network_specs["image"]["network"] == "dcgan"
     assert isinstance(model.critics["C2"], DataCritic)
     model.compile()
-    assert float(model.optimizer.learning_rate) == pytest.approx(2e-4)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)  # the generator: InfoGAN's rate
     assert float(model.optimizer.beta_1) == 0.5
     critic = model.critic_optimizers["critic:C2"]
     assert float(critic.learning_rate) == pytest.approx(2e-4) and float(critic.beta_1) == 0.5
