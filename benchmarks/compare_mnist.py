@@ -146,7 +146,22 @@ def write_docs(path, reports, structure, command, wall, out, planned=None):
                  "probabilities sigmoid(ρ) after training (`structure/<inference|generation>/<modality>/z`, "
                  "reported by `mibzoo evaluate`):", "", structure_section(structure), "", structure.table(), ""]
     pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(path).write_text("\n".join(text) + "\n", encoding="utf-8")
+    pathlib.Path(path).write_text("\n".join(text) + "\n" + kept_section(path), encoding="utf-8")
+
+
+# Sections of docs/results.md measured by other commands (the single-modality entries) start at this
+# line; regenerating the file keeps them.
+KEPT_MARKER = "<!-- kept by compare_mnist.py: sections below are measured by other commands -->"
+
+
+def kept_section(path):
+    """The part of an existing docs file from `KEPT_MARKER` on ("" if there is none)."""
+    try:
+        old = pathlib.Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    start = old.find(KEPT_MARKER)
+    return "" if start < 0 else "\n" + old[start:]
 
 
 def main(argv=None):

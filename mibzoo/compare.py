@@ -282,7 +282,7 @@ def _chance(spec, specs, test_arrays):
 
 
 def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
-            likelihood_limit=1000, probe_train_limit=10000, prior_samples=1000, iwae_k=50, learning_rate=1e-3,
+            likelihood_limit=1000, probe_train_limit=10000, prior_samples=1000, iwae_k=50, learning_rate=None,
             overrides=None, modality_options=None, metrics=None, classifiers=None, modalities=None, evaluation=None,
             out=None, progress=True, data_dir=None, classifier_dir=None, verbose=0):
     """Trains and evaluates zoo entries on the same data under the same budget.
@@ -301,7 +301,8 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
         probe_train_limit: training examples the linear probe is fit on.
         prior_samples: prior samples for joint coherence.
         iwae_k: importance samples K.
-        learning_rate: Adam learning rate.
+        learning_rate: Adam learning rate of the networks (None: each entry's own, from its zoo config's
+            ``optimizers``; 1e-3 unless it sets one).
         overrides: `mibzoo.load` overrides applied to every model (``{"shared": [...]}``).
         modality_options: merged into every modality spec (``{"hidden": 32, "filters": [8, 16]}``).
         metrics: metric groups (default: all of `mibzoo.metrics.METRICS`).
@@ -352,7 +353,8 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
               "train_examples": data.num_examples("train", limit), "test_examples": n_test,
               "likelihood_examples": min(n_test, likelihood_limit) if likelihood_limit else n_test,
               "probe_train_examples": data.num_examples("train", probe_train_limit), "iwae_k": iwae_k,
-              "prior_samples": prior_samples, "optimizer": f"Adam(learning_rate={learning_rate})",
+              "prior_samples": prior_samples, "optimizer": (f"Adam(learning_rate={learning_rate})" if learning_rate is not None
+                            else "Adam, each entry's zoo settings"),
               "metrics": metric_groups, "overrides": overrides or {}, "modality_options": modality_options or {}}
     report_versions = dict(experiment.versions(), classifiers=experiment.classifier_records(data.spec, classifier_dir))
     # Each (model, seed) is a run directory: a comparison killed half-way resumes where it stopped.

@@ -30,6 +30,11 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``networks``: default network options per modality kind, ``{"image": {"network": "mlp",
   "hidden": 512, "layers": 2}}``; a modality spec's own keys take precedence. Keyed by kind, they
   survive a change of data set (whose modalities replace the entry's).
+- ``optimizers``: the entry's default Adam settings per phase group, ``{"dist": {"learning_rate":
+  2e-4, "beta_1": 0.5}, "critic": {...}}`` (keys ``learning_rate``, ``beta_1``, ``beta_2``,
+  ``epsilon``). ``dist`` is the optimizer of the networks (Adam(1e-3) unless set), ``critic`` that of
+  every ``critic:<term>`` phase (Adam(2e-4, β1 = 0.5) unless set); `MIBModel.compile` uses them
+  where no optimizer is given. GANs train with β1 = 0.5 and equal small rates (Radford et al. 2016).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
@@ -50,11 +55,13 @@ from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks")
+                "likelihood_weights", "kl_schedule", "networks", "optimizers")
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
+OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
+ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code")
 BLOCK_PRIORS = ("normal", "categorical")
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
@@ -312,6 +319,7 @@ def validate_model_config(model, source):
     cfg["likelihood_weights"] = _likelihood_weights(cfg.get("likelihood_weights", {}), list(cfg["modalities"]), source)
     cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
+    cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
 
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -347,6 +355,32 @@ def _networks(networks, source):
         if not isinstance(options, dict) or set(options) - set(NETWORK_KEYS):
             raise ConfigError(source, f"networks.{kind}", options, f"a dict with keys from {list(NETWORK_KEYS)}")
         out[kind] = check_network_options(kind, copy.deepcopy(options), source, f"networks.{kind}")
+    return out
+
+
+def _optimizers(optimizers, source):
+    """``{"dist": {...}, "critic": {...}}``: Adam settings per phase group over `OPTIMIZER_DEFAULTS`."""
+    if not isinstance(optimizers, dict):
+        raise ConfigError(source, "optimizers", optimizers, f"a dict with keys from {list(OPTIMIZER_DEFAULTS)}")
+    out = copy.deepcopy(OPTIMIZER_DEFAULTS)
+    for group, options in optimizers.items():
+        if group not in OPTIMIZER_DEFAULTS:
+            raise ConfigError(source, f"optimizers.{group}", options, f"one of {list(OPTIMIZER_DEFAULTS)}."
+                              + did_you_mean(group, OPTIMIZER_DEFAULTS))
+        if not isinstance(options, dict):
+            raise ConfigError(source, f"optimizers.{group}", options, f"a dict with keys from {list(ADAM_KEYS)}")
+        for key, value in options.items():
+            field = f"optimizers.{group}.{key}"
+            if key not in ADAM_KEYS:
+                raise ConfigError(source, field, value, f"an Adam setting, one of {list(ADAM_KEYS)}."
+                                  + did_you_mean(key, ADAM_KEYS))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(source, field, value, "a finite number")
+            if key.startswith("beta") and not 0 <= value < 1:
+                raise ConfigError(source, field, value, "a number in [0, 1)")
+            if not key.startswith("beta") and value <= 0:
+                raise ConfigError(source, field, value, "a number > 0")
+            out[group][key] = float(value)
     return out
 
 

@@ -45,7 +45,8 @@ from mibzoo.checkpoints import CorruptFileError, RunCheckpoints, save_model_atom
 from mibzoo.files import atomic_path
 
 # Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
-DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": 1e-3, "limit": None, "overrides": {},
+# learning_rate None: the entry's own (its config's ``optimizers``; Adam(1e-3) unless the entry sets one).
+DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, "overrides": {},
             "modality_options": {}}
 
 
@@ -117,15 +118,18 @@ def check_settings(epochs, settings):
     if settings["limit"] is not None:
         integer("limit", settings["limit"], 1)
     rate = settings["learning_rate"]
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) or rate <= 0:
-        raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3)")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate)
+                             or rate <= 0):
+        raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3) or None (the "
+                         f"entry's own)")
     for name in ("overrides", "modality_options"):
         if not isinstance(settings[name], dict):
             raise ValueError(f"{name}: got {settings[name]!r}, expected a dict")
 
 
-def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=1e-3):
-    """A compiled zoo model for a dataset: the data's modalities, seeded weights and noise, Adam.
+def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=None):
+    """A compiled zoo model for a dataset: the data's modalities, seeded weights and noise, and the
+    entry's Adam settings (config ``optimizers``).
 
     Args:
         entry: zoo entry name (`mibzoo.list_models()`).
@@ -133,7 +137,8 @@ def build_model(entry, data, overrides=None, modality_options=None, seed=0, lear
         overrides: `mibzoo.load` overrides.
         modality_options: merged into every modality spec (``{"hidden": 32}``).
         seed: seeds the weights and the training noise.
-        learning_rate: Adam learning rate of the networks.
+        learning_rate: Adam learning rate of the networks (None: the entry's; a number replaces
+            only the rate of the entry's ``dist`` optimizer, its β1 stays).
     """
     import keras
 
@@ -144,7 +149,10 @@ def build_model(entry, data, overrides=None, modality_options=None, seed=0, lear
     kwargs = model_overrides(data, overrides, modality_options, seed)
     keras.utils.set_random_seed(seed)
     model = mibzoo.load(entry, **kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    settings = dict(model.model_config["optimizers"]["dist"])
+    if learning_rate is not None:
+        settings["learning_rate"] = learning_rate
+    model.compile(optimizer=keras.optimizers.Adam(**settings))
     return model
 
 
@@ -294,6 +302,7 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         model = build_model(entry, data, settings["overrides"], settings["modality_options"], settings["seed"],
                             settings["learning_rate"])
         write_json(run_dir / "model_config.json", model.get_config())
+        record["optimizers"] = optimizer_settings(model)
     record["epochs_completed"] = done
     write_json(run_dir / "run.json", record)
 
@@ -318,6 +327,20 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     if evaluate:
         evaluate_run(run_dir, data_dir=data_dir, **evaluate_kwargs)
     return record
+
+
+def optimizer_settings(model):
+    """``{phase: {"learning_rate", "beta_1", "beta_2", "epsilon"}}`` of a compiled model's Adam
+    optimizers (the ``dist`` phase's and each ``critic:<term>`` phase's): what a run trained with."""
+    def adam(optimizer):
+        config = optimizer.get_config()
+        # float32 variables: 2e-4 reads back as 1.9999999e-4; 7 significant digits recover the setting.
+        return {k: float(f"{float(config[k]):.7g}") for k in ("learning_rate", "beta_1", "beta_2", "epsilon")
+                if k in config}
+
+    out = {"dist": adam(model.optimizer)}
+    out.update({phase: adam(optimizer) for phase, optimizer in model.critic_optimizers.items()})
+    return out
 
 
 def _intact(path, record):
@@ -397,7 +420,36 @@ def write_sample_plots(model, examples, folder, seed=0, num_samples=4):
                           title=f"{model.name}: {source} -> {target}", path=path)
         paths.append(path)
     plots.prior_grid(samples["prior"], specs, title=f"{model.name}: samples from the prior", path=folder / "prior.png")
-    return paths + [folder / "prior.png"]
+    return paths + [folder / "prior.png"] + write_code_plots(model, folder, seed)
+
+
+def write_code_plots(model, folder, seed=0, columns=10):
+    """PNG grids of InfoGAN-style codes, per image modality: ``codes_<block>_<modality>.png`` (one row
+    per value of a categorical code, ``columns`` samples each, column j with the same other latents)
+    and ``traversal_<block>_<d>_<modality>.png`` (dimension d of a continuous code from −2 to 2 along
+    each row). Returns the paths (none for models without codes)."""
+    from mibzoo import plots
+    from mibzoo.metrics import codes
+
+    folder = pathlib.Path(folder)
+    images = [m for m, spec in model.modality_specs.items() if spec["kind"] == "image"]
+    paths = []
+    for m in images:
+        for block in codes.categorical_code_blocks(model):
+            values = codes.code_samples(model, block, m, columns, seed)
+            path = folder / f"codes_{block}_{m}.png"
+            plots.latent_grid(values, model.modality_specs[m], row_labels=[f"{block}={k}" for k in range(len(values))],
+                              title=f"{model.name}: {m} for each value of {block}", path=path)
+            paths.append(path)
+        for block in codes.continuous_code_blocks(model):
+            for d in range(dict(zip(model.block_names, model.block_sizes))[block]):
+                steps = (-2.0, -1.0, 0.0, 1.0, 2.0)
+                values = codes.code_traversal(model, block, d, m, steps, seed=seed)
+                path = folder / f"traversal_{block}_{d}_{m}.png"
+                plots.latent_grid(values, model.modality_specs[m], column_labels=[f"{v:+g}" for v in steps],
+                                  title=f"{model.name}: {block}[{d}] from -2 to 2", path=path)
+                paths.append(path)
+    return paths
 
 
 def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=1000, probe_train_limit=10000,

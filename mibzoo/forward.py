@@ -55,7 +55,7 @@ class ForwardPass:
     @_cached
     def encoder_outputs(self):
         """Per modality: ``(expert_loc [B, Dz], expert_logvar [B, Dz], u_loc [B, Du], u_logvar [B, Du])``."""
-        return {name: self.model.encode_modality(name, self.x[name]) for name in self.x}
+        return {name: self.model.encode_modality(name, self.x[name], training=self.training) for name in self.x}
 
     @_cached
     def experts(self):
@@ -117,7 +117,7 @@ class ForwardPass:
     def negative_log_likelihood(self, name, only=None):
         """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z from q(z|x) (or q(z|x_j), ``only=j``), 0 where x_i is absent."""
         u = self.u(name) if self.model.private_sizes[name] else None
-        params = self.model.decode_modality(name, self.decoder_input(name, self.z(only), u))
+        params = self.model.decode_modality(name, self.decoder_input(name, self.z(only), u), training=self.training)
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
@@ -142,7 +142,7 @@ class ForwardPass:
         z = loc + ops.exp(0.5 * logvar) * self.noise(ops.shape(loc))
         du = self.model.private_sizes[name]
         u = self.noise((ops.shape(loc)[0], du)) if du else None
-        params = self.model.decode_modality(name, self.decoder_input(name, z, u))
+        params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
@@ -161,7 +161,8 @@ class ForwardPass:
         z, u = self.prior_latents()
         out = {}
         for name in self.names:
-            params = self.model.decode_modality(name, self.decoder_input(name, z, u.get(name)))
+            params = self.model.decode_modality(name, self.decoder_input(name, z, u.get(name)),
+                                                training=self.training)
             out[name] = self.model.likelihood(name, params).mean()
         return out
 

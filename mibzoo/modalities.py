@@ -14,7 +14,8 @@ A spec is a plain dict (JSON-serializable, so it lives in zoo configs and in
 
 Optional for every kind: ``"hidden"`` (int, width of the MLP layers), ``"layers"`` (int, number
 of hidden layers), ``"filters"`` (list of ints, conv channels for images), ``"network"``
-(``"conv"``, the default for images, or ``"mlp"``; other kinds are always MLPs). Unknown keys
+(``"conv"``, the default for images, ``"mlp"``, or ``"dcgan"``, the DCGAN generator and
+discriminators of `mibzoo.networks`; other kinds are always MLPs). Unknown keys
 are rejected so that typos do not pass silently.
 """
 import copy
@@ -24,7 +25,7 @@ from mibzoo.errors import ConfigError
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
 NETWORK_KEYS = ("network", "hidden", "layers", "filters")
-NETWORKS = {"image": ("conv", "mlp"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
+NETWORKS = {"image": ("conv", "mlp", "dcgan"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
 _COMMON = {"kind", "description"} | set(NETWORK_KEYS)
 _ALLOWED_KEYS = {
     "image": _COMMON | {"shape", "likelihood"},

@@ -71,6 +71,9 @@ class MIBModel(keras.Model):
             terms are multiplied by γ at training step t (1 at evaluation).
         networks: default network options per modality kind (``{"image": {"network": "mlp"}}``),
             under each modality spec's own keys.
+        optimizers: default Adam settings of the ``dist`` and ``critic`` phases
+            (``{"dist": {"learning_rate": 2e-4, "beta_1": 0.5}}``), used by `compile` where no
+            optimizer is given.
         entry: name of the zoo entry this model was built from (informational).
 
     Example:
@@ -91,13 +94,14 @@ class MIBModel(keras.Model):
     def __init__(self, modalities, shared=None, private=0, inference_structure="full",
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
-                 networks=None, entry="custom", **kwargs):
+                 networks=None, optimizers=None, entry="custom", **kwargs):
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
                "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule}
         for key, value in (("shared", shared), ("structure_learning", structure_learning),
                            ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
-                           ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks)):
+                           ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks),
+                           ("optimizers", optimizers)):
             if value is not None:
                 raw[key] = value
         cfg = validate_model_config(raw, f"MIBModel({entry})")
@@ -136,8 +140,11 @@ class MIBModel(keras.Model):
         self.block_priors = [b["prior"] for b in cfg["shared"]]
         self.encoders = {}
         self.decoders = {}
-        for name, spec in self.modality_specs.items():
-            spec = {**cfg["networks"].get(spec["kind"], {}), **spec}  # per-kind defaults, then the spec's own
+        # Each modality's spec with the per-kind network defaults under its own keys: what its
+        # networks, and the critics that read it, are built from.
+        self.network_specs = {name: {**cfg["networks"].get(spec["kind"], {}), **spec}
+                              for name, spec in self.modality_specs.items()}
+        for name, spec in self.network_specs.items():
             latent = self.shared_size + self.private_sizes[name]
             if self.has_inference:
                 self.encoders[name] = ModalityEncoder(spec, 2 * latent, name=f"encoder_{name}")
@@ -188,7 +195,7 @@ class MIBModel(keras.Model):
         return cls(**config)
 
     # ----- networks ----------------------------------------------------------------------
-    def encode_modality(self, name, x):
+    def encode_modality(self, name, x, training=None):
         """Encoder outputs of one modality: ``(z_loc, z_logvar, u_loc, u_logvar)`` (float32).
 
         The network emits the expert's precision-weighted mean η = μ / σ² (its first natural
@@ -198,13 +205,15 @@ class MIBModel(keras.Model):
         every gradient through the expert vanishes (an absorbing posterior collapse). With η as
         the output the posterior mean m η / (1 + m / σ²) keeps its gradient at any precision.
         """
-        out = ops.cast(self.encoders[name](x), "float32")
+        out = ops.cast(self.encoders[name](x, training=training), "float32")
         dz, du = self.shared_size, self.private_sizes[name]
         eta, logvar = out[:, :dz], inference.clip_logvar(out[:, dz:2 * dz])
         return eta * ops.exp(logvar), logvar, out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
 
-    def decode_modality(self, name, latent):
-        return self.decoders[name](latent)
+    def decode_modality(self, name, latent, training=None):
+        """Likelihood parameters of modality ``name`` from its decoder input; ``training`` switches
+        batch normalization (DCGAN networks) to batch statistics."""
+        return self.decoders[name](latent, training=training)
 
     def likelihood(self, name, params):
         """p(x_i | ·) as a TFP distribution from decoder parameters (`mibzoo.likelihoods`)."""
@@ -474,18 +483,22 @@ class MIBModel(keras.Model):
         return [self.loss_tracker] + list(self.term_trackers.values())
 
     # ----- Algorithm 1 ---------------------------------------------------------------------
-    def compile(self, optimizer="adam", structure_optimizer=None, critic_optimizer=None, **kwargs):
+    def compile(self, optimizer=None, structure_optimizer=None, critic_optimizer=None, **kwargs):
         """Configures training.
 
         Args:
-            optimizer: optimizer of the network parameters φ, θ (the ``dist`` phase).
+            optimizer: optimizer of the network parameters φ, θ (the ``dist`` phase); defaults to
+                Adam with the config's ``optimizers.dist`` settings (Adam(1e-3) unless set).
             structure_optimizer: optimizer of the structure logits ρ^q, ρ^p (the ``structure``
                 phase); defaults to Adam with the config's ``structure_learning.learning_rate``
                 (1e-2 unless set).
             critic_optimizer: optimizer of each critic (one copy per ``critic:<term>`` phase);
-                defaults to Adam(2e-4, beta_1=0.5), the usual GAN discriminator setting.
+                defaults to Adam with the config's ``optimizers.critic`` settings (Adam(2e-4,
+                beta_1=0.5) unless set), the usual GAN discriminator setting.
             **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...).
         """
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(**self.model_config["optimizers"]["dist"])
         super().compile(optimizer=optimizer, **kwargs)
         if structure_optimizer is None:
             structure_optimizer = keras.optimizers.Adam(
@@ -493,7 +506,7 @@ class MIBModel(keras.Model):
         self.structure_optimizer = keras.optimizers.get(structure_optimizer)
         self._structure_optimizer_config = keras.optimizers.serialize(self.structure_optimizer)
         if critic_optimizer is None:
-            critic_optimizer = keras.optimizers.Adam(learning_rate=2e-4, beta_1=0.5)
+            critic_optimizer = keras.optimizers.Adam(**self.model_config["optimizers"]["critic"])
         self._critic_optimizer_config = keras.optimizers.serialize(keras.optimizers.get(critic_optimizer))
         # Keras optimizers are bound to the variables they were built with: one per critic phase.
         self.critic_optimizers = {f"critic:{name}": keras.optimizers.deserialize(self._critic_optimizer_config)

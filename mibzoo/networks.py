@@ -5,6 +5,12 @@ defaults below. An image MLP flattens the pixels and has ``layers`` dense layers
 ``hidden`` (MultiVae's MNIST networks are 512-512 MLPs; on CPU they are also much faster than
 the convolutions). Output layers compute in float32 so that distribution parameters stay in float32
 under a ``mixed_bfloat16`` policy.
+
+``"network": "dcgan"`` (images) selects the DCGAN architecture (Radford et al. 2016) in the form
+InfoGAN used on MNIST (Chen et al. 2016, Appendix C.1): a generator of dense layers and stride-2
+transposed convolutions with batch normalization and ReLU, and discriminators (`DataCritic`)
+of stride-2 convolutions with leaky ReLU. Batch normalization makes the networks depend on
+``training``, which the model passes down.
 """
 import math
 
@@ -27,6 +33,23 @@ def _convolutional(spec):
     return spec["kind"] == "image" and spec.get("network", "conv") == "conv"
 
 
+def _dcgan(spec):
+    return spec["kind"] == "image" and spec.get("network", "conv") == "dcgan"
+
+
+def _leaky_relu():
+    return keras.layers.LeakyReLU(negative_slope=0.2)  # DCGAN's slope
+
+
+def dcgan_image_features(filters):
+    """The convolutional trunk of a DCGAN discriminator: per entry of ``filters`` a 4×4 stride-2
+    convolution and leaky ReLU (slope 0.2), then a flatten. Layers, to be put in a Sequential."""
+    stack = []
+    for f in filters:
+        stack += [keras.layers.Conv2D(f, 4, strides=2, padding="same"), _leaky_relu()]
+    return stack + [keras.layers.Flatten()]
+
+
 @keras.saving.register_keras_serializable(package="mibzoo")
 class ModalityEncoder(keras.layers.Layer):
     """Maps one modality to ``output_size`` raw numbers (expert and private-latent parameters).
@@ -47,6 +70,9 @@ class ModalityEncoder(keras.layers.Layer):
                 stack.append(keras.layers.Conv2D(f, 4, strides=2, padding="same", activation="relu"))
             stack.append(keras.layers.Flatten())
             stack.append(keras.layers.Dense(hidden, activation="relu"))
+        elif _dcgan(spec):
+            stack += dcgan_image_features(filters)
+            stack += [keras.layers.Dense(hidden), keras.layers.BatchNormalization(), _leaky_relu()]
         else:
             if spec["kind"] == "image":
                 stack.append(keras.layers.Flatten())
@@ -58,8 +84,8 @@ class ModalityEncoder(keras.layers.Layer):
         self.net.build((None,) + event_shape(self.spec))
         super().build(input_shape)
 
-    def call(self, x):
-        return self.net(x)
+    def call(self, x, training=None):
+        return self.net(x, training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -73,7 +99,12 @@ class ModalityDecoder(keras.layers.Layer):
 
     Convolutional images: a dense layer to a coarse feature map, one stride-2 transposed convolution per
     entry of ``filters`` (reversed), a final convolution to the parameter channels, and a crop
-    to the image size (so sizes not divisible by 2^len(filters), like 14×14, work). MLPs (every
+    to the image size (so sizes not divisible by 2^len(filters), like 14×14, work). DCGAN images
+    (``"network": "dcgan"``; InfoGAN's MNIST generator with ``hidden=1024, filters=[64, 128]``):
+    dense(``hidden``) and dense to an ⌈H/2^L⌉×⌈W/2^L⌉×``filters[-1]`` map, each with batch
+    normalization and ReLU, then 4×4 stride-2 transposed convolutions through the reversed
+    ``filters[:-1]`` (batch normalization, ReLU), the last one to the parameter channels, and a crop.
+    MLPs (every
     other kind, and images with ``"network": "mlp"``): ``layers`` dense layers of width ``hidden``
     and a dense output reshaped to the parameter shape.
 
@@ -102,6 +133,20 @@ class ModalityDecoder(keras.layers.Layer):
             crop_h, crop_w = h0 * scale - h, w0 * scale - w
             if crop_h or crop_w:
                 stack.append(keras.layers.Cropping2D(((0, crop_h), (0, crop_w)), dtype="float32"))
+        elif _dcgan(spec):
+            h, w, channels = out_shape
+            scale = 2 ** len(filters)
+            h0, w0 = math.ceil(h / scale), math.ceil(w / scale)
+            stack += [keras.layers.Dense(hidden), keras.layers.BatchNormalization(), keras.layers.ReLU(),
+                      keras.layers.Dense(h0 * w0 * filters[-1]), keras.layers.BatchNormalization(),
+                      keras.layers.ReLU(), keras.layers.Reshape((h0, w0, filters[-1]))]
+            for f in reversed(filters[:-1]):
+                stack += [keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same"),
+                          keras.layers.BatchNormalization(), keras.layers.ReLU()]
+            stack.append(keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32"))
+            crop_h, crop_w = h0 * scale - h, w0 * scale - w
+            if crop_h or crop_w:
+                stack.append(keras.layers.Cropping2D(((0, crop_h), (0, crop_w)), dtype="float32"))
         else:
             stack.extend(keras.layers.Dense(hidden, activation="relu") for _ in range(layers))
             stack.append(keras.layers.Dense(math.prod(out_shape), dtype="float32"))
@@ -113,8 +158,8 @@ class ModalityDecoder(keras.layers.Layer):
         self.net.build((None, self.latent_size))
         super().build(input_shape)
 
-    def call(self, latent):
-        return self.net(latent)
+    def call(self, latent, training=None):
+        return self.net(latent, training=training)
 
     def get_config(self):
         config = super().get_config()
@@ -152,3 +197,64 @@ class CodePredictor(keras.layers.Layer):
         config.update(input_size=self.input_size, output_size=self.output_size, hidden=self.hidden,
                       layers=self.layers_count)
         return config
+
+
+@keras.saving.register_keras_serializable(package="mibzoo")
+class DataCritic(keras.layers.Layer):
+    """A network on the joint x of every modality, flattened and concatenated in modality order
+    (`mibzoo.forward.ForwardPass.data_vector`), to ``output_size`` numbers: the DCGAN discriminator
+    of C2 (``output_size=1``, squeezed to ``[B]``) and InfoGAN's Q(c | x).
+
+    Each DCGAN image modality (``"network": "dcgan"``) is cut out of the vector, reshaped to its
+    image and read by `dcgan_image_features` with its ``filters``; other modalities enter as they
+    are. The features are concatenated and pass ``layers`` dense layers of width ``hidden`` with
+    leaky ReLU, then a float32 dense output (Radford et al. 2016; Chen et al. 2016, Appendix C.1).
+
+    Args:
+        specs: ``{modality: spec}`` with the networks' options (per-kind defaults merged in).
+        output_size: number of outputs; 1 gives a ``[B]`` logit.
+        hidden: width of the dense layers.
+        layers: number of dense layers after the features.
+    """
+
+    def __init__(self, specs, output_size, hidden=DEFAULT_HIDDEN, layers=1, **kwargs):
+        super().__init__(**kwargs)
+        self.specs, self.output_size, self.hidden, self.layers_count = specs, output_size, hidden, layers
+        self.sizes = [math.prod(event_shape(spec)) for spec in specs.values()]
+        self.readers = [keras.Sequential([keras.layers.Reshape(event_shape(spec))]
+                                         + dcgan_image_features(_sizes(spec)[2]), name=f"features_{name}")
+                        if _dcgan(spec) else None for name, spec in specs.items()]
+        head = []
+        for _ in range(layers):
+            head += [keras.layers.Dense(hidden), _leaky_relu()]
+        self.head = keras.Sequential(head + [keras.layers.Dense(output_size, dtype="float32")], name="head")
+
+    def build(self, input_shape=None):
+        width = 0
+        for size, reader in zip(self.sizes, self.readers):
+            if reader is None:
+                width += size
+            else:
+                reader.build((None, size))
+                width += reader.compute_output_shape((None, size))[-1]
+        self.head.build((None, width))
+        super().build(input_shape)
+
+    def call(self, x, training=None):
+        parts, start = [], 0
+        for size, reader in zip(self.sizes, self.readers):
+            part = x[:, start:start + size]
+            parts.append(part if reader is None else reader(part, training=training))
+            start += size
+        out = self.head(parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1), training=training)
+        return keras.ops.squeeze(out, axis=-1) if self.output_size == 1 else out
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(specs=self.specs, output_size=self.output_size, hidden=self.hidden, layers=self.layers_count)
+        return config
+
+
+def uses_dcgan(specs):
+    """Whether any modality of ``{name: spec}`` selects the DCGAN networks."""
+    return any(_dcgan(spec) for spec in specs.values())

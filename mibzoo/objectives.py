@@ -25,7 +25,7 @@ from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.aggregate import aggregate_kl_to_prior
 from mibzoo.estimators.critics import Discriminator, MovingAverageMINE
 from mibzoo.modalities import event_shape
-from mibzoo.networks import CodePredictor
+from mibzoo.networks import CodePredictor, DataCritic, uses_dcgan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,8 +238,20 @@ def _built(layer, input_shape):
     return layer
 
 
+# InfoGAN's MNIST networks (Chen et al. 2016, Appendix C.1): D's last hidden layer has 1024 units,
+# Q adds a 128-unit layer to D's features.
+DCGAN_DISCRIMINATOR_HIDDEN = 256
+DCGAN_CODE_PREDICTOR_HIDDEN = 128
+
+
 def _data_discriminator(model):
-    return _built(Discriminator(name="critic_C2"), (None, _data_size(model)))
+    """C2's discriminator on the joint x: convolutional (`DataCritic`) when a modality selects the
+    DCGAN networks, else an MLP on the flattened x."""
+    if uses_dcgan(model.network_specs):
+        critic = DataCritic(model.network_specs, 1, hidden=DCGAN_DISCRIMINATOR_HIDDEN, name="critic_C2")
+    else:
+        critic = Discriminator(name="critic_C2")
+    return _built(critic, (None, _data_size(model)))
 
 
 def _c2_critic_loss(fp):
@@ -329,16 +341,28 @@ def _code_predictor(model):
         raise ValueError(f"{model.name}: the 'infogan' term needs at least one shared block with "
                          "\"code\": true (the latent code c of G^InfoGAN)")
     size = sum((e - s) if kind == "categorical" else 2 * (e - s) for _, s, e, kind in layout)
-    return _built(CodePredictor(_data_size(model), size, name="auxiliary_infogan"), (None, _data_size(model)))
+    if uses_dcgan(model.network_specs):
+        predictor = DataCritic(model.network_specs, size, hidden=DCGAN_CODE_PREDICTOR_HIDDEN, name="auxiliary_infogan")
+    else:
+        predictor = CodePredictor(_data_size(model), size, name="auxiliary_infogan")
+    return _built(predictor, (None, _data_size(model)))
 
 
 @register_term("infogan", "regularizer", needs_inference=False, auxiliary=_code_predictor)
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
-    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q."""
+    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q.
+
+    A ``q_fixed_std`` hyperparameter fixes the standard deviation of the Gaussian Q (the official
+    InfoGAN code's ``fix_std=True``): with a learned variance, log Q of the continuous codes grows
+    without bound as Q sharpens and outweighs the categorical code's bound (at most log K)."""
     z, _ = fp.prior_latents()
     params = fp.auxiliary("infogan")(fp.data_vector(fp.generated()))
+    fixed_std = fp.model.model_config["hyperparameters"].get("q_fixed_std")
+    if fixed_std is not None and not fixed_std > 0:
+        raise ValueError(f"{fp.model.name}: hyperparameter q_fixed_std got {fixed_std!r}, expected a number > 0 "
+                         "(the fixed standard deviation of Q's Gaussian codes)")
     bound, offset = 0.0, 0
     for _, start, end, kind in _code_layout(fp.model):
         code, size = z[:, start:end], end - start
@@ -347,6 +371,8 @@ def infogan_information(fp):
             offset += size
         else:
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
+            if fixed_std is not None:
+                logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
             bound = bound + infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
             offset += 2 * size
     return -bound

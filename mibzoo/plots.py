@@ -2,6 +2,8 @@
 
 - `sample_grid`: cross-modal samples, each conditioning input beside what was generated from it;
 - `prior_grid`: joint samples from the prior, one column per sample, one row per modality;
+- `latent_grid`: a table of samples (rows and columns labelled by latent values: InfoGAN's codes ×
+  samples, continuous-code traversals);
 - `metric_bars`: one bar chart per metric, models side by side, error bars = std over seeds;
 - `figure_to_array`: a figure as an RGB array (for TensorBoard image summaries).
 
@@ -111,6 +113,40 @@ def prior_grid(samples, specs, title=None, path=None):
         for c in range(n):
             draw(axes[r, c], np.asarray(samples[name])[c], specs[name])
         axes[r, 0].set_ylabel(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def latent_grid(values, spec, row_labels=None, column_labels=None, title=None, path=None):
+    """A table of samples of one modality: ``values[r, c]`` drawn in row r, column c.
+
+    Args:
+        values: ``[R, C, *event]``, e.g. samples with an InfoGAN code fixed to value r (rows) and the
+            other latents of column c (`mibzoo.metrics.codes.code_samples`), or a traversal of a
+            continuous code.
+        spec: the modality's spec.
+        row_labels, column_labels: optional labels (R and C strings).
+        title, path: as `sample_grid`.
+    """
+    plt = _pyplot()
+    values = np.asarray(values)
+    if values.ndim < 3:
+        raise ValueError(f"latent_grid: values must be [rows, columns, ...], got shape {list(values.shape)}")
+    rows, cols = values.shape[:2]
+    for labels, count, what in ((row_labels, rows, "row_labels"), (column_labels, cols, "column_labels")):
+        if labels is not None and len(labels) != count:
+            raise ValueError(f"latent_grid: {what} has {len(labels)} entries for {count}")
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols + 0.9, 0.8 * rows + 0.6), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            draw(axes[r, c], values[r, c], spec)
+        if row_labels is not None:
+            axes[r, 0].set_ylabel(str(row_labels[r]), fontsize=8, rotation=0, ha="right", va="center")
+    if column_labels is not None:
+        for c in range(cols):
+            axes[0, c].set_title(str(column_labels[c]), fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

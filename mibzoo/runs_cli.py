@@ -49,8 +49,9 @@ def _add_budget(parser, epochs_default, resumable=False):
     parser.add_argument("--batch-size", type=int, default=None if resumable else 128,
                         help="batch size (default 128)" + recorded)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N training examples" + recorded)
-    parser.add_argument("--learning-rate", type=float, default=None if resumable else 1e-3,
-                        help="Adam learning rate (default 1e-3)" + recorded)
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="Adam learning rate of the networks (default: the entry's, from its zoo config's "
+                             "'optimizers'; 1e-3 unless it sets one)" + recorded)
     parser.add_argument("--set", action="append", metavar="KEY=JSON", help="model override (repeatable)")
     parser.add_argument("--modality-options", metavar="JSON", help="merged into every modality spec")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
@@ -63,7 +64,8 @@ def _add_evaluation(parser):
                         help="test examples for the log-likelihood (default 1000)")
     parser.add_argument("--probe-train-limit", type=int, default=10000,
                         help="training examples the linear probe is fit on (default 10000)")
-    parser.add_argument("--prior-samples", type=int, default=1000, help="prior samples for joint coherence")
+    parser.add_argument("--prior-samples", type=int, default=1000,
+                        help="prior samples for joint coherence, sample quality and code accuracy (default 1000)")
     parser.add_argument("--metrics", nargs="+", default=None, help="metric groups (default: all)")
     parser.add_argument("--classifier-dir", default=None, help="classifier cache (default ~/.cache/mibzoo/classifiers)")
 

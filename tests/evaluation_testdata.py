@@ -42,6 +42,11 @@ class NearestPrototype:
         distances = ((x[:, None, :] - PROTOTYPES.reshape(CLASSES, -1)[None]) ** 2).sum(-1)
         return np.eye(CLASSES)[distances.argmin(1)]  # one-hot "probabilities"
 
+    def features(self, x):
+        """Distances to the ten prototypes: the 'penultimate features' of the sample-quality metric."""
+        x = np.asarray(x).reshape(len(x), -1)
+        return np.sqrt(((x[:, None, :] - PROTOTYPES.reshape(CLASSES, -1)[None]) ** 2).sum(-1))
+
 
 def read_digit(value, spec):
     value = np.asarray(value)

@@ -207,7 +207,8 @@ def test_evaluate_real_model_has_every_metric(tiny_model):
     assert set(values) == {"cross_coherence/image->label", "cross_coherence/label->image", "joint_coherence",
                            "log_likelihood/joint", "log_likelihood/image", "log_likelihood/label",
                            "probe/joint", "probe/image", "probe/label", "reconstruction/image",
-                           "reconstruction/label"}
+                           "reconstruction/label", "sample_quality/image/confidence",
+                           "sample_quality/image/class_entropy", "sample_quality/image/frechet"}
     assert all(np.isfinite(v) for v in values.values())
 
 

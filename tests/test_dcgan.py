@@ -1,0 +1,137 @@
+"""DCGAN networks ("network": "dcgan"), the joint-data critic and per-entry optimizer settings."""
+import keras
+import numpy as np
+import pytest
+
+import mibzoo
+from mibzoo.errors import ConfigError
+from mibzoo.networks import DataCritic, ModalityDecoder, ModalityEncoder
+
+DCGAN_IMAGE = {"kind": "image", "shape": [28, 28, 1], "likelihood": "bernoulli", "network": "dcgan",
+               "hidden": 32, "filters": [8, 16]}
+
+
+@pytest.mark.parametrize("shape", [[28, 28, 1], [14, 14, 3], [8, 8, 1]])
+def test_dcgan_decoder_and_encoder_shapes(shape):
+    spec = {**DCGAN_IMAGE, "shape": shape}
+    decoder = ModalityDecoder(spec, 5)
+    decoder.build()
+    assert tuple(decoder(np.zeros((3, 5), "float32")).shape) == (3, *shape)
+    encoder = ModalityEncoder(spec, 7)
+    encoder.build()
+    assert tuple(encoder(np.zeros((3, *shape), "float32")).shape) == (3, 7)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in decoder.net.layers)
+    assert sum(isinstance(layer, keras.layers.Conv2DTranspose) for layer in decoder.net.layers) == 2
+
+
+def test_dcgan_decoder_batch_norm_follows_the_training_flag():
+    keras.utils.set_random_seed(0)
+    decoder = ModalityDecoder(DCGAN_IMAGE, 4)
+    decoder.build()
+    z = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    # Training: batch statistics, so an example's output depends on the rest of the batch.
+    full = keras.ops.convert_to_numpy(decoder(z, training=True))
+    half = keras.ops.convert_to_numpy(decoder(z[:8], training=True))
+    assert np.abs(full[:8] - half).max() > 1e-4
+    # Inference: moving statistics, each example on its own.
+    full = keras.ops.convert_to_numpy(decoder(z, training=False))
+    np.testing.assert_allclose(full[:8], keras.ops.convert_to_numpy(decoder(z[:8], training=False)), atol=1e-5)
+    # The first normalization of a training pass: zero mean, unit variance over the batch (Ioffe & Szegedy 2015).
+    dense, norm = decoder.net.layers[0], decoder.net.layers[1]
+    normalized = keras.ops.convert_to_numpy(norm(dense(z), training=True))
+    gamma, beta = (keras.ops.convert_to_numpy(w) for w in (norm.gamma, norm.beta))
+    standardized = (normalized - beta) / gamma
+    np.testing.assert_allclose(standardized.mean(0), 0.0, atol=1e-4)
+    h = keras.ops.convert_to_numpy(dense(z))
+    np.testing.assert_allclose(standardized.std(0), np.sqrt(h.var(0) / (h.var(0) + norm.epsilon)), atol=1e-3)
+
+
+def test_training_updates_the_generator_batch_norm_statistics():
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("gan", modalities={"image": {**DCGAN_IMAGE, "shape": [8, 8, 1]}})
+    model.compile()
+    norm = next(layer for layer in model.decoders["image"].net.layers
+                if isinstance(layer, keras.layers.BatchNormalization))
+    before = keras.ops.convert_to_numpy(norm.moving_mean).copy()
+    images = np.random.default_rng(0).uniform(size=(64, 8, 8, 1)).astype("float32")
+    model.fit({"image": images}, batch_size=32, epochs=1, verbose=0)
+    assert np.abs(keras.ops.convert_to_numpy(norm.moving_mean) - before).max() > 0
+
+
+def test_data_critic_reads_each_modality_with_its_own_network():
+    keras.utils.set_random_seed(0)
+    image = {**DCGAN_IMAGE, "shape": [8, 8, 1]}
+    specs = {"image": image, "v": {"kind": "vector", "size": 3, "likelihood": "normal"}}
+    critic = DataCritic(specs, 1, hidden=16)
+    critic.build((None, 67))
+    rng = np.random.default_rng(1)
+    images, vectors = rng.uniform(size=(5, 8, 8, 1)).astype("float32"), rng.normal(size=(5, 3)).astype("float32")
+    flat = np.concatenate([images.reshape(5, -1), vectors], axis=1)
+    logits = keras.ops.convert_to_numpy(critic(flat))
+    assert logits.shape == (5,)
+    # The same computation by hand: convolutional features of the image, the vector as it is, the head.
+    features = critic.readers[0](images.reshape(5, -1))
+    expected = critic.head(keras.ops.concatenate([features, vectors], axis=-1))
+    np.testing.assert_allclose(logits, keras.ops.convert_to_numpy(expected)[:, 0], rtol=1e-5, atol=1e-5)
+    conv = critic.readers[0].layers[1]
+    assert isinstance(conv, keras.layers.Conv2D) and conv.strides == (2, 2) and conv.filters == 8
+    clone = DataCritic.from_config(critic.get_config())
+    clone.build((None, 67))
+    assert clone.count_params() == critic.count_params()
+
+
+def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
+    model = mibzoo.load("gan")
+    assert model.network_specs["image"]["network"] == "dcgan"
+    assert isinstance(model.critics["C2"], DataCritic)
+    model.compile()
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)  # the generator: InfoGAN's rate
+    assert float(model.optimizer.beta_1) == 0.5
+    critic = model.critic_optimizers["critic:C2"]
+    assert float(critic.learning_rate) == pytest.approx(2e-4) and float(critic.beta_1) == 0.5
+    assert isinstance(mibzoo.load("infogan").auxiliaries["infogan"], DataCritic)
+
+
+def test_default_optimizers_of_other_entries_are_unchanged():
+    model = mibzoo.load("vae")
+    model.compile()
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert float(model.optimizer.beta_1) == 0.9
+
+
+def test_optimizer_settings_are_validated():
+    with pytest.raises(ConfigError, match="Did you mean 'critic'"):
+        mibzoo.load("gan", optimizers={"critc": {"learning_rate": 1e-4}})
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        mibzoo.load("gan", optimizers={"dist": {"beta_1": 1.5}})
+    with pytest.raises(ConfigError, match="> 0"):
+        mibzoo.load("gan", optimizers={"dist": {"learning_rate": 0}})
+    with pytest.raises(ConfigError, match="Did you mean 'beta_1'"):
+        mibzoo.load("gan", optimizers={"dist": {"beta1": 0.5}})
+    with pytest.raises(ConfigError, match="network"):
+        mibzoo.load("vae", networks={"vector": {"network": "dcgan"}})
+
+
+def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
+    from mibzoo.estimators import infogan
+    from mibzoo.objectives import infogan_information
+
+    keras.utils.set_random_seed(0)
+    image = {**DCGAN_IMAGE, "shape": [8, 8, 1]}
+    x, present = {"image": np.zeros((4, 8, 8, 1), "float32")}, keras.ops.ones((4, 1))
+    for std in (None, 0.5):
+        hyper = {"lambda_info": 1.0, **({"q_fixed_std": std} if std else {})}
+        model = mibzoo.load("infogan", modalities={"image": image}, hyperparameters=hyper)
+        fp = model.forward(x, present, training=False, seed=0)
+        got = float(infogan_information(fp))
+        # By hand, from the pass's cached code and Q's outputs: blocks noise (32), digit_code (10), style_code (2).
+        z, _ = fp.prior_latents()
+        params = model.auxiliaries["infogan"](fp.data_vector(fp.generated()))
+        mean = params[:, 10:12]
+        logvar = keras.ops.full_like(mean, 2 * np.log(std)) if std else params[:, 12:14]
+        expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 32:42], params[:, :10]))
+                     + float(infogan.gaussian_code_mi_lower_bound(z[:, 42:44], mean, logvar)))
+        assert got == pytest.approx(expected, rel=1e-5)
+    model = mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
+    with pytest.raises(ValueError, match="q_fixed_std"):
+        infogan_information(model.forward(x, present, training=False, seed=0))
