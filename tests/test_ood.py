@@ -85,3 +85,99 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
     oracle = ood_baselines.train_baseline(dataclasses.replace(ood_baselines.ORACLE_SETTINGS, **quick), train, test, 0)
     assert erm["train_acc"] > 0.8 and erm["test_acc"] < 0.3  # colour: 85% in train, 10% in test
     assert 0.65 < oracle["test_acc"] < 0.85  # shape only: 75% everywhere
+
+
+# ----- the terms of Eq. 18 and IRM's penalty on p(y | z) ------------------------------------------
+
+def _small_model(entry="ood_cmnist_irm"):
+    import mibzoo
+    return mibzoo.load(entry, shared=[{"name": "z", "size": 3}], private={"image": 2},
+                       networks={"image": {"network": "mlp", "hidden": 8, "layers": 1},
+                                 "categorical": {"hidden": 8, "layers": 1}})
+
+
+def _batch(rng, n=12):
+    return {"image": rng.random((n, 14, 14, 2)).astype("float32"),
+            "label": rng.integers(0, 2, n).astype("int32"),
+            "env": np.array([0, 1, 2] * (n // 3), "int32")}
+
+
+def _numpy_ce(logits, labels):
+    logits = logits - logits.max(-1, keepdims=True)
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    return -log_softmax[np.arange(len(labels)), labels]
+
+
+def _forward(model, batch, labelled):
+    x, present = model._prepare({**batch, "present": {"label": labelled}}, strict=False)
+    return model.forward(x, present, training=False, seed=3)
+
+
+def test_conditional_independence_matches_numpy(rng):
+    from mibzoo import objectives
+
+    model = _small_model()
+    batch = _batch(rng)
+    labelled = np.array([1, 1, 0] * 4, "float32")
+    fp = _forward(model, batch, labelled)
+    value = float(objectives.conditional_independence(fp))
+    z = fp.z(0)  # z ~ q(z | x): the same draw the term used (cached)
+    decoder_logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float64")
+    critic_in = np.concatenate([np.asarray(z), np.eye(3)[batch["env"]]], axis=1).astype("float32")
+    critic_logits = np.asarray(model.critics["conditional_independence"](critic_in), "float64")
+    diff = _numpy_ce(decoder_logits, batch["label"]) - _numpy_ce(critic_logits, batch["label"])
+    expected = max(float((diff * labelled).sum() / labelled.sum()), 0.0)
+    np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
+    critic_loss = float(objectives.TERMS["conditional_independence"].critic_loss(fp))
+    np.testing.assert_allclose(critic_loss, (_numpy_ce(critic_logits, batch["label"]) * labelled).sum() / labelled.sum(),
+                               rtol=1e-4)
+
+
+def test_irm_term_matches_numpy_finite_differences(rng):
+    from mibzoo import objectives
+
+    model = _small_model()
+    batch = _batch(rng)
+    labelled = np.array([1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1], "float32")
+    fp = _forward(model, batch, labelled)
+    value = float(objectives.invariant_risk(fp))
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
+    penalties = []
+    for env in (0, 1, 2):
+        rows = (batch["env"] == env) & (labelled > 0)
+
+        def risk(s):
+            return _numpy_ce(s * logits[rows], batch["label"][rows]).mean()
+        penalties.append(((risk(1 + 1e-5) - risk(1 - 1e-5)) / 2e-5) ** 2)
+    np.testing.assert_allclose(value, np.mean(penalties), rtol=1e-3, atol=1e-9)
+
+
+def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
+    """For two classes, softmax over logits [0, f] is the sigmoid of f: the zoo term's closed form
+    and the baseline's autodiff penalty must agree."""
+    from mibzoo import objectives
+
+    f = rng.normal(size=9).astype("float32")
+    y = rng.integers(0, 2, 9)
+    two_class = np.stack([np.zeros_like(f), f], axis=1)
+    closed = float(np.mean(np.asarray(objectives.scale_gradient(two_class, np.eye(2, dtype="float32")[y]))) ** 2)
+    autodiff = float(ood_baselines.irm_penalty(tf.constant(f), tf.constant(y.astype("float32"))))
+    np.testing.assert_allclose(closed, autodiff, rtol=1e-4)
+
+
+def test_ood_terms_refuse_models_without_label_and_environment():
+    import mibzoo
+
+    with pytest.raises(ValueError, match="'env'"):
+        mibzoo.load("ood_cmnist", modalities={"image": {"kind": "image", "shape": [14, 14, 2]},
+                                              "label": {"kind": "categorical", "classes": 2}})
+
+
+def test_predict_target_is_the_mean_of_generated_class_probabilities(rng):
+    model = _small_model("ood_cmnist")
+    images = _batch(rng)["image"]
+    probs = np.asarray(model.predict_target({"image": images}, "label", num_samples=5, seed=1))
+    assert probs.shape == (12, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    draws = np.asarray(model.generate({"image": images}, "label", num_samples=5, seed=1, mode="mean"))
+    np.testing.assert_allclose(probs, draws.mean(0), rtol=1e-6)
