@@ -1,0 +1,73 @@
+"""`mibzoo reproduce table4`: the quick path end to end on fixture MNIST, records kept across
+commands, the report's kept text, the summaries and the hidden-label option."""
+import json
+
+import numpy as np
+import pytest
+
+from mibzoo.reproduce import table4
+
+
+@pytest.fixture(scope="module")
+def mnist_data_dir(tmp_path_factory, monkeypatch_module):
+    from mibzoo.data.fixtures import write_raw_fixtures
+    folder = tmp_path_factory.mktemp("mnist_data")
+    write_raw_fixtures(folder, groups=["mnist"], sizes={"mnist": (600, 60)})
+    monkeypatch_module.setenv("MIBZOO_DATA_SOURCES", "local")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir, tmp_path):
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "results_ood_quick.md").write_text(f"# Kept title\n\nNotes.\n\n{table4.MARKER_BEGIN}\nold\n"
+                                              f"{table4.MARKER_END}\n\nKept tail.\n")
+    table4.run(out, seeds=[0, 1], quick=True, methods=["ERM", "ood_cmnist_semi"], data_dir=mnist_data_dir)
+    table4.run(out, seeds=[0], quick=True, methods=["ood_cmnist_irm"], data_dir=mnist_data_dir)
+    record = json.loads((out / "results_ood_quick.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in record["runs"]) == [
+        ("ERM", 0), ("ERM", 1), ("ood_cmnist_irm", 0), ("ood_cmnist_semi", 0), ("ood_cmnist_semi", 1)]
+    assert all(0.0 <= r[k] <= 1.0 for r in record["runs"] for k in ("train_acc", "test_acc"))
+    assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2
+    text = (out / "results_ood_quick.md").read_text()
+    assert text.startswith("# Kept title\n\nNotes.") and text.rstrip().endswith("Kept tail.") and "\nold\n" not in text
+    assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
+    assert "mibzoo reproduce table4 --quick --seeds 0 --methods ood_cmnist_irm --out" in text
+    assert (out / "results_ood_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_summary_in_percent_with_sample_std_and_target_statements():
+    runs = [{"method": "ERM", "seed": s, "train_acc": a, "test_acc": b, "seconds": 1.0}
+            for s, (a, b) in enumerate([(0.87, 0.16), (0.88, 0.18)])]
+    runs += [{"method": "IRM", "seed": 0, "train_acc": 0.7, "test_acc": 0.6, "seconds": 2.0}]
+    summary = table4.summarize(runs)
+    np.testing.assert_allclose(summary["ERM"]["test"], (17.0, np.std([16.0, 18.0], ddof=1)))
+    assert summary["IRM"]["test"] == (60.0, 0.0) and summary["ERM"]["n"] == 2
+    lines = "\n".join(table4.target_lines(summary))
+    assert "ERM test-env accuracy ≤ 20%: **met**" in lines
+    assert "IRM test-env accuracy within ±3 points of 66.9%: **missed**" in lines
+    assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines
+
+
+def test_hide_labels_is_deterministic_per_seed_and_hides_the_values():
+    from mibzoo.errors import ConfigError
+    from mibzoo.experiment_data import hide_labels
+
+    arrays = {"label": np.arange(10) % 2 + 1, "image": np.zeros((10, 3))}
+    out, present = hide_labels(arrays, "label", 0.3, seed=4)
+    again, same = hide_labels(arrays, "label", 0.3, seed=4)
+    _, other = hide_labels(arrays, "label", 0.3, seed=5)
+    mask = present["label"]
+    assert mask.sum() == 7 and np.array_equal(mask, same["label"]) and not np.array_equal(mask, other["label"])
+    assert np.all(out["label"][mask == 0] == 0) and np.array_equal(out["label"][mask == 1], arrays["label"][mask == 1])
+    assert np.all(arrays["label"] > 0)  # the input is not modified
+    with pytest.raises(ConfigError, match="fraction"):
+        hide_labels(arrays, "label", 1.5, seed=0)
+    with pytest.raises(ConfigError, match="Did you mean 'label'"):
+        hide_labels(arrays, "labels", 0.5, seed=0)
