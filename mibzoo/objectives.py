@@ -502,11 +502,22 @@ def invariant_risk(fp):
     """IRMv1's penalty on p(y | z) (Arjovsky et al. 2019; the paper's Appendix A.5: a stable M^p
     across environments, measured by a gradient penalty): the mean over the environments e of the
     batch of (∂/∂s R^e(s))² at s = 1, R^e(s) = E_e[−log softmax(s · logits(z))[y]] with z ~ q(z | x),
-    in closed form (`scale_gradient`), labelled examples only."""
+    in closed form (`scale_gradient`), labelled examples only.
+
+    IRM's annealing (its code: penalty weight 1 for the first 190 steps, then 91,257) through two
+    hyperparameters: while training, before network update ``irm_anneal_steps`` the value is
+    multiplied by ``irm_anneal_scale`` (e.g. 1 / γ, so that the penalty enters with weight 1 while
+    the features are learned); after it, and at evaluation, by 1."""
     _ood_modalities(fp.model, "irm")
     grads = scale_gradient(predictive_label_logits(fp), fp.x[LABEL])
     weights = _labelled(fp)[:, None] * fp.x[ENVIRONMENT]  # [B, E]
     counts = ops.sum(weights, axis=0)
     risk_grads = ops.sum(grads[:, None] * weights, axis=0) / ops.maximum(counts, 1.0)
     seen = ops.cast(counts > 0, "float32")
-    return ops.sum(ops.square(risk_grads) * seen) / ops.maximum(ops.sum(seen), 1.0)
+    penalty = ops.sum(ops.square(risk_grads) * seen) / ops.maximum(ops.sum(seen), 1.0)
+    hyper = fp.model.model_config["hyperparameters"]
+    anneal_steps = hyper.get("irm_anneal_steps", 0)
+    if fp.training and anneal_steps:
+        annealing = ops.cast(fp.model.optimizer.iterations < anneal_steps, "float32")
+        penalty = penalty * (1.0 + annealing * (float(hyper.get("irm_anneal_scale", 1.0)) - 1.0))
+    return penalty

@@ -181,3 +181,21 @@ def test_predict_target_is_the_mean_of_generated_class_probabilities(rng):
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
     draws = np.asarray(model.generate({"image": images}, "label", num_samples=5, seed=1, mode="mean"))
     np.testing.assert_allclose(probs, draws.mean(0), rtol=1e-6)
+
+
+def test_predict_signature_gives_per_row_seeded_class_probabilities(rng):
+    from mibzoo import export
+
+    model = _small_model("ood_cmnist")
+    signatures = export.build_signatures(model)
+    assert "predict_image_to_label" in signatures and "predict_image_to_env" in signatures
+    assert "predict_label_to_image" not in signatures  # images are not categorical
+    fn, spec = signatures["predict_image_to_label"]
+    assert set(spec) == {"image", "seed"}
+    images = _batch(rng, 3)["image"]
+    seeds = np.array([[1, 2], [3, 4], [5, 6]], "int32")
+    probs = np.asarray(fn({"image": images, "seed": seeds})["label"])
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # A row's output depends on its own image and seed only (not on the batch it is served in).
+    alone = np.asarray(fn({"image": images[1:2], "seed": seeds[1:2]})["label"])
+    np.testing.assert_allclose(alone[0], probs[1], rtol=1e-5)
