@@ -491,6 +491,17 @@ def conditional_independence(fp):
     return ops.maximum(estimate, 0.0)
 
 
+@register_term("sufficiency", "regularizer")
+def sufficiency(fp):
+    """The other half of G_ood (Sec. 6): Z is a sufficient statistic for predicting Y. Derived
+    (appendix not available): I_q(Y; Z) = H(Y) − H(Y | Z) ≥ H(Y) − E[−log p(y | z)], so the
+    cross-entropy of the label decoder with z ~ q(z | x) — the risk of the predictor used at test
+    time — bounds the missing information up to the constant H(Y). Labelled examples only. It is
+    also the risk IRM's penalty (the ``irm`` term) is a penalty on."""
+    _ood_modalities(fp.model, "sufficiency")
+    return _masked_mean(label_cross_entropy(predictive_label_logits(fp), fp.x[LABEL]), _labelled(fp))
+
+
 def scale_gradient(logits, labels):
     """``[B]``: d/ds −log softmax(s · logits)[y] at s = 1, which is Σ_k (softmax(logits)_k − y_k) logits_k
     (the derivative of the cross-entropy along the logits, projected on the logits)."""

@@ -199,3 +199,15 @@ def test_predict_signature_gives_per_row_seeded_class_probabilities(rng):
     # A row's output depends on its own image and seed only (not on the batch it is served in).
     alone = np.asarray(fn({"image": images[1:2], "seed": seeds[1:2]})["label"])
     np.testing.assert_allclose(alone[0], probs[1], rtol=1e-5)
+
+
+def test_sufficiency_is_the_labelled_cross_entropy_of_p_y_given_z_from_x(rng):
+    from mibzoo import objectives
+
+    model = _small_model()
+    batch = _batch(rng)
+    labelled = np.array([1, 0, 1] * 4, "float32")
+    fp = _forward(model, batch, labelled)
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
+    expected = (_numpy_ce(logits, batch["label"]) * labelled).sum() / labelled.sum()
+    np.testing.assert_allclose(float(objectives.sufficiency(fp)), expected, rtol=1e-4)
