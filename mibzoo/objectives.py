@@ -512,7 +512,7 @@ def scale_gradient(logits, labels):
 def invariant_risk(fp):
     """IRMv1's penalty on p(y | z) (Arjovsky et al. 2019; the paper's Appendix A.5: a stable M^p
     across environments, measured by a gradient penalty): the mean over the environments e of the
-    batch of (∂/∂s R^e(s))² at s = 1, R^e(s) = E_e[−log softmax(s · logits(z))[y]] with z ~ q(z | x),
+    batch of (∂/∂s R^e(s))² at s = 1 (estimated without bias by two half-batches), R^e(s) = E_e[−log softmax(s · logits(z))[y]] with z ~ q(z | x),
     in closed form (`scale_gradient`), labelled examples only.
 
     IRM's annealing (its code: penalty weight 1 for the first 190 steps, then 91,257) through two
@@ -522,10 +522,16 @@ def invariant_risk(fp):
     _ood_modalities(fp.model, "irm")
     grads = scale_gradient(predictive_label_logits(fp), fp.x[LABEL])
     weights = _labelled(fp)[:, None] * fp.x[ENVIRONMENT]  # [B, E]
-    counts = ops.sum(weights, axis=0)
-    risk_grads = ops.sum(grads[:, None] * weights, axis=0) / ops.maximum(counts, 1.0)
-    seen = ops.cast(counts > 0, "float32")
-    penalty = ops.sum(ops.square(risk_grads) * seen) / ops.maximum(ops.sum(seen), 1.0)
+    # On a minibatch the square of one estimate of ∂R^e/∂s is biased by its variance, which
+    # shrinking the logits removes (the predictor collapses to a constant). As IRM (Arjovsky et
+    # al. 2019, Sec. 3.2) suggests: the product of the estimates from two halves of the batch
+    # (even and odd rows), unbiased for (∂R^e/∂s)².
+    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
+    halves = [weights * (1.0 - parity), weights * parity]
+    counts = [ops.sum(h, axis=0) for h in halves]
+    risk_grads = [ops.sum(grads[:, None] * h, axis=0) / ops.maximum(c, 1.0) for h, c in zip(halves, counts)]
+    seen = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
+    penalty = ops.sum(risk_grads[0] * risk_grads[1] * seen) / ops.maximum(ops.sum(seen), 1.0)
     hyper = fp.model.model_config["hyperparameters"]
     anneal_steps = hyper.get("irm_anneal_steps", 0)
     if fp.training and anneal_steps:

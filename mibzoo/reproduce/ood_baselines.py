@@ -116,7 +116,7 @@ def _environments(arrays, grayscale):
     return {e: (x[env == e], y[env == e]) for e in np.unique(env)}
 
 
-def train_baseline(settings, train, test, seed, progress=None):
+def train_baseline(settings, train, test, seed, progress=None, jit_compile=True):
     """Trains one baseline full-batch on the training environments; returns its accuracies.
 
     Args:
@@ -125,6 +125,7 @@ def train_baseline(settings, train, test, seed, progress=None):
         test: arrays of the test split (environment 2).
         seed: seed of the weights.
         progress: optional ``progress(step, logs)`` called every 100 steps.
+        jit_compile: compile the step with XLA (faster on the full data; tiny runs skip the compile).
 
     Returns:
         ``{"train_acc", "test_acc", "env_acc": {env: acc}, "train_nll", "penalty"}``.
@@ -143,7 +144,7 @@ def train_baseline(settings, train, test, seed, progress=None):
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     optimizer.build(mlp.trainable_variables)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def step(penalty_weight):
         with tf.GradientTape() as tape:
             nlls, penalties = [], []

@@ -63,7 +63,8 @@ class Budget:
         test_limit: test examples (None: all 10,000).
         predict_samples: draws of z per example in p(y | x).
         hidden_fraction: share of training labels hidden in the semi-supervised row.
-        run_eagerly: train the entries without compiling the step (the quick path).
+        run_eagerly: train without compiling the steps (the quick path: entries eagerly, baselines
+            without XLA).
     """
 
     baseline_train_limit: int = None
@@ -97,7 +98,8 @@ def run_baseline(settings):
         from mibzoo.reproduce import ood_baselines
 
         chosen = dataclasses.replace(settings, steps=budget.baseline_steps, hidden=budget.baseline_hidden)
-        return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed)
+        return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed,
+                                            jit_compile=not budget.run_eagerly)
     return run
 
 
