@@ -40,6 +40,9 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
     assert "mibzoo reproduce table4 --quick --seeds 0 --methods ood_cmnist_irm --out" in text
     assert (out / "results_ood_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "results_ood_quick.md").unlink()
+    table4.run(out, seeds=[0], quick=True, report_only=True)  # the report again from the records alone
+    assert "**ood_cmnist_irm** (ours)" in (out / "results_ood_quick.md").read_text()
 
 
 def test_summary_in_percent_with_sample_std_and_target_statements():

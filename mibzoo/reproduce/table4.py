@@ -296,7 +296,7 @@ def _load_existing(path, budget):
     return record if record.get("budget") == dataclasses.asdict(budget) else None
 
 
-def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None):
+def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False):
     """`mibzoo reproduce table4`: runs the chosen rows and writes the report, its JSON and its figure.
 
     Args:
@@ -306,6 +306,8 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None):
         methods: rows to run (default all, `METHODS`).
         fresh: drop the records of earlier commands instead of keeping them.
         data_dir: data directory (None: ``$MIBZOO_DATA_DIR`` or ``~/.cache/mibzoo/data``).
+        report_only: train nothing; rewrite the report and figure from the JSON's records (after
+            a command was stopped, its finished runs are in the JSON).
 
     Returns:
         The path of the written markdown file.
@@ -321,6 +323,10 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None):
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
     previous = None if fresh else _load_existing(json_path, budget)
+    if report_only:
+        if previous is None or not previous.get("runs"):
+            raise FileNotFoundError(f"table4: no records of this budget in {json_path} to report")
+        return _write_report(previous, out, suffix)
     command = "mibzoo reproduce table4" + (" --quick" if quick else "") + (
         f" --seeds {' '.join(map(str, seeds))}" if seeds != list(TABLE.default_seeds) else "") + (
         f" --methods {' '.join(methods)}" if methods != list(METHODS) else "") + (
@@ -338,7 +344,11 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None):
     record["wall_seconds"] = record["wall_seconds"] + [round(time.perf_counter() - started, 1)]
     record["runs"] = runs
     write_json(json_path, record)
-    plot(runs, out / f"results_ood{suffix}.png")
+    return _write_report(record, out, suffix)
+
+
+def _write_report(record, out, suffix):
+    plot(record["runs"], out / f"results_ood{suffix}.png")
     path = out / f"results_ood{suffix}.md"
     write_markdown(path, render(record, suffix), "Results: out-of-distribution generalization on Colored-MNIST (Table 4)")
     return path
@@ -349,6 +359,8 @@ def _add_arguments(parser):
                         help=f"rows to run (default all: {' '.join(METHODS)})")
     parser.add_argument("--fresh", action="store_true",
                         help="forget the records of earlier commands (default: keep other rows' records)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite the report and figure from the records in the JSON")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
 
 
