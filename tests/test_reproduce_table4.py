@@ -28,11 +28,11 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     out.mkdir()
     (out / "results_ood_quick.md").write_text(f"# Kept title\n\nNotes.\n\n{table4.MARKER_BEGIN}\nold\n"
                                               f"{table4.MARKER_END}\n\nKept tail.\n")
-    table4.run(out, seeds=[0, 1], quick=True, methods=["ERM", "ood_cmnist_semi"], data_dir=mnist_data_dir)
+    table4.run(out, seeds=[0], quick=True, methods=["ERM", "ood_cmnist_semi"], data_dir=mnist_data_dir)
     table4.run(out, seeds=[0], quick=True, methods=["ood_cmnist_irm"], data_dir=mnist_data_dir)
     record = json.loads((out / "results_ood_quick.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in record["runs"]) == [
-        ("ERM", 0), ("ERM", 1), ("ood_cmnist_irm", 0), ("ood_cmnist_semi", 0), ("ood_cmnist_semi", 1)]
+        ("ERM", 0), ("ood_cmnist_irm", 0), ("ood_cmnist_semi", 0)]
     assert all(0.0 <= r[k] <= 1.0 for r in record["runs"] for k in ("train_acc", "test_acc"))
     assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2
     text = (out / "results_ood_quick.md").read_text()
