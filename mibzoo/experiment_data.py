@@ -90,16 +90,25 @@ class ExperimentData:
             return limit
         return min(n, limit) if limit is not None else n
 
-    def train_dataset(self, batch_size, seed=0, limit=None):
-        """A shuffled ``tf.data.Dataset`` of dict batches of the training split."""
-        if self.kind == "named":
+    def train_dataset(self, batch_size, seed=0, limit=None, hidden_labels=None):
+        """A shuffled ``tf.data.Dataset`` of dict batches of the training split; ``hidden_labels``
+        (``{modality: fraction}``) hides that share of each modality's values (`hide_labels`, chosen
+        by ``seed``) and adds the ``present`` masks (the split is then read into memory)."""
+        if self.kind == "named" and not hidden_labels:
             import mibzoo.data
             return mibzoo.data.load(self.name, "train", batch_size=batch_size, shuffle=True, seed=seed,
                                     data_dir=self.data_dir, limit=limit)
         import tensorflow as tf
 
         arrays = self.arrays("train", limit)
-        n = len(next(iter(arrays.values())))
+        if hidden_labels:
+            present = {}
+            for modality, fraction in hidden_labels.items():
+                arrays, mask = hide_labels(arrays, modality, fraction, seed)
+                present.update(mask)
+            arrays = {k: v for k, v in arrays.items() if k in self.modalities}
+            arrays["present"] = present
+        n = len(next(value for key, value in arrays.items() if key != "present"))
         ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(n, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -74,3 +74,39 @@ def test_hide_labels_is_deterministic_per_seed_and_hides_the_values():
         hide_labels(arrays, "label", 1.5, seed=0)
     with pytest.raises(ConfigError, match="Did you mean 'label'"):
         hide_labels(arrays, "labels", 0.5, seed=0)
+
+
+def test_train_run_hides_labels_through_presence_masks(tmp_path):
+    """`mibzoo train --hide-labels label=0.5`: the training batches carry 'present' masks with the
+    chosen share of labels absent (zeroed), recorded in run.json; any entry with that modality."""
+    from mibzoo.experiment import train_run
+    from mibzoo.experiment_data import resolve
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.random((40, 4)).astype("float32"), "label": rng.integers(1, 3, 40).astype("int32")}
+    modalities = {"image": {"kind": "vector", "size": 4}, "label": {"kind": "categorical", "classes": 3}}
+    data = resolve({"train": arrays, "test": arrays}, modalities=modalities)
+    batches = list(data.train_dataset(40, seed=2, hidden_labels={"label": 0.5}))
+    present = batches[0]["present"]["label"].numpy()
+    assert present.sum() == 20 and np.all(batches[0]["label"].numpy()[present == 0] == 0)
+    with pytest.raises(ValueError, match="hidden_labels"):
+        train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "bad", modalities=modalities,
+                  hidden_labels={"label": 2.0})
+    with pytest.raises(ValueError, match="not a modality"):
+        train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "bad", modalities=modalities,
+                  hidden_labels={"labels": 0.5})
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_train_run_with_hidden_labels_trains_and_records_them(tmp_path):
+    from mibzoo.experiment import train_run
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.random((40, 4)).astype("float32"), "label": rng.integers(1, 3, 40).astype("int32")}
+    modalities = {"image": {"kind": "vector", "size": 4}, "label": {"kind": "categorical", "classes": 3}}
+    record = train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "run", batch_size=20, seed=2,
+                       modalities=modalities, hidden_labels={"label": 0.5}, image_examples=0,
+                       overrides={"networks": {"vector": {"hidden": 8, "layers": 1},
+                                               "categorical": {"hidden": 8, "layers": 1}}})
+    assert record["hidden_labels"] == {"label": 0.5} and record["epochs_completed"] == 1
