@@ -92,14 +92,16 @@ def _limited(arrays, limit):
     return arrays if limit is None else {key: value[:limit] for key, value in arrays.items()}
 
 
-def run_baseline(settings):
+def run_baseline(name, settings):
     """A method that trains one of `ood_baselines.BASELINES` with the budget's steps and width."""
     def run(train, test, seed, budget):
         from mibzoo.reproduce import ood_baselines
 
         chosen = dataclasses.replace(settings, steps=budget.baseline_steps, hidden=budget.baseline_hidden)
+        def progress(step, logs):
+            _log(f"table4: {name} seed {seed} step {step}: nll {logs['nll']:.4f} penalty {logs['penalty']:.2e}")
         return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed,
-                                            jit_compile=not budget.run_eagerly)
+                                            progress=progress, jit_compile=not budget.run_eagerly)
     return run
 
 
@@ -145,9 +147,9 @@ def _methods():
     from mibzoo.reproduce import ood_baselines
 
     return {
-        "ERM": ("ERM", run_baseline(ood_baselines.ERM_SETTINGS)),
-        "IRM": ("IRM", run_baseline(ood_baselines.IRM_SETTINGS)),
-        "oracle": ("oracle (ERM on grayscale)", run_baseline(ood_baselines.ORACLE_SETTINGS)),
+        "ERM": ("ERM", run_baseline("ERM", ood_baselines.ERM_SETTINGS)),
+        "IRM": ("IRM", run_baseline("IRM", ood_baselines.IRM_SETTINGS)),
+        "oracle": ("oracle (ERM on grayscale)", run_baseline("oracle", ood_baselines.ORACLE_SETTINGS)),
         "ood_cmnist": ("OURS", run_entry("ood_cmnist")),
         "ood_cmnist_semi": ("OURS, 50% labels", run_entry("ood_cmnist", hidden_fraction="budget")),
         "ood_cmnist_irm": (None, run_entry("ood_cmnist_irm")),
