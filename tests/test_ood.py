@@ -80,7 +80,7 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
     train = _toy_colored(rng, 200, (0.1, 0.2))
     test = _toy_colored(rng, 200, (0.9,))
     test["env"][:] = 2
-    quick = dict(hidden=16, steps=60, learning_rate=0.02)
+    quick = dict(hidden=16, steps=40, learning_rate=0.02)
     erm = ood_baselines.train_baseline(dataclasses.replace(ood_baselines.ERM_SETTINGS, **quick), train, test, 0,
                                        jit_compile=False)
     oracle = ood_baselines.train_baseline(dataclasses.replace(ood_baselines.ORACLE_SETTINGS, **quick), train, test, 0,

@@ -29,20 +29,20 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     (out / "results_ood_quick.md").write_text(f"# Kept title\n\nNotes.\n\n{table4.MARKER_BEGIN}\nold\n"
                                               f"{table4.MARKER_END}\n\nKept tail.\n")
     table4.run(out, seeds=[0], quick=True, methods=["ERM", "ood_cmnist_semi"], data_dir=mnist_data_dir)
-    table4.run(out, seeds=[0], quick=True, methods=["ood_cmnist_irm"], data_dir=mnist_data_dir)
+    table4.run(out, seeds=[0], quick=True, methods=["oracle"], data_dir=mnist_data_dir)
     record = json.loads((out / "results_ood_quick.json").read_text())
     assert sorted((r["method"], r["seed"]) for r in record["runs"]) == [
-        ("ERM", 0), ("ood_cmnist_irm", 0), ("ood_cmnist_semi", 0)]
+        ("ERM", 0), ("ood_cmnist_semi", 0), ("oracle", 0)]
     assert all(0.0 <= r[k] <= 1.0 for r in record["runs"] for k in ("train_acc", "test_acc"))
     assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2
     text = (out / "results_ood_quick.md").read_text()
     assert text.startswith("# Kept title\n\nNotes.") and text.rstrip().endswith("Kept tail.") and "\nold\n" not in text
     assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
-    assert "mibzoo reproduce table4 --quick --seeds 0 --methods ood_cmnist_irm --out" in text
+    assert "mibzoo reproduce table4 --quick --seeds 0 --methods oracle --out" in text
     assert (out / "results_ood_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (out / "results_ood_quick.md").unlink()
     table4.run(out, seeds=[0], quick=True, report_only=True)  # the report again from the records alone
-    assert "**ood_cmnist_irm** (ours)" in (out / "results_ood_quick.md").read_text()
+    assert "**oracle** (ours, oracle (ERM on grayscale))" in (out / "results_ood_quick.md").read_text()
 
 
 def test_summary_in_percent_with_sample_std_and_target_statements():

@@ -83,7 +83,7 @@ class Budget:
 
 FULL = Budget()
 QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16, epochs=1, batch_size=50,
-               train_limit=200, test_limit=100, predict_samples=2, run_eagerly=True)
+               train_limit=100, test_limit=100, predict_samples=2, run_eagerly=True)
 
 
 # ----- methods ----------------------------------------------------------------------------------
