@@ -47,7 +47,7 @@ from mibzoo.files import atomic_path
 # Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
 # learning_rate None: the entry's own (its config's ``optimizers``; Adam(1e-3) unless the entry sets one).
 DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, "overrides": {},
-            "modality_options": {}}
+            "modality_options": {}, "hidden_labels": {}}
 
 
 def versions():
@@ -122,9 +122,12 @@ def check_settings(epochs, settings):
                              or rate <= 0):
         raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3) or None (the "
                          f"entry's own)")
-    for name in ("overrides", "modality_options"):
+    for name in ("overrides", "modality_options", "hidden_labels"):
         if not isinstance(settings[name], dict):
             raise ValueError(f"{name}: got {settings[name]!r}, expected a dict")
+    for modality, fraction in settings["hidden_labels"].items():
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"hidden_labels: {modality}={fraction!r}, expected a fraction in [0, 1]")
 
 
 def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=None):
@@ -203,7 +206,7 @@ def _settings(record, given, run_dir):
     if record is None:
         return {k: (v if v is not None else DEFAULTS[k]) for k, v in given.items()}
     recorded = {k: record.get(k, DEFAULTS[k]) for k in DEFAULTS}
-    recorded = {k: (DEFAULTS[k] if v is None and k in ("overrides", "modality_options") else v)
+    recorded = {k: (DEFAULTS[k] if v is None and k in ("overrides", "modality_options", "hidden_labels") else v)
                 for k, v in recorded.items()}
     conflicts = [f"{k} {recorded[k]!r} (given {v!r})" for k, v in given.items() if v is not None and v != recorded[k]]
     if conflicts:
@@ -220,7 +223,7 @@ def _repeated_training_dataset(data, settings):
     epochs stay aligned with passes (the last batch of a pass may be partial). Datasets that do not
     declare their size keep one finite pass per epoch."""
     batch_size, limit = settings["batch_size"], settings["limit"]
-    dataset = data.train_dataset(batch_size, settings["seed"], limit)
+    dataset = data.train_dataset(batch_size, settings["seed"], limit, settings["hidden_labels"])
     n = data.num_examples("train", limit)
     if not n:
         return dataset, None
@@ -229,7 +232,7 @@ def _repeated_training_dataset(data, settings):
 
 def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides=None, limit=None,
               modality_options=None, learning_rate=None, modalities=None, data_dir=None, evaluate=False,
-              image_examples=8, keep_checkpoints=2, verbose=0, **evaluate_kwargs):
+              image_examples=8, keep_checkpoints=2, verbose=0, hidden_labels=None, **evaluate_kwargs):
     """Trains a zoo entry into a run directory, or resumes the run already there.
 
     Args:
@@ -242,6 +245,8 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
             (None: the recorded value when resuming, else `DEFAULTS`). ``limit`` trains on the first
             ``limit`` training examples; ``overrides`` are `mibzoo.load` overrides.
         modalities: modality specs for in-memory arrays.
+        hidden_labels: ``{modality: fraction}``: semi-supervised training, that share of the training
+            examples lacks the modality (`mibzoo.experiment_data.hide_labels`, chosen by the seed).
         data_dir: data directory of named datasets.
         evaluate: run `evaluate_run` at the end (with ``**evaluate_kwargs``).
         image_examples: test examples in the TensorBoard image summaries (0: none).
@@ -275,9 +280,12 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     else:
         data = resolve(dataset, modalities=modalities, data_dir=data_dir)
     given = {"batch_size": batch_size, "seed": seed, "learning_rate": learning_rate, "limit": limit,
-             "overrides": overrides, "modality_options": modality_options}
+             "overrides": overrides, "modality_options": modality_options, "hidden_labels": hidden_labels}
     settings = _settings(record, given, run_dir)
     check_settings(epochs, settings)
+    unknown = sorted(set(settings["hidden_labels"]) - set(data.modalities))
+    if unknown:
+        raise ValueError(f"hidden_labels: {unknown[0]!r} is not a modality of {data.name!r} ({sorted(data.modalities)})")
     if data.num_examples("train", settings["limit"]) == 0:
         raise ValueError(f"dataset {data.name!r}: its training split has no examples")
     entry = record["entry"] if record is not None else entry

@@ -90,16 +90,25 @@ class ExperimentData:
             return limit
         return min(n, limit) if limit is not None else n
 
-    def train_dataset(self, batch_size, seed=0, limit=None):
-        """A shuffled ``tf.data.Dataset`` of dict batches of the training split."""
-        if self.kind == "named":
+    def train_dataset(self, batch_size, seed=0, limit=None, hidden_labels=None):
+        """A shuffled ``tf.data.Dataset`` of dict batches of the training split; ``hidden_labels``
+        (``{modality: fraction}``) hides that share of each modality's values (`hide_labels`, chosen
+        by ``seed``) and adds the ``present`` masks (the split is then read into memory)."""
+        if self.kind == "named" and not hidden_labels:
             import mibzoo.data
             return mibzoo.data.load(self.name, "train", batch_size=batch_size, shuffle=True, seed=seed,
                                     data_dir=self.data_dir, limit=limit)
         import tensorflow as tf
 
         arrays = self.arrays("train", limit)
-        n = len(next(iter(arrays.values())))
+        if hidden_labels:
+            present = {}
+            for modality, fraction in hidden_labels.items():
+                arrays, mask = hide_labels(arrays, modality, fraction, seed)
+                present.update(mask)
+            arrays = {k: v for k, v in arrays.items() if k in self.modalities}
+            arrays["present"] = present
+        n = len(next(value for key, value in arrays.items() if key != "present"))
         ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(n, seed=seed, reshuffle_each_iteration=True)
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -194,3 +203,39 @@ def model_overrides(data, overrides=None, modality_options=None, seed=None):
     if seed is not None and "seed" not in overrides:
         overrides["seed"] = int(seed)
     return overrides
+
+
+def hide_labels(arrays, modality, fraction, seed):
+    """Semi-supervised training data: hides ``modality`` (a label) for a ``fraction`` of the examples.
+
+    Exactly ``round(fraction * N)`` examples, drawn without replacement by a generator seeded with
+    ``seed`` (the same examples for the same seed and size), lose the value: it is set to 0 in the
+    returned copy, so nothing can read it, and the returned presence mask is 0 there. The model
+    then treats those examples as lacking the modality (its expert drops out of q(z | ·) and its
+    likelihood term is 0, Eq. 12-13), the missing-modality machinery of every entry.
+
+    Args:
+        arrays: ``{key: array}`` with one row per example.
+        modality: the key to hide (e.g. ``"label"``).
+        fraction: share of examples whose value is hidden, in [0, 1].
+        seed: seed of the choice.
+
+    Returns:
+        ``(arrays, present)``: a copy of ``arrays`` and ``{modality: float32 [N] 0/1}``.
+    """
+    from mibzoo.errors import ConfigError, did_you_mean
+
+    if modality not in arrays:
+        raise ConfigError("hide_labels", "modality", modality,
+                          f"one of the array keys {sorted(arrays)}" + did_you_mean(modality, list(arrays)))
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+        raise ConfigError("hide_labels", "fraction", fraction, "a number in [0, 1] (the share of hidden labels)")
+    values = np.asarray(arrays[modality])
+    n = len(values)
+    hidden = np.random.default_rng([int(seed), 12]).permutation(n)[:int(round(fraction * n))]
+    present = np.ones(n, "float32")
+    present[hidden] = 0.0
+    out = dict(arrays)
+    out[modality] = values.copy()
+    out[modality][hidden] = 0
+    return out, {modality: present}

@@ -16,6 +16,9 @@ vector outputs are the likelihood's mean):
 - ``sample``: one joint sample from the prior per input row (input ``sample_index`` int32
   ``[None]``: TF Serving needs every output to share the inputs' batch dimension, so the number
   of rows is the number of samples);
+- ``predict_<source>_to_<target>`` for each categorical target: p(target | source) =
+  E_{q(z | source)} p(target | z), the class probabilities averaged over `PREDICT_SAMPLES` draws
+  of z (`MIBModel.predict_target`; Sec. 6 predicts Y from X this way), seeded per row (``seed``);
 - ``*_seeded`` twins of the sampling signatures take ``seed``: int32 ``[None, 2]``, one stateless
   seed per row, so a row's output depends only on its inputs and its seed — identical across
   processes and unaffected by server-side batching.
@@ -33,6 +36,9 @@ import tensorflow as tf
 
 from mibzoo import export_archive
 from mibzoo.modalities import event_shape
+
+# Draws of z averaged by the predict_* signatures.
+PREDICT_SAMPLES = 16
 
 
 def _input_spec(spec):
@@ -128,6 +134,19 @@ def build_signatures(model):
             base = f"generate_{source}_to_{target}"
             signatures[base] = (pair_fn(source, target, False), {source: all_inputs[source]})
             signatures[f"{base}_seeded"] = (pair_fn(source, target, True), {source: all_inputs[source], **seed_spec})
+
+    def predict_fn(source, target):
+        def fn(inputs):
+            noise = per_example_noise(inputs["seed"])
+            return {target: model.predict_target({source: inputs[source]}, target, num_samples=PREDICT_SAMPLES,
+                                                 seed=noise)}
+        return fn
+
+    for source in names:
+        for target in names:
+            if source != target and specs[target]["kind"] == "categorical":
+                signatures[f"predict_{source}_to_{target}"] = (predict_fn(source, target),
+                                                               {source: all_inputs[source], **seed_spec})
     return signatures
 
 

@@ -773,6 +773,22 @@ class MIBModel(keras.Model):
         u = noise((num_samples, batch, du)) if du else None
         return self._decode_from(target, z, u, mask_p, mode, seed, 0)
 
+    def predict_target(self, inputs, target, num_samples=16, seed=0, present=None):
+        """p(target | x^S) = E_{q(z | x^S)} p(target | z ⊙ m^p, u) by Monte Carlo over ``num_samples``
+        draws of z (and of the target's private latent from its prior): for a categorical target the
+        class probabilities, ``[B, classes]`` (Sec. 6: Y predicted from X alone through q(z | x) and
+        p(y | z)); for other kinds the mean of the likelihood's means.
+
+        Args:
+            inputs: ``{modality: batch}``, any subset of the modalities (the target usually absent).
+            target: the modality to predict.
+            num_samples: draws of z per example.
+            seed: an int or int32 ``[2]`` seed (reproducible), or None for fresh draws.
+            present: optional per-example presence, as in `encode`.
+        """
+        return ops.mean(self.generate(inputs, target, num_samples=num_samples, seed=seed, mode="mean",
+                                      present=present), axis=0)
+
     def reconstruct(self, inputs, present=None):
         """Every modality decoded from the posterior means of z and u (deterministic)."""
         self._require_inference("reconstruct")

@@ -262,3 +262,39 @@ def accuracy_fairness(panels, sweep, path):
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+def train_test_accuracy(ours, published, path):
+    """Train-environment against test-environment accuracy (Table 4): our methods as means with std
+    bars, published rows as hollow grey squares, and the diagonal (no generalization gap); written
+    atomically as a PNG.
+
+    Args:
+        ours: ``{label: ((train, train_std), (test, test_std))}`` in %.
+        published: the same for the paper's rows.
+        path: the PNG to write.
+    """
+    from mibzoo.files import atomic_path
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (label, ((train, train_std), (test, test_std))) in enumerate(ours.items()):
+        ax.errorbar(train, test, xerr=train_std, yerr=test_std, fmt="o", color=cycle[k % len(cycle)], label=label,
+                    capsize=3)
+    for label, ((train, train_std), (test, test_std)) in published.items():
+        ax.errorbar(train, test, xerr=train_std or None, yerr=test_std or None, fmt="s", mfc="none", color="grey",
+                    alpha=0.6, capsize=2)
+        ax.annotate(label, (train, test), fontsize=6, color="grey", xytext=(3, 3), textcoords="offset points")
+    ax.plot([0, 100], [0, 100], ":", color="grey", lw=0.8)
+    ax.set_xlim(40, 100)
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("accuracy on the training environments (%)")
+    ax.set_ylabel("accuracy on the test environment (%)")
+    ax.set_title("Colored-MNIST (filled: ours; hollow grey: published)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

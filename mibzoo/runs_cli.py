@@ -41,6 +41,20 @@ def _modality_options(text):
     return value
 
 
+def _hidden_labels(pairs):
+    """``["label=0.5"]`` → ``{"label": 0.5}``."""
+    out = {}
+    for pair in pairs:
+        modality, sep, fraction = pair.partition("=")
+        try:
+            out[modality] = float(fraction)
+        except ValueError:
+            sep = ""
+        if not sep or not modality:
+            raise ValueError(f"--hide-labels: got {pair!r}, expected MODALITY=FRACTION such as label=0.5")
+    return out
+
+
 def _add_budget(parser, epochs_default, resumable=False):
     # A resumed run keeps its recorded settings: `train` leaves them unset (None) unless given.
     recorded = " (a resumed run keeps its recorded value)" if resumable else ""
@@ -54,6 +68,9 @@ def _add_budget(parser, epochs_default, resumable=False):
                              "'optimizers'; 1e-3 unless it sets one)" + recorded)
     parser.add_argument("--set", action="append", metavar="KEY=JSON", help="model override (repeatable)")
     parser.add_argument("--modality-options", metavar="JSON", help="merged into every modality spec")
+    parser.add_argument("--hide-labels", action="append", metavar="MODALITY=FRACTION",
+                        help="semi-supervised: hide that share of the modality's training values, chosen by the seed "
+                             "(repeatable)" + recorded)
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
 
 
@@ -108,7 +125,8 @@ def _train(args):
     record = train_run(args.name, args.dataset, args.epochs, args.out, batch_size=args.batch_size, seed=args.seed,
                        overrides=_overrides(args.set) if args.set else None, limit=args.limit,
                        modality_options=_modality_options(args.modality_options), learning_rate=args.learning_rate,
-                       data_dir=args.data_dir, image_examples=args.image_examples, verbose=args.verbose)
+                       data_dir=args.data_dir, image_examples=args.image_examples, verbose=args.verbose,
+                       hidden_labels=_hidden_labels(args.hide_labels) if getattr(args, "hide_labels", None) else None)
     print(f"trained {record['entry']} on {record['dataset']} for {record['epochs_completed']} epochs "
           f"({record['train_seconds']:.1f} s): {args.out}")
     if args.evaluate:

@@ -48,8 +48,10 @@ def test_every_signature_runs_in_the_session_loader(exported):
     model, _, path = exported
     outputs = export_archive.verify_with_session_loader(path, export.signature_examples(model))
     expected = {"serving_default", "generate_seeded", "encode", "reconstruct", "sample", "sample_seeded",
-                "generate_x_to_y", "generate_y_to_x", "generate_x_to_y_seeded", "generate_y_to_x_seeded"}
+                "generate_x_to_y", "generate_y_to_x", "generate_x_to_y_seeded", "generate_y_to_x_seeded",
+                "predict_x_to_y"}  # y is categorical: p(y | x) averaged over draws of z
     assert set(outputs) == expected
+    np.testing.assert_allclose(outputs["predict_x_to_y"]["y"].sum(-1), 1.0, rtol=1e-5)
     export_archive.check_servable(path)
     assert outputs["generate_x_to_y"]["y"].shape == (2, 4)
     np.testing.assert_allclose(outputs["generate_x_to_y"]["y"].sum(-1), 1.0, rtol=1e-5)

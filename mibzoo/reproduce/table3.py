@@ -154,10 +154,12 @@ def splits(dataset, seeds, budget, data_dir=None):
 # ----- models -----------------------------------------------------------------------------------
 
 def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning_rate=1e-3, overrides=None,
-                    run_eagerly=False):
+                    run_eagerly=False, present=None, compile_options=None):
     """Trains a zoo entry at its defaults (plus ``overrides``) on in-memory arrays; returns the model.
 
     The seed fixes the weights, the training noise and the data order, as `mibzoo train` does.
+    ``present`` (``{modality: [N] 0/1}``) marks the examples that lack a modality (semi-supervised
+    training, `mibzoo.experiment_data.hide_labels`); ``compile_options`` go to ``model.compile``.
     """
     import keras
     import tensorflow as tf
@@ -167,9 +169,12 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     keras.utils.set_random_seed(seed)
     specs = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in modalities.items()}
     model = mibzoo.load(entry, modalities=specs, seed=seed, **(overrides or {}))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly)
-    n = len(train["x"])
-    ds = (tf.data.Dataset.from_tensor_slices({name: train[name] for name in specs})
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly, **(compile_options or {}))
+    columns = {name: train[name] for name in specs}
+    if present is not None:
+        columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
+    n = len(next(iter(columns.values())))
+    ds = (tf.data.Dataset.from_tensor_slices(columns)
           .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE))
     model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # the dataset is shuffled with the seed
     return model

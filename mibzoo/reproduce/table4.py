@@ -1,0 +1,371 @@
+"""`mibzoo reproduce table4`: out-of-distribution generalization on Colored-MNIST (Sec. 6, Eq. 18,
+Table 4), our rows beside the published ones.
+
+Protocol: every method learns from the training environments 0 and 1 of `colored_mnist` (colour
+agrees with the noisy label 90% / 80% of the time) and predicts the label from the image alone;
+accuracy on the training environments (mean of the two) and on the test environment 2 (colour
+agrees 10% of the time). Rows:
+
+- baselines (`mibzoo.reproduce.ood_baselines`): ERM, IRMv1 at its published Colored-MNIST
+  settings, and ERM on grayscale images (the oracle), full-batch as IRM trains them;
+- zoo entries at their defaults: `ood_cmnist` (Eq. 18), the same with 50% of the training labels
+  hidden (`mibzoo.experiment_data.hide_labels`, a different half per seed), and `ood_cmnist_irm`;
+  prediction p(y | x) = E_q(z|x) p(y | z) (`MIBModel.predict_target`).
+
+Per-run records accumulate in ``results_ood.json`` (a run of some methods keeps the other methods'
+records of the same budget), so a long table can be filled in by several commands;
+``--methods`` picks rows.
+
+```
+mibzoo reproduce table4                      # docs/results_ood.md, .json, .png
+mibzoo reproduce table4 --methods ERM IRM    # some rows
+mibzoo reproduce table4 --quick              # a pipeline check: tiny budget, *_quick.* files
+```
+"""
+import dataclasses
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from mibzoo.reproduce import Table
+
+MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
+MARKER_END = "<!-- mibzoo reproduce table4: end -->"
+
+# Table 4 of the paper: (train envs, test env), accuracy %, (mean, std).
+PUBLISHED = [
+    ("random guess", (50.0, None), (50.0, None)),
+    ("optimal invariant", (75.0, None), (75.0, None)),
+    ("oracle (ERM on grayscale)", (73.5, 0.2), (73.0, 0.4)),
+    ("ERM", (87.4, 0.2), (17.1, 0.6)),
+    ("IRM", (70.8, 0.9), (66.9, 2.5)),
+    ("OURS", (67.8, 6.8), (62.1, 6.1)),
+    ("OURS, 50% labels", (71.4, 6.1), (58.7, 7.2)),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What every method gets.
+
+    Attributes:
+        baseline_train_limit: training examples of the baselines (None: all 50,000, as IRM; the
+            split interleaves environments 0 and 1, so a prefix holds both equally).
+        baseline_steps: full-batch steps of the baselines (IRM's 501).
+        baseline_hidden: MLP width of the baselines (IRM's 390).
+        epochs: epochs of every zoo entry.
+        batch_size: their minibatch size.
+        learning_rate: their Adam learning rate.
+        critic_learning_rate: Adam learning rate of the critics of the entries' terms.
+        train_limit: training examples of the zoo entries (None: all).
+        test_limit: test examples (None: all 10,000).
+        predict_samples: draws of z per example in p(y | x).
+        hidden_fraction: share of training labels hidden in the semi-supervised row.
+        run_eagerly: train without compiling the steps (the quick path: entries eagerly, baselines
+            without XLA).
+    """
+
+    baseline_train_limit: int = None
+    baseline_steps: int = 501
+    baseline_hidden: int = 390
+    epochs: int = 5
+    batch_size: int = 250
+    learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    train_limit: int = None
+    test_limit: int = None
+    predict_samples: int = 8
+    hidden_fraction: float = 0.5
+    run_eagerly: bool = False
+
+
+FULL = Budget()
+QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16, epochs=1, batch_size=50,
+               train_limit=100, test_limit=100, predict_samples=2, run_eagerly=True)
+
+
+# ----- methods ----------------------------------------------------------------------------------
+
+def _limited(arrays, limit):
+    return arrays if limit is None else {key: value[:limit] for key, value in arrays.items()}
+
+
+def run_baseline(name, settings):
+    """A method that trains one of `ood_baselines.BASELINES` with the budget's steps and width."""
+    def run(train, test, seed, budget):
+        from mibzoo.reproduce import ood_baselines
+
+        chosen = dataclasses.replace(settings, steps=budget.baseline_steps, hidden=budget.baseline_hidden)
+        def progress(step, logs):
+            _log(f"table4: {name} seed {seed} step {step}: nll {logs['nll']:.4f} penalty {logs['penalty']:.2e}")
+        return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed,
+                                            progress=progress, jit_compile=not budget.run_eagerly)
+    return run
+
+
+def label_accuracies(model, arrays, samples, seed, batch_size=2000):
+    """``{env: accuracy}`` of argmax p(y | x) (`MIBModel.predict_target`) per environment."""
+    correct = []
+    for start in range(0, len(arrays["image"]), batch_size):
+        probs = model.predict_target({"image": arrays["image"][start:start + batch_size]}, "label",
+                                     num_samples=samples, seed=seed)
+        correct.append(np.argmax(np.asarray(probs), -1) == arrays["label"][start:start + batch_size])
+    correct = np.concatenate(correct)
+    env = np.asarray(arrays["env"])
+    return {int(e): float(correct[env == e].mean()) for e in np.unique(env)}
+
+
+def run_entry(entry, hidden_fraction=None):
+    """A method that trains a zoo entry at its defaults (optionally with hidden labels) and
+    predicts the label from the image."""
+    def run(train, test, seed, budget):
+        import keras
+
+        import mibzoo.data
+        from mibzoo.experiment_data import hide_labels
+        from mibzoo.reproduce.table3 import train_zoo_model
+
+        train = original = _limited(train, budget.train_limit)
+        present = None
+        fraction = budget.hidden_fraction if hidden_fraction == "budget" else hidden_fraction
+        if fraction:
+            train, present = hide_labels(train, "label", fraction, seed)
+        modalities = mibzoo.data.info("colored_mnist").modalities
+        model = train_zoo_model(entry, modalities, train, budget.epochs, budget.batch_size, seed, budget.learning_rate,
+                                run_eagerly=budget.run_eagerly, present=present,
+                                compile_options={"critic_optimizer": keras.optimizers.Adam(budget.critic_learning_rate)})
+        env_acc = label_accuracies(model, original, budget.predict_samples, seed)
+        test_acc = label_accuracies(model, test, budget.predict_samples, seed)
+        return {"train_acc": float(np.mean([env_acc[0], env_acc[1]])), "test_acc": float(np.mean(list(test_acc.values()))),
+                "env_acc": env_acc}
+    return run
+
+
+def _methods():
+    from mibzoo.reproduce import ood_baselines
+
+    return {
+        "ERM": ("ERM", run_baseline("ERM", ood_baselines.ERM_SETTINGS)),
+        "IRM": ("IRM", run_baseline("IRM", ood_baselines.IRM_SETTINGS)),
+        "oracle": ("oracle (ERM on grayscale)", run_baseline("oracle", ood_baselines.ORACLE_SETTINGS)),
+        "ood_cmnist": ("OURS", run_entry("ood_cmnist")),
+        "ood_cmnist_semi": ("OURS, 50% labels", run_entry("ood_cmnist", hidden_fraction="budget")),
+        "ood_cmnist_irm": (None, run_entry("ood_cmnist_irm")),
+    }
+
+
+METHODS = ("ERM", "IRM", "oracle", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")
+
+
+# ----- the run ----------------------------------------------------------------------------------
+
+def _log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None):
+    """Runs every (method, seed); returns the run records, ``existing`` ones for other pairs kept.
+
+    Returns:
+        ``[{"method", "seed", "train_acc", "test_acc", "env_acc", "seconds"}]``.
+    """
+    import mibzoo.data
+
+    known = _methods()
+    unknown = [m for m in methods if m not in known]
+    if unknown:
+        from mibzoo.errors import ConfigError, did_you_mean
+        raise ConfigError("table4", "methods", unknown[0], f"one of {list(known)}" + did_you_mean(unknown[0], known))
+    train = mibzoo.data.load_arrays("colored_mnist", "train", data_dir=data_dir)
+    test = _limited(mibzoo.data.load_arrays("colored_mnist", "test", data_dir=data_dir), budget.test_limit)
+    records = [r for r in existing if not (r["method"] in methods and r["seed"] in seeds)]
+    for method in methods:
+        for seed in seeds:
+            started = time.perf_counter()
+            scores = known[method][1](train, test, seed, budget)
+            seconds = round(time.perf_counter() - started, 1)
+            records.append({"method": method, "seed": seed, "train_acc": scores["train_acc"],
+                            "test_acc": scores["test_acc"], "env_acc": scores["env_acc"], "seconds": seconds})
+            progress(f"table4: {method} seed {seed}: train envs {100 * scores['train_acc']:.1f}% test env "
+                     f"{100 * scores['test_acc']:.1f}% ({seconds:.0f} s)")
+            if on_run:
+                on_run(records)
+    return records
+
+
+# ----- the report -------------------------------------------------------------------------------
+
+def summarize(records):
+    """``{method: {"train": (mean, std), "test": (mean, std), "n", "seconds"}}`` in % (sample std;
+    None for a single run, which has no spread to report)."""
+    out = {}
+    for method in [m for m in METHODS if any(r["method"] == m for r in records)]:
+        group = [r for r in records if r["method"] == method]
+        stats = {"n": len(group), "seeds": sorted(r["seed"] for r in group),
+                 "seconds": float(sum(r["seconds"] for r in group))}
+        for key in ("train", "test"):
+            values = 100.0 * np.array([r[f"{key}_acc"] for r in group], "float64")
+            stats[key] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else None)
+        out[method] = stats
+    return out
+
+
+def _cell(stat):
+    mean, std = stat
+    return f"{mean:.1f}" if std is None else f"{mean:.1f} ± {std:.1f}"
+
+
+def target_lines(summary):
+    """Plain statements of the targets of issue 12, from the measured means."""
+    checks = [("ERM", "ERM test-env accuracy ≤ 20%", lambda s: s["test"][0] <= 20.0),
+              ("IRM", "IRM test-env accuracy within ±3 points of 66.9%", lambda s: abs(s["test"][0] - 66.9) <= 3.0),
+              ("ood_cmnist", "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1",
+               lambda s: s["test"][0] >= 66.9 and s["test"][1] is not None and s["test"][1] < 6.1),
+              ("ood_cmnist_semi", "ood_cmnist with 50% labels test-env accuracy ≥ 62%", lambda s: s["test"][0] >= 62.0)]
+    lines = []
+    for method, text, ok in checks:
+        if method in summary:
+            stats = summary[method]
+            seeds = f"{stats['n']} seed{'s' if stats['n'] > 1 else ''}"
+            lines.append(f"- {text}: **{'met' if ok(stats) else 'missed'}** ({_cell(stats['test'])}, {seeds}).")
+        else:
+            lines.append(f"- {text}: not run.")
+    return lines
+
+
+def render(record, suffix=""):
+    """The generated part of docs/results_ood.md (between the markers)."""
+    known = _methods()
+    summary = summarize(record["runs"])
+    budget = record["budget"]
+    lines = [MARKER_BEGIN, "", "## Measured (generated by the commands below)", "", "```"]
+    lines += record["commands"] + ["```", "",
+                                   f"Machine: {record['machine']}. Versions: "
+                                   + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + ".",
+                                   f"**Wall time: {sum(record['wall_seconds']) / 60:.1f} min** over the commands "
+                                   f"({', '.join(f'{w / 60:.1f}' for w in record['wall_seconds'])} min).", "",
+                                   "Budget: " + ", ".join(f"{k} = {v}" for k, v in budget.items()) + ".", "",
+                                   "### Table 4: accuracy % (mean ± std over seeds; published beside ours)", "",
+                                   "| method | train envs | test env | seeds | minutes |", "|---|---|---|---|---|"]
+    for name, train, test in PUBLISHED:
+        lines.append(f"| {name} (published) | {_cell(train)} | {_cell(test)} | | |")
+    for method, stats in summary.items():
+        paper = known[method][0]
+        label = f"**{method}** (ours{', ' + paper if paper else ''})"
+        lines.append(f"| {label} | {_cell(stats['train'])} | {_cell(stats['test'])} | "
+                     f"{', '.join(map(str, stats['seeds']))} | {stats['seconds'] / 60:.1f} |")
+    lines += ["", "### Targets (issue 12; mean over seeds, test environment)", ""] + target_lines(summary)
+    lines += ["", f"![train-env against test-env accuracy](results_ood{suffix}.png)", "",
+              f"Per-run numbers (with the accuracy of each environment): `results_ood{suffix}.json` beside this file.",
+              "", MARKER_END]
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(path, generated, title):
+    """Writes the generated block into ``path``, keeping any text outside the markers."""
+    from mibzoo.files import atomic_path
+
+    path = pathlib.Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if MARKER_BEGIN in text and MARKER_END in text:
+        head, rest = text.split(MARKER_BEGIN, 1)
+        text = head + generated.rstrip("\n") + rest.split(MARKER_END, 1)[1]
+    else:
+        text = f"# {title}\n\n" + generated
+    with atomic_path(path, suffix=".md") as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def plot(records, path):
+    """Train-environment against test-environment accuracy per method (means with std bars), the
+    published rows hollow; the diagonal marks predictors that generalize as well as they fit."""
+    from mibzoo import plots
+
+    summary = summarize(records)
+    ours = {method: (stats["train"], stats["test"]) for method, stats in summary.items()}
+    published = {name: ((train[0], train[1] or 0.0), (test[0], test[1] or 0.0)) for name, train, test in PUBLISHED}
+    plots.train_test_accuracy(ours, published, path)
+
+
+def _load_existing(path, budget):
+    """Run records of ``path`` measured with the same budget (others are dropped)."""
+    from mibzoo.experiment import read_json
+
+    if not path.exists():
+        return None
+    record = read_json(path)
+    return record if record.get("budget") == dataclasses.asdict(budget) else None
+
+
+def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False):
+    """`mibzoo reproduce table4`: runs the chosen rows and writes the report, its JSON and its figure.
+
+    Args:
+        out_dir: folder of ``results_ood.md`` (``_quick`` files with ``quick``).
+        seeds: seeds of every row.
+        quick: a tiny budget that checks the pipeline.
+        methods: rows to run (default all, `METHODS`).
+        fresh: drop the records of earlier commands instead of keeping them.
+        data_dir: data directory (None: ``$MIBZOO_DATA_DIR`` or ``~/.cache/mibzoo/data``).
+        report_only: train nothing; rewrite the report and figure from the JSON's records (after
+            a command was stopped, its finished runs are in the JSON).
+
+    Returns:
+        The path of the written markdown file.
+    """
+    from mibzoo.experiment import machine, versions, write_json
+
+    budget = QUICK if quick else FULL
+    seeds = [int(s) for s in seeds]
+    methods = list(methods or METHODS)
+    if not seeds:
+        raise ValueError("table4: give at least one seed")
+    suffix = "_quick" if quick else ""
+    out = pathlib.Path(out_dir)
+    json_path = out / f"results_ood{suffix}.json"
+    previous = None if fresh else _load_existing(json_path, budget)
+    if report_only:
+        if previous is None or not previous.get("runs"):
+            raise FileNotFoundError(f"table4: no records of this budget in {json_path} to report")
+        return _write_report(previous, out, suffix)
+    command = "mibzoo reproduce table4" + (" --quick" if quick else "") + (
+        f" --seeds {' '.join(map(str, seeds))}" if seeds != list(TABLE.default_seeds) else "") + (
+        f" --methods {' '.join(methods)}" if methods != list(METHODS) else "") + (
+        f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "")
+    record = {"commands": (previous or {}).get("commands", []) + [command],
+              "wall_seconds": (previous or {}).get("wall_seconds", []), "machine": machine(),
+              "versions": versions(), "budget": dataclasses.asdict(budget)}
+    started = time.perf_counter()
+
+    def save(records):
+        write_json(json_path, {**record, "wall_seconds": record["wall_seconds"] + [round(time.perf_counter() - started, 1)],
+                               "runs": records})
+
+    runs = run_table(methods, seeds, budget, (previous or {}).get("runs", []), on_run=save, data_dir=data_dir)
+    record["wall_seconds"] = record["wall_seconds"] + [round(time.perf_counter() - started, 1)]
+    record["runs"] = runs
+    write_json(json_path, record)
+    return _write_report(record, out, suffix)
+
+
+def _write_report(record, out, suffix):
+    plot(record["runs"], out / f"results_ood{suffix}.png")
+    path = out / f"results_ood{suffix}.md"
+    write_markdown(path, render(record, suffix), "Results: out-of-distribution generalization on Colored-MNIST (Table 4)")
+    return path
+
+
+def _add_arguments(parser):
+    parser.add_argument("--methods", nargs="+", default=None, choices=METHODS,
+                        help=f"rows to run (default all: {' '.join(METHODS)})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="forget the records of earlier commands (default: keep other rows' records)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: rewrite the report and figure from the records in the JSON")
+    parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
+
+
+TABLE = Table(name="table4", title="Out-of-distribution generalization on Colored-MNIST (Sec. 6, Table 4)",
+              run=run, add_arguments=_add_arguments)

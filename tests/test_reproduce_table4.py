@@ -1,0 +1,112 @@
+"""`mibzoo reproduce table4`: the quick path end to end on fixture MNIST, records kept across
+commands, the report's kept text, the summaries and the hidden-label option."""
+import json
+
+import numpy as np
+import pytest
+
+from mibzoo.reproduce import table4
+
+
+@pytest.fixture(scope="module")
+def mnist_data_dir(tmp_path_factory, monkeypatch_module):
+    from mibzoo.data.fixtures import write_raw_fixtures
+    folder = tmp_path_factory.mktemp("mnist_data")
+    write_raw_fixtures(folder, groups=["mnist"], sizes={"mnist": (600, 60)})
+    monkeypatch_module.setenv("MIBZOO_DATA_SOURCES", "local")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir, tmp_path):
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / "results_ood_quick.md").write_text(f"# Kept title\n\nNotes.\n\n{table4.MARKER_BEGIN}\nold\n"
+                                              f"{table4.MARKER_END}\n\nKept tail.\n")
+    table4.run(out, seeds=[0], quick=True, methods=["ERM", "ood_cmnist_semi"], data_dir=mnist_data_dir)
+    table4.run(out, seeds=[0], quick=True, methods=["oracle"], data_dir=mnist_data_dir)
+    record = json.loads((out / "results_ood_quick.json").read_text())
+    assert sorted((r["method"], r["seed"]) for r in record["runs"]) == [
+        ("ERM", 0), ("ood_cmnist_semi", 0), ("oracle", 0)]
+    assert all(0.0 <= r[k] <= 1.0 for r in record["runs"] for k in ("train_acc", "test_acc"))
+    assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2
+    text = (out / "results_ood_quick.md").read_text()
+    assert text.startswith("# Kept title\n\nNotes.") and text.rstrip().endswith("Kept tail.") and "\nold\n" not in text
+    assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
+    assert "mibzoo reproduce table4 --quick --seeds 0 --methods oracle --out" in text
+    assert (out / "results_ood_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "results_ood_quick.md").unlink()
+    table4.run(out, seeds=[0], quick=True, report_only=True)  # the report again from the records alone
+    assert "**oracle** (ours, oracle (ERM on grayscale))" in (out / "results_ood_quick.md").read_text()
+
+
+def test_summary_in_percent_with_sample_std_and_target_statements():
+    runs = [{"method": "ERM", "seed": s, "train_acc": a, "test_acc": b, "seconds": 1.0}
+            for s, (a, b) in enumerate([(0.87, 0.16), (0.88, 0.18)])]
+    runs += [{"method": "IRM", "seed": 0, "train_acc": 0.7, "test_acc": 0.6, "seconds": 2.0}]
+    summary = table4.summarize(runs)
+    np.testing.assert_allclose(summary["ERM"]["test"], (17.0, np.std([16.0, 18.0], ddof=1)))
+    assert summary["IRM"]["test"] == (60.0, None) and summary["ERM"]["n"] == 2  # one run: no spread
+    lines = "\n".join(table4.target_lines(summary))
+    assert "ERM test-env accuracy ≤ 20%: **met**" in lines
+    assert "IRM test-env accuracy within ±3 points of 66.9%: **missed** (60.0, 1 seed)" in lines
+    assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines
+
+
+def test_hide_labels_is_deterministic_per_seed_and_hides_the_values():
+    from mibzoo.errors import ConfigError
+    from mibzoo.experiment_data import hide_labels
+
+    arrays = {"label": np.arange(10) % 2 + 1, "image": np.zeros((10, 3))}
+    out, present = hide_labels(arrays, "label", 0.3, seed=4)
+    again, same = hide_labels(arrays, "label", 0.3, seed=4)
+    _, other = hide_labels(arrays, "label", 0.3, seed=5)
+    mask = present["label"]
+    assert mask.sum() == 7 and np.array_equal(mask, same["label"]) and not np.array_equal(mask, other["label"])
+    assert np.all(out["label"][mask == 0] == 0) and np.array_equal(out["label"][mask == 1], arrays["label"][mask == 1])
+    assert np.all(arrays["label"] > 0)  # the input is not modified
+    with pytest.raises(ConfigError, match="fraction"):
+        hide_labels(arrays, "label", 1.5, seed=0)
+    with pytest.raises(ConfigError, match="Did you mean 'label'"):
+        hide_labels(arrays, "labels", 0.5, seed=0)
+
+
+def test_train_run_hides_labels_through_presence_masks(tmp_path):
+    """`mibzoo train --hide-labels label=0.5`: the training batches carry 'present' masks with the
+    chosen share of labels absent (zeroed), recorded in run.json; any entry with that modality."""
+    from mibzoo.experiment import train_run
+    from mibzoo.experiment_data import resolve
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.random((40, 4)).astype("float32"), "label": rng.integers(1, 3, 40).astype("int32")}
+    modalities = {"image": {"kind": "vector", "size": 4}, "label": {"kind": "categorical", "classes": 3}}
+    data = resolve({"train": arrays, "test": arrays}, modalities=modalities)
+    batches = list(data.train_dataset(40, seed=2, hidden_labels={"label": 0.5}))
+    present = batches[0]["present"]["label"].numpy()
+    assert present.sum() == 20 and np.all(batches[0]["label"].numpy()[present == 0] == 0)
+    with pytest.raises(ValueError, match="hidden_labels"):
+        train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "bad", modalities=modalities,
+                  hidden_labels={"label": 2.0})
+    with pytest.raises(ValueError, match="not a modality"):
+        train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "bad", modalities=modalities,
+                  hidden_labels={"labels": 0.5})
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_train_run_with_hidden_labels_trains_and_records_them(tmp_path):
+    from mibzoo.experiment import train_run
+
+    rng = np.random.default_rng(0)
+    arrays = {"image": rng.random((40, 4)).astype("float32"), "label": rng.integers(1, 3, 40).astype("int32")}
+    modalities = {"image": {"kind": "vector", "size": 4}, "label": {"kind": "categorical", "classes": 3}}
+    record = train_run("jmvae", {"train": arrays, "test": arrays}, 1, tmp_path / "run", batch_size=20, seed=2,
+                       modalities=modalities, hidden_labels={"label": 0.5}, image_examples=0,
+                       overrides={"networks": {"vector": {"hidden": 8, "layers": 1},
+                                               "categorical": {"hidden": 8, "layers": 1}}})
+    assert record["hidden_labels"] == {"label": 0.5} and record["epochs_completed"] == 1
