@@ -122,10 +122,11 @@ def check_settings(epochs, settings):
                              or rate <= 0):
         raise ValueError(f"learning_rate: got {rate!r}, expected a finite number > 0 (e.g. 1e-3) or None (the "
                          f"entry's own)")
+    # Settings a caller does not use (compare has no hidden labels) take their defaults.
     for name in ("overrides", "modality_options", "hidden_labels"):
-        if not isinstance(settings[name], dict):
+        if not isinstance(settings.get(name, DEFAULTS[name]), dict):
             raise ValueError(f"{name}: got {settings[name]!r}, expected a dict")
-    for modality, fraction in settings["hidden_labels"].items():
+    for modality, fraction in settings.get("hidden_labels", {}).items():
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"hidden_labels: {modality}={fraction!r}, expected a fraction in [0, 1]")
 

@@ -14,7 +14,8 @@ MODALITIES = {"image": IMAGE, "label": LABEL}
 SPEC = EvaluationSpec({"image": ModalityLabel("digit"), "label": ModalityLabel("digit")}, probe_label="digit")
 METRICS = {"cross_coherence/image->label", "cross_coherence/label->image", "joint_coherence",
            "log_likelihood/joint", "log_likelihood/image", "log_likelihood/label", "probe/joint", "probe/image",
-           "probe/label", "reconstruction/image", "reconstruction/label"}
+           "probe/label", "reconstruction/image", "reconstruction/label", "sample_quality/image/confidence",
+           "sample_quality/image/class_entropy", "sample_quality/image/frechet"}
 
 
 @pytest.fixture(scope="module")
