@@ -167,9 +167,11 @@ def load_model(path, sha256=None):
         FileNotFoundError: the file is missing.
         CorruptFileError: its bytes do not match ``sha256``, or Keras cannot read it.
     """
+    import importlib
+
     import keras
 
-    import mibzoo.model  # noqa: F401  (registers mibzoo>MIBModel and its layers with Keras)
+    importlib.import_module("mibzoo.model")  # registers mibzoo>MIBModel and its layers with Keras
 
     path = pathlib.Path(path)
     if sha256 is not None:
