@@ -14,18 +14,17 @@ TINY_SHARED = [{"name": "z", "size": 4}]
 
 
 def tiny_overrides(entry):
-    """Small modalities of the entry's arity: one binary vector, or a vector with a label (named
+    """Small modalities of the entry's arity: one binary vector, or a vector with labels (named
     ``x``, ``y``, or after the entry's own modalities when its config keys weights or private
     sizes by modality, as the fairness entries' ``{"a": "alpha_a"}``)."""
     described = mibzoo.describe(entry)["model"]
     default = described["modalities"]
     keyed = isinstance(described["private"], dict) or any(
         isinstance(weight, dict) for field in ("dist", "str_reg") for weight, _ in described[field])
-    first, second = (list(default) + ["y"])[:2] if keyed else ("x", "y")
-    if len(default) == 1:
-        modalities = {first: dict(TINY_VECTOR)}
-    else:
-        modalities = {first: dict(TINY_VECTOR), second: dict(TINY_LABEL)}
+    names = list(default) if keyed else ["x", "y"][:len(default)]
+    # The first modality becomes the binary vector, every other one a label (Colored-MNIST's entries
+    # have two: the label Y and the environment E).
+    modalities = {names[0]: dict(TINY_VECTOR), **{name: dict(TINY_LABEL) for name in names[1:]}}
     overrides = {"modalities": modalities, "shared": TINY_SHARED}
     if any(block["code"] for block in described["shared"]):
         overrides["shared"] = [{"name": "noise", "size": 4},
