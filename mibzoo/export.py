@@ -36,6 +36,8 @@ import tensorflow as tf
 
 from mibzoo import export_archive
 from mibzoo.modalities import event_shape
+# One naming contract for the generation signatures, shared with the clients that call them.
+from mibzoo.serving.client import generate_signature_name
 
 # Draws of z averaged by the predict_* signatures.
 PREDICT_SAMPLES = 16
@@ -131,9 +133,10 @@ def build_signatures(model):
         for target in names:
             if source == target:
                 continue
-            base = f"generate_{source}_to_{target}"
-            signatures[base] = (pair_fn(source, target, False), {source: all_inputs[source]})
-            signatures[f"{base}_seeded"] = (pair_fn(source, target, True), {source: all_inputs[source], **seed_spec})
+            signatures[generate_signature_name(source, target)] = (pair_fn(source, target, False),
+                                                                   {source: all_inputs[source]})
+            signatures[generate_signature_name(source, target, seeded=True)] = (
+                pair_fn(source, target, True), {source: all_inputs[source], **seed_spec})
 
     def predict_fn(source, target):
         def fn(inputs):
