@@ -148,6 +148,21 @@ def accuracy(classifier, x, y, batch_size=512):
     return float(np.mean(predict_classes(classifier, x, batch_size) == np.asarray(y).reshape(-1)))
 
 
+def classifier_output(classifier, x, batch_size=512):
+    """What ``classifier`` returns for ``x``, whichever form it takes: a Keras model (predicted in
+    chunks of ``batch_size``), an object with ``predict(x)``, or a callable."""
+    import keras
+
+    if isinstance(classifier, keras.Model):
+        return classifier.predict(np.asarray(x), batch_size=batch_size, verbose=0)
+    if hasattr(classifier, "predict"):
+        return classifier.predict(x)
+    if callable(classifier):
+        return classifier(x)
+    raise TypeError(f"classifier: got {type(classifier).__name__}, expected a Keras model, an object with "
+                    f"predict(x), or a callable")
+
+
 def predict_classes(classifier, x, batch_size=512):
     """Class ids ``[B]`` that ``classifier`` assigns to ``x``.
 
@@ -157,18 +172,7 @@ def predict_classes(classifier, x, batch_size=512):
         x: a batch (numpy or tensor).
         batch_size: Keras models predict in chunks of this size.
     """
-    import keras
-
-    if isinstance(classifier, keras.Model):
-        out = classifier.predict(np.asarray(x), batch_size=batch_size, verbose=0)
-    elif hasattr(classifier, "predict"):
-        out = classifier.predict(x)
-    elif callable(classifier):
-        out = classifier(x)
-    else:
-        raise TypeError(f"classifier: got {type(classifier).__name__}, expected a Keras model, an object with "
-                        f"predict(x), or a callable")
-    out = np.asarray(out)
+    out = np.asarray(classifier_output(classifier, x, batch_size))
     if out.ndim == 2:
         return np.argmax(out, axis=-1).astype("int64")
     if out.ndim == 1:

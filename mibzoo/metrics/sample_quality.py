@@ -31,6 +31,7 @@ import weakref
 
 import numpy as np
 
+from mibzoo.classifiers import classifier_output
 from mibzoo.metrics import _common
 
 # Feature extractors built per classifier (building one and tracing its predict costs seconds).
@@ -56,16 +57,7 @@ def class_probabilities(classifier, x, batch_size=512):
         ValueError: the output is not a ``[B, K]`` array of probabilities (class ids or logits
             cannot give a confidence).
     """
-    if _keras_model(classifier):
-        out = classifier.predict(np.asarray(x), batch_size=batch_size, verbose=0)
-    elif hasattr(classifier, "predict"):
-        out = classifier.predict(x)
-    elif callable(classifier):
-        out = classifier(x)
-    else:
-        raise TypeError(f"classifier: got {type(classifier).__name__}, expected a Keras model, an object with "
-                        f"predict(x), or a callable")
-    out = _common.to_numpy(out).astype("float64")
+    out = _common.to_numpy(classifier_output(classifier, x, batch_size)).astype("float64")
     if out.ndim != 2:
         raise ValueError(f"classifier output: got shape {list(out.shape)}; sample quality needs [B, K] class "
                          f"probabilities")
