@@ -38,6 +38,10 @@ setup(
         "tensorflow-serving-api>=2.16",
         # Linear probes and classifiers on representations (fairness ACC/DEO, latent probes).
         "scikit-learn>=1.3",
+        # Imported directly, not only through scikit-learn: InfoGAN's code -> class accuracy
+        # (scipy.optimize.linear_sum_assignment) and the fairness probe's thread limit.
+        "scipy>=1.10",
+        "threadpoolctl>=3.1",
         # JSON of large batches on the REST path: NumPy arrays written without Python lists.
         "orjson>=3.10",
         # Post-import hook that registers mibzoo's Keras classes once keras is imported.
