@@ -95,9 +95,9 @@ def time_grpc(target, model, signature, inputs, requests):
 
 
 def time_session(version_dir, signature, inputs, requests):
-    from mibzoo import export_archive
+    from mibzoo import session_loader
 
-    session, meta_graph = export_archive.load_session(version_dir)
+    session, meta_graph = session_loader.load_session(version_dir)
     try:
         sig = meta_graph.signature_def[signature]
         run = session.make_callable([sig.outputs[k].name for k in sorted(sig.outputs)],

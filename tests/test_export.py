@@ -10,7 +10,7 @@ import tensorflow as tf
 
 import keras
 import mibzoo
-from mibzoo import export, export_archive
+from mibzoo import export, servable_checks, session_loader
 from tests.model_test_case import dataset, synthetic_batches, tiny_overrides
 
 MULTIMODAL = ["jmvae", "mvae", "wyner_vae", "mib_mm"]
@@ -27,7 +27,7 @@ def trained(entry, steps=4):
 
 def run_signature(version_dir, signature, feeds):
     """Feeds and fetches by the SignatureDef's tensor names in a fresh session-loader session."""
-    session, meta_graph = export_archive.load_session(version_dir)
+    session, meta_graph = session_loader.load_session(version_dir)
     try:
         sig = meta_graph.signature_def[signature]
         return session.run({k: v.name for k, v in sig.outputs.items()},
@@ -46,13 +46,13 @@ def exported(request, tmp_path_factory):
 
 def test_every_signature_runs_in_the_session_loader(exported):
     model, _, path = exported
-    outputs = export_archive.verify_with_session_loader(path, export.signature_examples(model))
+    outputs = session_loader.verify_with_session_loader(path, export.signature_examples(model))
     expected = {"serving_default", "generate_seeded", "encode", "reconstruct", "sample", "sample_seeded",
                 "generate_x_to_y", "generate_y_to_x", "generate_x_to_y_seeded", "generate_y_to_x_seeded",
                 "predict_x_to_y"}  # y is categorical: p(y | x) averaged over draws of z
     assert set(outputs) == expected
     np.testing.assert_allclose(outputs["predict_x_to_y"]["y"].sum(-1), 1.0, rtol=1e-5)
-    export_archive.check_servable(path)
+    servable_checks.check_servable(path)
     assert outputs["generate_x_to_y"]["y"].shape == (2, 4)
     np.testing.assert_allclose(outputs["generate_x_to_y"]["y"].sum(-1), 1.0, rtol=1e-5)
 
@@ -99,7 +99,7 @@ def test_seeded_sampling_is_identical_in_another_process(exported):
     here = run_signature(path, "sample_seeded", {"seed": seeds})
     script = (
         "import sys, json, numpy as np\n"
-        "from mibzoo.export_archive import load_session\n"
+        "from mibzoo.session_loader import load_session\n"
         "s, mg = load_session(sys.argv[1]); sig = mg.signature_def['sample_seeded']\n"
         "out = s.run({k: v.name for k, v in sig.outputs.items()}, {sig.inputs['seed'].name: np.array([[7, 1], [7, 2]], 'int32')})\n"
         "print(json.dumps({k: v.tolist() for k, v in out.items()}))\n")
@@ -135,7 +135,7 @@ def test_models_config_and_warmup_parse_with_the_official_protos(exported):
 def test_gan_exports_sampling_only(tmp_path):
     model = mibzoo.load("gan", **tiny_overrides("gan"))
     path = export.export_model(model, tmp_path, "gan")
-    outputs = export_archive.verify_with_session_loader(path, export.signature_examples(model))
+    outputs = session_loader.verify_with_session_loader(path, export.signature_examples(model))
     assert set(outputs) == {"serving_default", "sample", "sample_seeded"}
     assert outputs["sample_seeded"]["x"].shape == (2, 12)
 

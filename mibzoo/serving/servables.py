@@ -1,7 +1,7 @@
 """Loaded SavedModel versions and the manager that keeps them in sync with a base directory.
 
 Each version runs in its own Session on its own Graph, loaded with the session loader
-(`mibzoo.export_archive.load_session`) -- the path TF Serving takes -- so a model that
+(`mibzoo.session_loader.load_session`) -- the path TF Serving takes -- so a model that
 works here has passed the same loading and by-tensor-name execution as in the server.
 The manager polls ``BASE/*/N/`` like TF Serving's file-system source: new version
 directories are loaded, vanished ones unloaded, replaced ones reloaded, and requests
@@ -10,7 +10,6 @@ without a version go to the highest loaded version.
 import gc
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -18,15 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mibzoo import export_archive
+from mibzoo import serving_contract, session_loader, warmup
 from mibzoo.errors import find_input_error
 from mibzoo.serving.errors import ServingStatusError, invalid_argument, not_found
 from mibzoo.serving.rest_json import TensorSpecInfo, check_inputs
 
 logger = logging.getLogger("mibzoo.serving")
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_VERSION_RE = re.compile(r"^[0-9]+$")
 
 
 def _tf():
@@ -95,10 +91,10 @@ class LoadedVersion:
         self.version = version
         self.path = Path(path)
         self.identity = identity
-        self.session, self.meta_graph = export_archive.load_session(path, session_config)
+        self.session, self.meta_graph = session_loader.load_session(path, session_config)
         try:
             self.signature_defs = dict(self.meta_graph.signature_def)
-            self.signatures = export_archive.serving_signatures(self.meta_graph)
+            self.signatures = session_loader.serving_signatures(self.meta_graph)
             self.inputs = {
                 name: {k: _spec_info(k, v) for k, v in sig.inputs.items()}
                 for name, sig in self.signatures.items()
@@ -141,7 +137,7 @@ class LoadedVersion:
         Raises:
             ServingStatusError: INVALID_ARGUMENT with TF Serving's text if unknown.
         """
-        key = signature or export_archive.DEFAULT_SIGNATURE
+        key = signature or serving_contract.DEFAULT_SIGNATURE
         if key in self.inputs:
             return self.inputs[key]
         if key in self.signature_defs:  # e.g. __saved_model_init_op: no inputs to feed
@@ -181,7 +177,7 @@ class LoadedVersion:
                 TensorFlow error's code: e.g. DEADLINE_EXCEEDED, INTERNAL).
         """
         tf = _tf()
-        key = signature or export_archive.DEFAULT_SIGNATURE
+        key = signature or serving_contract.DEFAULT_SIGNATURE
         specs = self.input_specs(key)
         check_inputs(arrays, specs, key, max_batch)
         in_keys, out_keys, run = self._callable(key)
@@ -315,22 +311,7 @@ class ModelManager:
             version.release()
 
     def _on_disk(self):
-        found = {}
-        if not self.base.is_dir():
-            return found
-        for model_dir in self.base.iterdir():
-            if model_dir.name.startswith(".") or not _NAME_RE.match(model_dir.name):
-                continue
-            if not model_dir.is_dir():
-                continue
-            versions = {}
-            for child in model_dir.iterdir():
-                # Only numeric names are versions: hidden temporary exports are skipped.
-                if _VERSION_RE.match(child.name) and (child / "saved_model.pb").exists():
-                    versions[int(child.name)] = child
-            if versions:
-                found[model_dir.name] = versions
-        return found
+        return serving_contract.servable_models(self.base)
 
     def scan(self):
         """Brings the loaded versions in line with the base directory, once."""
@@ -405,7 +386,7 @@ class ModelManager:
     def _warm_up(self, loaded):
         try:
             try:
-                requests = export_archive.read_warmup_requests(loaded.path)
+                requests = warmup.read_warmup_requests(loaded.path)
             except ImportError:
                 logger.warning("%s: cannot replay warm-up records without "
                                "tensorflow-serving-api", loaded.path)

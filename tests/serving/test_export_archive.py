@@ -7,8 +7,8 @@ import tensorflow as tf
 
 import keras
 from google.protobuf import text_format
-from mibzoo import export_archive, files
-from mibzoo.export_archive import ServingContractError
+from mibzoo import export_archive, files, servable_checks, serving_contract, session_loader
+from mibzoo.serving_contract import ServingContractError
 from tensorflow_serving.apis import prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -37,7 +37,7 @@ def test_export_writes_a_complete_version(tiny_export):
 
 def test_every_signature_runs_in_the_session_loader(tiny_export):
     _, version_dir = tiny_export
-    results = export_archive.verify_with_session_loader(version_dir)
+    results = session_loader.verify_with_session_loader(version_dir)
     assert set(results) == {"serving_default", "reconstruct", "encode",
                             "generate_image_to_label", "generate_image_to_label_seeded"}
     assert results["reconstruct"]["image"].shape == (2, 4)
@@ -52,20 +52,20 @@ def test_seeded_signature_is_reproducible_across_independent_loads(tiny_export):
     image = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
     seeds = np.array([[7, 0], [7, 1], [7, 0]], np.int32)
     feeds = {"generate_image_to_label_seeded": {"image": image, "seed": seeds}}
-    first = export_archive.verify_with_session_loader(version_dir, feeds)
-    second = export_archive.verify_with_session_loader(version_dir, feeds)
+    first = session_loader.verify_with_session_loader(version_dir, feeds)
+    second = session_loader.verify_with_session_loader(version_dir, feeds)
     label = first["generate_image_to_label_seeded"]["label"]
     np.testing.assert_array_equal(label, second["generate_image_to_label_seeded"]["label"])
     assert not np.allclose(label[0], label[1])  # different seeds, different samples
     # A row's sample depends on its own seed only, not on the rest of its batch.
-    alone = export_archive.verify_with_session_loader(
+    alone = session_loader.verify_with_session_loader(
         version_dir, {"generate_image_to_label_seeded": {"image": image[2:], "seed": seeds[2:]}})
     np.testing.assert_array_equal(alone["generate_image_to_label_seeded"]["label"][0], label[2])
 
 
 def test_unseeded_signature_draws_fresh_samples(tiny_export):
     _, version_dir = tiny_export
-    session, meta_graph = export_archive.load_session(version_dir)
+    session, meta_graph = session_loader.load_session(version_dir)
     try:
         sig = meta_graph.signature_def["generate_image_to_label"]
         feed = {sig.inputs["image"].name: np.ones((2, 4), np.float32)}
@@ -78,10 +78,10 @@ def test_unseeded_signature_draws_fresh_samples(tiny_export):
 
 def test_check_servable_passes_and_lists_core_ops(tiny_export):
     _, version_dir = tiny_export
-    ops = export_archive.check_servable(version_dir)
+    ops = servable_checks.check_servable(version_dir)
     assert "StatelessRandomNormalV2" in ops and "RandomStandardNormal" in ops
-    assert ops == sorted(export_archive.audit_ops(version_dir))
-    assert not set(ops) & export_archive.PY_FUNC_OPS
+    assert ops == sorted(servable_checks.audit_ops(version_dir))
+    assert not set(ops) & servable_checks.PY_FUNC_OPS
 
 
 def _raw_archive(path, fn, spec):
@@ -100,9 +100,9 @@ def test_check_servable_rejects_py_function(tmp_path):
         return {"z": model.encoder(tf.ensure_shape(doubled, [None, 4]))}
 
     path = _raw_archive(tmp_path / "1", with_py_function, tf.TensorSpec([None, 4], tf.float32, name="image"))
-    assert "EagerPyFunc" in export_archive.audit_ops(path)
+    assert "EagerPyFunc" in servable_checks.audit_ops(path)
     with pytest.raises(ServingContractError, match="EagerPyFunc.*no Python interpreter"):
-        export_archive.check_servable(path)
+        servable_checks.check_servable(path)
 
     # export_signatures verifies before publishing: nothing is left behind.
     model = build_tiny_model()
@@ -124,10 +124,10 @@ def test_check_servable_rejects_file_system_ops_that_a_signature_reaches(tmp_pat
         return {"z": model.encoder(inputs["image"] * scale)}
 
     path = _raw_archive(tmp_path / "1", reads_a_file, tf.TensorSpec([None, 4], tf.float32, name="image"))
-    meta_graph = export_archive._read_meta_graph(path)
-    assert "ReadFile" in export_archive.signature_ops(meta_graph)
+    meta_graph = servable_checks.read_meta_graph(path)
+    assert "ReadFile" in servable_checks.signature_ops(meta_graph)
     with pytest.raises(ServingContractError, match="op ReadFile reads or writes files"):
-        export_archive.check_servable(path)
+        servable_checks.check_servable(path)
 
     def writes_a_file(model, inputs):
         with tf.control_dependencies([tf.io.write_file(str(tmp_path / "planted"), "x")]):
@@ -143,11 +143,11 @@ def test_check_servable_rejects_file_system_ops_that_a_signature_reaches(tmp_pat
 
 def test_the_savers_own_file_ops_are_not_signature_ops(tiny_export):
     _, version_dir = tiny_export
-    meta_graph = export_archive._read_meta_graph(version_dir)
+    meta_graph = servable_checks.read_meta_graph(version_dir)
     # Every SavedModel's saver writes and restores checkpoints; the signatures cannot reach it.
-    assert {"SaveV2", "RestoreV2"} <= export_archive.audit_ops(version_dir)
-    assert not export_archive.signature_ops(meta_graph) & export_archive.FILE_SYSTEM_OPS
-    assert "MatMul" in export_archive.signature_ops(meta_graph)
+    assert {"SaveV2", "RestoreV2"} <= servable_checks.audit_ops(version_dir)
+    assert not servable_checks.signature_ops(meta_graph) & servable_checks.FILE_SYSTEM_OPS
+    assert "MatMul" in servable_checks.signature_ops(meta_graph)
 
 
 def test_a_killed_exports_temporary_directory_is_removed_by_the_next_export(tmp_path):
@@ -169,7 +169,7 @@ def test_check_servable_rejects_inputs_without_batch_dimension(tmp_path):
     path = _raw_archive(tmp_path / "1", lambda model, inputs: {"z": model.encoder(inputs["image"][None])},
                         tf.TensorSpec([4], tf.float32, name="image"))
     with pytest.raises(ServingContractError, match="input 'image' has shape \\[4\\]"):
-        export_archive.check_servable(path)
+        servable_checks.check_servable(path)
     model = build_tiny_model()
     with pytest.raises(ValueError, match="leading None batch dimension"):
         export_archive.export_signatures(
@@ -190,7 +190,7 @@ def test_session_loader_catches_what_tf_saved_model_load_hides(tmp_path):
     reloaded = tf.saved_model.load(str(path))
     assert reloaded.signatures["serving_default"](image=tf.ones((2, 4)))["z"].shape == (2, 3)
     with pytest.raises(ServingContractError, match="Could not find variable.*ExportArchive"):
-        export_archive.verify_with_session_loader(path)
+        session_loader.verify_with_session_loader(path)
 
 
 def test_signatures_must_return_named_outputs(tmp_path):
@@ -199,7 +199,7 @@ def test_signatures_must_return_named_outputs(tmp_path):
         export_archive.export_signatures(
             tmp_path, "tiny", 1, model, {"encode": (lambda inputs: model.encoder(inputs["image"]),
                                                     {"image": IMAGE})})
-    assert _leftovers(tmp_path / "tiny") == [] and export_archive.list_versions(tmp_path / "tiny") == []
+    assert _leftovers(tmp_path / "tiny") == [] and serving_contract.list_versions(tmp_path / "tiny") == []
 
 
 def test_versions_are_refused_replaced_or_numbered(tmp_path):
@@ -210,7 +210,7 @@ def test_versions_are_refused_replaced_or_numbered(tmp_path):
     assert export_tiny(tmp_path).name == "2"  # version=None: the next one
     replaced = export_tiny(tmp_path, version=1, seed=5, overwrite=True)
     assert replaced == first and (first / "assets.extra" / "config.json").read_text() == '{"seed": 5}'
-    assert export_archive.list_versions(tmp_path / "tiny") == [1, 2]
+    assert serving_contract.list_versions(tmp_path / "tiny") == [1, 2]
     assert _leftovers(tmp_path / "tiny") == []
 
 
@@ -260,7 +260,7 @@ def test_models_config_lists_every_model_for_tf_serving(tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "beta")
-    export_archive.update_models_config(tmp_path, base_path_prefix="/srv/models/")
+    serving_contract.update_models_config(tmp_path, base_path_prefix="/srv/models/")
     config = _parse_config(tmp_path / "models.config")
     assert [c.name for c in config.model_config_list.config] == ["alpha"]
     assert config.model_config_list.config[0].base_path == "/srv/models/alpha"
@@ -274,8 +274,8 @@ def test_models_config_without_serving_protos(tmp_path, monkeypatch):
     def missing():
         raise ImportError("no tensorflow-serving-api")
 
-    monkeypatch.setattr(export_archive, "_serving_protos", missing)
-    export_archive.update_models_config(tmp_path)
+    monkeypatch.setattr(serving_contract, "serving_protos", missing)
+    serving_contract.update_models_config(tmp_path)
     config = _parse_config(tmp_path / "models.config")
     assert [(c.name, c.base_path) for c in config.model_config_list.config] == [("alpha", "/models/alpha")]
 

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from mibzoo import export_archive
+from mibzoo import session_loader, warmup
 from mibzoo.serving import Client, LocalServer
 
 from .tiny_model import export_tiny
@@ -58,7 +58,7 @@ def call(server, method, path, body=None, headers=None):
 
 def direct(version_dir, signature, **inputs):
     """The signature's outputs computed in-process through the session loader."""
-    return export_archive.verify_with_session_loader(version_dir, {signature: inputs})[signature]
+    return session_loader.verify_with_session_loader(version_dir, {signature: inputs})[signature]
 
 
 IMAGES = np.array([[0.5, -1.0, 2.0, 0.25], [1.0, 0.0, -0.5, 3.0]], np.float32)
@@ -274,7 +274,7 @@ def test_burst_of_concurrent_requests(server, tiny_export):
         answers = list(pool.map(request, batches))
     elapsed = time.monotonic() - started
     assert [status for status, _ in answers] == [200] * 200
-    session, meta_graph = export_archive.load_session(version_dir)
+    session, meta_graph = session_loader.load_session(version_dir)
     try:
         sig = meta_graph.signature_def["encode"]
         for images, (_, answer) in zip(batches, answers):
@@ -398,7 +398,7 @@ def test_client_raises_the_server_error(server):
 def test_a_failing_warmup_request_fails_the_load(tmp_path, tiny_export):
     _, version_dir = tiny_export
     shutil.copytree(version_dir, tmp_path / "tiny" / "1")
-    export_archive.write_warmup_requests(
+    warmup.write_warmup_requests(
         tmp_path / "tiny" / "1" / "assets.extra" / "tf_serving_warmup_requests", "tiny",
         [("encode", {"image": np.zeros((1, 5), np.float32)})])
     with LocalServer(tmp_path, port=0) as local:
