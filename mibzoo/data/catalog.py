@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mibzoo.data import constructions, tabular
+from mibzoo.data.evaluation import EvaluationSpec, ModalityLabel
 from mibzoo.data.sources import ensure_group
 from mibzoo.modalities import normalize_modalities
 from mibzoo.errors import did_you_mean
 
+# Image modalities are read by classifiers that mibzoo trains itself (`mibzoo.classifiers`), so
+# every coherence number is reproducible from the repository.
+_DIGIT = "mnist_digit"
 _MNIST_IMAGE = {"kind": "image", "shape": [28, 28, 1], "likelihood": "bernoulli",
                 "description": "MNIST digit, grey values scaled to [0, 1]"}
 
@@ -32,6 +36,9 @@ class DatasetInfo:
         groups: the raw data groups it is built from ("mnist", "svhn", "adult", "german").
         citation: where the data and the construction come from.
         notes: preprocessing and construction choices.
+        evaluation: the `EvaluationSpec` of the metrics: which batch key labels which modality,
+            which classifier reads it, the probe target and, for fairness data, the sensitive
+            attribute (`mibzoo.metrics`).
     """
     name: str
     description: str
@@ -41,6 +48,7 @@ class DatasetInfo:
     groups: tuple
     citation: str = ""
     notes: str = ""
+    evaluation: EvaluationSpec = EvaluationSpec({})
 
     @property
     def keys(self):
@@ -150,7 +158,8 @@ _DATASETS = [
         extras={"digit": "int32 digit 0..9 (evaluation only)"},
         splits=dict(_MNIST_SPLITS), groups=("mnist",),
         citation="LeCun et al. 1998.",
-        notes="Grey values x/255 in [0, 1] (not binarized; a Bernoulli likelihood treats them as probabilities)."),
+        notes="Grey values x/255 in [0, 1] (not binarized; a Bernoulli likelihood treats them as probabilities).",
+        evaluation=EvaluationSpec({"image": ModalityLabel("digit", _DIGIT)}, probe_label="digit")),
      _build_mnist),
     (DatasetInfo(
         name="mnist_label",
@@ -160,7 +169,9 @@ _DATASETS = [
         extras={"digit": "int32 digit 0..9, equal to label (kept for uniform evaluation code)"},
         splits=dict(_MNIST_SPLITS), groups=("mnist",),
         citation="Paper Sec. 4; Wu & Goodman 2018 (MVAE).",
-        notes="The label modality holds int32 class ids of shape [B]."),
+        notes="The label modality holds int32 class ids of shape [B].",
+        evaluation=EvaluationSpec({"image": ModalityLabel("digit", _DIGIT), "label": ModalityLabel("digit")},
+                                  probe_label="digit")),
      _build_mnist_label),
     (DatasetInfo(
         name="mnist_plus1",
@@ -172,7 +183,11 @@ _DATASETS = [
         splits=dict(_MNIST_SPLITS), groups=("mnist",),
         citation="Paper Sec. 4.",
         notes=(f"Every image of the split is image_a once; partners are drawn from the same split by a "
-               f"seeded permutation of the next digit's images (seed {constructions.PLUS1_SEED}).")),
+               f"seeded permutation of the next digit's images (seed {constructions.PLUS1_SEED})."),
+        # Figure 3 (right): image_b shows digit m + 1, so its class c stands for common class c − 1.
+        evaluation=EvaluationSpec({"image_a": ModalityLabel("digit_a", _DIGIT),
+                                   "image_b": ModalityLabel("digit_b", _DIGIT, offset=1)},
+                                  probe_label="digit_a")),
      _build_plus1),
     (DatasetInfo(
         name="mnist_label_unrelated",
@@ -187,7 +202,11 @@ _DATASETS = [
         citation="Built for mibzoo from MNIST (LeCun et al. 1998) to test structure learning on real data.",
         notes=(f"Example k of a split pairs image k and its label with image partner[k] of the same split, "
                f"partner a seeded permutation (seed {constructions.UNRELATED_SEED}) drawn without looking "
-               f"at the digits.")),
+               f"at the digits."),
+        # The unrelated image has no label in common with the pair: it is left unread, so coherences
+        # are those of MNIST-Label; the learned structure (`structure/...`) shows whether its edges are cut.
+        evaluation=EvaluationSpec({"image": ModalityLabel("digit", _DIGIT), "label": ModalityLabel("digit")},
+                                  probe_label="digit")),
      _build_unrelated),
     (DatasetInfo(
         name="mnist_svhn",
@@ -204,7 +223,9 @@ _DATASETS = [
                f"by {constructions.MMVAE_MULTIPLIER} random permutations (seed {constructions.SVHN_PAIR_SEED}), "
                f"then all pairs are shuffled once; the train split has about 1.1 million pairs. SVHN uses "
                f"a Laplace likelihood on [0, 1] values, as in MMVAE. SVHN has no offline copy: it comes "
-               f"from TFDS (svhn_cropped) or from files placed in the data directory.")),
+               f"from TFDS (svhn_cropped) or from files placed in the data directory."),
+        evaluation=EvaluationSpec({"mnist": ModalityLabel("digit", _DIGIT),
+                                   "svhn": ModalityLabel("digit", "svhn_digit")}, probe_label="digit")),
      _build_mnist_svhn),
     (DatasetInfo(
         name="colored_mnist",
@@ -222,7 +243,9 @@ _DATASETS = [
         notes=("As IRM's code: MNIST train images 0..49,999 (seeded shuffle, alternating) form "
                "environments 0 and 1 with colour flip probabilities 0.1 and 0.2; images "
                "50,000..59,999 form environment 2 (flip 0.9), the test split. MNIST's own test split "
-               f"is not used. Construction seed {constructions.COLORED_SEED}.")),
+               f"is not used. Construction seed {constructions.COLORED_SEED}."),
+        # Only the label is a class of the pair; the environment index is not a label of the image.
+        evaluation=EvaluationSpec({"label": ModalityLabel("label", classes=2)}, probe_label="label")),
      _build_colored),
     (DatasetInfo(
         name="adult",
@@ -235,7 +258,10 @@ _DATASETS = [
         citation="Kohavi 1996; setting of Song et al. 2019 and Creager et al. 2019 (paper Sec. 5).",
         notes=("Official split adult.data / adult.test; rows with missing values dropped; "
                "log1p on capital-gain and capital-loss; numericals standardized with train statistics; "
-               "one-hot over the UCI codebook vocabularies.")),
+               "one-hot over the UCI codebook vocabularies."),
+        # Sec. 5: a linear classifier of the held-out target on the representation of x, fair w.r.t. a.
+        evaluation=EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target", sensitive="a",
+                                  representation="x")),
      _tabular_builder("adult")),
     (DatasetInfo(
         name="german",
@@ -251,7 +277,9 @@ _DATASETS = [
                  "Louizos et al. 2016.",
         notes=("Fixed 800/200 split by sha256 rank of the row number (no RNG); age leaves x since a is "
                "derived from it; numericals standardized with train statistics; one-hot over the "
-               "german.doc codebook (A47 and A95 never occur but keep their columns).")),
+               "german.doc codebook (A47 and A95 never occur but keep their columns)."),
+        evaluation=EvaluationSpec({"a": ModalityLabel("a", classes=2)}, probe_label="target", sensitive="a",
+                                  representation="x")),
      _tabular_builder("german")),
 ]
 
@@ -263,6 +291,13 @@ for _info in DATASETS.values():
     object.__setattr__(_info, "modalities", normalize_modalities(_info.modalities, source=f"dataset '{_info.name}'"))
     _clash = set(_info.modalities) & set(_info.extras)
     assert not _clash, f"dataset '{_info.name}': keys {_clash} are both modalities and extras"
+    # The evaluation facts must name this dataset's own keys: a renamed modality or extra fails here.
+    _evaluation = _info.evaluation
+    _unknown = set(_evaluation.labels) - set(_info.modalities)
+    assert not _unknown, f"dataset '{_info.name}': evaluation labels unknown modalities {_unknown}"
+    _unknown = ({label.label_key for label in _evaluation.labels.values()}
+                | {_evaluation.probe_label, _evaluation.sensitive}) - {None} - set(_info.keys)
+    assert not _unknown, f"dataset '{_info.name}': evaluation names unknown batch keys {_unknown}"
 
 
 def get_info(name):

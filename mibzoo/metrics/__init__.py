@@ -38,7 +38,7 @@ from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.structure import learned_structure
 from mibzoo.metrics.codes import categorical_code_blocks, code_class_accuracy
 from mibzoo.metrics.sample_quality import frechet_distance, image_quality, prior_sample_quality
-from mibzoo.metrics.spec import DATASET_SPECS, EvaluationSpec, ModalityLabel, spec_for
+from mibzoo.metrics.spec import EvaluationSpec, ModalityLabel, spec_for
 from mibzoo.errors import did_you_mean
 
 # Metric groups `evaluate` computes, and whether higher values are better.
@@ -59,7 +59,7 @@ _NEED_INFERENCE = ("cross_coherence", "log_likelihood", "probe", "reconstruction
 _LOWER_IS_BETTER = ("fairness/deo", "fairness/dp")
 _LOWER_IS_BETTER_SUFFIXES = ("/frechet",)
 
-__all__ = ["METRICS", "DATASET_SPECS", "EvaluationSpec", "ModalityLabel", "categorical_code_blocks",
+__all__ = ["METRICS", "EvaluationSpec", "ModalityLabel", "categorical_code_blocks",
            "code_class_accuracy", "coherences", "cross_modal_coherence", "elbo", "evaluate",
            "fit_logistic_regression", "frechet_distance", "higher_is_better", "image_quality", "iwae_bound",
            "joint_coherence", "learned_structure", "linear_probe_accuracy", "log_importance_weights",
