@@ -39,7 +39,7 @@ STRUCTURE_LOW, STRUCTURE_HIGH = 0.1, 0.9
 
 def machine():
     """A one-line description of the machine (CPU model, cores, memory, OS)."""
-    from mibzoo.experiment import machine as describe
+    from mibzoo.run_records import machine as describe
     head, _, system = describe().rpartition(", ")
     return f"{head}, no GPU, {system}"
 

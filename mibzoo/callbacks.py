@@ -62,7 +62,7 @@ class CrossModalImages(keras.callbacks.Callback):
         import tensorflow as tf
 
         from mibzoo import plots
-        from mibzoo.experiment import cross_modal_samples
+        from mibzoo.samples import cross_modal_samples
 
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(self.log_dir)

@@ -328,7 +328,8 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
 
     from tqdm.auto import tqdm
 
-    from mibzoo import experiment
+    from mibzoo import experiment, run_records
+    from mibzoo.samples import cross_modal_samples
     from mibzoo import metrics as metric_functions
     from mibzoo.checkpoints import RunCheckpoints
     from mibzoo.experiment_data import resolve, save_npz
@@ -356,7 +357,7 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
               "prior_samples": prior_samples, "optimizer": (f"Adam(learning_rate={learning_rate})" if learning_rate is not None
                             else "Adam, each entry's zoo settings"),
               "metrics": metric_groups, "overrides": overrides or {}, "modality_options": modality_options or {}}
-    report_versions = dict(experiment.versions(), classifiers=experiment.classifier_records(data.spec, classifier_dir))
+    report_versions = dict(run_records.versions(), classifiers=experiment.classifier_records(data.spec, classifier_dir))
     # Each (model, seed) is a run directory: a comparison killed half-way resumes where it stopped.
     scratch = tempfile.TemporaryDirectory(prefix="mibzoo-compare-") if out is None else None
     runs_root = pathlib.Path(scratch.name if scratch else out) / "runs"
@@ -394,8 +395,8 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
                          "train_seconds": record["train_seconds"], "eval_seconds": round(time.perf_counter() - t0, 2),
                          "final_loss": float(history[-1]["loss"]) if history else None})
             if seed == seeds[0]:
-                samples[label] = experiment.cross_modal_samples(experiment.load_run_model(run_dir), examples, seed,
-                                                                _SAMPLE_DRAWS, _SAMPLE_EXAMPLES)
+                samples[label] = cross_modal_samples(experiment.load_run_model(run_dir), examples, seed, _SAMPLE_DRAWS,
+                                                     _SAMPLE_EXAMPLES)
             if out is not None:
                 partial = Report(rows, budget, report_versions, wall_seconds=time.perf_counter() - started)
                 partial.to_json(pathlib.Path(out) / "partial.json")
@@ -413,12 +414,12 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
 
 def _reusable_metrics(run_dir, settings):
     """The metrics of an earlier evaluation of this run with the same settings, or None."""
-    from mibzoo import experiment
+    from mibzoo import run_records
 
     path = pathlib.Path(run_dir) / "metrics.json"
     if not path.is_file():
         return None
-    stored = experiment.read_json(path)
+    stored = run_records.read_json(path)
     return stored["metrics"] if stored.get("settings") == settings else None
 
 

@@ -1,5 +1,5 @@
 """The one path every command takes: build a model for a dataset, train a run, load a run's
-model, evaluate it, and collect its cross-modal samples.
+model and evaluate it (its sample grids are `mibzoo.samples`, its JSON records `mibzoo.run_records`).
 
 ``mibzoo train``, ``evaluate``, ``export``, ``compare``, ``quickstart`` and `mibzoo.compare` all go
 through these functions, so a run trained by one command is read the same way by every other,
@@ -30,80 +30,22 @@ experiment.evaluate_run("runs/wyner")        # {'cross_coherence/image->label': 
 model = experiment.load_run_model("runs/wyner")
 ```
 """
-import datetime
-import json
 import math
 import os
 import pathlib
-import platform
 import time
 import warnings
 
 import numpy as np
 
 from mibzoo.checkpoints import CorruptFileError, RunCheckpoints, save_model_atomic, verify
-from mibzoo.files import atomic_path
+from mibzoo.run_records import now, read_json, versions, write_json
+from mibzoo.samples import write_sample_plots
 
 # Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
 # learning_rate None: the entry's own (its config's ``optimizers``; Adam(1e-3) unless the entry sets one).
 DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, "overrides": {},
             "modality_options": {}, "hidden_labels": {}}
-
-
-def versions():
-    """Versions of everything a number depends on."""
-    import keras
-    import tensorflow as tf
-
-    import mibzoo
-    from mibzoo.tfp import tfp
-    return {"mibzoo": mibzoo.__version__, "tensorflow": tf.__version__, "keras": keras.__version__,
-            "tensorflow_probability": tfp.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
-def machine():
-    """A one-line description of the machine a number was measured on: CPU model, the cores this
-    process may use, memory and OS (add the load average where other jobs share the machine)."""
-    cpu = platform.processor() or platform.machine() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = ""
-    try:
-        memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB RAM"
-    except (ValueError, OSError, AttributeError):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores{memory}, {platform.system()} {platform.release()}"
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json(path, data):
-    """Writes JSON atomically (temporary file, then rename): readers never see half a file."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON-serializable: {type(value).__name__}")
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def check_settings(epochs, settings):
@@ -299,7 +241,7 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     run_dir.mkdir(parents=True, exist_ok=True)
     if record is None:
         record = {"entry": entry, "dataset": _dataset_record(data, run_dir), **settings, "optimizer": "adam",
-                  "versions": versions(), "started": _now(), "finished": None, "epochs_completed": 0,
+                  "versions": versions(), "started": now(), "finished": None, "epochs_completed": 0,
                   "train_seconds": 0.0, "model_sha256": None}
     record["epochs"] = epochs
     checkpoints = RunCheckpoints(run_dir, keep_checkpoints)
@@ -332,7 +274,7 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         # The dataset is already shuffled with the run's seed; shuffle=False keeps Keras from warning.
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=callbacks,
                   verbose=verbose, shuffle=False)
-    record.update(epochs_completed=max(done, epochs), finished=_now(), model_sha256=save_model_atomic(model, final),
+    record.update(epochs_completed=max(done, epochs), finished=now(), model_sha256=save_model_atomic(model, final),
                   train_seconds=round(record.get("train_seconds", 0.0) + time.perf_counter() - started, 2))
     write_json(run_dir / "run.json", record)
     if evaluate:
@@ -386,83 +328,6 @@ def load_run_model(run_dir):
                                "newest intact checkpoint") from None
 
 
-def cross_modal_samples(model, examples, seed=0, num_samples=4, prior_samples=None):
-    """Samples of every ordered pair of modalities, and joint samples from the prior.
-
-    Args:
-        model: an `MIBModel`.
-        examples: ``{modality: [n, ...]}`` conditioning inputs.
-        seed: sampling seed.
-        num_samples: draws per conditioning input.
-        prior_samples: joint samples from the prior (default: as many as examples).
-
-    Returns:
-        ``{"cross": {(source, target): (inputs, generated [num_samples, n, ...])}, "prior":
-        {modality: [prior_samples, ...]}}`` as numpy arrays; ``cross`` is empty for models
-        without an inference network.
-    """
-    import keras
-
-    specs = model.modality_specs
-    cross = {}
-    if model.has_inference:
-        for source in specs:
-            for target in specs:
-                if source != target and source in examples:
-                    generated = model.generate({source: examples[source]}, target, num_samples=num_samples, seed=seed)
-                    cross[(source, target)] = (np.asarray(examples[source]), keras.ops.convert_to_numpy(generated))
-    count = prior_samples or len(next(iter(examples.values())))
-    prior = {k: keras.ops.convert_to_numpy(v) for k, v in model.sample(count, seed=seed).items()}
-    return {"cross": cross, "prior": prior}
-
-
-def write_sample_plots(model, examples, folder, seed=0, num_samples=4):
-    """PNG grids: ``samples_<A>-to-<B>.png`` for every ordered pair of modalities (inputs beside
-    generated samples) and ``prior.png`` (joint samples from the prior). Returns the paths."""
-    from mibzoo import plots
-
-    folder = pathlib.Path(folder)
-    specs = model.modality_specs
-    samples = cross_modal_samples(model, examples, seed, num_samples)
-    paths = []
-    for (source, target), (conditioning, generated) in samples["cross"].items():
-        path = folder / f"samples_{source}-to-{target}.png"
-        plots.sample_grid(conditioning, generated, specs[source], specs[target],
-                          title=f"{model.name}: {source} -> {target}", path=path)
-        paths.append(path)
-    plots.prior_grid(samples["prior"], specs, title=f"{model.name}: samples from the prior", path=folder / "prior.png")
-    return paths + [folder / "prior.png"] + write_code_plots(model, folder, seed)
-
-
-def write_code_plots(model, folder, seed=0, columns=10):
-    """PNG grids of InfoGAN-style codes, per image modality: ``codes_<block>_<modality>.png`` (one row
-    per value of a categorical code, ``columns`` samples each, column j with the same other latents)
-    and ``traversal_<block>_<d>_<modality>.png`` (dimension d of a continuous code from −2 to 2 along
-    each row). Returns the paths (none for models without codes)."""
-    from mibzoo import plots
-    from mibzoo.metrics import codes
-
-    folder = pathlib.Path(folder)
-    images = [m for m, spec in model.modality_specs.items() if spec["kind"] == "image"]
-    paths = []
-    for m in images:
-        for block in codes.categorical_code_blocks(model):
-            values = codes.code_samples(model, block, m, columns, seed)
-            path = folder / f"codes_{block}_{m}.png"
-            plots.latent_grid(values, model.modality_specs[m], row_labels=[f"{block}={k}" for k in range(len(values))],
-                              title=f"{model.name}: {m} for each value of {block}", path=path)
-            paths.append(path)
-        for block in codes.continuous_code_blocks(model):
-            for d in range(dict(zip(model.block_names, model.block_sizes))[block]):
-                steps = (-2.0, -1.0, 0.0, 1.0, 2.0)
-                values = codes.code_traversal(model, block, d, m, steps, seed=seed)
-                path = folder / f"traversal_{block}_{d}_{m}.png"
-                plots.latent_grid(values, model.modality_specs[m], column_labels=[f"{v:+g}" for v in steps],
-                                  title=f"{model.name}: {block}[{d}] from -2 to 2", path=path)
-                paths.append(path)
-    return paths
-
-
 def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=1000, probe_train_limit=10000,
                  prior_samples=1000, classifiers=None, classifier_dir=None, data_dir=None, seed=0, plot_examples=8):
     """Computes the metrics of a finished run and writes ``RUN_DIR/metrics.json`` (and sample grids
@@ -498,7 +363,7 @@ def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=
                                        prior_samples=prior_samples, seed=seed, classifier_dir=classifier_dir,
                                        data_dir=data_dir)
     write_json(run_dir / "metrics.json", {
-        "metrics": values, "evaluated": _now(), "seconds": round(time.perf_counter() - started, 2),
+        "metrics": values, "evaluated": now(), "seconds": round(time.perf_counter() - started, 2),
         "settings": evaluation_settings(iwae_k, len(next(iter(test.values()))), likelihood_limit,
                                         probe_train_limit, prior_samples, seed, metrics),
         "classifiers": classifier_records(data.spec, classifier_dir), "versions": versions()})

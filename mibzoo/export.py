@@ -240,7 +240,8 @@ def export_run(run_dir, base, name=None, version=None, overwrite=False):
     The model is loaded through `mibzoo.experiment.load_run_model` (checked against the checksum
     its run recorded); the model card lists the run's dataset and the metrics of ``mibzoo evaluate``.
     """
-    from mibzoo.experiment import load_run_model, read_json
+    from mibzoo.experiment import load_run_model
+    from mibzoo.run_records import read_json
 
     run_dir = pathlib.Path(run_dir)
     model = load_run_model(run_dir)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mibzoo
-from mibzoo import experiment, metrics
+from mibzoo import metrics, samples
 from mibzoo.metrics import codes
 
 from evaluation_testdata import CLASSES, IMAGE, PROTOTYPES, NearestPrototype
@@ -92,7 +92,7 @@ def test_evaluate_reports_code_accuracy_and_sample_quality_for_infogan(tiny_info
 
 
 def test_code_plots_are_written(tiny_infogan, tmp_path):
-    paths = experiment.write_code_plots(tiny_infogan, tmp_path, columns=4)
+    paths = samples.write_code_plots(tiny_infogan, tmp_path, columns=4)
     assert [p.name for p in paths] == ["codes_digit_code_image.png", "traversal_style_code_0_image.png",
                                        "traversal_style_code_1_image.png"]
     assert all(p.stat().st_size > 1000 for p in paths)

@@ -419,7 +419,7 @@ def run(out_dir, seeds, quick, data_dir=None):
     Returns:
         The path of the written markdown file.
     """
-    from mibzoo.experiment import machine, versions, write_json
+    from mibzoo.run_records import machine, versions, write_json
 
     budget = QUICK if quick else FULL
     seeds = [int(s) for s in seeds]

@@ -291,7 +291,7 @@ def plot(records, path):
 
 def _load_existing(path, budget):
     """Run records of ``path`` measured with the same budget (others are dropped)."""
-    from mibzoo.experiment import read_json
+    from mibzoo.run_records import read_json
 
     if not path.exists():
         return None
@@ -315,7 +315,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     Returns:
         The path of the written markdown file.
     """
-    from mibzoo.experiment import machine, versions, write_json
+    from mibzoo.run_records import machine, versions, write_json
 
     budget = QUICK if quick else FULL
     seeds = [int(s) for s in seeds]
