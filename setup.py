@@ -51,7 +51,9 @@ setup(
         # SciPy gives the independent reference values (densities, integrals) the math tests
         # compare against.
         # fairlearn: the DEO test compares with its equal_opportunity_difference.
-        "test": ["pytest>=7", "scipy>=1.10", "fairlearn>=0.10"],
+        # pytest-xdist: the default run uses every core (pytest.ini), which keeps it near ten
+        # minutes on two; most tests trace small graphs, work for one core each.
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "scipy>=1.10", "fairlearn>=0.10"],
         # Kept so that `pip install 'mibzoo[serving]'` from older instructions still works.
         "serving": ["tensorflow-serving-api>=2.16"],
     },

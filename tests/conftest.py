@@ -17,6 +17,12 @@ try:
         _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 except RuntimeError:  # devices already initialized by an earlier import; MirroredStrategy tests skip
     pass
+# pytest-xdist runs several test processes: on a GPU each would otherwise reserve all its memory.
+for _gpu in tf.config.list_physical_devices("GPU"):
+    try:
+        tf.config.experimental.set_memory_growth(_gpu, True)
+    except RuntimeError:
+        pass
 
 
 @pytest.fixture(params=["eager", "function"])
@@ -41,8 +47,19 @@ def fairness_data_dir(tmp_path_factory):
     return folder
 
 
+# Modules whose tests share no module-scoped fixture and are long enough to be worth spreading over
+# the pytest-xdist workers test by test; every other module runs on one worker, so that its
+# module fixtures (trained runs, exports) are built once.
+_SPREAD_MODULES = {"tests/test_zoo.py"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.slow`` tests are opt-in (pytest.ini): skipped unless ``-m`` names ``slow``."""
+    """``@pytest.mark.slow`` tests are opt-in (pytest.ini): skipped unless ``-m`` names ``slow``.
+    Each test is put in its module's ``xdist_group`` (see `_SPREAD_MODULES`)."""
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        if module not in _SPREAD_MODULES:
+            item.add_marker(pytest.mark.xdist_group(module))
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: opt in with `-m slow`")
