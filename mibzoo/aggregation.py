@@ -103,16 +103,17 @@ class GaussianPosterior:
         """``[..., B]``: log q(z | x^S) for ``z`` ``[..., B, D]``."""
         return _log_density(z, self.loc, self.logvar)
 
-    def kl_to_prior(self, prior_loc, prior_logvar, z=None):
-        """``[B]``: KL(q ‖ p(z)) in closed form (``z`` is unused)."""
+    def kl_to_prior(self, prior_loc, prior_logvar, sample=None):
+        """``[B]``: KL(q ‖ p(z)) in closed form (``sample`` is not called: no noise is drawn)."""
         return inference.kl_diagonal_gaussians(self.loc, self.logvar, prior_loc, prior_logvar)
 
-    def kl_divergence(self, other, z):
+    def kl_divergence(self, other, sample):
         """``[B]``: KL(q ‖ other), closed form when ``other`` is Gaussian too, else Monte Carlo
-        log q(z) − log other(z) at ``z`` ~ q."""
+        log q(z) − log other(z) at ``z = sample()`` ~ q."""
         if other.gaussian:
             loc, logvar = other.gaussian_parameters()
             return inference.kl_diagonal_gaussians(self.loc, self.logvar, loc, logvar)
+        z = sample()
         return self.log_prob(z) - other.log_prob(z)
 
     def distribution(self):
@@ -191,12 +192,15 @@ class MixturePosterior:
         """``[..., B]``: log Σ_k π_k N(z; μ_k, σ_k²) for ``z`` ``[..., B, D]``."""
         return ops.logsumexp(self.component_log_prob(z) + self.log_weights, axis=-1)
 
-    def kl_to_prior(self, prior_loc, prior_logvar, z):
-        """``[B]``: KL(q ‖ p(z)) estimated by log q(z) − log p(z) at ``z`` ~ q (unbiased; no closed form)."""
+    def kl_to_prior(self, prior_loc, prior_logvar, sample):
+        """``[B]``: KL(q ‖ p(z)) estimated by log q(z) − log p(z) at ``z = sample()`` ~ q (unbiased; a
+        mixture's KL has no closed form)."""
+        z = sample()
         return self.log_prob(z) - _log_density(z, prior_loc, prior_logvar)
 
-    def kl_divergence(self, other, z):
-        """``[B]``: KL(q ‖ other) estimated by log q(z) − log other(z) at ``z`` ~ q."""
+    def kl_divergence(self, other, sample):
+        """``[B]``: KL(q ‖ other) estimated by log q(z) − log other(z) at ``z = sample()`` ~ q."""
+        z = sample()
         return self.log_prob(z) - other.log_prob(z)
 
     def distribution(self):

@@ -208,7 +208,7 @@ class ForwardPass:
     def kl_to_prior(self, only=None):
         """``[B]``: KL(q(z | x) ‖ p(z)) (or of q(z | x_i) with ``only=i``): in closed form for a Gaussian
         posterior, else log q(z) − log p(z) at the sample ``z(only)`` (Monte Carlo, unbiased)."""
-        return self.aggregate(only).kl_to_prior(self.model.prior_loc, self.model.prior_logvar, self.z(only))
+        return self.aggregate(only).kl_to_prior(self.model.prior_loc, self.model.prior_logvar, lambda: self.z(only))
 
     @_cached
     def private_kl(self, name):
@@ -224,5 +224,5 @@ class ForwardPass:
         """``[B]``: KL(q(z | x) ‖ q(z | x_i)), the cross-structure divergence (Sec. 4.2): closed form
         between Gaussians, else log q(z | x) − log q(z | x_i) at the sample ``z(None)`` (Monte Carlo)."""
         i = self.names.index(name)
-        kl = self.aggregate().kl_divergence(self.aggregate(i), self.z(None))
+        kl = self.aggregate().kl_divergence(self.aggregate(i), lambda: self.z(None))
         return kl * self.presence(name)
