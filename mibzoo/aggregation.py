@@ -119,10 +119,6 @@ class GaussianPosterior:
     def distribution(self):
         return tfd.MultivariateNormalDiag(loc=self.loc, scale_diag=ops.exp(0.5 * self.logvar))
 
-    def export_outputs(self):
-        """Outputs the ``encode`` signature adds to ``loc``/``logvar``: none for one Gaussian."""
-        return {}
-
 
 class MixturePosterior:
     """q(z | x^S) = Σ_k π_k N(loc_k, diag e^logvar_k) (``moe``, ``mopoe``).
@@ -168,6 +164,9 @@ class MixturePosterior:
     def sample_from(self, eps, select):
         """z from the component chosen by ``select`` (``[..., B, K]`` standard normal), reparametrized
         within it by ``eps`` (``[..., B, D]``): gradients reach the chosen component's parameters."""
+        if select is None:
+            raise ValueError("a mixture posterior ('moe', 'mopoe') samples with component-selection noise "
+                             "`select` [..., B, K] besides `eps`")
         onehot = self._select(select)[..., None]
         loc = ops.sum(onehot * self.component_loc, axis=-2)
         scale = ops.sum(onehot * ops.exp(0.5 * self.component_logvar), axis=-2)
@@ -207,12 +206,6 @@ class MixturePosterior:
         return tfd.MixtureSameFamily(
             tfd.Categorical(logits=self.log_weights),
             tfd.MultivariateNormalDiag(loc=self.component_loc, scale_diag=ops.exp(0.5 * self.component_logvar)))
-
-    def export_outputs(self):
-        """The components, for the ``encode`` signature: ``component_loc``, ``component_logvar``
-        ``[B, K, D]`` and ``component_weight`` ``[B, K]``."""
-        return {"component_loc": self.component_loc, "component_logvar": self.component_logvar,
-                "component_weight": self.weights}
 
 
 class Strategy:
