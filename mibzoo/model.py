@@ -23,7 +23,6 @@ from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
-from mibzoo.tfp import tfd
 
 
 @contextlib.contextmanager

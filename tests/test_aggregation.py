@@ -12,7 +12,7 @@ import keras
 import mibzoo
 from mibzoo import aggregation, inference
 from mibzoo.errors import ConfigError
-from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, run_saving_test, synthetic_batches
+from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, synthetic_batches
 
 PAIR = {"x": dict(TINY_VECTOR), "y": dict(TINY_LABEL)}
 B, N, D = 5, 3, 4
