@@ -284,6 +284,8 @@ def test_config_round_trip_keeps_the_strategy_and_generation(entry):
     b = tf.function(lambda inputs: restored.generate(inputs, target="y", num_samples=2, seed=9))(x)
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(a).sum(-1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="mixture.*not one Gaussian"):
+        model.forward_pass(x).posterior()
 
 
 @pytest.mark.slow  # an export and a session-loader run: about 25 s
@@ -311,3 +313,19 @@ def test_exported_encode_serves_the_mixture_components(tmp_path):
         np.testing.assert_allclose(served[key], np.asarray(value), rtol=1e-5, atol=1e-6)
     # Row 1 has x alone: only the subset {x} has weight; row 2 y alone.
     np.testing.assert_allclose(served["component_weight"][1:], [[1, 0, 0, 0], [0, 1, 0, 0]], atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["moe", "mopoe"])
+def test_learned_inference_structure_gets_gradients_through_a_mixture(name):
+    """M^q keeps a meaning in a mixture (module docstring), so structure learning works: the loss
+    has finite, non-zero gradients with respect to the inference-structure logits."""
+    model = mibzoo.load("mopoe", modalities=PAIR, shared=[{"name": "a", "size": 2}, {"name": "b", "size": 2}],
+                        posterior=name, inference_structure={"learned": True, "init": 0.5}, kl_schedule=None)
+    arrays = synthetic_batches(PAIR, n=16)
+    x, present = model._prepare({k: arrays[k] for k in PAIR}, strict=True)
+    variables = model.phase_variables("structure")
+    with tf.GradientTape() as tape:
+        _, totals = model.compute_terms(model.forward(x, present, training=True, phase="structure"))
+    grads = [np.asarray(g) for g in tape.gradient(totals["score"], variables) if g is not None]
+    assert grads and all(np.all(np.isfinite(g)) for g in grads)
+    assert any(np.any(g != 0) for g in grads)
