@@ -223,6 +223,5 @@ class ForwardPass:
     def kl_joint_to_single(self, name):
         """``[B]``: KL(q(z | x) ‖ q(z | x_i)), the cross-structure divergence (Sec. 4.2): closed form
         between Gaussians, else log q(z | x) − log q(z | x_i) at the sample ``z(None)`` (Monte Carlo)."""
-        i = self.names.index(name)
-        kl = self.aggregate().kl_divergence(self.aggregate(i), lambda: self.z(None))
-        return kl * self.presence(name)
+        joint, single = self.aggregate(), self.aggregate(self.names.index(name))
+        return joint.kl_divergence(single, lambda: self.z(None)) * self.presence(name)
