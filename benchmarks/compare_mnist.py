@@ -1,7 +1,7 @@
 """Benchmark: the multimodal zoo entries compared on MNIST-Label and MNIST-Plus-1, and the structure
 that `mib_mm` learns on MNIST-Label-Unrelated; regenerates docs/results.md.
 
-Runs `mibzoo.compare` for jmvae, mvae, wyner_vae, mib_mm, mvtcae and dmvae at their zoo defaults (no overrides)
+Runs `mibzoo.compare` for jmvae, mvae, wyner_vae, mib_mm, mvtcae, dmvae, mmvae and mopoe at their zoo defaults (no overrides)
 on each data set with one budget, and `mib_mm` alone on `mnist_label_unrelated` over more seeds.
 Seeds are the outer loop: after every (seed, data set) the reports so far are written under
 ``--out/<dataset>/`` (markdown, CSV, JSON, the Figure 3 sample grids of every entry) and
@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 
-MODELS = ["jmvae", "mvae", "wyner_vae", "mib_mm", "mvtcae", "dmvae"]
+MODELS = ["jmvae", "mvae", "wyner_vae", "mib_mm", "mvtcae", "dmvae", "mmvae", "mopoe"]
 DATASETS = ["mnist_label", "mnist_plus1"]
 STRUCTURE_DATASET = "mnist_label_unrelated"
 # Figure 3 (right): generate image_b (digit m + 1) from image_a (digit m).

@@ -35,6 +35,12 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   ``epsilon``). ``dist`` is the optimizer of the networks (Adam(1e-3) unless set), ``critic`` that of
   every ``critic:<term>`` phase (Adam(2e-4, β1 = 0.5) unless set); `MIBModel.compile` uses them
   where no optimizer is given. GANs train with β1 = 0.5 and equal small rates (Radford et al. 2016).
+- ``posterior``: how the experts combine into q(z | x^S) (`mibzoo.aggregation`): ``"poe"`` (default,
+  the weighted product of experts with the prior, Eq. 13), ``"moe"`` (MMVAE's uniform mixture of the
+  unimodal posteriors) or ``"mopoe"`` (MoPoE's mixture over the products of every subset). A
+  mixture is not one Gaussian: terms that need a Gaussian posterior (minibatch estimates of the
+  aggregate posterior from its loc/logvar: C3, ``independence``, ``tc``, ``mi_zu_tc``) are refused
+  with it; KLs of the posterior (C1's rate, ``informative``, ``cross``) become Monte-Carlo estimates.
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
@@ -47,7 +53,7 @@ import keyword
 import math
 import operator
 
-from mibzoo import objectives
+from mibzoo import aggregation, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
@@ -55,7 +61,7 @@ from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks", "optimizers")
+                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior")
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
@@ -284,6 +290,17 @@ def validate_model_config(model, source):
                     raise ConfigError(source, f"{field}[{k}][1]", name,
                                       "a term that needs no inference network: inference_structure is 'none' "
                                       f"(allowed: {sorted(n for n, t in objectives.TERMS.items() if not t.needs_inference)})")
+    cfg["posterior"] = cfg.get("posterior", "poe")
+    strategy = aggregation.get(cfg["posterior"], source)
+    if not strategy.gaussian:
+        for field in ("dist", "str_reg"):
+            for k, (_, name) in enumerate(cfg[field]):
+                if objectives.TERMS[name].needs_gaussian_posterior:
+                    gaussian = sorted(n for n, s in aggregation.STRATEGIES.items() if s.gaussian)
+                    raise ConfigError(source, f"{field}[{k}][1]", name,
+                                      f"a term that works with posterior {cfg['posterior']!r} (a mixture, not one "
+                                      f"Gaussian): term '{name}' estimates the aggregate posterior from the Gaussian "
+                                      f"posterior's loc/logvar, so it needs posterior {gaussian}")
     critic_terms = [name for field in ("dist", "str_reg") for _, name in cfg[field] if objectives.TERMS[name].critic]
     learned = any(isinstance(cfg[k], dict) for k in ("inference_structure", "generation_structure"))
     default_phases = ([{"name": f"critic:{t}", "steps": 1} for t in critic_terms] + [{"name": "dist", "steps": 1}]

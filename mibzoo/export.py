@@ -8,8 +8,10 @@ vector outputs are the likelihood's mean):
   given (input ``present``: float32 ``[None, N]``, 1 where a modality is given; absent ones may
   be zeros) to every modality;
 - ``generate_<source>_to_<target>`` for each ordered pair of modalities;
-- ``encode``: posterior parameters ``loc``, ``logvar`` of q(z | x^S) from the present modalities,
-  and ``private_<name>_loc``, ``private_<name>_logvar`` of q(u_i | x_i) for each modality with a
+- ``encode``: posterior parameters ``loc``, ``logvar`` of q(z | x^S) from the present modalities
+  (for a mixture posterior, ``"posterior": "moe"`` or ``"mopoe"``, its mean and the log of its
+  variance, plus its components: ``component_loc``, ``component_logvar`` ``[None, K, Dz]`` and
+  ``component_weight`` ``[None, K]``), and ``private_<name>_loc``, ``private_<name>_logvar`` of q(u_i | x_i) for each modality with a
   private latent (it depends on x_i alone; meaningful where x_i is present). For the fairness
   entries ``private_x_loc`` is the fair representation U_x (Eq. 17);
 - ``reconstruct``: every modality decoded from the posterior means;
@@ -113,6 +115,10 @@ def build_signatures(model):
     def encode(inputs):
         post = model.encode({n: inputs[n] for n in names}, present=presence(inputs))
         out = {"loc": post["loc"], "logvar": post["logvar"]}
+        if not model.aggregation.gaussian:  # a mixture (moe, mopoe): its components too
+            components = post["components"]
+            out.update(component_loc=components["loc"], component_logvar=components["logvar"],
+                       component_weight=components["weight"])
         for name, private in post["private"].items():
             out[f"private_{name}_loc"], out[f"private_{name}_logvar"] = private["loc"], private["logvar"]
         return out

@@ -70,32 +70,46 @@ class ForwardPass:
     @_cached
     def expert_weights(self):
         """``[B, N, Dz]``: m_ij^q of each expert's block times the example's presence of x_i."""
-        per_dim = ops.matmul(self.mask_q, self.model.block_matrix)  # [N, Dz]
-        return self.present[:, :, None] * per_dim[None, :, :]
+        return self.present[:, :, None] * self.expert_mask()[None, :, :]
 
     @_cached
-    def posterior(self, only=None):
-        """q(z | x^S) (Eq. 13) as ``(loc, logvar)``; ``only=i`` keeps modality i alone (q(z | x_i))."""
+    def expert_mask(self):
+        """``[N, Dz]``: m_ij^q of each expert's block, per latent dimension."""
+        return ops.matmul(self.mask_q, self.model.block_matrix)
+
+    @_cached
+    def aggregate(self, only=None, without=None):
+        """q(z | x^S) as the model's aggregation strategy builds it (`mibzoo.aggregation`: ``poe``,
+        Eq. 13, by default): a posterior object with ``sample``, ``log_prob`` and its parameters.
+        ``only=i`` keeps modality i alone (q(z | x_i)); ``without=i`` drops it (q(z | x_{\\i}))."""
         loc, logvar = self.experts()
-        weights = self.expert_weights()
+        present = self.present
         if only is not None:
-            keep = ops.one_hot(ops.convert_to_tensor([only]), len(self.names))[0]  # [N]
-            weights = weights * keep[None, :, None]
-        return inference.product_of_experts(self.model.prior_loc, self.model.prior_logvar, loc, logvar, weights)
+            present = present * ops.one_hot(ops.convert_to_tensor([only]), len(self.names))  # [B, N] * [1, N]
+        if without is not None:
+            present = present * (1.0 - ops.one_hot(ops.convert_to_tensor([without]), len(self.names)))
+        return self.model.aggregation.aggregate(self.model.prior_loc, self.model.prior_logvar, loc, logvar,
+                                                present, self.expert_mask())
 
-    @_cached
+    def posterior(self, only=None):
+        """q(z | x^S) (Eq. 13) as ``(loc, logvar)``; ``only=i`` keeps modality i alone (q(z | x_i)).
+        Gaussian strategies only (``poe``); mixtures are read through `aggregate`."""
+        return self.aggregate(only).gaussian_parameters()
+
     def posterior_without(self, i):
         """q(z | x_{\\i}) as ``(loc, logvar)``: the posterior of every present modality but x_i (Eq. 13)."""
-        loc, logvar = self.experts()
-        drop = 1.0 - ops.one_hot(ops.convert_to_tensor([i]), len(self.names))[0]  # [N]
-        weights = self.expert_weights() * drop[None, :, None]
-        return inference.product_of_experts(self.model.prior_loc, self.model.prior_logvar, loc, logvar, weights)
+        return self.aggregate(None, i).gaussian_parameters()
 
     @_cached
     def z(self, only=None):
         """A reparametrized sample z ~ q(z | x) (or q(z | x_i) with ``only=i``)."""
-        loc, logvar = self.posterior(only)
-        return loc + ops.exp(0.5 * logvar) * self.noise(ops.shape(loc))
+        return self.aggregate(only).sample(self.noise)
+
+    @_cached
+    def component_z(self):
+        """``[B, K, Dz]``: one reparametrized sample of every component of q(z | x) (MMVAE's
+        stratified sampling; K = 1 for a product of experts)."""
+        return self.aggregate().component_samples(self.noise)
 
     @_cached
     def u(self, name):
@@ -137,14 +151,22 @@ class ForwardPass:
     def cross_negative_log_likelihood(self, name):
         """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z ~ q(z | x_{\\i}) (the other modalities) and
         u_i ~ p(u_i) (x_i unobserved): x_i generated across modalities; 0 where x_i is absent."""
-        i = self.names.index(name)
-        loc, logvar = self.posterior_without(i)
-        z = loc + ops.exp(0.5 * logvar) * self.noise(ops.shape(loc))
+        z = self.aggregate(None, self.names.index(name)).sample(self.noise)
         du = self.model.private_sizes[name]
-        u = self.noise((ops.shape(loc)[0], du)) if du else None
+        u = self.noise((ops.shape(z)[0], du)) if du else None
         params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
         log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
         return -log_prob * self.presence(name)
+
+    @_cached
+    def component_negative_log_likelihood(self, name, k):
+        """``[B]``: −log p(x_i | z_k ⊙ m_i^p, u_i) with z_k the sample of component k of q(z | x)
+        (`component_z`), u_i ~ q(u_i | x_i); 0 where x_i is absent. Every modality is decoded from
+        every component's sample: cross-generation when component k does not hold x_i (MMVAE)."""
+        u = self.u(name) if self.model.private_sizes[name] else None
+        z = self.component_z()[:, k]
+        params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
+        return -self.model.likelihood(name, params).log_prob(self.x[name]) * self.presence(name)
 
     @_cached
     def prior_latents(self):
@@ -184,9 +206,9 @@ class ForwardPass:
 
     @_cached
     def kl_to_prior(self, only=None):
-        """``[B]``: KL(q(z | x) ‖ p(z)) in closed form (or of q(z | x_i) with ``only=i``)."""
-        loc, logvar = self.posterior(only)
-        return inference.kl_diagonal_gaussians(loc, logvar, self.model.prior_loc, self.model.prior_logvar)
+        """``[B]``: KL(q(z | x) ‖ p(z)) (or of q(z | x_i) with ``only=i``): in closed form for a Gaussian
+        posterior, else log q(z) − log p(z) at the sample ``z(only)`` (Monte Carlo, unbiased)."""
+        return self.aggregate(only).kl_to_prior(self.model.prior_loc, self.model.prior_logvar, lambda: self.z(only))
 
     @_cached
     def private_kl(self, name):
@@ -199,8 +221,7 @@ class ForwardPass:
 
     @_cached
     def kl_joint_to_single(self, name):
-        """``[B]``: KL(q(z | x) ‖ q(z | x_i)), the cross-structure divergence (Sec. 4.2)."""
-        i = self.names.index(name)
-        loc, logvar = self.posterior()
-        loc_i, logvar_i = self.posterior(i)
-        return inference.kl_diagonal_gaussians(loc, logvar, loc_i, logvar_i) * self.presence(name)
+        """``[B]``: KL(q(z | x) ‖ q(z | x_i)), the cross-structure divergence (Sec. 4.2): closed form
+        between Gaussians, else log q(z | x) − log q(z | x_i) at the sample ``z(None)`` (Monte Carlo)."""
+        joint, single = self.aggregate(), self.aggregate(self.names.index(name))
+        return joint.kl_divergence(single, lambda: self.z(None)) * self.presence(name)

@@ -14,14 +14,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mibzoo import batch_inputs, inference, likelihoods, objectives, schedules
+from mibzoo import aggregation, batch_inputs, inference, likelihoods, objectives, schedules
 from mibzoo.config import private_sizes, validate_model_config, resolve_weight
 from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean
 from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
-from mibzoo.tfp import tfd
 
 
 def _seed_pair(seed, index):
@@ -59,6 +58,9 @@ class MIBModel(keras.Model):
         optimizers: default Adam settings of the ``dist`` and ``critic`` phases
             (``{"dist": {"learning_rate": 2e-4, "beta_1": 0.5}}``), used by `compile` where no
             optimizer is given.
+        posterior: the aggregation strategy of q(z | x^S) (`mibzoo.aggregation`): ``"poe"`` (the
+            weighted product of experts, Eq. 13), ``"moe"`` (MMVAE's mixture of unimodal experts) or
+            ``"mopoe"`` (MoPoE's mixture over the products of every subset).
         entry: name of the zoo entry this model was built from (informational).
 
     Example:
@@ -79,10 +81,11 @@ class MIBModel(keras.Model):
     def __init__(self, modalities, shared=None, private=0, inference_structure="full",
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
-                 networks=None, optimizers=None, entry="custom", **kwargs):
+                 networks=None, optimizers=None, posterior="poe", entry="custom", **kwargs):
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
-               "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule}
+               "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule,
+               "posterior": posterior}
         for key, value in (("shared", shared), ("structure_learning", structure_learning),
                            ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                            ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks),
@@ -102,6 +105,8 @@ class MIBModel(keras.Model):
         self.private_size = sum(self.private_sizes.values())
         self.likelihood_weights = [cfg["likelihood_weights"].get(name, 1.0) for name in self.modality_names]
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
+        # How the experts combine into q(z | x^S): "poe" (Eq. 13), "moe", "mopoe" (`mibzoo.aggregation`).
+        self.aggregation = aggregation.get(cfg["posterior"], f"MIBModel({entry})")
         n, m = len(self.modality_names), len(self.block_names)
 
         # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
@@ -517,15 +522,18 @@ class MIBModel(keras.Model):
         return ops.concatenate(parts, axis=-1)
 
     def encode(self, inputs, present=None):
-        """Posterior q(z | x^S) from any subset S of the modalities (Eq. 12-13).
+        """Posterior q(z | x^S) from any subset S of the modalities (Eq. 12-13, or the model's
+        ``posterior`` aggregation strategy, `mibzoo.aggregation`).
 
         Args:
             inputs: ``{modality: batch}`` with any subset of the model's modalities.
             present: optional ``{modality: [B] bool}``; per-example presence of given modalities.
 
         Returns:
-            A dict of tensors: ``loc``, ``logvar``, ``scale`` of the combined posterior ``[B, Dz]``;
-            ``experts``: per modality ``loc``, ``logvar`` (``[B, Dz]``, the quotient experts
+            A dict of tensors: ``loc``, ``logvar``, ``scale`` of the combined posterior ``[B, Dz]``
+            (for a mixture its mean and the log of its variance, moment-matched); ``components``:
+            ``loc``, ``logvar`` ``[B, K, Dz]`` and ``weight`` ``[B, K]`` of its mixture components
+            (K = 1 for ``poe``); ``experts``: per modality ``loc``, ``logvar`` (``[B, Dz]``, the quotient experts
             q̃(z | x_i)) and ``weight`` (``[B, M]``: m_ij^q times presence); ``prior``: ``loc``,
             ``logvar``; ``private``: per given modality ``loc``, ``logvar`` of q(u_i | x_i);
             ``blocks``: name → (start, end) of each block's dimensions.
@@ -534,7 +542,8 @@ class MIBModel(keras.Model):
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
         fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
-        loc, logvar = fp.posterior()
+        post = fp.aggregate()
+        loc, logvar = post.mean(), post.log_variance()
         experts = {}
         for i, name in enumerate(self.modality_names):
             if name in x:
@@ -545,13 +554,15 @@ class MIBModel(keras.Model):
                    if self.private_sizes[n]}
         starts = np.cumsum([0] + self.block_sizes)
         return {"loc": loc, "logvar": logvar, "scale": ops.exp(0.5 * logvar), "experts": experts,
+                "components": {"loc": post.component_loc, "logvar": post.component_logvar, "weight": post.weights},
                 "prior": {"loc": self.prior_loc, "logvar": self.prior_logvar}, "private": private,
                 "blocks": {b: (int(starts[j]), int(starts[j + 1])) for j, b in enumerate(self.block_names)}}
 
     def posterior(self, inputs, present=None):
-        """q(z | x^S) as a TFP distribution (diagonal Gaussian over all shared blocks)."""
-        enc = self.encode(inputs, present)
-        return tfd.MultivariateNormalDiag(loc=enc["loc"], scale_diag=enc["scale"])
+        """q(z | x^S) as a TFP distribution: a diagonal Gaussian over all shared blocks (``poe``) or
+        a mixture of them (``moe``, ``mopoe``)."""
+        self._require_inference("posterior")
+        return self.forward_pass(inputs, present).aggregate().distribution()
 
     def _decode_from(self, name, z, u, mask_p, mode, seed, draw_index):
         """Decodes modality ``name`` from shared ``z`` and private ``u`` (leading dims flattened)."""
@@ -584,7 +595,7 @@ class MIBModel(keras.Model):
     def generate(self, inputs, target, num_samples=1, seed=None, mode="mean", present=None):
         """Conditional (cross-modal) generation of ``target`` from the given modalities.
 
-        z ~ q(z | x^S) (Eq. 13), u_target ~ p(u) (the target is unobserved), then
+        z ~ q(z | x^S) (Eq. 13, or the model's aggregation strategy), u_target ~ p(u) (the target is unobserved), then
         p(x_target | z ⊙ m_target^p, u_target).
 
         Args:
@@ -607,9 +618,8 @@ class MIBModel(keras.Model):
         mask_q, mask_p = self._inference_masks()
         noise = self._noise_source(seed)
         fp = ForwardPass(self, x, present, mask_q, mask_p, noise)
-        loc, logvar = fp.posterior()
-        batch = ops.shape(loc)[0]
-        z = loc[None] + ops.exp(0.5 * logvar)[None] * noise((num_samples, batch, self.shared_size))
+        z = fp.aggregate().sample(noise, num_samples)
+        batch = ops.shape(z)[1]
         du = self.private_sizes[target]
         u = noise((num_samples, batch, du)) if du else None
         return self._decode_from(target, z, u, mask_p, mode, seed, 0)
@@ -631,12 +641,13 @@ class MIBModel(keras.Model):
                                       present=present), axis=0)
 
     def reconstruct(self, inputs, present=None):
-        """Every modality decoded from the posterior means of z and u (deterministic)."""
+        """Every modality decoded from the posterior means of z and u (deterministic; for a mixture
+        posterior, the mixture's mean)."""
         self._require_inference("reconstruct")
         x, present = self._prepare(inputs, strict=True, present=present)
         mask_q, mask_p = self._inference_masks()
         fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
-        loc, _ = fp.posterior()
+        loc = fp.aggregate().mean()
         out = {}
         for name in self.modality_names:
             u = None

@@ -49,13 +49,14 @@ class Term:
     critic: Optional[Callable] = None
     critic_loss: Optional[Callable] = None
     auxiliary: Optional[Callable] = None
+    needs_gaussian_posterior: bool = False
 
 
 TERMS = {}
 
 
 def register_term(name, kind, per_modality=False, description="", needs_inference=True,
-                  critic=None, critic_loss=None, auxiliary=None):
+                  critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False):
     """Decorator registering ``fn(forward_pass)`` as the term ``name``.
 
     Args:
@@ -69,6 +70,8 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
         critic_loss: the critic's loss, required with ``critic``.
         auxiliary: ``auxiliary(model) -> keras layer``: a network trained with the model's
             networks on the same loss (InfoGAN's Q).
+        needs_gaussian_posterior: whether ``fn`` reads q(z | x) as one diagonal Gaussian
+            (``fp.posterior()``); config validation refuses it with a mixture (`mibzoo.aggregation`).
     """
     if kind not in ("cost", "regularizer"):
         raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
@@ -79,7 +82,7 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
         if name in TERMS:
             raise ValueError(f"register_term: a term named {name!r} is already registered")
         TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
-                           needs_inference, critic, critic_loss, auxiliary)
+                           needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior)
         return fn
 
     return decorate
@@ -123,12 +126,39 @@ def c1_negative_elbo(fp):
     return ops.mean(negative_elbo(fp))
 
 
-@register_term("C3", "cost")
+@register_term("C3", "cost", needs_gaussian_posterior=True)
 def c3_aggregate_kl(fp):
     """C3 = D_KL(q(z) ‖ p(z)) on the aggregate posterior, minibatch estimate
     (`mibzoo.estimators.aggregate`)."""
     loc, logvar = fp.posterior()
     return aggregate_kl_to_prior(fp.z(), loc, logvar, fp.model.prior_loc, fp.model.prior_logvar)
+
+
+@register_term("mmvae", "cost")
+def mmvae_stratified_elbo(fp):
+    """MMVAE's objective (Shi et al. 2019, Eq. 4 with one sample per component): the negative
+    stratified ELBO −Σ_k π_k [log p(x, z_k) − log q(z_k | X)], z_k a reparametrized sample of
+    component k of q(z | X) = Σ_k π_k q_k(z | X). With ``"posterior": "moe"`` the components are
+    the unimodal posteriors q(z | x_m) of the present modalities with π_m = 1/|S|, so this is
+    (1/|S|) Σ_m E_{z ~ q(z|x_m)}[Σ_i log p(x_i | z) + log p(z) − log q(z | X)]: every modality is
+    reconstructed from every modality's sample (cross-generation), and log q is the mixture's
+    density. The likelihood weights apply to each log p(x_i | z), the KL schedule γ to the rate
+    log q(z | X) − log p(z) (and to KL(q(u_i | x_i) ‖ p(u_i)) with private latents). The prior
+    component of an example with no modality present (`mibzoo.aggregation`) contributes 0
+    exactly (no likelihood, q = p), so it is not evaluated."""
+    post = fp.aggregate()
+    samples = ops.transpose(fp.component_z(), (1, 0, 2))  # [K, B, Dz]
+    log_q = post.log_prob(samples)  # [K, B]
+    log_p = ops.sum(inference.gaussian_log_density(samples, fp.model.prior_loc, fp.model.prior_logvar), axis=-1)
+    private_rate = sum((fp.private_kl(name) for name in fp.x), ops.zeros_like(fp.present[:, 0]))
+    total = ops.zeros_like(fp.present[:, 0])
+    for k, subset in enumerate(post.subsets):
+        if subset == ():
+            continue
+        distortion = sum((fp.model.likelihood_weights[fp.names.index(name)] * fp.component_negative_log_likelihood(name, k)
+                          for name in fp.x), ops.zeros_like(total))
+        total = total + post.weights[:, k] * (distortion + fp.rate(log_q[k] - log_p[k] + private_rate))
+    return ops.mean(total)
 
 
 def marginal_negative_elbo(fp):
@@ -173,7 +203,7 @@ def informative(fp):
     return ops.mean(fp.kl_to_prior())
 
 
-@register_term("independence", "regularizer")
+@register_term("independence", "regularizer", needs_gaussian_posterior=True)
 def independence(fp):
     """D(q ‖ G^∅) for q(x, z): the multi-information I_q(X; Z), estimated through the identity
     E_x KL(q(z|x) ‖ p(z)) = I_q(X; Z) + KL(q(z) ‖ p(z)) (Hoffman & Johnson 2016) as
@@ -299,7 +329,7 @@ def c3_density_ratio(fp):
     return ops.mean(fp.critic("C3_density_ratio")(fp.z()))
 
 
-@register_term("tc", "regularizer")
+@register_term("tc", "regularizer", needs_gaussian_posterior=True)
 def total_correlation(fp):
     """D(q ‖ G^p) for q(z): the total correlation KL(q(z) ‖ Π_d q(z_d)) of the aggregate
     posterior (β-TCVAE, Chen et al. 2018), minibatch-weighted-sampling estimate. A
@@ -416,7 +446,7 @@ def shared_private_mmd(fp):
     return hsic(_unit_scale(z), _unit_scale(u), kernel="imq", scales=(1.0,))
 
 
-@register_term("mi_zu_tc", "regularizer")
+@register_term("mi_zu_tc", "regularizer", needs_gaussian_posterior=True)
 def shared_private_total_correlation(fp):
     """I_q(z; u) = KL(q(z, u) ‖ q(z) q(u)), the total correlation between the groups z and u of the
     aggregate posterior (Esmaeili et al. 2019; OURS-TC in Table 3), minibatch weighted sampling

@@ -1,7 +1,9 @@
 """Test log-likelihood by importance sampling: the IWAE bound (Burda et al. 2016).
 
 For the modalities S given (all of them: the joint; one: a marginal), with the model's own
-inference network as proposal q(z, u_S | x_S) = q(z | x_S) Π_{i∈S} q(u_i | x_i) (Eq. 4, 12-13):
+inference network as proposal q(z, u_S | x_S) = q(z | x_S) Π_{i∈S} q(u_i | x_i) (Eq. 4, 12-13;
+q(z | x_S) is the model's aggregated posterior, `mibzoo.aggregation`: for ``moe`` and ``mopoe`` z_k
+is drawn from the mixture and log q(z_k | x_S) is the mixture's log-density):
 
     log w_k = log p(z_k) + Σ_{i∈S} [log p(u_ik) + log p(x_i | z_k ⊙ m_i^p, u_ik)]
               − log q(z_k | x_S) − Σ_{i∈S} log q(u_ik | x_i),
@@ -20,8 +22,10 @@ import numpy as np
 from mibzoo.metrics import _common
 
 
-def draw_noise(model, modalities, k, batch, seed):
-    """Standard normal noise of one batch: ``{"z": [K, B, Dz], "u": {name: [K, B, Du]}}`` (stateless).
+def draw_noise(model, modalities, k, batch, seed, components=1):
+    """Standard normal noise of one batch: ``{"z": [K, B, Dz], "u": {name: [K, B, Du]}, "select": [K, B, C]}``
+    (stateless); ``select`` chooses the component of a mixture posterior (C components; unused by
+    a Gaussian one).
 
     Args:
         model: the `MIBModel`.
@@ -29,10 +33,12 @@ def draw_noise(model, modalities, k, batch, seed):
         k: importance samples per example.
         batch: batch size.
         seed: int; the same seed gives the same noise.
+        components: number of components of the posterior (the width of ``select``).
     """
     import tensorflow as tf
 
-    out = {"z": tf.random.stateless_normal((k, batch, model.shared_size), seed=[seed, 0]), "u": {}}
+    out = {"z": tf.random.stateless_normal((k, batch, model.shared_size), seed=[seed, 0]), "u": {},
+           "select": tf.random.stateless_normal((k, batch, components), seed=[seed, 1 + len(modalities)])}
     for index, name in enumerate(modalities):
         if model.private_sizes[name]:
             out["u"][name] = tf.random.stateless_normal((k, batch, model.private_sizes[name]), seed=[seed, 1 + index])
@@ -64,10 +70,10 @@ def log_importance_weights(model, inputs, k=1, seed=0, noise=None, chunk=None):
     fp = model.forward_pass(given)  # the posterior is deterministic; noise is supplied explicitly below
     x = fp.x
     names = [n for n in model.modality_names if n in x]
-    loc, logvar = fp.posterior()
-    batch = int(loc.shape[0])
+    post = fp.aggregate()
+    batch = int(post.component_loc.shape[0])
     if noise is None:
-        noise = draw_noise(model, names, k, batch, seed)
+        noise = draw_noise(model, names, k, batch, seed, components=int(post.component_loc.shape[1]))
     k = int(noise["z"].shape[0])
     chunk = chunk or max(1, 4096 // max(batch, 1))
     pieces = []
@@ -75,9 +81,9 @@ def log_importance_weights(model, inputs, k=1, seed=0, noise=None, chunk=None):
         stop = min(k, start + chunk)
         kc = stop - start
         eps = ops.convert_to_tensor(noise["z"][start:stop])
-        z = loc[None] + ops.exp(0.5 * logvar)[None] * eps  # [kc, B, Dz]
-        log_w = (ops.sum(gaussian_log_density(z, model.prior_loc, model.prior_logvar), -1)
-                 - ops.sum(gaussian_log_density(z, loc[None], logvar[None]), -1))
+        select = noise.get("select")
+        z = post.sample_from(eps, None if select is None else ops.convert_to_tensor(select[start:stop]))  # [kc, B, Dz]
+        log_w = ops.sum(gaussian_log_density(z, model.prior_loc, model.prior_logvar), -1) - post.log_prob(z)
         z_flat = ops.reshape(z, (kc * batch, model.shared_size))
         for name in names:
             u_flat = None
