@@ -169,20 +169,24 @@ class ModalityDecoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mibzoo")
 class CodePredictor(keras.layers.Layer):
-    """InfoGAN's auxiliary network Q(c | x): an MLP from the flattened joint x to the parameters of
-    each code block (class logits for categorical codes, mean and log-variance for Gaussian ones).
+    """InfoGAN's auxiliary network Q(c | x): an MLP from the flattened joint x (or from a
+    discriminator's features, when Q shares its trunk) to the parameters of each code block (class
+    logits for categorical codes, mean and log-variance for Gaussian ones).
 
     Args:
-        input_size: size of the flattened x.
+        input_size: size of the input (the flattened x, or the features).
         output_size: total number of code parameters.
         hidden: width of the hidden layers.
         layers: number of hidden layers.
+        activation: Keras activation of the hidden layers.
     """
 
-    def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, **kwargs):
+    def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, activation="relu",
+                 **kwargs):
         super().__init__(**kwargs)
         self.input_size, self.output_size, self.hidden, self.layers_count = input_size, output_size, hidden, layers
-        stack = [keras.layers.Dense(hidden, activation="relu") for _ in range(layers)]
+        self.activation = activation
+        stack = [keras.layers.Dense(hidden, activation=activation) for _ in range(layers)]
         self.net = keras.Sequential(stack + [keras.layers.Dense(output_size, dtype="float32")], name="net")
 
     def build(self, input_shape=None):
@@ -195,7 +199,7 @@ class CodePredictor(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(input_size=self.input_size, output_size=self.output_size, hidden=self.hidden,
-                      layers=self.layers_count)
+                      layers=self.layers_count, activation=self.activation)
         return config
 
 
@@ -240,13 +244,29 @@ class DataCritic(keras.layers.Layer):
         self.head.build((None, width))
         super().build(input_shape)
 
-    def call(self, x, training=None):
+    @property
+    def features_size(self):
+        """Width of `features`: the last dense layer's, or the readers' output without dense layers."""
+        if self.layers_count:
+            return self.hidden
+        return sum(size if reader is None else reader.compute_output_shape((None, size))[-1]
+                   for size, reader in zip(self.sizes, self.readers))
+
+    def features(self, x, training=None):
+        """``[B, features_size]``: the last hidden layer (the input of the output layer), the
+        features InfoGAN's Q shares with the discriminator (Chen et al. 2016, Sec. 6)."""
         parts, start = [], 0
         for size, reader in zip(self.sizes, self.readers):
             part = x[:, start:start + size]
             parts.append(part if reader is None else reader(part, training=training))
             start += size
-        out = self.head(parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1), training=training)
+        h = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1)
+        for layer in self.head.layers[:-1]:
+            h = layer(h, training=training)
+        return h
+
+    def call(self, x, training=None):
+        out = self.head.layers[-1](self.features(x, training=training))
         return keras.ops.squeeze(out, axis=-1) if self.output_size == 1 else out
 
     def get_config(self):
