@@ -9,8 +9,9 @@ under a ``mixed_bfloat16`` policy.
 ``"network": "dcgan"`` (images) selects the DCGAN architecture (Radford et al. 2016) in the form
 InfoGAN used on MNIST (Chen et al. 2016, Appendix C.1): a generator of dense layers and stride-2
 transposed convolutions with batch normalization and ReLU, and discriminators (`DataCritic`)
-of stride-2 convolutions with leaky ReLU. Batch normalization makes the networks depend on
-``training``, which the model passes down.
+of stride-2 convolutions with leaky ReLU (with ``"critic_batch_norm": true``, batch normalization
+after the second and later convolutions and the dense layers, as InfoGAN's discriminator). Batch
+normalization makes the networks depend on ``training``, which the model passes down.
 """
 import math
 
@@ -41,12 +42,17 @@ def _leaky_relu():
     return keras.layers.LeakyReLU(negative_slope=0.2)  # DCGAN's slope
 
 
-def dcgan_image_features(filters):
+def dcgan_image_features(filters, batch_norm=False):
     """The convolutional trunk of a DCGAN discriminator: per entry of ``filters`` a 4×4 stride-2
-    convolution and leaky ReLU (slope 0.2), then a flatten. Layers, to be put in a Sequential."""
+    convolution and leaky ReLU (slope 0.2), then a flatten. With ``batch_norm``, batch normalization
+    after every convolution but the first (Radford et al. 2016, Sec. 3; InfoGAN's MNIST
+    discriminator, Chen et al. 2016, App. C.1). Layers, to be put in a Sequential."""
     stack = []
-    for f in filters:
-        stack += [keras.layers.Conv2D(f, 4, strides=2, padding="same"), _leaky_relu()]
+    for k, f in enumerate(filters):
+        stack.append(keras.layers.Conv2D(f, 4, strides=2, padding="same"))
+        if batch_norm and k > 0:
+            stack.append(keras.layers.BatchNormalization())
+        stack.append(_leaky_relu())
     return stack + [keras.layers.Flatten()]
 
 
@@ -213,6 +219,8 @@ class DataCritic(keras.layers.Layer):
     image and read by `dcgan_image_features` with its ``filters``; other modalities enter as they
     are. The features are concatenated and pass ``layers`` dense layers of width ``hidden`` with
     leaky ReLU, then a float32 dense output (Radford et al. 2016; Chen et al. 2016, Appendix C.1).
+    A modality with ``"critic_batch_norm": true`` adds batch normalization to its reader, and then
+    after each dense layer too, as InfoGAN's discriminator has it.
 
     Args:
         specs: ``{modality: spec}`` with the networks' options (per-kind defaults merged in).
@@ -226,11 +234,14 @@ class DataCritic(keras.layers.Layer):
         self.specs, self.output_size, self.hidden, self.layers_count = specs, output_size, hidden, layers
         self.sizes = [math.prod(event_shape(spec)) for spec in specs.values()]
         self.readers = [keras.Sequential([keras.layers.Reshape(event_shape(spec))]
-                                         + dcgan_image_features(_sizes(spec)[2]), name=f"features_{name}")
+                                         + dcgan_image_features(_sizes(spec)[2], spec.get("critic_batch_norm", False)),
+                                         name=f"features_{name}")
                         if _dcgan(spec) else None for name, spec in specs.items()]
+        batch_norm = any(_dcgan(spec) and spec.get("critic_batch_norm", False) for spec in specs.values())
         head = []
         for _ in range(layers):
-            head += [keras.layers.Dense(hidden), _leaky_relu()]
+            head += [keras.layers.Dense(hidden)] + ([keras.layers.BatchNormalization()] if batch_norm else []) \
+                + [_leaky_relu()]
         self.head = keras.Sequential(head + [keras.layers.Dense(output_size, dtype="float32")], name="head")
 
     def build(self, input_shape=None):

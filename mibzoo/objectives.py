@@ -255,8 +255,8 @@ def _data_discriminator(model):
 
 
 def _c2_critic_loss(fp):
-    real = fp.critic("C2")(fp.data_vector(fp.x))
-    fake = fp.critic("C2")(ops.stop_gradient(fp.data_vector(fp.generated())))
+    real = fp.critic("C2")(fp.data_vector(fp.x), training=fp.training)
+    fake = fp.critic("C2")(ops.stop_gradient(fp.data_vector(fp.generated())), training=fp.training)
     return adversarial.discriminator_loss(real, fake)
 
 
@@ -265,7 +265,7 @@ def c2_jensen_shannon(fp):
     """C2 = D_JS(q(x) ‖ p(x)) through a discriminator (Goodfellow et al. 2014): the generator
     minimizes the non-saturating loss −log D(G(z)) on the joint x of every modality, the
     discriminator (phase ``critic:C2``) the usual cross-entropy."""
-    return adversarial.generator_loss(fp.critic("C2")(fp.data_vector(fp.generated())))
+    return adversarial.generator_loss(fp.critic("C2")(fp.data_vector(fp.generated()), training=fp.training))
 
 
 def _prior_draw(fp):
@@ -341,7 +341,7 @@ def shared_critic_features(fp, term, values):
     flattened joint x (`ForwardPass.data_vector`)."""
     x = fp.data_vector(values)
     shared = fp.model.shared_critics.get(term)
-    return x if shared is None else fp.critic(shared).features(x)
+    return x if shared is None else fp.critic(shared).features(x, training=fp.training)
 
 
 def _code_predictor(model):

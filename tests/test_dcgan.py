@@ -135,3 +135,28 @@ def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
     model = mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
     with pytest.raises(ValueError, match="q_fixed_std"):
         infogan_information(model.forward(x, present, training=False, seed=0))
+
+
+def test_critic_batch_norm_follows_the_training_flag_and_normalizes_the_second_convolution():
+    keras.utils.set_random_seed(0)
+    image = {**DCGAN_IMAGE, "shape": [8, 8, 1], "critic_batch_norm": True}
+    critic = DataCritic({"image": image}, 1, hidden=16)
+    critic.build((None, 64))
+    layers = critic.readers[0].layers  # reshape, conv, leaky ReLU, conv, batch norm, leaky ReLU, flatten
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Reshape", "Conv2D", "LeakyReLU", "Conv2D", "BatchNormalization", "LeakyReLU", "Flatten"]
+    assert [type(layer).__name__ for layer in critic.head.layers] == ["Dense", "BatchNormalization", "LeakyReLU",
+                                                                    "Dense"]
+    x = np.random.default_rng(2).uniform(size=(16, 64)).astype("float32")
+    full = keras.ops.convert_to_numpy(critic(x, training=True))
+    assert np.abs(full[:8] - keras.ops.convert_to_numpy(critic(x[:8], training=True))).max() > 1e-4
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(critic(x, training=False))[:8],
+                               keras.ops.convert_to_numpy(critic(x[:8], training=False)), atol=1e-5)
+    # The head's normalization in a training pass: (h − batch mean) / sqrt(batch variance + ε), then γ, β.
+    h = keras.ops.convert_to_numpy(critic.head.layers[0](critic.readers[0](x, training=True)))
+    norm = critic.head.layers[1]
+    expected = (h - h.mean(0)) / np.sqrt(h.var(0) + norm.epsilon) * keras.ops.convert_to_numpy(norm.gamma) \
+        + keras.ops.convert_to_numpy(norm.beta)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm(h, training=True)), expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="critic_batch_norm"):
+        mibzoo.load("gan", networks={"image": {"network": "dcgan", "critic_batch_norm": "yes"}})
