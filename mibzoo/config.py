@@ -41,6 +41,13 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   mixture is not one Gaussian: terms that need a Gaussian posterior (minibatch estimates of the
   aggregate posterior from its loc/logvar: C3, ``independence``, ``tc``, ``mi_zu_tc``) are refused
   with it; KLs of the posterior (C1's rate, ``informative``, ``cross``) become Monte-Carlo estimates.
+- ``term_options``: ``{term: {option: value}}`` for terms of ``dist`` / ``str_reg``. One option so
+  far, for terms with an auxiliary network: ``"shares_critic": "<critic term>"``, the auxiliary
+  reads that critic's last hidden layer instead of x (its own head on the critic's trunk) and is
+  trained in the critic's phase, the term's weighted value added to the critic's loss, while the
+  model's networks still minimize it in ``dist``. InfoGAN's Q on the discriminator
+  (``{"infogan": {"shares_critic": "C2"}}``; Chen et al. 2016, Sec. 6: L_I enters both D's and
+  G's losses).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
@@ -61,7 +68,7 @@ from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior")
+                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options")
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
@@ -70,6 +77,8 @@ OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code")
 BLOCK_PRIORS = ("normal", "categorical")
+# Options a term of the model may be given in ``term_options`` (see the module docstring).
+TERM_OPTIONS = ("shares_critic",)
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
 BUILTIN_PHASES = ("dist", "structure")
 
@@ -332,6 +341,7 @@ def validate_model_config(model, source):
         raise ConfigError(source, "phases", phases,
                           "no 'structure' phase unless M^q or M^p is learned ({\"learned\": true})")
     cfg["phases"] = phases
+    cfg["term_options"] = _term_options(cfg.get("term_options", {}), cfg, critic_terms, source)
 
     cfg["likelihood_weights"] = _likelihood_weights(cfg.get("likelihood_weights", {}), list(cfg["modalities"]), source)
     cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
@@ -357,6 +367,33 @@ def _likelihood_weights(weights, names, source):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ConfigError(source, f"likelihood_weights.{name}", value, "a finite non-negative number")
         out[name] = float(value)
+    return out
+
+
+def _term_options(options, cfg, critic_terms, source):
+    """Checks ``term_options`` against the model's terms (see the module docstring)."""
+    used = [name for field in ("dist", "str_reg") for _, name in cfg[field]]
+    if not isinstance(options, dict):
+        raise ConfigError(source, "term_options", options, f"a dict {{term: {{option: value}}}} over the terms {used}")
+    out = {}
+    for term, values in options.items():
+        if term not in used:
+            raise ConfigError(source, f"term_options.{term}", values,
+                              f"options of a term of this model, one of {used}" + did_you_mean(term, used))
+        if not isinstance(values, dict):
+            raise ConfigError(source, f"term_options.{term}", values, f"a dict with keys from {list(TERM_OPTIONS)}")
+        for key, value in values.items():
+            field = f"term_options.{term}.{key}"
+            if key not in TERM_OPTIONS:
+                raise ConfigError(source, field, value, f"one of {list(TERM_OPTIONS)}" + did_you_mean(key, TERM_OPTIONS))
+            if not objectives.TERMS[term].auxiliary:
+                raise ConfigError(source, field, value, "an option of a term with an auxiliary network "
+                                  f"(terms of this model that have one: "
+                                  f"{[t for t in used if objectives.TERMS[t].auxiliary]})")
+            if value not in critic_terms:
+                raise ConfigError(source, field, value, f"a term of this model that trains a critic, one of "
+                                  f"{critic_terms}" + did_you_mean(str(value), critic_terms))
+        out[term] = dict(values)
     return out
 
 

@@ -24,7 +24,7 @@ from mibzoo.errors import ConfigError
 
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
-NETWORK_KEYS = ("network", "hidden", "layers", "filters")
+NETWORK_KEYS = ("network", "hidden", "layers", "filters", "critic_batch_norm")
 NETWORKS = {"image": ("conv", "mlp", "dcgan"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
 _COMMON = {"kind", "description"} | set(NETWORK_KEYS)
 _ALLOWED_KEYS = {
@@ -110,6 +110,9 @@ def check_network_options(kind, options, source, field):
             raise ConfigError(source, f"{field}.filters", options["filters"], "a non-empty list of positive ints")
         for k, f in enumerate(options["filters"]):
             _positive_int(f, source, f"{field}.filters[{k}]")
+    if "critic_batch_norm" in options and not isinstance(options["critic_batch_norm"], bool):
+        raise ConfigError(source, f"{field}.critic_batch_norm", options["critic_batch_norm"],
+                          "true or false (batch normalization in the DCGAN discriminators that read this modality)")
     if "network" in options and options["network"] not in NETWORKS[kind]:
         raise ConfigError(source, f"{field}.network", options["network"],
                           f"one of {list(NETWORKS[kind])} for kind '{kind}'")

@@ -31,6 +31,14 @@ def _seed_pair(seed, index):
     return base + ops.convert_to_tensor([0, index], "int32")
 
 
+def _weighted(term, weight, fp):
+    """α_t · C_t(fp) (or Σ_i β_i D_i(fp) for a per-modality term) as a float32 scalar."""
+    value = ops.cast(term.fn(fp), "float32")
+    if term.per_modality:
+        return ops.sum(value * ops.convert_to_tensor(weight, "float32"))
+    return weight * value
+
+
 @keras.saving.register_keras_serializable(package="mibzoo")
 class MIBModel(keras.Model):
     """Generative model with explicit dependency structure (Zhang, Koyama & Ishiguro, ICML 2020).
@@ -61,6 +69,8 @@ class MIBModel(keras.Model):
         posterior: the aggregation strategy of q(z | x^S) (`mibzoo.aggregation`): ``"poe"`` (the
             weighted product of experts, Eq. 13), ``"moe"`` (MMVAE's mixture of unimodal experts) or
             ``"mopoe"`` (MoPoE's mixture over the products of every subset).
+        term_options: ``{term: {option: value}}``, e.g. ``{"infogan": {"shares_critic": "C2"}}``:
+            the term's auxiliary reads that critic's features and trains in its phase.
         entry: name of the zoo entry this model was built from (informational).
 
     Example:
@@ -81,7 +91,7 @@ class MIBModel(keras.Model):
     def __init__(self, modalities, shared=None, private=0, inference_structure="full",
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
-                 networks=None, optimizers=None, posterior="poe", entry="custom", **kwargs):
+                 networks=None, optimizers=None, posterior="poe", term_options=None, entry="custom", **kwargs):
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
                "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule,
@@ -89,7 +99,7 @@ class MIBModel(keras.Model):
         for key, value in (("shared", shared), ("structure_learning", structure_learning),
                            ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                            ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks),
-                           ("optimizers", optimizers)):
+                           ("optimizers", optimizers), ("term_options", term_options)):
             if value is not None:
                 raw[key] = value
         cfg = validate_model_config(raw, f"MIBModel({entry})")
@@ -152,6 +162,10 @@ class MIBModel(keras.Model):
                                                                     source, f"{group}[{k}][0]")))
         # Networks owned by loss terms: critics (their own phase) and auxiliaries (trained with
         # the model's networks), built by the term from the model's shapes.
+        # term -> critic term whose trunk its auxiliary shares (``term_options``): that auxiliary
+        # trains in the critic's phase, on the critic's loss plus the term (InfoGAN's Q and D).
+        self.shared_critics = {term: options["shares_critic"] for term, options in cfg["term_options"].items()
+                               if "shares_critic" in options}
         self.critics = {t.name: t.critic(self) for _, t, _ in self.loss_terms if t.critic}
         self.auxiliaries = {t.name: t.auxiliary(self) for _, t, _ in self.loss_terms if t.auxiliary}
         self.phases = cfg["phases"]
@@ -304,18 +318,22 @@ class MIBModel(keras.Model):
         """
         terms = {}
         for _, term, weight in self.loss_terms:
-            value = ops.cast(term.fn(fp), "float32")
-            if term.per_modality:
-                weighted = ops.sum(value * ops.convert_to_tensor(weight, "float32"))
-            else:
-                weighted = weight * value
-            terms[term.name] = terms.get(term.name, 0.0) + weighted
+            terms[term.name] = terms.get(term.name, 0.0) + _weighted(term, weight, fp)
         loss = ops.sum(ops.stack(list(terms.values())))
         totals = {"loss": loss, "score": loss}
         if self.structure_masks.learned:
             terms["sparsity"] = self.structure_masks.sparsity_loss()
             totals["score"] = loss + terms["sparsity"]
         return terms, totals
+
+    def critic_objective(self, fp, critic):
+        """The loss of phase ``critic:<critic>``: the critic's loss, plus the weighted value of every
+        term whose auxiliary shares this critic's trunk (``term_options``; InfoGAN's D loss − λ L_I)."""
+        objective = ops.cast(objectives.TERMS[critic].critic_loss(fp), "float32")
+        for _, term, weight in self.loss_terms:
+            if self.shared_critics.get(term.name) == critic:
+                objective = objective + _weighted(term, weight, fp)
+        return objective
 
     def _update_trackers(self, terms, totals):
         for name, value in terms.items():
@@ -392,14 +410,23 @@ class MIBModel(keras.Model):
         if phase_name == "structure":
             return structure
         if phase_name.startswith("critic:") and phase_name[len("critic:"):] in self.critics:
-            return list(self.critics[phase_name[len("critic:"):]].trainable_variables)
+            return self._critic_variables(phase_name[len("critic:"):])
         if phase_name == "dist":
             ids = {id(v) for v in structure}
-            for critic in self.critics.values():
-                ids |= {id(v) for v in critic.trainable_variables}
+            for critic in self.critics:
+                ids |= {id(v) for v in self._critic_variables(critic)}
             return [v for v in self.trainable_variables if id(v) not in ids]
         raise ValueError(f"{self.name}: phase {phase_name!r} has no variables in this model; phases are "
                          f"{[p['name'] for p in self.phases]}")
+
+    def _critic_variables(self, critic):
+        """The critic's variables and those of the auxiliaries that share its trunk."""
+        variables = list(self.critics[critic].trainable_variables)
+        for term, shared in self.shared_critics.items():
+            if shared == critic:
+                variables += [v for v in self.auxiliaries[term].trainable_variables
+                              if all(v is not w for w in variables)]
+        return variables
 
     def _steps_taken(self):
         """Training steps taken so far: the sum of the phase optimizers' iteration counts."""
@@ -425,7 +452,7 @@ class MIBModel(keras.Model):
             fp = self.forward(x, present, training=True, phase=phase)
             if phase.startswith("critic:"):
                 term = phase[len("critic:"):]
-                objective = ops.cast(objectives.TERMS[term].critic_loss(fp), "float32")
+                objective = self.critic_objective(fp, term)
                 terms, totals = {f"{term}_critic": objective}, None
             else:
                 terms, totals = self.compute_terms(fp)
@@ -444,7 +471,7 @@ class MIBModel(keras.Model):
         fp = self.forward(x, present, training=False, seed=self.seed_generator)
         terms, totals = self.compute_terms(fp)
         for name in self.critics:
-            terms[f"{name}_critic"] = ops.cast(objectives.TERMS[name].critic_loss(fp), "float32")
+            terms[f"{name}_critic"] = self.critic_objective(fp, name)
         return self._update_trackers(terms, totals)
 
     def make_train_function(self, force=False):

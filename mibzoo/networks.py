@@ -9,8 +9,9 @@ under a ``mixed_bfloat16`` policy.
 ``"network": "dcgan"`` (images) selects the DCGAN architecture (Radford et al. 2016) in the form
 InfoGAN used on MNIST (Chen et al. 2016, Appendix C.1): a generator of dense layers and stride-2
 transposed convolutions with batch normalization and ReLU, and discriminators (`DataCritic`)
-of stride-2 convolutions with leaky ReLU. Batch normalization makes the networks depend on
-``training``, which the model passes down.
+of stride-2 convolutions with leaky ReLU (with ``"critic_batch_norm": true``, batch normalization
+after the second and later convolutions and the dense layers, as InfoGAN's discriminator). Batch
+normalization makes the networks depend on ``training``, which the model passes down.
 """
 import math
 
@@ -41,12 +42,17 @@ def _leaky_relu():
     return keras.layers.LeakyReLU(negative_slope=0.2)  # DCGAN's slope
 
 
-def dcgan_image_features(filters):
+def dcgan_image_features(filters, batch_norm=False):
     """The convolutional trunk of a DCGAN discriminator: per entry of ``filters`` a 4×4 stride-2
-    convolution and leaky ReLU (slope 0.2), then a flatten. Layers, to be put in a Sequential."""
+    convolution and leaky ReLU (slope 0.2), then a flatten. With ``batch_norm``, batch normalization
+    after every convolution but the first (Radford et al. 2016, Sec. 3; InfoGAN's MNIST
+    discriminator, Chen et al. 2016, App. C.1). Layers, to be put in a Sequential."""
     stack = []
-    for f in filters:
-        stack += [keras.layers.Conv2D(f, 4, strides=2, padding="same"), _leaky_relu()]
+    for k, f in enumerate(filters):
+        stack.append(keras.layers.Conv2D(f, 4, strides=2, padding="same"))
+        if batch_norm and k > 0:
+            stack.append(keras.layers.BatchNormalization())
+        stack.append(_leaky_relu())
     return stack + [keras.layers.Flatten()]
 
 
@@ -169,20 +175,24 @@ class ModalityDecoder(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="mibzoo")
 class CodePredictor(keras.layers.Layer):
-    """InfoGAN's auxiliary network Q(c | x): an MLP from the flattened joint x to the parameters of
-    each code block (class logits for categorical codes, mean and log-variance for Gaussian ones).
+    """InfoGAN's auxiliary network Q(c | x): an MLP from the flattened joint x (or from a
+    discriminator's features, when Q shares its trunk) to the parameters of each code block (class
+    logits for categorical codes, mean and log-variance for Gaussian ones).
 
     Args:
-        input_size: size of the flattened x.
+        input_size: size of the input (the flattened x, or the features).
         output_size: total number of code parameters.
         hidden: width of the hidden layers.
         layers: number of hidden layers.
+        activation: Keras activation of the hidden layers.
     """
 
-    def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, **kwargs):
+    def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, activation="relu",
+                 **kwargs):
         super().__init__(**kwargs)
         self.input_size, self.output_size, self.hidden, self.layers_count = input_size, output_size, hidden, layers
-        stack = [keras.layers.Dense(hidden, activation="relu") for _ in range(layers)]
+        self.activation = activation
+        stack = [keras.layers.Dense(hidden, activation=activation) for _ in range(layers)]
         self.net = keras.Sequential(stack + [keras.layers.Dense(output_size, dtype="float32")], name="net")
 
     def build(self, input_shape=None):
@@ -195,7 +205,7 @@ class CodePredictor(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(input_size=self.input_size, output_size=self.output_size, hidden=self.hidden,
-                      layers=self.layers_count)
+                      layers=self.layers_count, activation=self.activation)
         return config
 
 
@@ -209,6 +219,8 @@ class DataCritic(keras.layers.Layer):
     image and read by `dcgan_image_features` with its ``filters``; other modalities enter as they
     are. The features are concatenated and pass ``layers`` dense layers of width ``hidden`` with
     leaky ReLU, then a float32 dense output (Radford et al. 2016; Chen et al. 2016, Appendix C.1).
+    A modality with ``"critic_batch_norm": true`` adds batch normalization to its reader, and then
+    after each dense layer too, as InfoGAN's discriminator has it.
 
     Args:
         specs: ``{modality: spec}`` with the networks' options (per-kind defaults merged in).
@@ -222,11 +234,14 @@ class DataCritic(keras.layers.Layer):
         self.specs, self.output_size, self.hidden, self.layers_count = specs, output_size, hidden, layers
         self.sizes = [math.prod(event_shape(spec)) for spec in specs.values()]
         self.readers = [keras.Sequential([keras.layers.Reshape(event_shape(spec))]
-                                         + dcgan_image_features(_sizes(spec)[2]), name=f"features_{name}")
+                                         + dcgan_image_features(_sizes(spec)[2], spec.get("critic_batch_norm", False)),
+                                         name=f"features_{name}")
                         if _dcgan(spec) else None for name, spec in specs.items()]
+        batch_norm = any(_dcgan(spec) and spec.get("critic_batch_norm", False) for spec in specs.values())
         head = []
         for _ in range(layers):
-            head += [keras.layers.Dense(hidden), _leaky_relu()]
+            head += [keras.layers.Dense(hidden)] + ([keras.layers.BatchNormalization()] if batch_norm else []) \
+                + [_leaky_relu()]
         self.head = keras.Sequential(head + [keras.layers.Dense(output_size, dtype="float32")], name="head")
 
     def build(self, input_shape=None):
@@ -240,13 +255,29 @@ class DataCritic(keras.layers.Layer):
         self.head.build((None, width))
         super().build(input_shape)
 
-    def call(self, x, training=None):
+    @property
+    def features_size(self):
+        """Width of `features`: the last dense layer's, or the readers' output without dense layers."""
+        if self.layers_count:
+            return self.hidden
+        return sum(size if reader is None else reader.compute_output_shape((None, size))[-1]
+                   for size, reader in zip(self.sizes, self.readers))
+
+    def features(self, x, training=None):
+        """``[B, features_size]``: the last hidden layer (the input of the output layer), the
+        features InfoGAN's Q shares with the discriminator (Chen et al. 2016, Sec. 6)."""
         parts, start = [], 0
         for size, reader in zip(self.sizes, self.readers):
             part = x[:, start:start + size]
             parts.append(part if reader is None else reader(part, training=training))
             start += size
-        out = self.head(parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1), training=training)
+        h = parts[0] if len(parts) == 1 else keras.ops.concatenate(parts, axis=-1)
+        for layer in self.head.layers[:-1]:
+            h = layer(h, training=training)
+        return h
+
+    def call(self, x, training=None):
+        out = self.head.layers[-1](self.features(x, training=training))
         return keras.ops.squeeze(out, axis=-1) if self.output_size == 1 else out
 
     def get_config(self):

@@ -285,8 +285,8 @@ def _data_discriminator(model):
 
 
 def _c2_critic_loss(fp):
-    real = fp.critic("C2")(fp.data_vector(fp.x))
-    fake = fp.critic("C2")(ops.stop_gradient(fp.data_vector(fp.generated())))
+    real = fp.critic("C2")(fp.data_vector(fp.x), training=fp.training)
+    fake = fp.critic("C2")(ops.stop_gradient(fp.data_vector(fp.generated())), training=fp.training)
     return adversarial.discriminator_loss(real, fake)
 
 
@@ -295,7 +295,7 @@ def c2_jensen_shannon(fp):
     """C2 = D_JS(q(x) ‖ p(x)) through a discriminator (Goodfellow et al. 2014): the generator
     minimizes the non-saturating loss −log D(G(z)) on the joint x of every modality, the
     discriminator (phase ``critic:C2``) the usual cross-entropy."""
-    return adversarial.generator_loss(fp.critic("C2")(fp.data_vector(fp.generated())))
+    return adversarial.generator_loss(fp.critic("C2")(fp.data_vector(fp.generated()), training=fp.training))
 
 
 def _prior_draw(fp):
@@ -365,12 +365,32 @@ def _code_layout(model):
     return layout
 
 
+def shared_critic_features(fp, term, values):
+    """What the auxiliary of ``term`` reads on the samples ``values`` (a dict of modalities): the
+    last hidden layer of the critic named by ``term_options[term]["shares_critic"]``, else the
+    flattened joint x (`ForwardPass.data_vector`)."""
+    x = fp.data_vector(values)
+    shared = fp.model.shared_critics.get(term)
+    return x if shared is None else fp.critic(shared).features(x, training=fp.training)
+
+
 def _code_predictor(model):
     layout = _code_layout(model)
     if not layout:
         raise ValueError(f"{model.name}: the 'infogan' term needs at least one shared block with "
                          "\"code\": true (the latent code c of G^InfoGAN)")
     size = sum((e - s) if kind == "categorical" else 2 * (e - s) for _, s, e, kind in layout)
+    shared = model.shared_critics.get("infogan")
+    if shared is not None:
+        # InfoGAN's Q (Chen et al. 2016, App. C.1): one dense layer and the code heads on the
+        # discriminator's last hidden layer.
+        critic = model.critics[shared]
+        if not hasattr(critic, "features"):
+            raise ValueError(f"{model.name}: term_options.infogan.shares_critic names {shared!r}, whose critic "
+                             f"{type(critic).__name__} has no features() to share")
+        return _built(CodePredictor(critic.features_size, size, hidden=DCGAN_CODE_PREDICTOR_HIDDEN, layers=1,
+                                    activation="leaky_relu", name="auxiliary_infogan"),
+                      (None, critic.features_size))
     if uses_dcgan(model.network_specs):
         predictor = DataCritic(model.network_specs, size, hidden=DCGAN_CODE_PREDICTOR_HIDDEN, name="auxiliary_infogan")
     else:
@@ -386,13 +406,24 @@ def infogan_information(fp):
 
     A ``q_fixed_std`` hyperparameter fixes the standard deviation of the Gaussian Q (the official
     InfoGAN code's ``fix_std=True``): with a learned variance, log Q of the continuous codes grows
-    without bound as Q sharpens and outweighs the categorical code's bound (at most log K)."""
+    without bound as Q sharpens and outweighs the categorical code's bound (at most log K).
+    A ``lambda_continuous`` hyperparameter (default 1) weights the Gaussian codes' bounds against
+    the categorical ones' (InfoGAN: λ = 1 for discrete codes, smaller for continuous ones).
+
+    With ``term_options: {"infogan": {"shares_critic": "C2"}}`` Q is a head on C2's discriminator's
+    last hidden layer, as in InfoGAN, trained with the discriminator in its phase on the
+    discriminator's loss plus this term (`MIBModel.critic_objective`)."""
     z, _ = fp.prior_latents()
-    params = fp.auxiliary("infogan")(fp.data_vector(fp.generated()))
-    fixed_std = fp.model.model_config["hyperparameters"].get("q_fixed_std")
+    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", fp.generated()))
+    hyper = fp.model.model_config["hyperparameters"]
+    fixed_std = hyper.get("q_fixed_std")
     if fixed_std is not None and not fixed_std > 0:
         raise ValueError(f"{fp.model.name}: hyperparameter q_fixed_std got {fixed_std!r}, expected a number > 0 "
                          "(the fixed standard deviation of Q's Gaussian codes)")
+    continuous_weight = hyper.get("lambda_continuous", 1.0)
+    if not continuous_weight >= 0:
+        raise ValueError(f"{fp.model.name}: hyperparameter lambda_continuous got {continuous_weight!r}, expected "
+                         "a number >= 0 (the weight of the continuous codes' bounds)")
     bound, offset = 0.0, 0
     for _, start, end, kind in _code_layout(fp.model):
         code, size = z[:, start:end], end - start
@@ -403,7 +434,7 @@ def infogan_information(fp):
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
             if fixed_std is not None:
                 logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
-            bound = bound + infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
+            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
             offset += 2 * size
     return -bound
 

@@ -5,8 +5,9 @@ import tensorflow as tf
 
 import keras
 import mibzoo
-from mibzoo.errors import NoInferenceNetworkError
-from tests.model_test_case import TINY_SHARED, TINY_VECTOR, dataset, synthetic_batches, tiny_overrides
+from mibzoo.errors import ConfigError, NoInferenceNetworkError
+from tests.model_test_case import (TINY_SHARED, TINY_VECTOR, dataset, run_saving_test, synthetic_batches,
+                                   tiny_overrides)
 
 CENTERS = np.stack([2 * np.cos(2 * np.pi * np.arange(8) / 8), 2 * np.sin(2 * np.pi * np.arange(8) / 8)], 1)
 RING = {"x": {"kind": "vector", "size": 2, "likelihood": "normal", "hidden": 128, "layers": 2}}
@@ -179,3 +180,108 @@ def test_information_terms_need_private_latents():
     with pytest.raises(ValueError, match=r"'mi_zu_mine' term needs private latents"):
         mibzoo.load("jmvae", **tiny_overrides("jmvae"), str_reg=[[1.0, "mi_zu_mine"]],
                     phases=[{"name": "critic:mi_zu_mine", "steps": 1}, {"name": "dist", "steps": 1}])
+
+
+# ----- InfoGAN's Q on the discriminator's trunk (term_options.infogan.shares_critic) --------------
+SHARED_Q = {"infogan": {"shares_critic": "C2"}}
+
+
+def _leaky_relu(a):
+    return np.where(a > 0, a, 0.2 * a)
+
+
+def _dense(layer, h):
+    return h @ np.asarray(layer.kernel) + np.asarray(layer.bias)
+
+
+def numpy_shared_q_bound(model, x, code, style, fixed_std, continuous_weight):
+    """InfoGAN's L_I (Chen et al. 2016, Lemma 5.1) in NumPy, with Q one leaky-ReLU layer and the code
+    heads on the MLP discriminator's last hidden layer: log K + E log softmax(Q)[c] for the
+    categorical code, continuous_weight · (½ log 2πe + E log N(s; Q mean, fixed_std²)) for the Gaussian one."""
+    critic, q = model.critics["C2"], model.auxiliaries["infogan"]
+    h = x
+    for layer in critic.head.hidden_layers:  # the trunk: D's hidden layers
+        h = _leaky_relu(_dense(layer, h))
+    hidden, out = q.net.layers
+    params = _dense(out, _leaky_relu(_dense(hidden, h)))
+    k = code.shape[1]
+    logits = params[:, :k]
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    categorical = np.log(k) + np.mean(np.sum(code * log_softmax, 1))
+    mean = params[:, k:k + style.shape[1]]
+    log_density = -0.5 * np.log(2 * np.pi * fixed_std ** 2) - 0.5 * (style - mean) ** 2 / fixed_std ** 2
+    gaussian = style.shape[1] * 0.5 * (np.log(2 * np.pi) + 1) + np.mean(np.sum(log_density, 1))
+    return categorical + continuous_weight * gaussian
+
+
+def _shared_q_model(**overrides):
+    keras.utils.set_random_seed(0)
+    return mibzoo.load("infogan", **tiny_overrides("infogan"), term_options=SHARED_Q, **overrides)
+
+
+@pytest.mark.parametrize("continuous_weight", [1.0, 0.1])
+def test_shared_q_bound_matches_numpy_on_the_discriminator_features(continuous_weight):
+    from mibzoo.objectives import infogan_information
+    model = _shared_q_model(hyperparameters={"lambda_info": 1.0, "q_fixed_std": 0.7,
+                                             "lambda_continuous": continuous_weight})
+    assert model.auxiliaries["infogan"].input_size == model.critics["C2"].hidden  # reads D's last hidden layer
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    fp = model.forward(x, present, training=False, seed=3)
+    z = np.asarray(fp.prior_latents()[0])  # blocks noise (4), c (3, one-hot), s (1)
+    generated = np.asarray(fp.data_vector(fp.generated()))
+    expected = numpy_shared_q_bound(model, generated, z[:, 4:7], z[:, 7:8], 0.7, continuous_weight)
+    np.testing.assert_allclose(float(infogan_information(fp)), -expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shared_q_trains_the_discriminator_trunk_from_both_losses():
+    """InfoGAN adds −λ L_I to D's loss and to G's: in phase critic:C2 the trunk's gradient is that of
+    D's loss plus λ times that of the term; in the dist phase the term reaches the generator."""
+    from mibzoo.objectives import TERMS
+    model = _shared_q_model(lambda_info=2.0)
+    model.compile(optimizer="adam")
+    critic, q = model.critics["C2"], model.auxiliaries["infogan"]
+    trunk = critic.head.hidden_layers[0].kernel
+    critic_ids = {id(v) for v in model.phase_variables("critic:C2")}
+    assert {id(v) for v in critic.trainable_variables + q.trainable_variables} == critic_ids
+    assert not critic_ids & {id(v) for v in model.phase_variables("dist")}
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    fp = model.forward(x, present, training=True, seed=5)
+    with tf.GradientTape(persistent=True) as tape:
+        losses = {"objective": model.critic_objective(fp, "C2"), "critic": TERMS["C2"].critic_loss(fp),
+                  "info": TERMS["infogan"].fn(fp)}
+    grads = {name: tape.gradient(value, trunk) for name, value in losses.items()}
+    assert np.abs(np.asarray(grads["critic"])).max() > 0 and np.abs(np.asarray(grads["info"])).max() > 0
+    np.testing.assert_allclose(np.asarray(grads["objective"]),
+                               np.asarray(grads["critic"]) + 2.0 * np.asarray(grads["info"]), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(losses["objective"]), float(losses["critic"]) + 2.0 * float(losses["info"]),
+                               rtol=1e-6)
+    generator = model.decoders["x"].trainable_variables[0]
+    assert np.abs(np.asarray(tape.gradient(losses["info"], generator))).max() > 0
+    assert all(g is not None for g in tape.gradient(losses["info"], q.trainable_variables))
+
+
+def test_shared_q_moves_with_the_critic_not_with_the_generator(tmp_path):
+    model = _shared_q_model()
+    model.compile(optimizer="adam")
+    q = model.auxiliaries["infogan"].trainable_variables
+    arrays = synthetic_batches(model.modality_specs, n=16)
+    for step, moves in enumerate([True, False]):  # the entry's phases: critic:C2, then dist
+        before = [np.array(v) for v in q]
+        model.fit(dataset({k: v[8 * step:8 * step + 8] for k, v in arrays.items()}, 8), epochs=1, verbose=0)
+        assert any(not np.array_equal(a, np.array(v)) for a, v in zip(before, q)) == moves
+    restored = run_saving_test(model, arrays, tmp_path)
+    assert restored.shared_critics == {"infogan": "C2"}
+    for a, b in zip(q, restored.auxiliaries["infogan"].trainable_variables):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"infogn": {"shares_critic": "C2"}}, "Did you mean 'infogan'"),
+    ({"infogan": {"share_critic": "C2"}}, "Did you mean 'shares_critic'"),
+    ({"infogan": {"shares_critic": "C3"}}, r"trains a critic, one of \['C2'\]"),
+    ({"C2": {"shares_critic": "C2"}}, "term with an auxiliary network"),
+])
+def test_term_options_are_validated(options, message):
+    with pytest.raises(ConfigError, match=message):
+        mibzoo.load("infogan", **tiny_overrides("infogan"), term_options=options)

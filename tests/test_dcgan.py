@@ -5,7 +5,7 @@ import pytest
 
 import mibzoo
 from mibzoo.errors import ConfigError
-from mibzoo.networks import DataCritic, ModalityDecoder, ModalityEncoder
+from mibzoo.networks import CodePredictor, DataCritic, ModalityDecoder, ModalityEncoder
 
 DCGAN_IMAGE = {"kind": "image", "shape": [28, 28, 1], "likelihood": "bernoulli", "network": "dcgan",
                "hidden": 32, "filters": [8, 16]}
@@ -89,7 +89,12 @@ def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
     assert float(model.optimizer.beta_1) == 0.5
     critic = model.critic_optimizers["critic:C2"]
     assert float(critic.learning_rate) == pytest.approx(2e-4) and float(critic.beta_1) == 0.5
-    assert isinstance(mibzoo.load("infogan").auxiliaries["infogan"], DataCritic)
+    infogan = mibzoo.load("infogan")  # Q: a head on the discriminator's last hidden layer, as in InfoGAN
+    assert infogan.shared_critics == {"infogan": "C2"} and isinstance(infogan.critics["C2"], DataCritic)
+    assert isinstance(infogan.auxiliaries["infogan"], CodePredictor)
+    assert infogan.auxiliaries["infogan"].input_size == infogan.critics["C2"].features_size == 256
+    separate = mibzoo.load("infogan", term_options={})  # the term on its own: Q with its own DCGAN trunk
+    assert isinstance(separate.auxiliaries["infogan"], DataCritic) and separate.shared_critics == {}
 
 
 def test_default_optimizers_of_other_entries_are_unchanged():
@@ -114,7 +119,7 @@ def test_optimizer_settings_are_validated():
 
 def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
     from mibzoo.estimators import infogan
-    from mibzoo.objectives import infogan_information
+    from mibzoo.objectives import infogan_information, shared_critic_features
 
     keras.utils.set_random_seed(0)
     image = {**DCGAN_IMAGE, "shape": [8, 8, 1]}
@@ -126,7 +131,7 @@ def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
         got = float(infogan_information(fp))
         # By hand, from the pass's cached code and Q's outputs: blocks noise (32), digit_code (10), style_code (2).
         z, _ = fp.prior_latents()
-        params = model.auxiliaries["infogan"](fp.data_vector(fp.generated()))
+        params = model.auxiliaries["infogan"](shared_critic_features(fp, "infogan", fp.generated()))
         mean = params[:, 10:12]
         logvar = keras.ops.full_like(mean, 2 * np.log(std)) if std else params[:, 12:14]
         expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 32:42], params[:, :10]))
@@ -135,3 +140,28 @@ def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
     model = mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
     with pytest.raises(ValueError, match="q_fixed_std"):
         infogan_information(model.forward(x, present, training=False, seed=0))
+
+
+def test_critic_batch_norm_follows_the_training_flag_and_normalizes_the_second_convolution():
+    keras.utils.set_random_seed(0)
+    image = {**DCGAN_IMAGE, "shape": [8, 8, 1], "critic_batch_norm": True}
+    critic = DataCritic({"image": image}, 1, hidden=16)
+    critic.build((None, 64))
+    layers = critic.readers[0].layers  # reshape, conv, leaky ReLU, conv, batch norm, leaky ReLU, flatten
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Reshape", "Conv2D", "LeakyReLU", "Conv2D", "BatchNormalization", "LeakyReLU", "Flatten"]
+    assert [type(layer).__name__ for layer in critic.head.layers] == ["Dense", "BatchNormalization", "LeakyReLU",
+                                                                    "Dense"]
+    x = np.random.default_rng(2).uniform(size=(16, 64)).astype("float32")
+    full = keras.ops.convert_to_numpy(critic(x, training=True))
+    assert np.abs(full[:8] - keras.ops.convert_to_numpy(critic(x[:8], training=True))).max() > 1e-4
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(critic(x, training=False))[:8],
+                               keras.ops.convert_to_numpy(critic(x[:8], training=False)), atol=1e-5)
+    # The head's normalization in a training pass: (h − batch mean) / sqrt(batch variance + ε), then γ, β.
+    h = keras.ops.convert_to_numpy(critic.head.layers[0](critic.readers[0](x, training=True)))
+    norm = critic.head.layers[1]
+    expected = (h - h.mean(0)) / np.sqrt(h.var(0) + norm.epsilon) * keras.ops.convert_to_numpy(norm.gamma) \
+        + keras.ops.convert_to_numpy(norm.beta)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(norm(h, training=True)), expected, atol=1e-4)
+    with pytest.raises(ConfigError, match="critic_batch_norm"):
+        mibzoo.load("gan", networks={"image": {"network": "dcgan", "critic_batch_norm": "yes"}})

@@ -86,10 +86,24 @@ class Discriminator(keras.layers.Layer):
         self.head = _MLPHead(hidden, layers, activation, name="mlp")
 
     def build(self, input_shape):
-        self.head.build((input_shape[0], _flat_size(input_shape)))
+        self.input_size = _flat_size(input_shape)
+        self.head.build((input_shape[0], self.input_size))
 
     def call(self, x):
         return self.head(_flatten(x))
+
+    def features(self, x, training=None):
+        """``[B, features_size]``: the last hidden layer (the flattened input with ``layers=0``),
+        the features an auxiliary network may share (InfoGAN's Q)."""
+        h = _flatten(x)
+        for layer in self.head.hidden_layers:
+            h = layer(h)
+        return h
+
+    @property
+    def features_size(self):
+        """Width of `features` (known once built)."""
+        return self.hidden if self.num_hidden_layers else self.input_size
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)
