@@ -128,8 +128,8 @@ MUTATIONS = [
       "    return ops.mean(fp.kl_to_prior()) + c3_aggregate_kl(fp)",
       ("tests/test_objectives.py",), "D(q || G0) = mean KL + C3"),
     M("per_modality_weight_mean", "mibzoo/model.py",
-      "                weighted = ops.sum(value * ops.convert_to_tensor(weight, \"float32\"))",
-      "                weighted = ops.mean(value * ops.convert_to_tensor(weight, \"float32\"))",
+      "        return ops.sum(value * ops.convert_to_tensor(weight, \"float32\"))",
+      "        return ops.mean(value * ops.convert_to_tensor(weight, \"float32\"))",
       ("tests/test_objectives.py",), "per-modality terms averaged instead of summed"),
     # ----- structure ----------------------------------------------------------------------------
     M("relaxation_without_logistic_noise", "mibzoo/structure.py", "                noise = ops.log(u) - ops.log1p(-u)",
