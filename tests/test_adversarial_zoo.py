@@ -222,7 +222,7 @@ def _shared_q_model(**overrides):
 
 @pytest.mark.parametrize("continuous_weight", [1.0, 0.1])
 def test_shared_q_bound_matches_numpy_on_the_discriminator_features(continuous_weight):
-    from mibzoo.objectives import infogan_information
+    from mibzoo.objectives.critics import infogan_information
     model = _shared_q_model(hyperparameters={"lambda_info": 1.0, "q_fixed_std": 0.7,
                                              "lambda_continuous": continuous_weight})
     assert model.auxiliaries["infogan"].input_size == model.critics["C2"].hidden  # reads D's last hidden layer

@@ -119,7 +119,7 @@ def test_optimizer_settings_are_validated():
 
 def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
     from mibzoo.estimators import infogan
-    from mibzoo.objectives import infogan_information, shared_critic_features
+    from mibzoo.objectives.critics import infogan_information, shared_critic_features
 
     keras.utils.set_random_seed(0)
     image = {**DCGAN_IMAGE, "shape": [8, 8, 1]}

@@ -10,7 +10,7 @@ from mibzoo import classifiers, metrics
 from mibzoo.forward import ForwardPass
 from mibzoo.inference import gaussian_log_density
 from mibzoo.metrics import EvaluationSpec, ModalityLabel
-from mibzoo.objectives import negative_elbo
+from mibzoo.objectives.elbo import negative_elbo
 
 from evaluation_testdata import (CLASSES, IMAGE, LABEL, TINY_OPTIONS, TINY_SHARED, NearestPrototype, PerfectModel,
                                  RandomModel, label_arrays, plus1_arrays)

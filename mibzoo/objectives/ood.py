@@ -1,0 +1,130 @@
+"""Out-of-distribution generalization terms (Sec. 6, Eq. 18): G_ood's E ⊥ Y | Z and the sufficiency
+of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."""
+from keras import ops
+
+from mibzoo.networks import ModalityDecoder
+from mibzoo.objectives.registry import register_term
+
+# The OOD terms read two modalities by name: the label Y (categorical) and the environment index E
+# (categorical), as the `colored_mnist` dataset provides them.
+LABEL, ENVIRONMENT = "label", "env"
+
+
+def _ood_modalities(model, term):
+    """The specs of the label and environment modalities; a clear error when a model lacks them."""
+    for name in (LABEL, ENVIRONMENT):
+        spec = model.modality_specs.get(name)
+        if spec is None or spec["kind"] != "categorical":
+            raise ValueError(f"{model.name}: the '{term}' term needs categorical modalities {LABEL!r} (Y) and "
+                             f"{ENVIRONMENT!r} (E); this model has {model.modality_names}")
+    return model.modality_specs[LABEL], model.modality_specs[ENVIRONMENT]
+
+
+def _input_index(fp):
+    """Index of X, the modality Y is predicted from: the first that is neither Y nor E."""
+    return fp.names.index(next(n for n in fp.names if n not in (LABEL, ENVIRONMENT)))
+
+
+def predictive_label_logits(fp):
+    """``[B, K]``: logits of p(y | z ⊙ m_y^p) with z ~ q(z | x), the predictor of Sec. 6 (Y from X alone)."""
+    return fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, fp.z(_input_index(fp))))
+
+
+def _labelled(fp):
+    """``[B]``: 1 where the example's label is present (semi-supervised batches hide some)."""
+    return fp.presence(LABEL)
+
+
+def _masked_mean(values, weights):
+    return ops.sum(values * weights) / ops.maximum(ops.sum(weights), 1.0)
+
+
+def label_cross_entropy(logits, labels):
+    """``[B]``: −log softmax(logits)[y] for one-hot ``labels``."""
+    return -ops.sum(labels * ops.log_softmax(logits, axis=-1), axis=-1)
+
+
+def _environment_critic(model):
+    label, env = _ood_modalities(model, "conditional_independence")
+    critic = ModalityDecoder(dict(label, hidden=64, layers=2), model.shared_size + env["classes"],
+                             name="critic_conditional_independence")
+    critic.build()
+    return critic
+
+
+def _environment_critic_input(fp, z):
+    return ops.concatenate([z, fp.x[ENVIRONMENT]], axis=-1)
+
+
+def _conditional_independence_critic_loss(fp):
+    z = ops.stop_gradient(fp.z(_input_index(fp)))
+    logits = fp.critic("conditional_independence")(_environment_critic_input(fp, z))
+    return _masked_mean(label_cross_entropy(logits, fp.x[LABEL]), _labelled(fp))
+
+
+@register_term("conditional_independence", "regularizer", critic=_environment_critic,
+               critic_loss=_conditional_independence_critic_loss)
+def conditional_independence(fp):
+    """D(q ‖ G^str_ood), Eq. 18's β2 I_q(x, e, y | z), through its part I_q(E; Y | Z): G_ood asks
+    E ⊥ Y | Z (Sec. 6). Derived (appendix not available): by the chain rule the multi-information
+    I(x, e, y | z) = I(e; y | z) + I(x; e, y | z); the first part is the invariance G_ood names,
+    I(E; Y | Z) = H(Y | Z) − H(Y | Z, E), estimated as E[−log p(y | z)] − E[−log r(y | z, e)] with
+    p(y | z) the model's label decoder and r a critic trained on z (no gradient) and the one-hot e
+    in phase ``critic:conditional_independence``. z ~ q(z | x), the representation Y is predicted
+    from. The x-part is left to the ELBO (its reconstruction term). Labelled examples only."""
+    logits = predictive_label_logits(fp)
+    conditional = fp.critic("conditional_independence")(_environment_critic_input(fp, fp.z(_input_index(fp))))
+    labels, weights = fp.x[LABEL], _labelled(fp)
+    estimate = _masked_mean(label_cross_entropy(logits, labels) - label_cross_entropy(conditional, labels), weights)
+    # I ≥ 0: a negative estimate means the critic lags behind; the encoder gets no gradient from it
+    # then (otherwise it learns to fool the critic instead of removing E's information about Y).
+    return ops.maximum(estimate, 0.0)
+
+
+@register_term("sufficiency", "regularizer")
+def sufficiency(fp):
+    """The other half of G_ood (Sec. 6): Z is a sufficient statistic for predicting Y. Derived
+    (appendix not available): I_q(Y; Z) = H(Y) − H(Y | Z) ≥ H(Y) − E[−log p(y | z)], so the
+    cross-entropy of the label decoder with z ~ q(z | x) — the risk of the predictor used at test
+    time — bounds the missing information up to the constant H(Y). Labelled examples only. It is
+    also the risk IRM's penalty (the ``irm`` term) is a penalty on."""
+    _ood_modalities(fp.model, "sufficiency")
+    return _masked_mean(label_cross_entropy(predictive_label_logits(fp), fp.x[LABEL]), _labelled(fp))
+
+
+def scale_gradient(logits, labels):
+    """``[B]``: d/ds −log softmax(s · logits)[y] at s = 1, which is Σ_k (softmax(logits)_k − y_k) logits_k
+    (the derivative of the cross-entropy along the logits, projected on the logits)."""
+    return ops.sum((ops.softmax(logits, axis=-1) - labels) * logits, axis=-1)
+
+
+@register_term("irm", "regularizer")
+def invariant_risk(fp):
+    """IRMv1's penalty on p(y | z) (Arjovsky et al. 2019; the paper's Appendix A.5: a stable M^p
+    across environments, measured by a gradient penalty): the mean over the environments e of the
+    batch of (∂/∂s R^e(s))² at s = 1 (estimated without bias by two half-batches), R^e(s) = E_e[−log softmax(s · logits(z))[y]] with z ~ q(z | x),
+    in closed form (`scale_gradient`), labelled examples only.
+
+    IRM's annealing (its code: penalty weight 1 for the first 190 steps, then 91,257) through two
+    hyperparameters: while training, before network update ``irm_anneal_steps`` the value is
+    multiplied by ``irm_anneal_scale`` (e.g. 1 / γ, so that the penalty enters with weight 1 while
+    the features are learned); after it, and at evaluation, by 1."""
+    _ood_modalities(fp.model, "irm")
+    grads = scale_gradient(predictive_label_logits(fp), fp.x[LABEL])
+    weights = _labelled(fp)[:, None] * fp.x[ENVIRONMENT]  # [B, E]
+    # On a minibatch the square of one estimate of ∂R^e/∂s is biased by its variance, which
+    # shrinking the logits removes (the predictor collapses to a constant). As IRM (Arjovsky et
+    # al. 2019, Sec. 3.2) suggests: the product of the estimates from two halves of the batch
+    # (even and odd rows), unbiased for (∂R^e/∂s)².
+    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
+    halves = [weights * (1.0 - parity), weights * parity]
+    counts = [ops.sum(h, axis=0) for h in halves]
+    risk_grads = [ops.sum(grads[:, None] * h, axis=0) / ops.maximum(c, 1.0) for h, c in zip(halves, counts)]
+    seen = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
+    penalty = ops.sum(risk_grads[0] * risk_grads[1] * seen) / ops.maximum(ops.sum(seen), 1.0)
+    hyper = fp.model.model_config["hyperparameters"]
+    anneal_steps = hyper.get("irm_anneal_steps", 0)
+    if fp.training and anneal_steps:
+        annealing = ops.cast(fp.model.optimizer.iterations < anneal_steps, "float32")
+        penalty = penalty * (1.0 + annealing * (float(hyper.get("irm_anneal_scale", 1.0)) - 1.0))
+    return penalty

@@ -1,0 +1,77 @@
+"""The registry of loss terms: `Term` (a term declared as data: its kind, whether it is indexed by
+modality, the critic or auxiliary network it trains, what it needs of the posterior) and
+`register_term`, which every term module uses."""
+import dataclasses
+from typing import Callable, Optional
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """A named loss term.
+
+    Attributes:
+        name: the name used in zoo configs.
+        kind: ``"cost"`` (an L_dist term, Table 1) or ``"regularizer"`` (an L_str_reg term).
+        per_modality: whether `fn` returns one value per modality (``[N]``) instead of a scalar.
+        fn: ``fn(forward_pass) -> tensor``.
+        description: what the term is, with the paper's notation.
+    """
+
+    name: str
+    kind: str
+    per_modality: bool
+    fn: Callable
+    description: str
+    needs_inference: bool = True
+    critic: Optional[Callable] = None
+    critic_loss: Optional[Callable] = None
+    auxiliary: Optional[Callable] = None
+    needs_gaussian_posterior: bool = False
+
+
+TERMS = {}
+
+
+def register_term(name, kind, per_modality=False, description="", needs_inference=True,
+                  critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False):
+    """Decorator registering ``fn(forward_pass)`` as the term ``name``.
+
+    Args:
+        name: the name zoo configs use.
+        kind: ``"cost"`` (L_dist) or ``"regularizer"`` (L_str_reg).
+        per_modality: ``fn`` returns ``[N]`` values, one per modality.
+        description: defaults to ``fn``'s docstring.
+        needs_inference: whether the term uses q(z | x) (not allowed without an inference network).
+        critic: ``critic(model) -> keras layer``: a network trained adversarially in the phase
+            ``critic:<name>`` to minimize ``critic_loss(forward_pass)`` (Algorithm 1, generalized).
+        critic_loss: the critic's loss, required with ``critic``.
+        auxiliary: ``auxiliary(model) -> keras layer``: a network trained with the model's
+            networks on the same loss (InfoGAN's Q).
+        needs_gaussian_posterior: whether ``fn`` reads q(z | x) as one diagonal Gaussian
+            (``fp.posterior()``); config validation refuses it with a mixture (`mibzoo.aggregation`).
+    """
+    if kind not in ("cost", "regularizer"):
+        raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
+    if (critic is None) != (critic_loss is None):
+        raise ValueError(f"register_term({name!r}): critic and critic_loss go together")
+
+    def decorate(fn):
+        if name in TERMS:
+            raise ValueError(f"register_term: a term named {name!r} is already registered")
+        TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
+                           needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior)
+        return fn
+
+    return decorate
+
+
+def built(layer, input_shape):
+    """``layer`` built for ``input_shape``: a term's critic or auxiliary network, ready to be tracked."""
+    layer.build(input_shape)
+    return layer
+
+
+def get_term(name):
+    if name not in TERMS:
+        raise KeyError(name)
+    return TERMS[name]
