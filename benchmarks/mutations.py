@@ -177,7 +177,7 @@ MUTATIONS = [
       "for j, source in enumerate(fp.names) if j != i and source in fp.x]",
       "for j, source in enumerate(fp.names) if source in fp.x]",
       ("tests/test_objectives.py",), "DMVAE's cross reconstructions also count the self reconstruction"),
-    M("weight_n_off_by_one", "mibzoo/config.py", '    names = {**hyperparameters, "N": len(modality_names)}',
+    M("weight_n_off_by_one", "mibzoo/weights.py", '    names = {**hyperparameters, "N": len(modality_names)}',
       '    names = {**hyperparameters, "N": len(modality_names) + 1}', ("tests/test_config.py", "tests/test_objectives.py"),
       "N in weight expressions is not the number of modalities"),
     M("cross_generation_sees_target", "mibzoo/forward.py",

@@ -18,12 +18,13 @@ import numpy as np
 from keras import ops
 
 from mibzoo import aggregation, batch_inputs, inference, likelihoods, objectives, schedules
-from mibzoo.config import private_sizes, validate_model_config, resolve_weight
+from mibzoo.config import private_sizes, validate_model_config
 from mibzoo.forward import ForwardPass
 from mibzoo.generation import GenerativeAPI
 from mibzoo.phases import PhasedTraining
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.structure import StructureMasks, parse_mask
+from mibzoo.weights import resolve_weight
 
 
 def _weighted(term, weight, fp):
