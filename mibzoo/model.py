@@ -13,6 +13,8 @@ This module builds the model from its config (networks, masks, terms) and comput
 API (encode, generate, sample) `mibzoo.generation.GenerativeAPI`, batch checks `mibzoo.batch_inputs`.
 """
 
+import json
+
 import keras
 import numpy as np
 from keras import ops
@@ -186,7 +188,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         super().build(input_shape)
 
     def get_config(self):
-        config = {key: self.model_config[key] for key in self.model_config}
+        # Plain JSON values: Keras wraps the dicts and lists assigned to a layer in tracking
+        # containers that refer back to the layer (a deep copy of them copies the model).
+        config = json.loads(json.dumps(self.model_config))
         config.update(entry=self.entry, name=self.name)
         return config
 

@@ -77,7 +77,10 @@ def run_model_test(entry, steps=8, run_eagerly=False, **extra):
 
 
 def run_saving_test(model, arrays, tmp_path):
-    """`.keras` round trip (safe mode) gives identical `encode` outputs and config."""
+    """`.keras` round trip (safe mode) gives identical `encode` outputs and config; `get_config`
+    mirrors `__init__` (`from_config(get_config())` rebuilds the same model)."""
+    config = model.get_config()
+    assert type(model).from_config(config).get_config() == config
     path = tmp_path / f"{model.name}.keras"
     model.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
