@@ -116,13 +116,14 @@ def _forward(model, batch, labelled):
 
 
 def test_conditional_independence_matches_numpy(rng):
-    from mibzoo.objectives import ood as objectives
+    from mibzoo import objectives
+    from mibzoo.objectives import ood
 
     model = _small_model()
     batch = _batch(rng)
     labelled = np.array([1, 1, 0] * 4, "float32")
     fp = _forward(model, batch, labelled)
-    value = float(objectives.conditional_independence(fp))
+    value = float(ood.conditional_independence(fp))
     z = fp.z(0)  # z ~ q(z | x): the same draw the term used (cached)
     decoder_logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float64")
     critic_in = np.concatenate([np.asarray(z), np.eye(3)[batch["env"]]], axis=1).astype("float32")
@@ -136,13 +137,13 @@ def test_conditional_independence_matches_numpy(rng):
 
 
 def test_irm_term_matches_numpy_finite_differences(rng):
-    from mibzoo.objectives import ood as objectives
+    from mibzoo.objectives import ood
 
     model = _small_model()
     batch = _batch(rng, 18)
     labelled = np.array([1, 0, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], "float32")
     fp = _forward(model, batch, labelled)
-    value = float(objectives.invariant_risk(fp))
+    value = float(ood.invariant_risk(fp))
     logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
     penalties = []
     for env in (0, 1, 2):
@@ -160,12 +161,12 @@ def test_irm_term_matches_numpy_finite_differences(rng):
 def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
     """For two classes, softmax over logits [0, f] is the sigmoid of f: the zoo term's closed form
     and the baseline's autodiff penalty must agree."""
-    from mibzoo.objectives import ood as objectives
+    from mibzoo.objectives import ood
 
     f = rng.normal(size=9).astype("float32")
     y = rng.integers(0, 2, 9)
     two_class = np.stack([np.zeros_like(f), f], axis=1)
-    closed = float(np.mean(np.asarray(objectives.scale_gradient(two_class, np.eye(2, dtype="float32")[y]))) ** 2)
+    closed = float(np.mean(np.asarray(ood.scale_gradient(two_class, np.eye(2, dtype="float32")[y]))) ** 2)
     autodiff = float(ood_baselines.irm_penalty(tf.constant(f), tf.constant(y.astype("float32"))))
     np.testing.assert_allclose(closed, autodiff, rtol=1e-4)
 
@@ -207,7 +208,7 @@ def test_predict_signature_gives_per_row_seeded_class_probabilities(rng):
 
 
 def test_sufficiency_is_the_labelled_cross_entropy_of_p_y_given_z_from_x(rng):
-    from mibzoo.objectives import ood as objectives
+    from mibzoo.objectives import ood
 
     model = _small_model()
     batch = _batch(rng)
@@ -215,7 +216,7 @@ def test_sufficiency_is_the_labelled_cross_entropy_of_p_y_given_z_from_x(rng):
     fp = _forward(model, batch, labelled)
     logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
     expected = (_numpy_ce(logits, batch["label"]) * labelled).sum() / labelled.sum()
-    np.testing.assert_allclose(float(objectives.sufficiency(fp)), expected, rtol=1e-4)
+    np.testing.assert_allclose(float(ood.sufficiency(fp)), expected, rtol=1e-4)
 
 
 @pytest.mark.slow
