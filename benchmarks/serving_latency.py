@@ -82,7 +82,7 @@ def time_rest(url, body, requests, model="tiny"):
 
 def time_grpc(target, model, signature, inputs, requests):
     """Sequential Predict calls over one gRPC channel (protobuf tensors, no JSON)."""
-    from mibzoo.serving.client import GRPCClient
+    from mibzoo.serving.grpc_client import GRPCClient
 
     samples = []
     with GRPCClient(target) as client:

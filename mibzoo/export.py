@@ -39,7 +39,7 @@ import tensorflow as tf
 from mibzoo import export_archive
 from mibzoo.modalities import event_shape
 # One naming contract for the generation signatures, shared with the clients that call them.
-from mibzoo.serving.client import generate_signature_name
+from mibzoo.serving.signature_names import generate_signature_name
 
 # Draws of z averaged by the predict_* signatures.
 PREDICT_SAMPLES = 16

@@ -8,7 +8,9 @@
 Exporting the versions these serve is `mibzoo.export_archive`. The REST client itself
 uses only urllib and numpy; `LocalServer` (TensorFlow sessions) is imported on first use.
 """
-from mibzoo.serving.client import Client, GRPCClient, generate_signature_name, seeds_for_batch
+from mibzoo.serving.client import Client
+from mibzoo.serving.grpc_client import GRPCClient
+from mibzoo.serving.signature_names import generate_signature_name, seeds_for_batch
 from mibzoo.serving.errors import ServingError
 
 __all__ = [

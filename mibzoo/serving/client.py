@@ -1,7 +1,5 @@
-"""Clients for TF Serving (and the local server): REST with urllib, gRPC with the protos.
-
-`Client` is built on urllib and numpy only (no gRPC or serving protos). `GRPCClient`
-uses grpcio and the TF Serving API protos (`mibzoo.serving.protos`).
+"""The REST client for TF Serving (and the local server), built on urllib and numpy only (no gRPC
+or serving protos); the gRPC client with the same calls is `mibzoo.serving.grpc_client`.
 
 Cross-modal generation: a model exports ``generate_{source}_to_{target}`` (fresh samples)
 and ``generate_{source}_to_{target}_seeded`` (reproducible: an extra int32 ``seed``
@@ -18,6 +16,7 @@ import numpy as np
 
 from mibzoo.serving import jsonio
 from mibzoo.serving.errors import ServingError
+from mibzoo.serving.signature_names import generate_request
 
 _NUMPY_DTYPES = {
     "DT_FLOAT": np.float32,
@@ -33,55 +32,6 @@ _NUMPY_DTYPES = {
     "DT_UINT64": np.uint64,
     "DT_BOOL": np.bool_,
 }
-
-
-def generate_signature_name(source, target, seeded=False):
-    """The signature name for generating `target` from `source`."""
-    return f"generate_{source}_to_{target}" + ("_seeded" if seeded else "")
-
-
-def seeds_for_batch(seed, batch):
-    """The ``[batch, 2]`` int32 seed input for a seeded signature.
-
-    Args:
-        seed: an int (row i gets ``[seed, i]``: rows differ, and the same seed gives the
-            same batch again), a pair (every row gets it), or a ``[batch, 2]`` array.
-        batch: the batch size.
-    """
-    array = np.asarray(seed)
-    if array.ndim == 0:
-        if not np.issubdtype(array.dtype, np.integer):
-            raise ValueError(f"seed {seed!r}: expected an integer")
-        array = np.stack([np.full(batch, int(array)), np.arange(batch)], axis=1)
-    elif array.shape == (2,):
-        array = np.tile(array, (batch, 1))
-    elif array.shape != (batch, 2):
-        raise ValueError(
-            f"seed of shape {list(array.shape)}: expected an int, a pair, or [{batch}, 2]"
-        )
-    info = np.iinfo(np.int32)
-    if array.size and (array.min() < info.min or array.max() > info.max):
-        raise ValueError(f"seed {seed!r}: values must fit in int32")
-    return array.astype(np.int32)
-
-
-def _generate_inputs(inputs, target, seed):
-    if not isinstance(inputs, dict) or len(inputs) != 1:
-        given = sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__
-        raise ValueError(
-            f"generate() takes exactly one source modality as {{name: array}}, got {given}; "
-            "the exported signatures are generate_<source>_to_<target>[_seeded]"
-        )
-    (source, value), = inputs.items()
-    if source == target:
-        raise ValueError(f"source and target are both {source!r}")
-    value = np.asarray(value)
-    if value.ndim == 0:
-        raise ValueError(f"input {source!r}: expected a batch (first dimension = examples)")
-    request = {source: value}
-    if seed is not None:
-        request["seed"] = seeds_for_batch(seed, value.shape[0])
-    return generate_signature_name(source, target, seed is not None), request
 
 
 def _as_array(value, dtype_name=None):
@@ -292,7 +242,7 @@ class Client:
         Returns:
             The generated batch of `target`, a numpy array.
         """
-        signature, request = _generate_inputs(inputs, target, seed)
+        signature, request = generate_request(inputs, target, seed)
         body = {
             "signature_name": signature,
             "inputs": {key: _jsonable(value) for key, value in request.items()},
@@ -306,128 +256,3 @@ class Client:
                 )
             outputs = outputs[target]
         return _as_array(outputs)
-
-
-class GRPCClient:
-    """A TF Serving gRPC client with the same calls as `Client`.
-
-    Args:
-        target: ``host:port`` of the gRPC API (TF Serving's default port is 8500).
-        timeout: seconds per call.
-        max_message_bytes: the largest request or response message.
-
-    Raises:
-        ImportError: naming the ``serving`` extra when grpcio or tensorflow-serving-api
-            is missing.
-    """
-
-    def __init__(self, target="localhost:8500", timeout=30.0, max_message_bytes=64 * 1024 * 1024):
-        from mibzoo.serving.protos import serving_apis
-
-        apis = serving_apis()
-        grpc = apis.grpc
-        self._grpc = grpc
-        self._predict_pb2 = apis.predict_pb2
-        self._metadata_pb2 = apis.get_model_metadata_pb2
-        self._status_pb2 = apis.get_model_status_pb2
-        self.target = target
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", max_message_bytes),
-                ("grpc.max_receive_message_length", max_message_bytes),
-            ],
-        )
-        self._prediction = apis.prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
-        self._models = apis.model_service_pb2_grpc.ModelServiceStub(self._channel)
-
-    def close(self):
-        self._channel.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _invoke(self, method, request):
-        try:
-            return method(request, timeout=self.timeout)
-        except self._grpc.RpcError as err:
-            raise ServingError(err.details(), status=err.code().name, url=self.target) from None
-
-    @staticmethod
-    def _spec(spec, model, version, signature_name=None):
-        spec.name = model
-        if version is not None:
-            spec.version.value = int(version)
-        if signature_name:
-            spec.signature_name = signature_name
-
-    def predict(self, model, inputs, signature_name=None, version=None):
-        """Runs a signature (``PredictionService.Predict``); see `Client.predict`.
-
-        Returns:
-            ``{output_name: np.ndarray}``.
-        """
-        import tensorflow as tf
-
-        if not isinstance(inputs, dict) or not inputs:
-            raise ValueError("inputs: expected a non-empty {input_name: array} dict")
-        request = self._predict_pb2.PredictRequest()
-        self._spec(request.model_spec, model, version, signature_name)
-        for key, value in inputs.items():
-            request.inputs[key].CopyFrom(tf.make_tensor_proto(np.asarray(value)))
-        response = self._invoke(self._prediction.Predict, request)
-        return {key: tf.make_ndarray(proto) for key, proto in response.outputs.items()}
-
-    def metadata(self, model, version=None):
-        """The model's signatures (``GetModelMetadata``), as the REST API's JSON."""
-        from google.protobuf import json_format
-
-        request = self._metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-        self._spec(request.model_spec, model, version)
-        response = self._invoke(self._prediction.GetModelMetadata, request)
-        signature_map = self._metadata_pb2.SignatureDefMap()
-        response.metadata["signature_def"].Unpack(signature_map)
-        return {
-            "model_spec": json_format.MessageToDict(
-                response.model_spec, preserving_proto_field_name=True,
-                always_print_fields_with_no_presence=True),
-            "metadata": {"signature_def": json_format.MessageToDict(
-                signature_map, preserving_proto_field_name=True,
-                always_print_fields_with_no_presence=True)},
-        }
-
-    def status(self, model, version=None):
-        """The model's version status (``ModelService.GetModelStatus``), as REST's JSON."""
-        request = self._status_pb2.GetModelStatusRequest()
-        self._spec(request.model_spec, model, version)
-        response = self._invoke(self._models.GetModelStatus, request)
-        state_names = self._status_pb2.ModelVersionStatus.State.Name
-        return {
-            "model_version_status": [
-                {
-                    "version": str(entry.version),
-                    "state": state_names(entry.state),
-                    "status": {
-                        "error_code": entry.status.DESCRIPTOR.fields_by_name["error_code"]
-                        .enum_type.values_by_number[entry.status.error_code].name,
-                        "error_message": entry.status.error_message,
-                    },
-                }
-                for entry in response.model_version_status
-            ]
-        }
-
-    def generate(self, model, inputs, target, seed=None, version=None):
-        """Cross-modal generation over gRPC; see `Client.generate`."""
-        signature, request = _generate_inputs(inputs, target, seed)
-        outputs = self.predict(model, request, signature_name=signature, version=version)
-        if target not in outputs:
-            raise ServingError(
-                f"signature {signature!r} has no output {target!r} (outputs: {sorted(outputs)})",
-                url=self.target,
-            )
-        return outputs[target]
