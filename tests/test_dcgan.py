@@ -84,6 +84,8 @@ def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
     model = mibzoo.load("gan")
     assert model.network_specs["image"]["network"] == "dcgan"
     assert isinstance(model.critics["C2"], DataCritic)
+    # InfoGAN's discriminator normalization (docs/results.md: 3-epoch and 10-epoch MNIST runs with and without)
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.critics["C2"].head.layers)
     model.compile()
     assert float(model.optimizer.learning_rate) == pytest.approx(1e-3)  # the generator: InfoGAN's rate
     assert float(model.optimizer.beta_1) == 0.5

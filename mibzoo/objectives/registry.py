@@ -46,7 +46,9 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
             ``critic:<name>`` to minimize ``critic_loss(forward_pass)`` (Algorithm 1, generalized).
         critic_loss: the critic's loss, required with ``critic``.
         auxiliary: ``auxiliary(model) -> keras layer``: a network trained with the model's
-            networks on the same loss (InfoGAN's Q).
+            networks on the same loss (InfoGAN's Q); with ``term_options: {name: {"shares_critic": c}}``
+            it reads critic ``c``'s features and is trained in phase ``critic:c`` instead, on the
+            critic's loss plus this term (`MIBModel.critic_objective`).
         needs_gaussian_posterior: whether ``fn`` reads q(z | x) as one diagonal Gaussian
             (``fp.posterior()``); config validation refuses it with a mixture (`mibzoo.aggregation`).
     """
