@@ -47,27 +47,8 @@ def fairness_data_dir(tmp_path_factory):
     return folder
 
 
-def _shared_fixture_scope(item):
-    """The module (or package) whose fixtures ``item`` shares with other tests, else None: tests
-    that use a module- or package-scoped fixture stay on one pytest-xdist worker (``xdist_group``),
-    so that what it builds (trained runs, exports) is built once; the others spread test by test."""
-    fixture_info = getattr(item, "_fixtureinfo", None)
-    if fixture_info is None:
-        return None
-    for name in fixture_info.names_closure:
-        for definition in fixture_info.name2fixturedefs.get(name, ()):
-            if definition.scope in ("module", "package"):
-                return item.nodeid.split("::")[0]
-    return None
-
-
 def pytest_collection_modifyitems(config, items):
-    """``@pytest.mark.slow`` tests are opt-in (pytest.ini): skipped unless ``-m`` names ``slow``.
-    Tests that share module fixtures get their module's ``xdist_group`` (`_shared_fixture_scope`)."""
-    for item in items:
-        group = _shared_fixture_scope(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    """``@pytest.mark.slow`` tests are opt-in (pytest.ini): skipped unless ``-m`` names ``slow``."""
     if "slow" in (config.getoption("-m") or ""):
         return
     skip = pytest.mark.skip(reason="slow: opt in with `-m slow`")

@@ -36,12 +36,19 @@ def run_signature(version_dir, signature, feeds):
         session.close()
 
 
+# Exports made in this test process, by entry: under pytest-xdist the tests of one entry arrive in
+# any order among the others, and a parametrized module fixture is set up again whenever its
+# parameter comes back; an export costs a training run, so it is made once per process.
+_EXPORTS = {}
+
+
 @pytest.fixture(scope="module", params=MULTIMODAL)
 def exported(request, tmp_path_factory):
-    model, arrays = trained(request.param)
-    base = tmp_path_factory.mktemp("exports")
-    path = export.export_model(model, base, request.param, version=1)
-    return model, arrays, path
+    if request.param not in _EXPORTS:
+        model, arrays = trained(request.param)
+        base = tmp_path_factory.mktemp("exports")
+        _EXPORTS[request.param] = model, arrays, export.export_model(model, base, request.param, version=1)
+    return _EXPORTS[request.param]
 
 
 def test_every_signature_runs_in_the_session_loader(exported):
