@@ -8,6 +8,7 @@ strengthen the test (docs/testing.md lists the score and what survives, with why
     python benchmarks/mutations.py                 # every mutation (about half an hour on 2 cores)
     python benchmarks/mutations.py --only C3_sign  # one
     python benchmarks/mutations.py --list
+    python benchmarks/mutations.py --check         # each fragment occurs exactly once in its file (no tests run)
 
 The working tree is never modified: mutations are applied in a temporary copy of the files git
 tracks (plus untracked, non-ignored ones), with that copy first on the import path.
@@ -232,10 +233,27 @@ def run(mutations, timeout):
     return results
 
 
+def check(mutations):
+    """``[(mutation, problem)]`` for every mutation whose fragment does not occur exactly once in its
+    file of the working tree (a moved or edited line leaves the mutation stale)."""
+    problems = []
+    for mutation in mutations:
+        path = ROOT / mutation.file
+        if not path.is_file():
+            problems.append((mutation, f"{mutation.file} does not exist"))
+            continue
+        count = path.read_text(encoding="utf-8").count(mutation.find)
+        if count != 1:
+            problems.append((mutation, f"the text occurs {count} times in {mutation.file}"))
+    return problems
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", help="names of the mutations to run")
     parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="only verify that each fragment occurs exactly once in its file, and exit")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per mutation")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if not args.only or m.name in args.only]
@@ -246,6 +264,12 @@ def main(argv=None):
         for m in chosen:
             print(f"{m.name:36s} {m.file:38s} {m.what}")
         return 0
+    if args.check:
+        problems = check(chosen)
+        for mutation, problem in problems:
+            print(f"STALE {mutation.name}: {problem}")
+        print(f"{len(chosen) - len(problems)}/{len(chosen)} fragments found exactly once")
+        return 1 if problems else 0
     results = run(chosen, args.timeout)
     caught = sum(verdict == "caught" for _, verdict, _ in results)
     print(f"\nscore: {caught}/{len(results)} caught")
