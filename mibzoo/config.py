@@ -52,328 +52,42 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
 per-modality terms, ``{modality: weight}``.
+
+A model section is checked and its meaning worked out in one place, `mibzoo.spec.parse_model`,
+which returns a `mibzoo.spec.ModelSpec` (the normalized section, parsed masks, sizes, resolved
+weights); `MIBModel` is built from that spec. This module reads zoo files and applies overrides.
 """
 import copy
 import json
-import keyword
-import math
 
-from mibzoo import aggregation, objectives
-from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
-from mibzoo.schedules import validate_schedule
-from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
-from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
+from mibzoo.errors import ConfigError
+from mibzoo.modalities import KINDS
+# The parse of a model section into a `ModelSpec` lives in `mibzoo.spec`; re-exported here.
+from mibzoo.spec import MODEL_FIELDS, ModelSpec, parse_model, private_sizes
 
-MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
-                "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options")
+__all__ = ["METADATA_FIELDS", "MODEL_FIELDS", "ModelSpec", "apply_overrides", "override_spec", "parse_model",
+           "private_sizes", "read_zoo_file", "read_zoo_spec", "validate_model_config"]
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
-STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
-                               "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
-                               "dist_masks": "relaxed"}
-OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
-ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
-BLOCK_FIELDS = ("name", "size", "prior", "code")
-BLOCK_PRIORS = ("normal", "categorical")
-# Options a term of the model may be given in ``term_options`` (see the module docstring).
-TERM_OPTIONS = ("shares_critic",)
-# Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
-BUILTIN_PHASES = ("dist", "structure")
-
-def _terms(entries, kind, source, field):
-    if not isinstance(entries, (list, tuple)):
-        raise ConfigError(source, field, entries, "a list of [weight, term] pairs")
-    names = sorted(n for n, t in objectives.TERMS.items() if t.kind == kind)
-    out = []
-    for k, pair in enumerate(entries):
-        where = f"{field}[{k}]"
-        if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and isinstance(pair[1], str)):
-            raise ConfigError(source, where, pair, "a [weight, term name] pair")
-        if pair[1] not in objectives.TERMS or objectives.TERMS[pair[1]].kind != kind:
-            raise ConfigError(source, f"{where}[1]", pair[1], f"one of the registered {kind} terms {names}")
-        out.append([copy.deepcopy(pair[0]), pair[1]])
-    return out
-
-
-def private_sizes(private, modalities, source="private"):
-    """``{modality: size of U_i}`` from a config's ``private`` field: an int for every modality, or a
-    dict keyed by modality names or modality kinds (``{"image": 4}``; a modality's own name wins
-    over its kind; unlisted modalities get 0). Kind keys let an entry keep its private latents when
-    a data set renames its modalities (MNIST-Plus-1's ``image_a``, ``image_b``).
-
-    Args:
-        private: the ``private`` field.
-        modalities: ``{name: spec}`` of the model's modalities (specs carry ``kind``).
-    """
-    allowed = ("a non-negative integer (0: no private latents) or {modality name or kind: "
-               "non-negative integer}")
-
-    def size(value, field):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ConfigError(source, field, value, allowed)
-        return value
-
-    if isinstance(private, dict):
-        unknown = sorted(set(private) - set(modalities) - set(KINDS))
-        if unknown:
-            raise ConfigError(source, f"private.{unknown[0]}", private[unknown[0]],
-                              f"sizes keyed by the modalities {list(modalities)} or the kinds {list(KINDS)}")
-        out = {}
-        for name, spec in modalities.items():
-            key = name if name in private else spec["kind"]
-            out[name] = size(private.get(key, 0), f"private.{key}")
-        return out
-    return {name: size(private, "private") for name in modalities}
 
 
 def validate_model_config(model, source):
-    """Validates the ``model`` section of a zoo config; returns a normalized deep copy.
-
-    Args:
-        model: dict with the `MIBModel` arguments (see the module docstring).
-        source: where it came from (a file path, or ``"override"``), named in errors.
+    """Validates the ``model`` section of a zoo config; returns its normalized deep copy
+    (``parse_model(model, source).config``, `mibzoo.spec.parse_model`).
 
     Raises:
         ConfigError: naming the source, the field, the bad value and what is allowed.
     """
-    if not isinstance(model, dict):
-        raise ConfigError(source, "model", model, "a dict of MIBModel arguments")
-    unknown = sorted(set(model) - set(MODEL_FIELDS))
-    if unknown:
-        raise ConfigError(source, f"model.{unknown[0]}", model[unknown[0]], f"only the fields {list(MODEL_FIELDS)}")
-    cfg = copy.deepcopy(model)
-    cfg["modalities"] = normalize_modalities(cfg.get("modalities"), source)
-    names = list(cfg["modalities"])
-    if "present" in names:
-        raise ConfigError(source, "modalities.present", cfg["modalities"]["present"],
-                          "another name: 'present' is reserved for per-example presence masks")
-
-    shared = cfg.get("shared", [{"name": "z", "size": 16}])
-    if isinstance(shared, int) and not isinstance(shared, bool):
-        shared = [{"name": "z", "size": shared}]
-    if not isinstance(shared, list) or not shared:
-        raise ConfigError(source, "shared", shared, "a non-empty list of {\"name\": str, \"size\": int} blocks")
-    no_inference = cfg.get("inference_structure", "full") == "none"
-    for j, block in enumerate(shared):
-        if not (isinstance(block, dict) and {"name", "size"} <= set(block) <= set(BLOCK_FIELDS)
-                and isinstance(block["name"], str)):
-            raise ConfigError(source, f"shared[{j}]", block,
-                              "{\"name\": str, \"size\": positive int} with optional \"prior\" and \"code\"")
-        if isinstance(block["size"], bool) or not isinstance(block["size"], int) or block["size"] <= 0:
-            raise ConfigError(source, f"shared[{j}].size", block["size"], "a positive integer")
-        prior = block.setdefault("prior", "normal")
-        if prior not in BLOCK_PRIORS:
-            raise ConfigError(source, f"shared[{j}].prior", prior, f"one of {list(BLOCK_PRIORS)}")
-        if prior == "categorical" and not no_inference:
-            raise ConfigError(source, f"shared[{j}].prior", prior,
-                              "'normal' unless inference_structure is 'none' (the PoE posterior is Gaussian)")
-        if not isinstance(block.setdefault("code", False), bool):
-            raise ConfigError(source, f"shared[{j}].code", block["code"], "true or false")
-    if len({b["name"] for b in shared}) != len(shared):
-        raise ConfigError(source, "shared", shared, "distinct block names")
-    cfg["shared"] = shared
-
-    cfg["private"] = cfg.get("private", 0)
-    private_sizes(cfg["private"], cfg["modalities"], source)
-
-    for key in ("inference_structure", "generation_structure"):
-        cfg[key] = cfg.get(key, "full")
-        parse_mask(cfg[key], len(names), len(shared), source, key)
-
-    learning = cfg.get("structure_learning") or {}
-    if not isinstance(learning, dict) or set(learning) - set(STRUCTURE_LEARNING_DEFAULTS):
-        raise ConfigError(source, "structure_learning", learning,
-                          f"a dict with keys from {sorted(STRUCTURE_LEARNING_DEFAULTS)}")
-    learning = {**STRUCTURE_LEARNING_DEFAULTS, **learning}
-    for key in ("temperature", "min_temperature", "anneal_rate", "sparsity", "learning_rate"):
-        value = learning[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(source, f"structure_learning.{key}", value, "a finite non-negative number")
-    if learning["learning_rate"] <= 0:
-        raise ConfigError(source, "structure_learning.learning_rate", learning["learning_rate"],
-                          "a positive learning rate (of the structure phase's Adam)")
-    if learning["min_temperature"] <= 0 or learning["temperature"] <= 0:
-        raise ConfigError(source, "structure_learning.min_temperature", learning["min_temperature"],
-                          "positive temperatures")
-    if learning["at_inference"] not in MASK_AT_INFERENCE:
-        raise ConfigError(source, "structure_learning.at_inference", learning["at_inference"],
-                          f"one of {list(MASK_AT_INFERENCE)}")
-    if learning["dist_masks"] not in DIST_MASKS:
-        raise ConfigError(source, "structure_learning.dist_masks", learning["dist_masks"], f"one of {list(DIST_MASKS)}")
-    cfg["structure_learning"] = learning
-
-    hyper = cfg.get("hyperparameters", {})
-    if not isinstance(hyper, dict):
-        raise ConfigError(source, "hyperparameters", hyper, "a dict {name: number}")
-    for key, value in hyper.items():
-        if not key.isidentifier() or keyword.iskeyword(key) or isinstance(value, bool) \
-                or not isinstance(value, (int, float)):
-            raise ConfigError(source, f"hyperparameters.{key}", value,
-                              "numeric values under identifier names that are not Python keywords")
-        if not math.isfinite(value):
-            raise ConfigError(source, f"hyperparameters.{key}", value, "a finite number (not NaN or infinity)")
-        if key in RESERVED_WEIGHT_NAMES:
-            raise ConfigError(source, f"hyperparameters.{key}", value,
-                              f"a name other than {list(RESERVED_WEIGHT_NAMES)} (N is the number of modalities)")
-    cfg["hyperparameters"] = hyper
-
-    cfg["dist"] = _terms(cfg.get("dist", [[1.0, "C1"]]), "cost", source, "dist")
-    cfg["str_reg"] = _terms(cfg.get("str_reg", []), "regularizer", source, "str_reg")
-    if not cfg["dist"]:
-        raise ConfigError(source, "dist", cfg["dist"], "at least one cost term (L_dist)")
-    for field in ("dist", "str_reg"):
-        for k, (weight, name) in enumerate(cfg[field]):
-            resolve_weight(weight, objectives.TERMS[name], names, hyper, source, f"{field}[{k}][0]")
-
-    if no_inference:
-        for field in ("dist", "str_reg"):
-            for k, (_, name) in enumerate(cfg[field]):
-                if objectives.TERMS[name].needs_inference:
-                    raise ConfigError(source, f"{field}[{k}][1]", name,
-                                      "a term that needs no inference network: inference_structure is 'none' "
-                                      f"(allowed: {sorted(n for n, t in objectives.TERMS.items() if not t.needs_inference)})")
-    cfg["posterior"] = cfg.get("posterior", "poe")
-    strategy = aggregation.get(cfg["posterior"], source)
-    if not strategy.gaussian:
-        for field in ("dist", "str_reg"):
-            for k, (_, name) in enumerate(cfg[field]):
-                if objectives.TERMS[name].needs_gaussian_posterior:
-                    gaussian = sorted(n for n, s in aggregation.STRATEGIES.items() if s.gaussian)
-                    raise ConfigError(source, f"{field}[{k}][1]", name,
-                                      f"a term that works with posterior {cfg['posterior']!r} (a mixture, not one "
-                                      f"Gaussian): term '{name}' estimates the aggregate posterior from the Gaussian "
-                                      f"posterior's loc/logvar, so it needs posterior {gaussian}")
-    critic_terms = [name for field in ("dist", "str_reg") for _, name in cfg[field] if objectives.TERMS[name].critic]
-    learned = any(isinstance(cfg[k], dict) for k in ("inference_structure", "generation_structure"))
-    default_phases = ([{"name": f"critic:{t}", "steps": 1} for t in critic_terms] + [{"name": "dist", "steps": 1}]
-                      + ([{"name": "structure", "steps": 1}] if learned else []))
-    phases = cfg.get("phases", default_phases)
-    if not isinstance(phases, list) or not phases:
-        raise ConfigError(source, "phases", phases, "a non-empty list of {\"name\": ..., \"steps\": int}")
-    for k, phase in enumerate(phases):
-        if not (isinstance(phase, dict) and set(phase) == {"name", "steps"}):
-            raise ConfigError(source, f"phases[{k}]", phase, "{\"name\": str, \"steps\": positive int}")
-        if phase["name"] not in BUILTIN_PHASES and not phase["name"].startswith("critic:"):
-            raise ConfigError(source, f"phases[{k}].name", phase["name"],
-                              f"one of {list(BUILTIN_PHASES)} or 'critic:<term>'")
-        if isinstance(phase["steps"], bool) or not isinstance(phase["steps"], int) or phase["steps"] <= 0:
-            raise ConfigError(source, f"phases[{k}].steps", phase["steps"], "a positive integer")
-    names = [p["name"] for p in phases]
-    for k, name in enumerate(names):
-        if name.startswith("critic:") and name[len("critic:"):] not in critic_terms:
-            raise ConfigError(source, f"phases[{k}].name", name,
-                              f"a critic phase of a term of this model that has a critic: "
-                              f"{['critic:' + t for t in critic_terms]}")
-    for term in critic_terms:
-        if f"critic:{term}" not in names:
-            raise ConfigError(source, "phases", phases,
-                              f"a 'critic:{term}' phase: term '{term}' trains a critic (Algorithm 1, generalized)")
-    if "dist" not in names:
-        raise ConfigError(source, "phases", phases, "a 'dist' phase (steps_dist > 0 in Algorithm 1)")
-    if "structure" in [p["name"] for p in phases] and not learned:
-        raise ConfigError(source, "phases", phases,
-                          "no 'structure' phase unless M^q or M^p is learned ({\"learned\": true})")
-    cfg["phases"] = phases
-    cfg["term_options"] = _term_options(cfg.get("term_options", {}), cfg, critic_terms, source)
-
-    cfg["likelihood_weights"] = _likelihood_weights(cfg.get("likelihood_weights", {}), list(cfg["modalities"]), source)
-    cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
-    cfg["networks"] = _networks(cfg.get("networks", {}), source)
-    cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
-
-    seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(source, "seed", seed, "a non-negative integer")
-    cfg["seed"] = seed
-    return cfg
-
-
-def _likelihood_weights(weights, names, source):
-    """``{modality: w_i}``: non-negative finite weights of the likelihood terms, keyed by modalities."""
-    if not isinstance(weights, dict):
-        raise ConfigError(source, "likelihood_weights", weights, "a dict {modality: non-negative number}")
-    out = {}
-    for name, value in weights.items():
-        if name not in names:
-            raise ConfigError(source, f"likelihood_weights.{name}", value,
-                              f"weights keyed by the modalities {names}." + did_you_mean(name, names))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ConfigError(source, f"likelihood_weights.{name}", value, "a finite non-negative number")
-        out[name] = float(value)
-    return out
-
-
-def _term_options(options, cfg, critic_terms, source):
-    """Checks ``term_options`` against the model's terms (see the module docstring)."""
-    used = [name for field in ("dist", "str_reg") for _, name in cfg[field]]
-    if not isinstance(options, dict):
-        raise ConfigError(source, "term_options", options, f"a dict {{term: {{option: value}}}} over the terms {used}")
-    out = {}
-    for term, values in options.items():
-        if term not in used:
-            raise ConfigError(source, f"term_options.{term}", values,
-                              f"options of a term of this model, one of {used}" + did_you_mean(term, used))
-        if not isinstance(values, dict):
-            raise ConfigError(source, f"term_options.{term}", values, f"a dict with keys from {list(TERM_OPTIONS)}")
-        for key, value in values.items():
-            field = f"term_options.{term}.{key}"
-            if key not in TERM_OPTIONS:
-                raise ConfigError(source, field, value, f"one of {list(TERM_OPTIONS)}" + did_you_mean(key, TERM_OPTIONS))
-            if not objectives.TERMS[term].auxiliary:
-                raise ConfigError(source, field, value, "an option of a term with an auxiliary network "
-                                  f"(terms of this model that have one: "
-                                  f"{[t for t in used if objectives.TERMS[t].auxiliary]})")
-            if value not in critic_terms:
-                raise ConfigError(source, field, value, f"a term of this model that trains a critic, one of "
-                                  f"{critic_terms}" + did_you_mean(str(value), critic_terms))
-        out[term] = dict(values)
-    return out
-
-
-def _networks(networks, source):
-    """``{kind: {network, hidden, layers, filters}}``: default network options per modality kind."""
-    if not isinstance(networks, dict):
-        raise ConfigError(source, "networks", networks, f"a dict {{kind: options}} with kinds from {list(KINDS)}")
-    out = {}
-    for kind, options in networks.items():
-        if kind not in KINDS:
-            raise ConfigError(source, f"networks.{kind}", options, f"a modality kind, one of {list(KINDS)}."
-                              + did_you_mean(kind, KINDS))
-        if not isinstance(options, dict) or set(options) - set(NETWORK_KEYS):
-            raise ConfigError(source, f"networks.{kind}", options, f"a dict with keys from {list(NETWORK_KEYS)}")
-        out[kind] = check_network_options(kind, copy.deepcopy(options), source, f"networks.{kind}")
-    return out
-
-
-def _optimizers(optimizers, source):
-    """``{"dist": {...}, "critic": {...}}``: Adam settings per phase group over `OPTIMIZER_DEFAULTS`."""
-    if not isinstance(optimizers, dict):
-        raise ConfigError(source, "optimizers", optimizers, f"a dict with keys from {list(OPTIMIZER_DEFAULTS)}")
-    out = copy.deepcopy(OPTIMIZER_DEFAULTS)
-    for group, options in optimizers.items():
-        if group not in OPTIMIZER_DEFAULTS:
-            raise ConfigError(source, f"optimizers.{group}", options, f"one of {list(OPTIMIZER_DEFAULTS)}."
-                              + did_you_mean(group, OPTIMIZER_DEFAULTS))
-        if not isinstance(options, dict):
-            raise ConfigError(source, f"optimizers.{group}", options, f"a dict with keys from {list(ADAM_KEYS)}")
-        for key, value in options.items():
-            field = f"optimizers.{group}.{key}"
-            if key not in ADAM_KEYS:
-                raise ConfigError(source, field, value, f"an Adam setting, one of {list(ADAM_KEYS)}."
-                                  + did_you_mean(key, ADAM_KEYS))
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(source, field, value, "a finite number")
-            if key.startswith("beta") and not 0 <= value < 1:
-                raise ConfigError(source, field, value, "a number in [0, 1)")
-            if not key.startswith("beta") and value <= 0:
-                raise ConfigError(source, field, value, "a number > 0")
-            out[group][key] = float(value)
-    return out
+    return parse_model(model, source).config
 
 
 def read_zoo_file(path):
     """Reads and validates a zoo config file; returns ``(metadata, model_section)``."""
+    metadata, spec = read_zoo_spec(path)
+    return metadata, spec.config
+
+
+def read_zoo_spec(path):
+    """Reads a zoo config file and parses its model section; returns ``(metadata, ModelSpec)``."""
     source = str(path)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -388,12 +102,17 @@ def read_zoo_file(path):
     if "model" not in raw:
         raise ConfigError(source, "model", None, "a 'model' section with the MIBModel arguments")
     metadata = {k: v for k, v in raw.items() if k != "model"}
-    return metadata, validate_model_config(raw["model"], source)
+    return metadata, parse_model(raw["model"], source)
 
 
 def apply_overrides(model, overrides, source):
     """Returns the model section with ``overrides`` (MIBModel arguments, or hyperparameter names
     such as ``beta=4``) applied and re-validated; errors name the override."""
+    return override_spec(model, overrides, source).config
+
+
+def override_spec(model, overrides, source):
+    """The `ModelSpec` of the model section with ``overrides`` applied (see `apply_overrides`)."""
     merged = copy.deepcopy(model)
     for key, value in overrides.items():
         if key in MODEL_FIELDS:
@@ -417,4 +136,4 @@ def apply_overrides(model, overrides, source):
         if "likelihood_weights" not in overrides and isinstance(merged.get("likelihood_weights"), dict):
             merged["likelihood_weights"] = {k: v for k, v in merged["likelihood_weights"].items()
                                             if k in (overrides["modalities"] or {})}
-    return validate_model_config(merged, source)
+    return parse_model(merged, source)

@@ -19,14 +19,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from mibzoo import aggregation, batch_inputs, inference, likelihoods, objectives, schedules
-from mibzoo.config import private_sizes, validate_model_config
+from mibzoo import batch_inputs, inference, likelihoods, objectives, schedules
 from mibzoo.forward import ForwardPass
 from mibzoo.generation import GenerativeAPI
 from mibzoo.phases import PhasedTraining
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
-from mibzoo.structure import StructureMasks, parse_mask
-from mibzoo.weights import resolve_weight
+from mibzoo.spec import parse_model
+from mibzoo.structure import StructureMasks
 
 
 def _weighted(term, weight, fp):
@@ -71,6 +70,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             the term's auxiliary reads that critic's features and trains in its phase.
         entry: name of the zoo entry this model was built from (informational).
 
+    The arguments are parsed once into a `mibzoo.spec.ModelSpec` (`mibzoo.spec.parse_model`) and the
+    model is built from that spec only; `from_spec` builds from an already parsed spec.
+
     Example:
 
     ```python
@@ -90,35 +92,39 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
                  networks=None, optimizers=None, posterior="poe", term_options=None, entry="custom", **kwargs):
+        spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
-        raw = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
-               "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule,
-               "posterior": posterior}
-        for key, value in (("shared", shared), ("structure_learning", structure_learning),
-                           ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
-                           ("phases", phases), ("likelihood_weights", likelihood_weights), ("networks", networks),
-                           ("optimizers", optimizers), ("term_options", term_options)):
-            if value is not None:
-                raw[key] = value
-        cfg = validate_model_config(raw, f"MIBModel({entry})")
+        if spec is None:
+            fields = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
+                      "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule,
+                      "posterior": posterior}
+            for key, value in (("shared", shared), ("structure_learning", structure_learning),
+                               ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
+                               ("phases", phases), ("likelihood_weights", likelihood_weights),
+                               ("networks", networks), ("optimizers", optimizers), ("term_options", term_options)):
+                if value is not None:
+                    fields[key] = value
+            spec = parse_model(fields, f"MIBModel({entry})")
+        # Everything below is read from the spec: the config's meaning is worked out in `parse_model` only.
+        cfg = spec.config
         self.entry = entry
         self.model_config = cfg
         self.modality_specs = cfg["modalities"]
-        self.modality_names = list(self.modality_specs)
-        self.block_names = [b["name"] for b in cfg["shared"]]
-        self.block_sizes = [b["size"] for b in cfg["shared"]]
+        self.modality_names = list(spec.modality_names)
+        self.block_names = list(spec.block_names)
+        self.block_sizes = list(spec.block_sizes)
+        self.block_priors = list(spec.block_priors)
         self.shared_size = sum(self.block_sizes)
         # U_i sizes per modality; private_size is the width of u = [u_1, ..., u_N] (0: none).
-        self.private_sizes = private_sizes(cfg["private"], self.modality_specs)
+        self.private_sizes = dict(spec.private_sizes)
         self.private_size = sum(self.private_sizes.values())
-        self.likelihood_weights = [cfg["likelihood_weights"].get(name, 1.0) for name in self.modality_names]
+        self.likelihood_weights = list(spec.likelihood_weights)
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
         # How the experts combine into q(z | x^S): "poe" (Eq. 13), "moe", "mopoe" (`mibzoo.aggregation`).
-        self.aggregation = aggregation.get(cfg["posterior"], f"MIBModel({entry})")
-        n, m = len(self.modality_names), len(self.block_names)
+        self.aggregation = spec.aggregation
 
         # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
-        block_matrix = np.zeros((m, self.shared_size), "float32")
+        block_matrix = np.zeros((len(self.block_sizes), self.shared_size), "float32")
         start = 0
         for j, size in enumerate(self.block_sizes):
             block_matrix[j, start:start + size] = 1.0
@@ -127,43 +133,31 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.prior_loc = ops.zeros((self.shared_size,), "float32")
         self.prior_logvar = ops.zeros((self.shared_size,), "float32")
 
-        source = f"MIBModel({entry})"
-        learn_q, mask_q = parse_mask(cfg["inference_structure"], n, m, source, "inference_structure")
-        learn_p, mask_p = parse_mask(cfg["generation_structure"], n, m, source, "generation_structure")
-        mask_options = {k: v for k, v in cfg["structure_learning"].items() if k != "learning_rate"}
-        self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **mask_options)
+        (learn_q, mask_q), (learn_p, mask_p) = spec.inference_mask, spec.generation_mask
+        self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **spec.mask_options)
 
         # G^q = [] (GAN, InfoGAN): no inference network at all.
-        self.has_inference = cfg["inference_structure"] != "none"
-        self.block_priors = [b["prior"] for b in cfg["shared"]]
+        self.has_inference = spec.has_inference
         self.encoders = {}
         self.decoders = {}
         # Each modality's spec with the per-kind network defaults under its own keys: what its
         # networks, and the critics that read it, are built from.
-        self.network_specs = {name: {**cfg["networks"].get(spec["kind"], {}), **spec}
-                              for name, spec in self.modality_specs.items()}
-        for name, spec in self.network_specs.items():
+        self.network_specs = {name: dict(value) for name, value in spec.network_specs.items()}
+        for name, net in self.network_specs.items():
             latent = self.shared_size + self.private_sizes[name]
             if self.has_inference:
-                self.encoders[name] = ModalityEncoder(spec, 2 * latent, name=f"encoder_{name}")
-            self.decoders[name] = ModalityDecoder(spec, latent, name=f"decoder_{name}")
+                self.encoders[name] = ModalityEncoder(net, 2 * latent, name=f"encoder_{name}")
+            self.decoders[name] = ModalityDecoder(net, latent, name=f"decoder_{name}")
         # Keras tracks layers held in dict attributes; keep explicit lists for a stable order.
         self._encoder_list = [self.encoders[k] for k in self.modality_names if k in self.encoders]
         self._decoder_list = [self.decoders[k] for k in self.modality_names]
 
-        hyper = cfg["hyperparameters"]
-        self.loss_terms = []  # (group, term, weight) with weight a float or an [N] list
-        for group in ("dist", "str_reg"):
-            for k, (weight, name) in enumerate(cfg[group]):
-                term = objectives.TERMS[name]
-                self.loss_terms.append((group, term, resolve_weight(weight, term, self.modality_names, hyper,
-                                                                    source, f"{group}[{k}][0]")))
+        self.loss_terms = list(spec.loss_terms)  # (group, term, weight) with weight a float or an [N] list
         # Networks owned by loss terms: critics (their own phase) and auxiliaries (trained with
         # the model's networks), built by the term from the model's shapes.
         # term -> critic term whose trunk its auxiliary shares (``term_options``): that auxiliary
         # trains in the critic's phase, on the critic's loss plus the term (InfoGAN's Q and D).
-        self.shared_critics = {term: options["shares_critic"] for term, options in cfg["term_options"].items()
-                               if "shares_critic" in options}
+        self.shared_critics = dict(spec.shared_critics)
         self.critics = {t.name: t.critic(self) for _, t, _ in self.loss_terms if t.critic}
         self.auxiliaries = {t.name: t.auxiliary(self) for _, t, _ in self.loss_terms if t.auxiliary}
         self.phases = cfg["phases"]
@@ -197,6 +191,12 @@ class MIBModel(GenerativeAPI, PhasedTraining):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    @classmethod
+    def from_spec(cls, spec, entry="custom", **kwargs):
+        """The model of a parsed `mibzoo.spec.ModelSpec` (`mibzoo.registry.load`), without parsing it
+        again: the constructor's arguments are the spec's normalized section."""
+        return cls(entry=entry, spec=spec, **spec.config, **kwargs)
 
     # ----- networks ----------------------------------------------------------------------
     def encode_modality(self, name, x, training=None):

@@ -8,7 +8,7 @@ registered as ``mibzoo>MIBModel`` and its config is the entry's ``model`` sectio
 import importlib.resources
 import pathlib
 
-from mibzoo.config import apply_overrides, read_zoo_file
+from mibzoo.config import override_spec, read_zoo_file, read_zoo_spec
 from mibzoo.errors import did_you_mean
 # The registry serves both lookups by name and Keras deserialization: importing it registers
 # mibzoo>MIBModel and its layers.
@@ -49,10 +49,16 @@ def entry_config(name, **overrides):
         ValueError: unknown entry (with suggestions).
         ConfigError: an override is malformed (naming it, the value and what is allowed).
     """
-    _, model = read_zoo_file(config_path(name))
+    return entry_spec(name, **overrides).config
+
+
+def entry_spec(name, **overrides):
+    """The `mibzoo.spec.ModelSpec` of entry ``name`` with ``overrides`` applied: the file is parsed
+    (its errors name the file), then, with overrides, the merged section (errors name the override)."""
+    _, spec = read_zoo_spec(config_path(name))
     if overrides:
-        model = apply_overrides(model, overrides, f"mibzoo.load({name!r}) override")
-    return model
+        spec = override_spec(spec.config, overrides, f"mibzoo.load({name!r}) override")
+    return spec
 
 
 def load(name, **overrides):
@@ -72,7 +78,7 @@ def load(name, **overrides):
     model = mibzoo.load("beta_vae", beta=4.0)
     ```
     """
-    return MIBModel(entry=name, **entry_config(name, **overrides))
+    return MIBModel.from_spec(entry_spec(name, **overrides), entry=name)
 
 
 def register(subparsers):

@@ -113,3 +113,34 @@ def test_private_sizes_keyed_by_modality_name_or_kind():
     plus1 = mibzoo.load("dmvae", modalities={"image_a": {"kind": "image", "shape": [4, 4, 1]},
                                              "label": {"kind": "categorical", "classes": 3}})
     assert plus1.private_sizes == {"image_a": 4, "label": 0}
+
+
+def test_a_zoo_entry_is_parsed_once_into_the_spec_its_model_is_built_from(monkeypatch):
+    """`mibzoo.load` parses the file once (`mibzoo.spec.parse_model`) and `MIBModel` builds from that
+    `ModelSpec`; the spec holds the meaning worked out: masks, sizes, resolved weights (Table 2's
+    β − 1 with β = 3 here), network specs with the per-kind defaults."""
+    import mibzoo.config
+    import mibzoo.model
+    from mibzoo import spec as spec_module
+    from mibzoo.registry import entry_spec
+    calls = []
+
+    def counting(model, source):
+        calls.append(source)
+        return spec_module.parse_model(model, source)
+
+    monkeypatch.setattr(mibzoo.config, "parse_model", counting)
+    monkeypatch.setattr(mibzoo.model, "parse_model", counting)
+    model = mibzoo.load("wyner_vae")
+    assert len(calls) == 1 and calls[0].endswith("wyner_vae.json")
+    spec = entry_spec("beta_vae", beta=3.0)
+    assert [(group, term.name, weight) for group, term, weight in spec.loss_terms] == [
+        ("dist", "C1", 1.0), ("dist", "C3", 2.0), ("str_reg", "independence", 2.0)]
+    assert spec.inference_mask == (False, [[1.0]]) and spec.private_sizes == {"image": 0}
+    assert spec.block_sizes == (16,) and spec.has_inference
+    assert model.private_sizes == {"image": 4, "label": 4} and model.likelihood_weights == [1.0, 50.0]
+    assert model.network_specs["image"]["hidden"] == 512 and model.network_specs["image"]["network"] == "mlp"
+    # The constructor's own parse (from_config) gives the same model config.
+    calls.clear()
+    rebuilt = type(model).from_config(model.get_config())
+    assert len(calls) == 1 and rebuilt.get_config() == model.get_config()
