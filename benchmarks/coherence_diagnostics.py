@@ -41,10 +41,9 @@ def _kl_diag(m1, lv1, m2, lv2):
 
 def _decode(model, name, z, rng):
     """The likelihood mean of ``name`` at ``z`` [B, Dz] (private latents from their prior)."""
-    _, mask_p = model._inference_masks()
     du = model.private_sizes[name]
     u = rng.standard_normal((len(z), du)).astype("float32") if du else None
-    return _common.to_numpy(model._decode_from(name, z.astype("float32"), u, mask_p, "mean", None, 0))
+    return _common.to_numpy(model.forward_pass(None).decode(name, z.astype("float32"), u).mean())
 
 
 def _read(model, readers, name, z, rng):

@@ -127,12 +127,23 @@ class ForwardPass:
             gated = ops.concatenate([gated, u], axis=-1)
         return gated
 
+    def decode(self, name, z, u=None):
+        """p(x_i | z ⊙ m_i^p, u_i) (Sec. 3.4) as a TFP distribution at given latents: ``z`` ``[..., Dz]``
+        and, when x_i has a private latent, ``u`` ``[..., Du]``, their leading dimensions flattened
+        into the distribution's one batch dimension. Every decoding of this pass goes through it:
+        the likelihood terms, the generator's output, and the user API's generation."""
+        z = ops.reshape(z, (-1, self.model.shared_size))
+        du = self.model.private_sizes[name]
+        if du:
+            u = ops.reshape(u, (-1, du))
+        params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
+        return self.model.likelihood(name, params)
+
     @_cached
     def negative_log_likelihood(self, name, only=None):
         """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z from q(z|x) (or q(z|x_j), ``only=j``), 0 where x_i is absent."""
         u = self.u(name) if self.model.private_sizes[name] else None
-        params = self.model.decode_modality(name, self.decoder_input(name, self.z(only), u), training=self.training)
-        log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
+        log_prob = self.decode(name, self.z(only), u).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
     def distortion(self, name, only=None, cross=False):
@@ -154,8 +165,7 @@ class ForwardPass:
         z = self.aggregate(None, self.names.index(name)).sample(self.noise)
         du = self.model.private_sizes[name]
         u = self.noise((ops.shape(z)[0], du)) if du else None
-        params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
-        log_prob = self.model.likelihood(name, params).log_prob(self.x[name])
+        log_prob = self.decode(name, z, u).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
     @_cached
@@ -165,8 +175,7 @@ class ForwardPass:
         every component's sample: cross-generation when component k does not hold x_i (MMVAE)."""
         u = self.u(name) if self.model.private_sizes[name] else None
         z = self.component_z()[:, k]
-        params = self.model.decode_modality(name, self.decoder_input(name, z, u), training=self.training)
-        return -self.model.likelihood(name, params).log_prob(self.x[name]) * self.presence(name)
+        return -self.decode(name, z, u).log_prob(self.x[name]) * self.presence(name)
 
     @_cached
     def prior_latents(self):
@@ -183,9 +192,7 @@ class ForwardPass:
         z, u = self.prior_latents()
         out = {}
         for name in self.names:
-            params = self.model.decode_modality(name, self.decoder_input(name, z, u.get(name)),
-                                                training=self.training)
-            out[name] = self.model.likelihood(name, params).mean()
+            out[name] = self.decode(name, z, u.get(name)).mean()
         return out
 
     def data_vector(self, values):

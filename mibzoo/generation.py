@@ -11,7 +11,6 @@ import tensorflow as tf
 from keras import ops
 
 from mibzoo.errors import InputError, NoInferenceNetworkError, did_you_mean
-from mibzoo.forward import ForwardPass
 from mibzoo.modalities import event_shape
 
 
@@ -74,9 +73,6 @@ class GenerativeAPI:
             raise InputError(f"mode must be 'mean' (likelihood means) or 'sample' (draws); got {mode!r}")
 
     # ----- user API ------------------------------------------------------------------------
-    def _inference_masks(self):
-        return self.structure_masks.masks(training=False)
-
     def _require_inference(self, what):
         if not self.has_inference:
             raise NoInferenceNetworkError(
@@ -132,9 +128,8 @@ class GenerativeAPI:
             ``blocks``: name → (start, end) of each block's dimensions.
         """
         self._require_inference("encode")
-        x, present = self._prepare(inputs, strict=True, present=present)
-        mask_q, mask_p = self._inference_masks()
-        fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
+        fp = self.forward_pass(inputs, present)
+        x, present, mask_q = fp.x, fp.present, fp.mask_q
         post = fp.aggregate()
         loc, logvar = post.mean(), post.log_variance()
         experts = {}
@@ -157,15 +152,11 @@ class GenerativeAPI:
         self._require_inference("posterior")
         return self.forward_pass(inputs, present).aggregate().distribution()
 
-    def _decode_from(self, name, z, u, mask_p, mode, seed, draw_index):
-        """Decodes modality ``name`` from shared ``z`` and private ``u`` (leading dims flattened)."""
+    def _decode_from(self, fp, name, z, u, mode, seed, draw_index):
+        """Modality ``name`` decoded by ``fp`` (`ForwardPass.decode`) from shared ``z`` and private ``u``
+        with any leading dimensions: the likelihood's mean, or a draw seeded by ``seed`` and ``draw_index``."""
         lead = ops.shape(z)[:-1]
-        z2 = ops.reshape(z, (-1, self.shared_size))
-        i = self.modality_names.index(name)
-        latent = z2 * ops.matmul(mask_p[i:i + 1], self.block_matrix)
-        if self.private_sizes[name]:
-            latent = ops.concatenate([latent, ops.reshape(u, (-1, self.private_sizes[name]))], axis=-1)
-        dist = self.likelihood(name, self.decode_modality(name, latent))
+        dist = fp.decode(name, z, u)
         if mode == "mean":
             out = dist.mean()
         elif mode == "sample":
@@ -207,15 +198,12 @@ class GenerativeAPI:
         self._check_target(target)
         self._check_count(num_samples, "num_samples")
         self._check_mode(mode)
-        x, present = self._prepare(inputs, strict=True, present=present)
-        mask_q, mask_p = self._inference_masks()
-        noise = self._noise_source(seed)
-        fp = ForwardPass(self, x, present, mask_q, mask_p, noise)
-        z = fp.aggregate().sample(noise, num_samples)
+        fp = self.forward_pass(inputs, present, seed)
+        z = fp.aggregate().sample(fp.noise, num_samples)
         batch = ops.shape(z)[1]
         du = self.private_sizes[target]
-        u = noise((num_samples, batch, du)) if du else None
-        return self._decode_from(target, z, u, mask_p, mode, seed, 0)
+        u = fp.noise((num_samples, batch, du)) if du else None
+        return self._decode_from(fp, target, z, u, mode, seed, 0)
 
     def predict_target(self, inputs, target, num_samples=16, seed=0, present=None):
         """p(target | x^S) = E_{q(z | x^S)} p(target | z ⊙ m^p, u) by Monte Carlo over ``num_samples``
@@ -237,16 +225,14 @@ class GenerativeAPI:
         """Every modality decoded from the posterior means of z and u (deterministic; for a mixture
         posterior, the mixture's mean)."""
         self._require_inference("reconstruct")
-        x, present = self._prepare(inputs, strict=True, present=present)
-        mask_q, mask_p = self._inference_masks()
-        fp = ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(None))
+        fp = self.forward_pass(inputs, present)
         loc = fp.aggregate().mean()
         out = {}
         for name in self.modality_names:
             u = None
             if self.private_sizes[name]:
-                u = fp.encoder_outputs()[name][2] if name in x else ops.zeros((ops.shape(loc)[0], self.private_sizes[name]))
-            out[name] = self._decode_from(name, loc, u, mask_p, "mean", None, 0)
+                u = fp.encoder_outputs()[name][2] if name in fp.x else ops.zeros((ops.shape(loc)[0], self.private_sizes[name]))
+            out[name] = self._decode_from(fp, name, loc, u, "mean", None, 0)
         return out
 
     def sample(self, num_samples, seed=None, mode="mean", latents=None):
@@ -264,12 +250,11 @@ class GenerativeAPI:
         """
         self._check_count(num_samples, "num_samples")
         self._check_mode(mode)
-        _, mask_p = self._inference_masks()
-        noise = self._noise_source(seed)
-        z = self.prior_sample(num_samples, noise, latents)
+        fp = self.forward_pass(None, seed=seed)  # no observation: decodes the prior's draws
+        z = self.prior_sample(num_samples, fp.noise, latents)
         out = {}
         for k, name in enumerate(self.modality_names):
             du = self.private_sizes[name]
-            u = noise((num_samples, du)) if du else None
-            out[name] = self._decode_from(name, z, u, mask_p, mode, seed, k)
+            u = fp.noise((num_samples, du)) if du else None
+            out[name] = self._decode_from(fp, name, z, u, mode, seed, k)
         return out

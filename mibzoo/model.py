@@ -243,16 +243,18 @@ class MIBModel(GenerativeAPI, PhasedTraining):
     def forward_pass(self, inputs, present=None, seed=None):
         """The `ForwardPass` of a batch as the user API sees it: validated inputs, the inference
         masks (no relaxation), and noise from ``seed`` (None: fresh; an int or int32 ``[2]``:
-        stateless and reproducible; or a callable ``noise(shape)``). Metrics and tools read the
-        model's quantities through it (posteriors, KLs, likelihoods) instead of its internals.
+        stateless and reproducible; or a callable ``noise(shape)``, read back as ``.noise``).
+        Metrics, tools and the user API read the model's quantities through it (posteriors, KLs,
+        likelihoods, `ForwardPass.decode`) instead of its internals.
 
         Args:
-            inputs: ``{modality: batch}``, any subset of the modalities.
+            inputs: ``{modality: batch}``, any subset of the modalities; None for a pass with no
+                observation, which only decodes given latents (`ForwardPass.decode`: prior samples).
             present: optional ``{modality: [B] 0/1}`` presence per example.
             seed: the noise source (see above).
         """
-        x, present = self._prepare(inputs, strict=True, present=present)
-        mask_q, mask_p = self._inference_masks()
+        x, present = ({}, None) if inputs is None else self._prepare(inputs, strict=True, present=present)
+        mask_q, mask_p = self.structure_masks.masks(training=False)
         return ForwardPass(self, x, present, mask_q, mask_p, self._noise_source(seed))
 
     def compute_terms(self, fp):

@@ -7,7 +7,6 @@ import pytest
 
 import mibzoo
 from mibzoo import classifiers, metrics
-from mibzoo.forward import ForwardPass
 from mibzoo.inference import gaussian_log_density
 from mibzoo.metrics import EvaluationSpec, ModalityLabel
 from mibzoo.objectives.elbo import negative_elbo
@@ -106,10 +105,7 @@ def test_iwae_with_one_sample_equals_the_elbo_with_the_same_noise(tiny_model):
     log_w = metrics.log_importance_weights(model, inputs, noise=noise)  # [1, B]
 
     # The ELBO from the model's own ForwardPass pieces with the same ε: the training path.
-    x, present = model._prepare(inputs, strict=True)
-    mask_q, mask_p = model._inference_masks()
-    fp = ForwardPass(model, x, present, mask_q, mask_p,
-                     _noise_queue([noise["z"][0], noise["u"]["image"][0], noise["u"]["label"][0]]))
+    fp = model.forward_pass(inputs, seed=_noise_queue([noise["z"][0], noise["u"]["image"][0], noise["u"]["label"][0]]))
     z = fp.z(None)  # the call (and cache key) negative_log_likelihood uses
     u = {name: fp.u(name) for name in ("image", "label")}
     loc, logvar = fp.posterior()

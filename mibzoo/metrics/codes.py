@@ -110,7 +110,7 @@ def code_traversal(model, block, dimension, modality, values=(-2.0, -1.0, 0.0, 1
     if not 0 <= dimension < sizes[block]:
         raise ValueError(f"code_traversal: dimension {dimension} of block {block!r} (size {sizes[block]})")
     # The block's other dimensions come from the same seeded draw in every column.
-    base = _common.to_numpy(model.prior_sample(rows, model._noise_source(seed)))
+    base = _common.to_numpy(model.prior_sample(rows, model.forward_pass(None, seed=seed).noise))
     start, offsets = 0, {}
     for name, size in zip(model.block_names, model.block_sizes):
         offsets[name] = (start, start + size)

@@ -94,10 +94,9 @@ def log_importance_weights(model, inputs, k=1, seed=0, noise=None, chunk=None):
                 log_w = log_w + (ops.sum(gaussian_log_density(u, zeros, zeros), -1)
                                  - ops.sum(gaussian_log_density(u, u_loc[None], u_logvar[None]), -1))
                 u_flat = ops.reshape(u, (kc * batch, model.private_sizes[name]))
-            params = model.decode_modality(name, fp.decoder_input(name, z_flat, u_flat))
             target = ops.reshape(ops.tile(x[name][None], (kc,) + (1,) * len(x[name].shape)),
                                  (kc * batch,) + tuple(x[name].shape[1:]))
-            log_px = model.likelihood(name, params).log_prob(target)
+            log_px = fp.decode(name, z_flat, u_flat).log_prob(target)
             log_w = log_w + ops.reshape(log_px, (kc, batch))
         pieces.append(_common.to_numpy(log_w).astype("float64"))
     return np.concatenate(pieces, axis=0)
