@@ -63,7 +63,7 @@ MUTATIONS = [
       "        means = [ops.mean(ops.sigmoid(self.logits['inference']))]",
       ("tests/test_structure.py::test_expected_hard_masks_and_sparsity",),
       "L_sparsity over M^q only"),
-    M("compare_first_seed", "mibzoo/compare.py", "    mean = sum(values) / len(values)", "    mean = values[0]",
+    M("compare_first_seed", "mibzoo/compare_report.py", "    mean = sum(values) / len(values)", "    mean = values[0]",
       ("tests/test_compare.py::test_summary_and_table_are_the_statistics_of_the_seeds",),
       "compare reports the first seed's value as the mean"),
     M("collapsing_parametrization", "mibzoo/model.py",

@@ -57,6 +57,12 @@ def atomic_path(path, suffix=".part"):
             os.remove(tmp)
 
 
+def write_text(path, text):
+    """Writes UTF-8 ``text`` to ``path`` atomically (`atomic_path`): readers never see half a file."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def temporary_tag():
     """``pid<pid>``: the part of a temporary name that says which process writes it."""
     return f"pid{os.getpid()}"

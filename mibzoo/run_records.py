@@ -7,7 +7,7 @@ import platform
 
 import numpy as np
 
-from mibzoo.files import atomic_path
+from mibzoo.files import write_text
 
 
 def versions():
@@ -48,8 +48,7 @@ def now():
 
 def write_json(path, data):
     """Writes JSON atomically (temporary file, then rename): readers never see half a file."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value):

@@ -12,6 +12,7 @@ mibzoo reproduce table3 --out docs/
 """
 import dataclasses
 import importlib
+import pathlib
 import pkgutil
 from typing import Callable
 
@@ -36,6 +37,23 @@ class Table:
     run: Callable
     default_seeds: tuple = (0, 1, 2, 3, 4)
     add_arguments: Callable = None
+
+
+def write_generated_block(path, generated, title, begin, end):
+    """Writes a table's generated report block (``generated``, which starts with the ``begin`` marker
+    and ends with the ``end`` one) into the markdown file ``path``: it replaces the text between the
+    markers and keeps everything outside them; a file without the markers becomes ``# title`` and
+    the block. Written atomically (`mibzoo.files.write_text`)."""
+    from mibzoo.files import write_text
+
+    path = pathlib.Path(path)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + generated.rstrip("\n") + rest.split(end, 1)[1]
+    else:
+        text = f"# {title}\n\n" + generated
+    write_text(path, text)
 
 
 def tables():
