@@ -254,12 +254,16 @@ def get(name, source="posterior"):
     return STRATEGIES[name]
 
 
-def _prior_component(prior_loc, prior_logvar, present, batch_like):
-    """The prior as a component: ``(loc [B, D], logvar [B, D], weight [B])``, its weight Π_i (1 − p_i)
-    (1 exactly when no modality is present)."""
-    zeros = ops.zeros_like(batch_like)
-    weight = ops.prod(1.0 - present, axis=-1)
-    return zeros + ops.cast(prior_loc, "float32"), zeros + ops.cast(prior_logvar, "float32"), weight
+def _with_prior_component(loc, logvar, weight, members, prior_loc, prior_logvar, present):
+    """A `MixturePosterior` of the components ``loc``, ``logvar`` ``[B, K, D]`` with weights ``[B, K]``
+    (``members``: the modalities of each), and the prior as a last component, of weight Π_i (1 − p_i)
+    (1 exactly when no modality is present; the mixture is then the prior)."""
+    zeros = ops.zeros_like(loc[:, 0])
+    prior = (zeros + ops.cast(prior_loc, "float32"), zeros + ops.cast(prior_logvar, "float32"),
+             ops.prod(1.0 - present, axis=-1))
+    return MixturePosterior(ops.concatenate([loc, prior[0][:, None]], axis=1),
+                            ops.concatenate([logvar, prior[1][:, None]], axis=1),
+                            ops.concatenate([weight, prior[2][:, None]], axis=1), list(members) + [()])
 
 
 @register_strategy
@@ -289,12 +293,9 @@ class MixtureOfExperts(Strategy):
         precision_i = mask[None] * ops.exp(-expert_logvar)  # [B, N, D]
         precision = (1.0 - mask[None]) * prior_precision + precision_i
         loc = ((1.0 - mask[None]) * prior_precision * prior_loc + precision_i * expert_loc) / precision
-        prior = _prior_component(prior_loc, prior_logvar, present, loc[:, 0])
         n = expert_loc.shape[1]
-        return MixturePosterior(ops.concatenate([loc, prior[0][:, None]], axis=1),
-                                ops.concatenate([-ops.log(precision), prior[1][:, None]], axis=1),
-                                ops.concatenate([present, prior[2][:, None]], axis=1),
-                                [(i,) for i in range(n)] + [()])
+        return _with_prior_component(loc, -ops.log(precision), present, [(i,) for i in range(n)],
+                                     prior_loc, prior_logvar, present)
 
 
 def nonempty_subsets(n):
@@ -321,6 +322,5 @@ class MixtureOfProductsOfExperts(Strategy):
             locs.append(loc)
             logvars.append(logvar)
             component_weights.append(ops.prod(ops.take(present, list(subset), axis=1), axis=-1))
-        prior = _prior_component(prior_loc, prior_logvar, present, locs[0])
-        return MixturePosterior(ops.stack(locs + [prior[0]], axis=1), ops.stack(logvars + [prior[1]], axis=1),
-                                ops.stack(component_weights + [prior[2]], axis=1), subsets + [()])
+        return _with_prior_component(ops.stack(locs, axis=1), ops.stack(logvars, axis=1),
+                                     ops.stack(component_weights, axis=1), subsets, prior_loc, prior_logvar, present)

@@ -76,11 +76,16 @@ def _check_image_split(images, labels, source):
     return images, labels
 
 
-def _read_mnist_csv(paths):
+def _train_test_files(read, paths):
+    """``{train,test}_{images,labels}`` from one file per split (train first), ``read(path) -> (images, labels)``."""
     arrays = {}
     for split, path in zip(("train", "test"), paths):
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = formats.read_mnist_csv(path)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = read(path)
     return arrays, {}
+
+
+def _read_mnist_csv(paths):
+    return _train_test_files(formats.read_mnist_csv, paths)
 
 
 def _read_mnist_idx(paths):
@@ -95,10 +100,7 @@ def _read_mnist_idx(paths):
 
 
 def _read_svhn(paths):
-    arrays = {}
-    for split, path in zip(("train", "test"), paths):
-        arrays[f"{split}_images"], arrays[f"{split}_labels"] = formats.read_svhn(path)
-    return arrays, {}
+    return _train_test_files(formats.read_svhn, paths)
 
 
 def _read_adult(paths):

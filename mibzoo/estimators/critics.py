@@ -64,8 +64,26 @@ def _flat_size(shape):
     return size
 
 
+class _MLPCritic(keras.layers.Layer):
+    """What the MLP critics share: their options (width and number of hidden layers, activation),
+    checked, their `_MLPHead` and their config."""
+
+    def __init__(self, hidden, layers, activation, **kwargs):
+        super().__init__(**kwargs)
+        _check(type(self).__name__, hidden, layers)
+        self.hidden = hidden
+        self.num_hidden_layers = layers
+        self.activation = activation
+        self.head = _MLPHead(hidden, layers, activation, name="mlp")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(hidden=self.hidden, layers=self.num_hidden_layers, activation=self.activation)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="mibzoo")
-class Discriminator(keras.layers.Layer):
+class Discriminator(_MLPCritic):
     """MLP discriminator: flattened input -> ``layers`` x Dense(hidden) -> one logit.
 
     Args:
@@ -78,12 +96,7 @@ class Discriminator(keras.layers.Layer):
     """
 
     def __init__(self, hidden=256, layers=2, activation="leaky_relu", **kwargs):
-        super().__init__(**kwargs)
-        _check("Discriminator", hidden, layers)
-        self.hidden = hidden
-        self.num_hidden_layers = layers
-        self.activation = activation
-        self.head = _MLPHead(hidden, layers, activation, name="mlp")
+        super().__init__(hidden, layers, activation, **kwargs)
 
     def build(self, input_shape):
         self.input_size = _flat_size(input_shape)
@@ -108,15 +121,9 @@ class Discriminator(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0],)
 
-    def get_config(self):
-        config = super().get_config()
-        config.update(hidden=self.hidden, layers=self.num_hidden_layers,
-                      activation=self.activation)
-        return config
-
 
 @keras.saving.register_keras_serializable(package="mibzoo")
-class MINEStatistics(keras.layers.Layer):
+class MINEStatistics(_MLPCritic):
     """Statistics network ``T(x, y)`` of MINE: concat(flatten x, flatten y) -> MLP -> scalar.
 
     Belghazi et al. 2018, Sec. 3.1 (``T_θ`` a neural network on the joint
@@ -133,12 +140,7 @@ class MINEStatistics(keras.layers.Layer):
     """
 
     def __init__(self, hidden=128, layers=2, activation="elu", **kwargs):
-        super().__init__(**kwargs)
-        _check("MINEStatistics", hidden, layers)
-        self.hidden = hidden
-        self.num_hidden_layers = layers
-        self.activation = activation
-        self.head = _MLPHead(hidden, layers, activation, name="mlp")
+        super().__init__(hidden, layers, activation, **kwargs)
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or not input_shape \
@@ -155,12 +157,6 @@ class MINEStatistics(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0],)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(hidden=self.hidden, layers=self.num_hidden_layers,
-                      activation=self.activation)
-        return config
 
 
 @keras.saving.register_keras_serializable(package="mibzoo")
