@@ -13,6 +13,7 @@ This module builds the model from its config (networks, masks, terms) and comput
 API (encode, generate, sample) `mibzoo.generation.GenerativeAPI`, batch checks `mibzoo.batch_inputs`.
 """
 
+import copy
 import json
 
 import keras
@@ -106,7 +107,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                     fields[key] = value
             spec = parse_model(fields, f"MIBModel({entry})")
         # Everything below is read from the spec: the config's meaning is worked out in `parse_model` only.
-        cfg = spec.config
+        cfg = copy.deepcopy(spec.config)  # the model's own copy: a spec may build several models
         self.entry = entry
         self.model_config = cfg
         self.modality_specs = cfg["modalities"]

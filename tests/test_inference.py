@@ -111,3 +111,32 @@ def test_encode_exposes_experts_and_weights_that_reproduce_the_posterior(entry, 
     np.testing.assert_allclose(np.asarray(enc["loc"]), mean, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(np.exp(np.asarray(enc["logvar"])), var, rtol=1e-4)
     assert enc["blocks"] == {"a": (0, 2), "b": (2, 5)}
+
+
+def test_user_api_decodes_z_gated_by_mp_as_sec_3_4_writes_it():
+    """reconstruct and sample (through `ForwardPass.decode`) equal p(x_i | z ⊙ m_i^p, u_i) computed here
+    with the gate built in NumPy from M^p and the blocks: reconstruct from the posterior means of z and
+    u_i, sample from z ~ p(z) and u_i ~ p(u_i) drawn in that order from the same seeded noise."""
+    from tests.model_test_case import TINY_LABEL, TINY_VECTOR, synthetic_batches
+
+    model = mibzoo.load("wyner_vae", modalities={"x": dict(TINY_VECTOR), "y": dict(TINY_LABEL)},
+                        shared=[{"name": "a", "size": 2}, {"name": "b", "size": 3}], private=2,
+                        generation_structure=[[1.0, 0.0], [0.0, 1.0]])
+    gate = np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 1]], "float32")  # m_i^p spread over each block's dimensions
+    arrays = synthetic_batches(model.modality_specs, n=6)
+    x = {name: arrays[name] for name in model.modality_names}
+
+    def decoded_mean(name, z, u):
+        latent = np.concatenate([np.asarray(z) * gate[model.modality_names.index(name)], np.asarray(u)], -1)
+        return np.asarray(model.likelihood(name, model.decode_modality(name, latent)).mean())
+
+    encoded, reconstructed = model.encode(x), model.reconstruct(x)
+    for name in model.modality_names:
+        np.testing.assert_allclose(reconstructed[name],
+                                   decoded_mean(name, encoded["loc"], encoded["private"][name]["loc"]), rtol=1e-5)
+    noise = model.forward_pass(None, seed=7).noise
+    z = model.prior_sample(4, noise)
+    u = {name: noise((4, 2)) for name in model.modality_names}
+    sampled = model.sample(4, seed=7)
+    for name in model.modality_names:
+        np.testing.assert_allclose(sampled[name], decoded_mean(name, z, u[name]), rtol=1e-5)
