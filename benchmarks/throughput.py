@@ -2,7 +2,7 @@
 hand-written Keras VAE of the same size; the ratio is the framework's overhead.
 
     python benchmarks/throughput.py [--steps 40] [--warmup 6] [--entries vae wyner_vae ...]
-    python benchmarks/throughput.py --peer-architecture [--epochs 3]
+    python benchmarks/throughput.py --peer-architecture [--epochs 3] [--peer-python PEER_VENV/bin/python]
 
 Prints examples per second over the steps after the warm-up steps (which include tracing),
 measured inside one `fit` call by a callback.
@@ -13,6 +13,10 @@ compare one to one with that peer, and runs each entry in its own process over s
 it prints the steady rate, the seconds of an epoch, what the first step of each later epoch
 costs relative to a steady step (an epoch-start stall shows there), and the process's peak RSS.
 Device placement is TensorFlow's: on a GPU machine the same script measures the GPU.
+
+``--peer-python`` names a Python that has MultiVae (`benchmarks/peer_multivae.py` says how to
+make one): each entry that has a MultiVae counterpart is then followed by that model, timed the
+same way in its own process, and the rows give our examples/s over the peer's from the same run.
 """
 import argparse
 import json
@@ -152,23 +156,50 @@ def epoch_profile(entry, steps, epochs, finite=False):
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
+# The MultiVae class of each zoo entry that has one (`benchmarks/peer_multivae.py`).
+MULTIVAE_MODELS = {"jmvae": "JMVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE", "mvtcae": "MVTCAE",
+                   "dmvae": "DMVAE"}
+
+
+def _profile_process(command):
+    """Runs one profiling process; its JSON line, or None after printing why it failed."""
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        print(f"  {' '.join(command[1:4])} failed: {done.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _row(r, ratio=""):
+    return (f"{r['entry']:16s} {r['parameters']:9d} {r['examples_per_second']:7.0f} {r['epoch_seconds']:8.1f} "
+            f"{r['first_step_seconds'] * 1000:9.0f}ms {r['first_step_ratio']:8.1f}x {r['peak_rss_mb']:12.0f}  {ratio}")
+
+
 def main_peer(args):
     entries = args.entries or [e for e in mibzoo.list_models() if len(mibzoo.describe(e)["model"]["modalities"]) > 1
                                and not e.startswith("fair_")]
     print(f"--peer-architecture: MLP 512-512 for every modality, latent 20, batch {BATCH}, {args.epochs} epochs of "
           f"{args.epoch_steps} steps per entry ({'a finite dataset per epoch' if args.finite_epochs else 'repeated dataset'}), "
           f"each entry in its own process; {os.cpu_count()} cores")
-    print(f"{'entry':12s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} {'peak RSS MB':>12s}")
+    print(f"{'entry':16s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} "
+          f"{'peak RSS MB':>12s}  {'ours / peer' if args.peer_python else ''}")
+    here = os.path.dirname(os.path.abspath(__file__))
     for entry in entries:
-        done = subprocess.run([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
-                               "--epoch-steps", str(args.epoch_steps)] + ["--finite-epochs"] * args.finite_epochs,
-                              capture_output=True, text=True)
-        if done.returncode:
-            print(f"{entry:12s} failed: {done.stderr.strip().splitlines()[-1:]}")
-            continue
-        r = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{entry:12s} {r['parameters']:9d} {r['examples_per_second']:7.0f} {r['epoch_seconds']:8.1f} "
-              f"{r['first_step_seconds'] * 1000:9.0f}ms {r['first_step_ratio']:8.1f}x {r['peak_rss_mb']:12.0f}")
+        ours = _profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
+                                 "--epoch-steps", str(args.epoch_steps)] + ["--finite-epochs"] * args.finite_epochs)
+        peer = None
+        if args.peer_python and entry in MULTIVAE_MODELS:
+            peer = _profile_process([args.peer_python, os.path.join(here, "peer_multivae.py"), "--model",
+                                     MULTIVAE_MODELS[entry], "--epochs", str(args.epochs),
+                                     "--epoch-steps", str(args.epoch_steps)])
+        if ours:
+            ratio = ""
+            if peer:
+                ratio = (f"{ours['examples_per_second'] / peer['examples_per_second']:.2f}x ex/s, "
+                         f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x RSS")
+            print(_row(ours, ratio))
+        if peer:
+            print(_row(peer))
 
 
 def main():
@@ -183,6 +214,8 @@ def main():
                         "(469 = 60,000 examples at batch 128)")
     parser.add_argument("--finite-epochs", action="store_true", help="with --peer-architecture: a finite dataset "
                         "iterated anew each epoch instead of the repeated one `mibzoo train` uses (shows the stall)")
+    parser.add_argument("--peer-python", default=None, help="with --peer-architecture: a Python that has MultiVae; "
+                        "each entry is followed by its MultiVae counterpart (benchmarks/peer_multivae.py)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
     if args.one:

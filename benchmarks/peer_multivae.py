@@ -1,0 +1,101 @@
+"""The PyTorch peer's training step, timed the way `throughput.py --peer-architecture` times ours.
+
+Runs in an environment that has MultiVae (not a mibzoo dependency), for example:
+
+    python3 -m venv /tmp/peer && /tmp/peer/bin/pip install multivae==1.0.3 torch==2.14.1
+    /tmp/peer/bin/python benchmarks/peer_multivae.py --model JMVAE --epochs 3
+
+and is called by ``benchmarks/throughput.py --peer-architecture --peer-python /tmp/peer/bin/python``,
+which interleaves each zoo entry with its MultiVae counterpart so that ratios come from one run.
+
+What is timed: MultiVae's models built with their default networks (the getting-started MLPs:
+512-512 encoders and decoders per modality, a joint encoder where the model has one), latent 20,
+Bernoulli image and categorical label likelihoods, on the same MNIST-shaped random data as
+``throughput.py`` (binary 1x28x28 images, one-hot labels), batch 128, Adam(1e-3). Each step is what
+MultiVae's ``BaseTrainer.train_step`` does per batch (the model's forward with ``epoch``,
+``dataset_size`` and ``batch_ratio``; backward; optimizer step; ``loss.item()``), on batches
+already in memory: the DataLoader's collation is left out, which favours the peer. Prints one JSON
+line with the same fields as ``throughput.epoch_profile``.
+"""
+import argparse
+import json
+import resource
+import time
+
+import numpy as np
+import torch
+
+BATCH = 128
+LATENT = 20
+INPUT_DIMS = {"image": (1, 28, 28), "label": (10,)}
+DISTRIBUTIONS = {"image": "bernoulli", "label": "categorical"}
+
+
+def build(name):
+    """MultiVae model ``name`` (JMVAE, MVAE, MMVAE, MoPoE, MVTCAE, DMVAE) at its defaults with the
+    benchmark's modalities; DMVAE's private latents are 4-dimensional for both modalities (mibzoo's
+    `dmvae` entry has a 4-dimensional one for the image only)."""
+    from multivae import models
+
+    config_class = getattr(models, f"{name}Config")
+    options = {"n_modalities": 2, "latent_dim": LATENT, "input_dims": INPUT_DIMS, "decoders_dist": DISTRIBUTIONS}
+    if name == "DMVAE":
+        options["modalities_specific_dim"] = {"image": 4, "label": 4}
+    return getattr(models, name)(config_class(**options))
+
+
+def mnist_shaped(n, seed=0):
+    rng = np.random.default_rng(seed)
+    images = torch.from_numpy((rng.random((n, *INPUT_DIMS["image"])) > 0.7).astype("float32"))
+    labels = torch.nn.functional.one_hot(torch.from_numpy(rng.integers(0, 10, n)), 10).float()
+    return images, labels
+
+
+def profile(name, steps, epochs):
+    from multivae.data.datasets.base import DatasetOutput
+
+    torch.manual_seed(0)
+    model = build(name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    images, labels = mnist_shaped(BATCH * steps)
+    batches = [DatasetOutput(data={"image": images[k:k + BATCH], "label": labels[k:k + BATCH]})
+               for k in range(0, BATCH * steps, BATCH)]
+    model.train()
+    times, epoch_starts = [], []
+    for epoch in range(epochs):
+        epoch_starts.append((len(times), time.perf_counter()))
+        for index, inputs in enumerate(batches):
+            output = model(inputs, epoch=epoch + 1, dataset_size=BATCH * steps, uses_ddp=False,
+                           batch_ratio=index / len(batches))
+            optimizer.zero_grad()
+            output.loss.backward()
+            optimizer.step()
+            output.loss.item()
+            times.append(time.perf_counter())
+    times = np.asarray(times)
+    starts = epoch_starts + [(len(times), None)]
+    steady, firsts, epoch_seconds = [], [], []
+    for (first, began), (end, _) in zip(starts[1:-1], starts[2:]):
+        firsts.append(times[first] - began)
+        steady.extend(np.diff(times[first:end]))
+        epoch_seconds.append(times[end - 1] - began)
+    median = float(np.median(steady))
+    return {"entry": f"MultiVae {name}", "examples_per_second": float(BATCH * len(steady) / np.sum(steady)),
+            "epoch_seconds": float(np.median(epoch_seconds)), "first_step_ratio": float(max(firsts) / median),
+            "first_step_seconds": float(max(firsts)), "steady_step_seconds": median,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="MultiVae model class: JMVAE, MVAE, MMVAE, MoPoE, MVTCAE, DMVAE")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epoch-steps", type=int, default=469)
+    args = parser.parse_args()
+    print(json.dumps(profile(args.model, args.epoch_steps, args.epochs)))
+
+
+if __name__ == "__main__":
+    main()
