@@ -1,0 +1,54 @@
+"""Where an InfoGAN run's categorical code and the digit classes disagree: prints, for a finished run
+(or a ``.keras`` model), the code × classifier-class table behind `mibzoo evaluate`'s code → class
+accuracy (`mibzoo.metrics.codes.code_class_accuracy`: 100 samples per code, seed 0, the dataset's
+``mnist_digit`` classifier), each code's main classes, and Q's categorical head on the real test
+digits matched one-to-one to their labels (`best_assignment_accuracy`): how well the features Q reads
+cluster real digits.
+
+    PYTHONPATH=$PWD python benchmarks/infogan_code_diagnostic.py RUN_DIR_OR_MODEL [--block digit_code] [--dataset mnist] [--label digit]
+
+Needs a model whose ``infogan`` term has a categorical block first among its code blocks and Q on
+C2's discriminator (``term_options.infogan.shares_critic = "C2"``, the zoo default).
+"""
+import argparse
+import pathlib
+
+import numpy as np
+
+from mibzoo import classifiers, experiment
+from mibzoo.experiment_data import resolve
+from mibzoo.metrics import codes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="a run directory (its model.keras) or a .keras file")
+    parser.add_argument("--block", default="digit_code", help="the categorical code block")
+    parser.add_argument("--dataset", default="mnist")
+    parser.add_argument("--label", default="digit", help="the dataset's label array of the real digits")
+    args = parser.parse_args()
+    path = pathlib.Path(args.model)
+    model = experiment.load_run_model(path) if path.is_dir() else experiment.load_model(path)
+    result = codes.code_class_accuracy(model, args.block, "image", classifiers.get("mnist_digit"))
+    print(f"code -> class accuracy {result['accuracy']:.3f}; assignment (class per code) {result['assignment']}")
+    for k, row in enumerate(result["counts"]):
+        top = sorted(((count, c) for c, count in enumerate(row) if count >= 5), reverse=True)
+        print(f"  code {k}: " + ", ".join(f"class {c} {count}/{sum(row)}" for count, c in top))
+    if model.shared_critics.get("infogan") != "C2":
+        print("Q does not share C2's discriminator: no real-digit check")
+        return
+    test = resolve(args.dataset).arrays("test")
+    x = np.asarray(test["image"], "float32").reshape(len(test["image"]), -1)
+    labels = np.asarray(test[args.label]).reshape(-1).astype(int)
+    logits = np.asarray(model.auxiliaries["infogan"](model.critics["C2"].features(x, training=False)))
+    size = dict(zip(model.block_names, model.block_sizes))[args.block]
+    predicted = logits[:, :size].argmax(-1)  # the first code block's logits (`_code_layout` order)
+    table = np.zeros((size, 10))
+    np.add.at(table, (predicted, labels), 1)
+    accuracy, _ = codes.best_assignment_accuracy(table)
+    print(f"Q on {len(labels)} real test digits: one-to-one accuracy {accuracy:.3f}, "
+          f"codes used {int((table.sum(1) > 0).sum())}")
+
+
+if __name__ == "__main__":
+    main()
