@@ -48,6 +48,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   model's networks still minimize it in ``dist``. InfoGAN's Q on the discriminator
   (``{"infogan": {"shares_critic": "C2"}}``; Chen et al. 2016, Sec. 6: L_I enters both D's and
   G's losses).
+- ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
+  ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
+  the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
@@ -58,7 +61,7 @@ import json
 import keyword
 import math
 
-from mibzoo import aggregation, objectives
+from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
@@ -67,7 +70,8 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options")
+                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
+                "latent_sampler")
 METADATA_FIELDS = ("entry", "title", "reference", "table2", "notes", "model")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
@@ -281,6 +285,7 @@ def validate_model_config(model, source):
     cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
+    cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
 
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
