@@ -105,7 +105,9 @@ def test_an_unfitted_mixture_is_the_prior_exactly():
         np.testing.assert_array_equal(np.asarray(a[name]), np.asarray(b[name]))
 
 
-def fitted_model():
+@pytest.fixture(scope="module")
+def fitted():
+    """A tiny jmvae with a 3-component mixture fitted to q(z | x, y) of 200 synthetic pairs."""
     keras.utils.set_random_seed(0)
     model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler=GMM)
     arrays = synthetic_batches(model.modality_specs, n=200)
@@ -113,8 +115,8 @@ def fitted_model():
     return model, arrays, record
 
 
-def test_fit_uses_the_posterior_and_changes_what_sample_draws():
-    model, arrays, record = fitted_model()
+def test_fit_uses_the_posterior_and_changes_what_sample_draws(fitted):
+    model, arrays, record = fitted
     assert model.latent_sampler.is_fitted() and record["examples"] == 200
     # Fitted on one draw of q(z | x, y) per example, with the per-batch stateless seeds.
     codes = latent_samplers.posterior_codes(model, arrays, "sample", seed=0)
@@ -135,8 +137,8 @@ def test_fit_uses_the_posterior_and_changes_what_sample_draws():
         model.sample(2, seed=0, latents={"z": np.zeros((2, 4))})
 
 
-def test_saving_keeps_the_fitted_mixture_and_traced_sampling_uses_it(tmp_path):
-    model, _, _ = fitted_model()
+def test_saving_keeps_the_fitted_mixture_and_traced_sampling_uses_it(fitted, tmp_path):
+    model, _, _ = fitted
     path = tmp_path / "model.keras"
     model.save(path)
     restored = keras.saving.load_model(path, safe_mode=True)
@@ -171,7 +173,10 @@ def test_config_errors_name_the_field():
         mibzoo.load("gan", modalities={"x": dict(TINY_VECTOR)}, latent_sampler="gmm")
 
 
+@pytest.mark.slow
 def test_train_fits_the_sampler_and_records_it(tmp_path):
+    """`mibzoo train`'s path: the run's final model holds the fitted mixture, run.json its record
+    (slow: a whole tiny run with its callbacks and a reload)."""
     data = {"train": label_arrays(64, seed=1), "test": label_arrays(32, seed=2)}
     run = tmp_path / "run"
     record = experiment.train_run("jmvae", data, 1, run, modalities={"image": IMAGE, "label": LABEL}, batch_size=32,
