@@ -94,8 +94,9 @@ def test_draws_have_the_mixture_moments():
 
 def test_an_unfitted_mixture_is_the_prior_exactly():
     keras.utils.set_random_seed(0)
-    prior_model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED)
+    prior_model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler="prior")
     assert prior_model.model_config["latent_sampler"] == {"kind": "prior"}
+    assert mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED).model_config["latent_sampler"]["kind"] == "gmm"
     model = latent_samplers.with_sampler(prior_model, GMM)
     assert not model.latent_sampler.is_fitted()
     np.testing.assert_array_equal(np.asarray(model.latent_sampler.log_prob(np.ones((2, 4)))),
