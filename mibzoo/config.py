@@ -48,6 +48,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   model's networks still minimize it in ``dist``. InfoGAN's Q on the discriminator
   (``{"infogan": {"shares_critic": "C2"}}``; Chen et al. 2016, Sec. 6: L_I enters both D's and
   G's losses).
+- ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
+  ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
+  the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for

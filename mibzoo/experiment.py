@@ -11,7 +11,7 @@ Layout of ``RUN_DIR``::
                         and the SHA-256 of model.keras
     model_config.json   model.get_config() (the zoo entry with its overrides applied)
     checkpoints/        manifest.json (history + checksums) and the newest epoch_NNNN.keras files
-    model.keras         the final model
+    model.keras         the final model (with its latent sampler fitted, `mibzoo.latent_samplers`)
     history.csv         every loss term per epoch (rewritten from the manifest: one row per epoch)
     metrics.json        written by `evaluate_run` (``mibzoo evaluate RUN_DIR``)
     plots/              sample grids (PNG) written by `evaluate_run`
@@ -274,12 +274,34 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         # The dataset is already shuffled with the run's seed; shuffle=False keeps Keras from warning.
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=callbacks,
                   verbose=verbose, shuffle=False)
+    # Ex-post density estimation (`mibzoo.latent_samplers`): a configured sampler is fitted to the
+    # aggregate posterior of the training examples the run trained on (with the same hidden labels),
+    # and saved with the model.
+    fitted = _fit_latent_sampler(model, data, settings)
+    if fitted is not None:
+        record["latent_sampler"] = fitted
     record.update(epochs_completed=max(done, epochs), finished=now(), model_sha256=save_model_atomic(model, final),
                   train_seconds=round(record.get("train_seconds", 0.0) + time.perf_counter() - started, 2))
     write_json(run_dir / "run.json", record)
     if evaluate:
         evaluate_run(run_dir, data_dir=data_dir, **evaluate_kwargs)
     return record
+
+
+def _fit_latent_sampler(model, data, settings):
+    """Fits the model's latent sampler on the run's training split; its record, or None (``"prior"``)."""
+    from mibzoo.experiment_data import hide_labels
+    from mibzoo.latent_samplers import fit_latent_sampler
+
+    if not model.latent_sampler.needs_inference:
+        return None
+    arrays, present = data.arrays("train", settings["limit"]), None
+    if settings["hidden_labels"]:
+        present = {}
+        for modality, fraction in settings["hidden_labels"].items():
+            arrays, mask = hide_labels(arrays, modality, fraction, settings["seed"])
+            present.update(mask)
+    return fit_latent_sampler(model, arrays, seed=settings["seed"], present=present)
 
 
 def optimizer_settings(model):
@@ -366,7 +388,8 @@ def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=
         "metrics": values, "evaluated": now(), "seconds": round(time.perf_counter() - started, 2),
         "settings": evaluation_settings(iwae_k, len(next(iter(test.values()))), likelihood_limit,
                                         probe_train_limit, prior_samples, seed, metrics),
-        "classifiers": classifier_records(data.spec, classifier_dir), "versions": versions()})
+        "classifiers": classifier_records(data.spec, classifier_dir), "versions": versions(),
+        "latent_sampler": {"kind": model.latent_sampler.kind, "fitted": model.latent_sampler.is_fitted()}})
     if plot_examples:
         write_sample_plots(model, {m: v[:plot_examples] for m, v in test.items() if m in model.modality_specs},
                            run_dir / "plots", seed)

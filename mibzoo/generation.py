@@ -110,6 +110,20 @@ class GenerativeAPI:
             start += size
         return ops.concatenate(parts, axis=-1)
 
+    def latent_sample(self, num_samples, noise, latents=None):
+        """The z of unconditional generation (`sample`): drawn from the model's fitted latent sampler
+        (``latent_sampler``, `mibzoo.latent_samplers`: a density fitted to the aggregate posterior
+        after training) when it has one, else from the prior (`prior_sample`). `prior_sample` stays
+        p(z) because the objective's terms draw from it too."""
+        if not self.latent_sampler.is_fitted():
+            return self.prior_sample(num_samples, noise, latents)
+        if latents:
+            raise NotImplementedError(
+                f"{self.name}: fixing latent blocks ({sorted(latents)}) with a fitted latent sampler "
+                f"({self.latent_sampler.kind!r}) would need the sampler's conditional density, which is not "
+                f"implemented; use a model with latent_sampler 'prior'")
+        return self.latent_sampler.sample(num_samples, noise)
+
     def encode(self, inputs, present=None):
         """Posterior q(z | x^S) from any subset S of the modalities (Eq. 12-13, or the model's
         ``posterior`` aggregation strategy, `mibzoo.aggregation`).
@@ -236,7 +250,8 @@ class GenerativeAPI:
         return out
 
     def sample(self, num_samples, seed=None, mode="mean", latents=None):
-        """Joint generation from the prior: z ~ p(z), u_i ~ p(u_i), x_i ~ p(x_i | z ⊙ m_i^p, u_i).
+        """Joint generation from the prior: z ~ p(z), u_i ~ p(u_i), x_i ~ p(x_i | z ⊙ m_i^p, u_i); z from
+        the model's fitted latent sampler instead of p(z) when it has one (`latent_sample`).
 
         Args:
             num_samples: number of joint samples.
@@ -251,7 +266,7 @@ class GenerativeAPI:
         self._check_count(num_samples, "num_samples")
         self._check_mode(mode)
         fp = self.forward_pass(None, seed=seed)  # no observation: decodes the prior's draws
-        z = self.prior_sample(num_samples, fp.noise, latents)
+        z = self.latent_sample(num_samples, fp.noise, latents)
         out = {}
         for k, name in enumerate(self.modality_names):
             du = self.private_sizes[name]

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from mibzoo import batch_inputs, inference, likelihoods, objectives, schedules
+from mibzoo import batch_inputs, inference, latent_samplers, likelihoods, objectives, schedules
 from mibzoo.forward import ForwardPass
 from mibzoo.generation import GenerativeAPI
 from mibzoo.phases import PhasedTraining
@@ -69,6 +69,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             ``"mopoe"`` (MoPoE's mixture over the products of every subset).
         term_options: ``{term: {option: value}}``, e.g. ``{"infogan": {"shares_critic": "C2"}}``:
             the term's auxiliary reads that critic's features and trains in its phase.
+        latent_sampler: where ``sample`` draws z (`mibzoo.latent_samplers`): ``"prior"`` (p(z)) or
+            ``{"kind": "gmm", "components": 10}``, a mixture fitted to the aggregate posterior
+            after training (its parameters are non-trainable weights of the model).
         entry: name of the zoo entry this model was built from (informational).
 
     The arguments are parsed once into a `mibzoo.spec.ModelSpec` (`mibzoo.spec.parse_model`) and the
@@ -92,13 +95,14 @@ class MIBModel(GenerativeAPI, PhasedTraining):
     def __init__(self, modalities, shared=None, private=0, inference_structure="full",
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
-                 networks=None, optimizers=None, posterior="poe", term_options=None, entry="custom", **kwargs):
+                 networks=None, optimizers=None, posterior="poe", term_options=None, latent_sampler=None,
+                 entry="custom", **kwargs):
         spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         if spec is None:
             fields = {"modalities": modalities, "private": private, "inference_structure": inference_structure,
                       "generation_structure": generation_structure, "seed": seed, "kl_schedule": kl_schedule,
-                      "posterior": posterior}
+                      "posterior": posterior, "latent_sampler": latent_sampler}
             for key, value in (("shared", shared), ("structure_learning", structure_learning),
                                ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                                ("phases", phases), ("likelihood_weights", likelihood_weights),
@@ -123,6 +127,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
         # How the experts combine into q(z | x^S): "poe" (Eq. 13), "moe", "mopoe" (`mibzoo.aggregation`).
         self.aggregation = spec.aggregation
+        # Where `sample` draws z: p(z), or a density fitted to q(z) after training.
+        self.latent_sampler = latent_samplers.make(cfg["latent_sampler"], self.shared_size)
 
         # block_matrix[j, d] = 1 when latent dimension d belongs to block Z_j.
         block_matrix = np.zeros((len(self.block_sizes), self.shared_size), "float32")

@@ -12,7 +12,7 @@ import dataclasses
 import keyword
 import math
 
-from mibzoo import aggregation, objectives
+from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
@@ -21,7 +21,8 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
-                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options")
+                "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
+                "latent_sampler")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
@@ -278,6 +279,7 @@ def parse_model(model, source):
     cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
+    cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
 
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
