@@ -136,3 +136,14 @@ def test_a_change_of_one_entrys_budget_keeps_the_other_rows_records():
                                    "batch_size": old.batch_size["ood_cmnist"]}}
     assert [r["method"] for r in table4.keep_same_budget(legacy, old)["runs"]] == [
         "IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
+
+
+def test_a_command_whose_runs_are_all_redone_leaves_the_report():
+    record = {"commands": ["mibzoo reproduce table4 --methods ood_cmnist ood_cmnist_irm",
+                           "mibzoo reproduce table4 --seeds 0 --methods IRM", "mibzoo reproduce table4"],
+              "wall_seconds": [1.0, 2.0, 3.0], "runs": []}
+    kept = table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"], [0, 1, 2, 3, 4])
+    assert kept["commands"] == record["commands"][1:] and kept["wall_seconds"] == [2.0, 3.0]
+    # fewer seeds than the earlier command ran: it still holds runs of its own
+    assert table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_irm"], [0])["commands"] == record["commands"]
+    assert table4.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]

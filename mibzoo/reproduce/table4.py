@@ -331,6 +331,27 @@ def _command_methods(command):
     return set(chosen)
 
 
+def _command_seeds(command):
+    """The seeds a recorded command ran (the table's default seeds without ``--seeds``)."""
+    words = command.split()
+    if "--seeds" not in words:
+        return set(TABLE.default_seeds)
+    chosen = []
+    for word in words[words.index("--seeds") + 1:]:
+        if word.startswith("--"):
+            break
+        chosen.append(int(word))
+    return set(chosen)
+
+
+def drop_superseded(record, methods, seeds):
+    """``record`` without the commands (and their wall times) whose every run is redone by a
+    command running ``methods`` with ``seeds``."""
+    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
+             if not (_command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
+    return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
+
+
 def keep_same_budget(record, budget):
     """The records of ``record`` measured with the fields of ``budget`` their method depends on
     (`budget_fields`); commands (and their wall times) that ran only dropped methods go too.
@@ -384,6 +405,8 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
     previous = None if fresh else _load_existing(json_path, budget)
+    if previous is not None and not report_only:
+        previous = drop_superseded(previous, methods, seeds)
     if report_only:
         if previous is None or not previous.get("runs"):
             raise FileNotFoundError(f"table4: no records of this budget in {json_path} to report")
