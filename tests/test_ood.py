@@ -127,7 +127,8 @@ def test_conditional_independence_matches_numpy(rng):
     z = fp.z(0)  # z ~ q(z | x): the same draw the term used (cached)
     decoder_logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float64")
     critic_in = np.concatenate([np.asarray(z), np.eye(3)[batch["env"]]], axis=1).astype("float32")
-    critic_logits = np.asarray(model.critics["conditional_independence"](critic_in), "float64")
+    # r(y | z, e) ∝ p(y | z) exp g(z, e): the critic network's output shifts the decoder's logits
+    critic_logits = decoder_logits + np.asarray(model.critics["conditional_independence"](critic_in), "float64")
     diff = _numpy_ce(decoder_logits, batch["label"]) - _numpy_ce(critic_logits, batch["label"])
     expected = max(float((diff * labelled).sum() / labelled.sum()), 0.0)
     np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
