@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from mibzoo.reproduce import Table
+from mibzoo.reproduce import Table, write_generated_block
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
@@ -269,17 +269,7 @@ def render(record, suffix=""):
 
 def write_markdown(path, generated, title):
     """Writes the generated block into ``path``, keeping any text outside the markers."""
-    from mibzoo.files import atomic_path
-
-    path = pathlib.Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if MARKER_BEGIN in text and MARKER_END in text:
-        head, rest = text.split(MARKER_BEGIN, 1)
-        text = head + generated.rstrip("\n") + rest.split(MARKER_END, 1)[1]
-    else:
-        text = f"# {title}\n\n" + generated
-    with atomic_path(path, suffix=".md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_generated_block(path, generated, title, MARKER_BEGIN, MARKER_END)
 
 
 def plot(records, path):
