@@ -41,13 +41,16 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   mixture is not one Gaussian: terms that need a Gaussian posterior (minibatch estimates of the
   aggregate posterior from its loc/logvar: C3, ``independence``, ``tc``, ``mi_zu_tc``) are refused
   with it; KLs of the posterior (C1's rate, ``informative``, ``cross``) become Monte-Carlo estimates.
-- ``term_options``: ``{term: {option: value}}`` for terms of ``dist`` / ``str_reg``. One option so
-  far, for terms with an auxiliary network: ``"shares_critic": "<critic term>"``, the auxiliary
+- ``term_options``: ``{term: {option: value}}`` for terms of ``dist`` / ``str_reg``. One option for
+  every term with an auxiliary network: ``"shares_critic": "<critic term>"``, the auxiliary
   reads that critic's last hidden layer instead of x (its own head on the critic's trunk) and is
   trained in the critic's phase, the term's weighted value added to the critic's loss, while the
   model's networks still minimize it in ``dist``. InfoGAN's Q on the discriminator
   (``{"infogan": {"shares_critic": "C2"}}``; Chen et al. 2016, Sec. 6: L_I enters both D's and
   G's losses).
+  A term may declare options of its own (`mibzoo.objectives.registry.Term.options`, checked
+  against its allowed values): ``conditional_independence`` has ``"critic": "residual"`` (the
+  default; r(y | z, e) ∝ p(y | z) exp g(z, e)) or ``"mlp"`` (an MLP on [z, e]).
 - ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
   ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
   the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).

@@ -30,7 +30,8 @@ OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code")
 BLOCK_PRIORS = ("normal", "categorical")
-# Options a term of the model may be given in ``term_options`` (see the module docstring).
+# Options any term of the model may be given in ``term_options`` (see the module docstring); a
+# term adds its own (`mibzoo.objectives.registry.Term.options`).
 TERM_OPTIONS = ("shares_critic",)
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
 BUILTIN_PHASES = ("dist", "structure")
@@ -326,12 +327,18 @@ def _term_options(options, cfg, critic_terms, source):
         if term not in used:
             raise ConfigError(source, f"term_options.{term}", values,
                               f"options of a term of this model, one of {used}" + did_you_mean(term, used))
+        own = objectives.TERMS[term].options
+        keys = list(TERM_OPTIONS) + list(own)
         if not isinstance(values, dict):
-            raise ConfigError(source, f"term_options.{term}", values, f"a dict with keys from {list(TERM_OPTIONS)}")
+            raise ConfigError(source, f"term_options.{term}", values, f"a dict with keys from {keys}")
         for key, value in values.items():
             field = f"term_options.{term}.{key}"
-            if key not in TERM_OPTIONS:
-                raise ConfigError(source, field, value, f"one of {list(TERM_OPTIONS)}" + did_you_mean(key, TERM_OPTIONS))
+            if key not in keys:
+                raise ConfigError(source, field, value, f"one of {keys}" + did_you_mean(key, keys))
+            if key in own:
+                if value not in own[key]:
+                    raise ConfigError(source, field, value, f"one of {list(own[key])}" + did_you_mean(str(value), own[key]))
+                continue
             if not objectives.TERMS[term].auxiliary:
                 raise ConfigError(source, field, value, "an option of a term with an auxiliary network "
                                   f"(terms of this model that have one: "

@@ -91,11 +91,11 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
 
 # ----- the terms of Eq. 18 and IRM's penalty on p(y | z) ------------------------------------------
 
-def _small_model(entry="ood_cmnist_irm"):
+def _small_model(entry="ood_cmnist_irm", **overrides):
     import mibzoo
     return mibzoo.load(entry, shared=[{"name": "z", "size": 3}], private={"image": 2},
                        networks={"image": {"network": "mlp", "hidden": 8, "layers": 1},
-                                 "categorical": {"hidden": 8, "layers": 1}})
+                                 "categorical": {"hidden": 8, "layers": 1}}, **overrides)
 
 
 def _batch(rng, n=12):
@@ -115,11 +115,14 @@ def _forward(model, batch, labelled):
     return model.forward(x, present, training=False, seed=3)
 
 
-def test_conditional_independence_matches_numpy(rng):
+@pytest.mark.parametrize("form", ["residual", "mlp", None])
+def test_conditional_independence_matches_numpy(rng, form):
     from mibzoo import objectives
     from mibzoo.objectives import ood
 
-    model = _small_model()
+    # None: the option left out, which is the residual critic
+    options = {} if form is None else {"conditional_independence": {"critic": form}}
+    model = _small_model("ood_cmnist", term_options=options)
     batch = _batch(rng)
     labelled = np.array([1, 1, 0] * 4, "float32")
     fp = _forward(model, batch, labelled)
@@ -127,13 +130,36 @@ def test_conditional_independence_matches_numpy(rng):
     z = fp.z(0)  # z ~ q(z | x): the same draw the term used (cached)
     decoder_logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float64")
     critic_in = np.concatenate([np.asarray(z), np.eye(3)[batch["env"]]], axis=1).astype("float32")
-    critic_logits = np.asarray(model.critics["conditional_independence"](critic_in), "float64")
+    g = np.asarray(model.critics["conditional_independence"](critic_in), "float64")
+    # residual: r(y | z, e) ∝ p(y | z) exp g(z, e), the critic network's output shifts the
+    # decoder's logits; mlp: r(y | z, e) = softmax g(z, e)
+    critic_logits = g if form == "mlp" else decoder_logits + g
     diff = _numpy_ce(decoder_logits, batch["label"]) - _numpy_ce(critic_logits, batch["label"])
     expected = max(float((diff * labelled).sum() / labelled.sum()), 0.0)
     np.testing.assert_allclose(value, expected, rtol=1e-4, atol=1e-6)
     critic_loss = float(objectives.TERMS["conditional_independence"].critic_loss(fp))
     np.testing.assert_allclose(critic_loss, (_numpy_ce(critic_logits, batch["label"]) * labelled).sum() / labelled.sum(),
                                rtol=1e-4)
+
+
+def test_zoo_critic_forms():
+    from mibzoo.objectives import TERMS
+
+    forms = {entry: TERMS["conditional_independence"].option(_small_model(entry).model_config, "critic")
+             for entry in ("ood_cmnist", "ood_cmnist_irm")}
+    assert forms == {"ood_cmnist": "residual", "ood_cmnist_irm": "mlp"}
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"critic": "linear"}, r"term_options.conditional_independence.critic.*one of \['residual', 'mlp'\]"),
+    ({"critic": "residul"}, "Did you mean 'residual'"),
+    ({"critc": "mlp"}, "Did you mean 'critic'"),
+])
+def test_critic_option_is_validated(options, message):
+    from mibzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        _small_model("ood_cmnist", term_options={"conditional_independence": options})
 
 
 def test_irm_term_matches_numpy_finite_differences(rng):

@@ -1,5 +1,6 @@
 """`mibzoo reproduce table4`: the quick path end to end on fixture MNIST, records kept across
 commands, the report's kept text, the summaries and the hidden-label option."""
+import dataclasses
 import json
 
 import numpy as np
@@ -110,3 +111,39 @@ def test_train_run_with_hidden_labels_trains_and_records_them(tmp_path):
                        overrides={"networks": {"vector": {"hidden": 8, "layers": 1},
                                                "categorical": {"hidden": 8, "layers": 1}}})
     assert record["hidden_labels"] == {"label": 0.5} and record["epochs_completed"] == 1
+
+
+def test_a_change_of_one_entrys_budget_keeps_the_other_rows_records():
+    old = table4.Budget()
+    runs = [{"method": m, "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
+            for m in ("IRM", "ERM", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")]
+    record = {"budget": dataclasses.asdict(old), "runs": runs,
+              "commands": ["mibzoo reproduce table4 --seeds 0 --methods IRM", "mibzoo reproduce table4 --methods ERM",
+                           "mibzoo reproduce table4 --methods ood_cmnist_irm --out x"],
+              "wall_seconds": [1.0, 2.0, 3.0]}
+    new = dataclasses.replace(old, epochs={**old.epochs, "ood_cmnist_irm": old.epochs["ood_cmnist_irm"] + 1})
+    kept = table4.keep_same_budget(record, new)
+    assert [r["method"] for r in kept["runs"]] == ["IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
+    assert kept["commands"] == record["commands"][:2] and kept["wall_seconds"] == [1.0, 2.0]
+    assert kept["budget"] == dataclasses.asdict(new)
+    assert table4.keep_same_budget(record, old)["runs"] == runs  # the same budget keeps everything
+    # a baseline field changed: only the entries' records stay; a shared field: nothing is kept
+    assert [r["method"] for r in table4.keep_same_budget(record, dataclasses.replace(old, baseline_steps=3))["runs"]] == [
+        "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"]
+    assert table4.keep_same_budget(record, dataclasses.replace(old, test_limit=10)) is None
+    # records written when every entry had one number of epochs and one batch size
+    legacy = {**record, "budget": {**dataclasses.asdict(old), "epochs": old.epochs["ood_cmnist"],
+                                   "batch_size": old.batch_size["ood_cmnist"]}}
+    assert [r["method"] for r in table4.keep_same_budget(legacy, old)["runs"]] == [
+        "IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
+
+
+def test_a_command_whose_runs_are_all_redone_leaves_the_report():
+    record = {"commands": ["mibzoo reproduce table4 --methods ood_cmnist ood_cmnist_irm",
+                           "mibzoo reproduce table4 --seeds 0 --methods IRM", "mibzoo reproduce table4"],
+              "wall_seconds": [1.0, 2.0, 3.0], "runs": []}
+    kept = table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"], [0, 1, 2, 3, 4])
+    assert kept["commands"] == record["commands"][1:] and kept["wall_seconds"] == [2.0, 3.0]
+    # fewer seeds than the earlier command ran: it still holds runs of its own
+    assert table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_irm"], [0])["commands"] == record["commands"]
+    assert table4.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]

@@ -15,6 +15,8 @@ class Term:
         per_modality: whether `fn` returns one value per modality (``[N]``) instead of a scalar.
         fn: ``fn(forward_pass) -> tensor``.
         description: what the term is, with the paper's notation.
+        options: ``{option: allowed values}``: the term's own ``term_options`` (the first value is
+            the default), read with `Term.option`.
     """
 
     name: str
@@ -27,13 +29,20 @@ class Term:
     critic_loss: Optional[Callable] = None
     auxiliary: Optional[Callable] = None
     needs_gaussian_posterior: bool = False
+    options: dict = dataclasses.field(default_factory=dict)
+
+    def option(self, model_config, key):
+        """The value of this term's option ``key`` in a model's config (``term_options``), else
+        its default (the first allowed value, `register_term`'s ``options``)."""
+        return model_config.get("term_options", {}).get(self.name, {}).get(key, self.options[key][0])
 
 
 TERMS = {}
 
 
 def register_term(name, kind, per_modality=False, description="", needs_inference=True,
-                  critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False):
+                  critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False,
+                  options=None):
     """Decorator registering ``fn(forward_pass)`` as the term ``name``.
 
     Args:
@@ -51,6 +60,9 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
             critic's loss plus this term (`MIBModel.critic_objective`).
         needs_gaussian_posterior: whether ``fn`` reads q(z | x) as one diagonal Gaussian
             (``fp.posterior()``); config validation refuses it with a mixture (`mibzoo.aggregation`).
+        options: ``{option: (allowed values...)}``: choices a config makes for this term with
+            ``term_options: {name: {option: value}}``, validated by `mibzoo.spec`; the first
+            allowed value is the default.
     """
     if kind not in ("cost", "regularizer"):
         raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
@@ -61,7 +73,8 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
         if name in TERMS:
             raise ValueError(f"register_term: a term named {name!r} is already registered")
         TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
-                           needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior)
+                           needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior,
+                           {key: tuple(values) for key, values in (options or {}).items()})
         return fn
 
     return decorate

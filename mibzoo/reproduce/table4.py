@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from mibzoo.reproduce import Table
+from mibzoo.reproduce import Table, write_generated_block
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
@@ -55,8 +55,10 @@ class Budget:
             split interleaves environments 0 and 1, so a prefix holds both equally).
         baseline_steps: full-batch steps of the baselines (IRM's 501).
         baseline_hidden: MLP width of the baselines (IRM's 390).
-        epochs: epochs of every zoo entry.
-        batch_size: their minibatch size.
+        epochs: ``{zoo entry: epochs}`` (the semi-supervised row trains ``ood_cmnist``).
+        batch_size: ``{zoo entry: minibatch size}``. ``ood_cmnist_irm`` trains with large batches
+            (5,000 images, ~2,500 per environment), as IRM's penalty needs accurate
+            per-environment risks (docs/results_ood.md, findings).
         learning_rate: their Adam learning rate.
         critic_learning_rate: Adam learning rate of the critics of the entries' terms.
         train_limit: training examples of the zoo entries (None: all).
@@ -70,8 +72,8 @@ class Budget:
     baseline_train_limit: int = None
     baseline_steps: int = 501
     baseline_hidden: int = 390
-    epochs: int = 5
-    batch_size: int = 250
+    epochs: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 5, "ood_cmnist_irm": 30})
+    batch_size: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 250, "ood_cmnist_irm": 5000})
     learning_rate: float = 1e-3
     critic_learning_rate: float = 1e-3
     train_limit: int = None
@@ -82,7 +84,8 @@ class Budget:
 
 
 FULL = Budget()
-QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16, epochs=1, batch_size=50,
+QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16,
+               epochs={"ood_cmnist": 1, "ood_cmnist_irm": 1}, batch_size={"ood_cmnist": 50, "ood_cmnist_irm": 50},
                train_limit=100, test_limit=100, predict_samples=2, run_eagerly=True)
 
 
@@ -133,7 +136,8 @@ def run_entry(entry, hidden_fraction=None):
         if fraction:
             train, present = hide_labels(train, "label", fraction, seed)
         modalities = mibzoo.data.info("colored_mnist").modalities
-        model = train_zoo_model(entry, modalities, train, budget.epochs, budget.batch_size, seed, budget.learning_rate,
+        model = train_zoo_model(entry, modalities, train, budget.epochs[entry], budget.batch_size[entry], seed,
+                                budget.learning_rate,
                                 run_eagerly=budget.run_eagerly, present=present,
                                 compile_options={"critic_optimizer": keras.optimizers.Adam(budget.critic_learning_rate)})
         env_acc = label_accuracies(model, original, budget.predict_samples, seed)
@@ -265,17 +269,7 @@ def render(record, suffix=""):
 
 def write_markdown(path, generated, title):
     """Writes the generated block into ``path``, keeping any text outside the markers."""
-    from mibzoo.files import atomic_path
-
-    path = pathlib.Path(path)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    if MARKER_BEGIN in text and MARKER_END in text:
-        head, rest = text.split(MARKER_BEGIN, 1)
-        text = head + generated.rstrip("\n") + rest.split(MARKER_END, 1)[1]
-    else:
-        text = f"# {title}\n\n" + generated
-    with atomic_path(path, suffix=".md") as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_generated_block(path, generated, title, MARKER_BEGIN, MARKER_END)
 
 
 def plot(records, path):
@@ -289,14 +283,89 @@ def plot(records, path):
     plots.train_test_accuracy(ours, published, path)
 
 
+# The budget fields each kind of row depends on: a change of the zoo entries' training keeps the
+# baselines' records (20+ min each) and the other way round.
+SHARED_FIELDS = ("test_limit", "run_eagerly")
+BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden") + SHARED_FIELDS
+ENTRY_FIELDS = ("epochs", "batch_size", "learning_rate", "critic_learning_rate", "train_limit", "predict_samples",
+                "hidden_fraction") + SHARED_FIELDS
+BASELINE_METHODS = ("ERM", "IRM", "oracle")
+
+
+# The zoo entry each entry row trains (the semi-supervised row: ``ood_cmnist`` with hidden labels).
+ENTRY_OF = {"ood_cmnist": "ood_cmnist", "ood_cmnist_semi": "ood_cmnist", "ood_cmnist_irm": "ood_cmnist_irm"}
+
+
+def budget_fields(method):
+    """The `Budget` fields a row of ``method`` depends on."""
+    return BASELINE_FIELDS if method in BASELINE_METHODS else ENTRY_FIELDS
+
+
+def _budget_value(budget, field, method):
+    """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
+    single number in records written before they were)."""
+    value = budget[field]
+    return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
+
+
+def _command_methods(command):
+    """The methods a recorded command ran (all of them without ``--methods``)."""
+    words = command.split()
+    if "--methods" not in words:
+        return set(METHODS)
+    chosen = []
+    for word in words[words.index("--methods") + 1:]:
+        if word.startswith("--"):
+            break
+        chosen.append(word)
+    return set(chosen)
+
+
+def _command_seeds(command):
+    """The seeds a recorded command ran (the table's default seeds without ``--seeds``)."""
+    words = command.split()
+    if "--seeds" not in words:
+        return set(TABLE.default_seeds)
+    chosen = []
+    for word in words[words.index("--seeds") + 1:]:
+        if word.startswith("--"):
+            break
+        chosen.append(int(word))
+    return set(chosen)
+
+
+def drop_superseded(record, methods, seeds):
+    """``record`` without the commands (and their wall times) whose every run is redone by a
+    command running ``methods`` with ``seeds``."""
+    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
+             if not (_command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
+    return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
+
+
+def keep_same_budget(record, budget):
+    """The records of ``record`` measured with the fields of ``budget`` their method depends on
+    (`budget_fields`); commands (and their wall times) that ran only dropped methods go too.
+    None when nothing is kept."""
+    old, new = record.get("budget") or {}, dataclasses.asdict(budget)
+    kept = [r for r in record.get("runs", [])
+            if all(field in old and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
+                   for field in budget_fields(r["method"]))]
+    if not kept:
+        return None
+    methods = {r["method"] for r in kept}
+    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
+             if _command_methods(c) & methods]
+    return {**record, "runs": kept, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs],
+            "budget": new}
+
+
 def _load_existing(path, budget):
-    """Run records of ``path`` measured with the same budget (others are dropped)."""
+    """Run records of ``path`` whose method's budget fields are those of ``budget`` (`keep_same_budget`)."""
     from mibzoo.run_records import read_json
 
     if not path.exists():
         return None
-    record = read_json(path)
-    return record if record.get("budget") == dataclasses.asdict(budget) else None
+    return keep_same_budget(read_json(path), budget)
 
 
 def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False):
@@ -326,6 +395,8 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
     previous = None if fresh else _load_existing(json_path, budget)
+    if previous is not None and not report_only:
+        previous = drop_superseded(previous, methods, seeds)
     if report_only:
         if previous is None or not previous.get("runs"):
             raise FileNotFoundError(f"table4: no records of this budget in {json_path} to report")

@@ -1,0 +1,82 @@
+"""One seed of a Colored-MNIST zoo entry with a given budget and overrides, with its trajectory
+(issue 12 follow-up: how ``ood_cmnist`` and ``ood_cmnist_irm`` behave with larger batches, other
+weights and other estimators).
+
+    PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
+
+Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
+``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
+Adam 1e-3, critics Adam ``--critic-lr``), the JSON overrides replacing the entry's hyperparameters
+or model fields. About eight times per run it prints the accuracy of argmax p(y | x) (2 draws of
+z) on every 25th training image and the first 2,000 test images, with the epoch means of the OOD
+terms (weighted); at the end the accuracies of `mibzoo.reproduce.table4.label_accuracies` on all
+images (8 draws), the numbers the table reports.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("entry")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("batch", type=int)
+    parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
+    parser.add_argument("--hide", type=float, default=0.0, help="share of training labels hidden")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--critic-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import keras
+
+    import mibzoo.data
+    from mibzoo.experiment_data import hide_labels
+    from mibzoo.reproduce.table3 import train_zoo_model
+    from mibzoo.reproduce.table4 import label_accuracies
+
+    train = original = mibzoo.data.load_arrays("colored_mnist", "train")
+    test = mibzoo.data.load_arrays("colored_mnist", "test")
+    present = None
+    if args.hide:
+        train, present = hide_labels(train, "label", args.hide, args.seed)
+    test_part = {k: v[:2000] for k, v in test.items()}
+    train_part = {k: v[::25] for k, v in original.items()}
+    shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm")
+
+    class Trajectory(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if (epoch + 1) % max(1, args.epochs // 8):
+                return
+            tr = label_accuracies(self.model, train_part, 2, args.seed)
+            te = label_accuracies(self.model, test_part, 2, args.seed)
+            terms = " ".join(f"{k}={float(v):.4g}" for k, v in (logs or {}).items() if k in shown)
+            print(f"  epoch {epoch + 1} network updates {int(self.model.optimizer.iterations)}: train "
+                  f"{100 * np.mean([tr[0], tr[1]]):.1f} test {100 * np.mean(list(te.values())):.1f} {terms}", flush=True)
+
+    fit = keras.Model.fit
+
+    def fit_with_trajectory(self, *a, **kw):
+        return fit(self, *a, **{**kw, "callbacks": [Trajectory()]})
+
+    keras.Model.fit = fit_with_trajectory  # train_zoo_model's own fit, plus the trajectory callback
+    started = time.perf_counter()
+    try:
+        model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, args.epochs, args.batch,
+                                args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
+                                compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)})
+    finally:
+        keras.Model.fit = fit
+    seconds = time.perf_counter() - started
+    env = label_accuracies(model, original, 8, args.seed)
+    te = label_accuracies(model, test, 8, args.seed)
+    print(f"{args.entry} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} {args.overrides}: "
+          f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
+          f"({seconds:.0f} s training)")
+
+
+if __name__ == "__main__":
+    main()
