@@ -139,7 +139,7 @@ def epoch_profile(entry, steps, epochs, finite=False):
     timer = StepTimes()
     if finite:  # a new iterator per epoch, as `mibzoo train` did before it repeated its dataset
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
-    else:  # what `mibzoo train` does (mibzoo.experiment._repeated_training_dataset)
+    else:  # what `mibzoo train` does (mibzoo.experiment_data.repeated_training_dataset)
         model.fit(ds.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])
     times = np.asarray(timer.times)
     starts = timer.epoch_starts + [(len(times), None)]

@@ -19,6 +19,7 @@ test = data.arrays("test", limit=2000)
 """
 import dataclasses
 import json
+import math
 import os
 
 import numpy as np
@@ -239,3 +240,33 @@ def hide_labels(arrays, modality, fraction, seed):
     out[modality] = values.copy()
     out[modality][hidden] = 0
     return out, {modality: present}
+
+
+def repeated_training_dataset(data, settings):
+    """The training split repeated, with the number of batches in one pass over it as
+    ``steps_per_epoch``: Keras then keeps one iterator for the whole run instead of creating one per
+    epoch, which stalled the first step of every epoch (measured: 0.7 s against 35 ms steady steps
+    on 60 steps of MNIST-Label, none with the repeated dataset). Each pass is still reshuffled, and
+    epochs stay aligned with passes (the last batch of a pass may be partial). Datasets that do not
+    declare their size keep one finite pass per epoch."""
+    batch_size, limit = settings["batch_size"], settings["limit"]
+    dataset = data.train_dataset(batch_size, settings["seed"], limit, settings["hidden_labels"])
+    n = data.num_examples("train", limit)
+    if not n:
+        return dataset, None
+    return dataset.repeat(), math.ceil(n / batch_size)
+
+
+def fit_run_latent_sampler(model, data, settings):
+    """Fits the model's latent sampler on the run's training split; its record, or None (``"prior"``)."""
+    from mibzoo.latent_samplers import fit_latent_sampler
+
+    if not model.latent_sampler.needs_inference:
+        return None
+    arrays, present = data.arrays("train", settings["limit"]), None
+    if settings["hidden_labels"]:
+        present = {}
+        for modality, fraction in settings["hidden_labels"].items():
+            arrays, mask = hide_labels(arrays, modality, fraction, settings["seed"])
+            present.update(mask)
+    return fit_latent_sampler(model, arrays, seed=settings["seed"], present=present)
