@@ -19,11 +19,12 @@ line with the same fields as ``throughput.epoch_profile``.
 """
 import argparse
 import json
-import resource
 import time
 
 import numpy as np
 import torch
+
+from step_profile import epoch_figures  # benchmarks/, the script's folder
 
 BATCH = 128
 LATENT = 20
@@ -72,18 +73,7 @@ def profile(name, steps, epochs):
             optimizer.step()
             output.loss.item()
             times.append(time.perf_counter())
-    times = np.asarray(times)
-    starts = epoch_starts + [(len(times), None)]
-    steady, firsts, epoch_seconds = [], [], []
-    for (first, began), (end, _) in zip(starts[1:-1], starts[2:]):
-        firsts.append(times[first] - began)
-        steady.extend(np.diff(times[first:end]))
-        epoch_seconds.append(times[end - 1] - began)
-    median = float(np.median(steady))
-    return {"entry": f"MultiVae {name}", "examples_per_second": float(BATCH * len(steady) / np.sum(steady)),
-            "epoch_seconds": float(np.median(epoch_seconds)), "first_step_ratio": float(max(firsts) / median),
-            "first_step_seconds": float(max(firsts)), "steady_step_seconds": median,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"entry": f"MultiVae {name}", **epoch_figures(times, epoch_starts, BATCH),
             "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
 import mibzoo  # noqa: E402
+from step_profile import epoch_figures  # noqa: E402  (benchmarks/, the script's folder)
 from mibzoo.networks import DEFAULT_FILTERS, DEFAULT_HIDDEN  # noqa: E402
 
 BATCH = 128
@@ -141,18 +141,7 @@ def epoch_profile(entry, steps, epochs, finite=False):
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
     else:  # what `mibzoo train` does (mibzoo.experiment_data.repeated_training_dataset)
         model.fit(ds.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])
-    times = np.asarray(timer.times)
-    starts = timer.epoch_starts + [(len(times), None)]
-    steady, firsts, epoch_seconds = [], [], []
-    for (first, began), (end, _) in zip(starts[1:-1], starts[2:]):
-        firsts.append(times[first] - began)
-        steady.extend(np.diff(times[first:end]))
-        epoch_seconds.append(times[end - 1] - began)
-    median = float(np.median(steady))
-    return {"entry": entry, "examples_per_second": float(BATCH * len(steady) / np.sum(steady)),
-            "epoch_seconds": float(np.median(epoch_seconds)), "first_step_ratio": float(max(firsts) / median),
-            "first_step_seconds": float(max(firsts)), "steady_step_seconds": median,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    return {"entry": entry, **epoch_figures(timer.times, timer.epoch_starts, BATCH),
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
