@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from mibzoo.reproduce import table4
+from mibzoo.reproduce import table4, table4_records
 
 
 @pytest.fixture(scope="module")
@@ -122,19 +122,19 @@ def test_a_change_of_one_entrys_budget_keeps_the_other_rows_records():
                            "mibzoo reproduce table4 --methods ood_cmnist_irm --out x"],
               "wall_seconds": [1.0, 2.0, 3.0]}
     new = dataclasses.replace(old, epochs={**old.epochs, "ood_cmnist_irm": old.epochs["ood_cmnist_irm"] + 1})
-    kept = table4.keep_same_budget(record, new)
+    kept = table4_records.keep_same_budget(record, new)
     assert [r["method"] for r in kept["runs"]] == ["IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
     assert kept["commands"] == record["commands"][:2] and kept["wall_seconds"] == [1.0, 2.0]
     assert kept["budget"] == dataclasses.asdict(new)
-    assert table4.keep_same_budget(record, old)["runs"] == runs  # the same budget keeps everything
+    assert table4_records.keep_same_budget(record, old)["runs"] == runs  # the same budget keeps everything
     # a baseline field changed: only the entries' records stay; a shared field: nothing is kept
-    assert [r["method"] for r in table4.keep_same_budget(record, dataclasses.replace(old, baseline_steps=3))["runs"]] == [
+    assert [r["method"] for r in table4_records.keep_same_budget(record, dataclasses.replace(old, baseline_steps=3))["runs"]] == [
         "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"]
-    assert table4.keep_same_budget(record, dataclasses.replace(old, test_limit=10)) is None
+    assert table4_records.keep_same_budget(record, dataclasses.replace(old, test_limit=10)) is None
     # records written when every entry had one number of epochs and one batch size
     legacy = {**record, "budget": {**dataclasses.asdict(old), "epochs": old.epochs["ood_cmnist"],
                                    "batch_size": old.batch_size["ood_cmnist"]}}
-    assert [r["method"] for r in table4.keep_same_budget(legacy, old)["runs"]] == [
+    assert [r["method"] for r in table4_records.keep_same_budget(legacy, old)["runs"]] == [
         "IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
 
 
@@ -142,8 +142,8 @@ def test_a_command_whose_runs_are_all_redone_leaves_the_report():
     record = {"commands": ["mibzoo reproduce table4 --methods ood_cmnist ood_cmnist_irm",
                            "mibzoo reproduce table4 --seeds 0 --methods IRM", "mibzoo reproduce table4"],
               "wall_seconds": [1.0, 2.0, 3.0], "runs": []}
-    kept = table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"], [0, 1, 2, 3, 4])
+    kept = table4_records.drop_superseded(record, ["ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm"], [0, 1, 2, 3, 4])
     assert kept["commands"] == record["commands"][1:] and kept["wall_seconds"] == [2.0, 3.0]
     # fewer seeds than the earlier command ran: it still holds runs of its own
-    assert table4.drop_superseded(record, ["ood_cmnist", "ood_cmnist_irm"], [0])["commands"] == record["commands"]
-    assert table4.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]
+    assert table4_records.drop_superseded(record, ["ood_cmnist", "ood_cmnist_irm"], [0])["commands"] == record["commands"]
+    assert table4_records.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]

@@ -30,6 +30,8 @@ import time
 import numpy as np
 
 from mibzoo.reproduce import Table, write_generated_block
+# Which earlier records a run keeps (budgets per kind of row, superseded commands).
+from mibzoo.reproduce.table4_records import DEFAULT_SEEDS, METHODS, drop_superseded, load_existing
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
@@ -160,9 +162,6 @@ def _methods():
     }
 
 
-METHODS = ("ERM", "IRM", "oracle", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")
-
-
 # ----- the run ----------------------------------------------------------------------------------
 
 def _log(message):
@@ -283,91 +282,6 @@ def plot(records, path):
     plots.train_test_accuracy(ours, published, path)
 
 
-# The budget fields each kind of row depends on: a change of the zoo entries' training keeps the
-# baselines' records (20+ min each) and the other way round.
-SHARED_FIELDS = ("test_limit", "run_eagerly")
-BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden") + SHARED_FIELDS
-ENTRY_FIELDS = ("epochs", "batch_size", "learning_rate", "critic_learning_rate", "train_limit", "predict_samples",
-                "hidden_fraction") + SHARED_FIELDS
-BASELINE_METHODS = ("ERM", "IRM", "oracle")
-
-
-# The zoo entry each entry row trains (the semi-supervised row: ``ood_cmnist`` with hidden labels).
-ENTRY_OF = {"ood_cmnist": "ood_cmnist", "ood_cmnist_semi": "ood_cmnist", "ood_cmnist_irm": "ood_cmnist_irm"}
-
-
-def budget_fields(method):
-    """The `Budget` fields a row of ``method`` depends on."""
-    return BASELINE_FIELDS if method in BASELINE_METHODS else ENTRY_FIELDS
-
-
-def _budget_value(budget, field, method):
-    """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
-    single number in records written before they were)."""
-    value = budget[field]
-    return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
-
-
-def _command_methods(command):
-    """The methods a recorded command ran (all of them without ``--methods``)."""
-    words = command.split()
-    if "--methods" not in words:
-        return set(METHODS)
-    chosen = []
-    for word in words[words.index("--methods") + 1:]:
-        if word.startswith("--"):
-            break
-        chosen.append(word)
-    return set(chosen)
-
-
-def _command_seeds(command):
-    """The seeds a recorded command ran (the table's default seeds without ``--seeds``)."""
-    words = command.split()
-    if "--seeds" not in words:
-        return set(TABLE.default_seeds)
-    chosen = []
-    for word in words[words.index("--seeds") + 1:]:
-        if word.startswith("--"):
-            break
-        chosen.append(int(word))
-    return set(chosen)
-
-
-def drop_superseded(record, methods, seeds):
-    """``record`` without the commands (and their wall times) whose every run is redone by a
-    command running ``methods`` with ``seeds``."""
-    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if not (_command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
-    return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
-
-
-def keep_same_budget(record, budget):
-    """The records of ``record`` measured with the fields of ``budget`` their method depends on
-    (`budget_fields`); commands (and their wall times) that ran only dropped methods go too.
-    None when nothing is kept."""
-    old, new = record.get("budget") or {}, dataclasses.asdict(budget)
-    kept = [r for r in record.get("runs", [])
-            if all(field in old and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
-                   for field in budget_fields(r["method"]))]
-    if not kept:
-        return None
-    methods = {r["method"] for r in kept}
-    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if _command_methods(c) & methods]
-    return {**record, "runs": kept, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs],
-            "budget": new}
-
-
-def _load_existing(path, budget):
-    """Run records of ``path`` whose method's budget fields are those of ``budget`` (`keep_same_budget`)."""
-    from mibzoo.run_records import read_json
-
-    if not path.exists():
-        return None
-    return keep_same_budget(read_json(path), budget)
-
-
 def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False):
     """`mibzoo reproduce table4`: runs the chosen rows and writes the report, its JSON and its figure.
 
@@ -394,7 +308,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     suffix = "_quick" if quick else ""
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
-    previous = None if fresh else _load_existing(json_path, budget)
+    previous = None if fresh else load_existing(json_path, budget)
     if previous is not None and not report_only:
         previous = drop_superseded(previous, methods, seeds)
     if report_only:
@@ -439,4 +353,4 @@ def _add_arguments(parser):
 
 
 TABLE = Table(name="table4", title="Out-of-distribution generalization on Colored-MNIST (Sec. 6, Table 4)",
-              run=run, add_arguments=_add_arguments)
+              run=run, add_arguments=_add_arguments, default_seeds=DEFAULT_SEEDS)

@@ -1,0 +1,97 @@
+"""Which records of an earlier `mibzoo reproduce table4` a new run keeps.
+
+The baselines cost 20+ minutes per run on a CPU and the zoo entries about a minute, so a change of
+the entries' budget must not throw the baselines' records away (and the other way round): each
+kind of row depends on its own fields of `mibzoo.reproduce.table4.Budget` (`budget_fields`), and a
+recorded command whose every run is redone leaves the report's command list (`drop_superseded`).
+"""
+import dataclasses
+
+# The rows of the table, in the report's order.
+METHODS = ("ERM", "IRM", "oracle", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")
+# At least five seeds per row (issue 12; the paper reports mean ± std).
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+
+# The budget fields each kind of row depends on: a change of the zoo entries' training keeps the
+# baselines' records (20+ min each) and the other way round.
+SHARED_FIELDS = ("test_limit", "run_eagerly")
+BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden") + SHARED_FIELDS
+ENTRY_FIELDS = ("epochs", "batch_size", "learning_rate", "critic_learning_rate", "train_limit", "predict_samples",
+                "hidden_fraction") + SHARED_FIELDS
+BASELINE_METHODS = ("ERM", "IRM", "oracle")
+
+
+# The zoo entry each entry row trains (the semi-supervised row: ``ood_cmnist`` with hidden labels).
+ENTRY_OF = {"ood_cmnist": "ood_cmnist", "ood_cmnist_semi": "ood_cmnist", "ood_cmnist_irm": "ood_cmnist_irm"}
+
+
+def budget_fields(method):
+    """The `Budget` fields a row of ``method`` depends on."""
+    return BASELINE_FIELDS if method in BASELINE_METHODS else ENTRY_FIELDS
+
+
+def _budget_value(budget, field, method):
+    """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
+    single number in records written before they were)."""
+    value = budget[field]
+    return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
+
+
+def _command_methods(command):
+    """The methods a recorded command ran (all of them without ``--methods``)."""
+    words = command.split()
+    if "--methods" not in words:
+        return set(METHODS)
+    chosen = []
+    for word in words[words.index("--methods") + 1:]:
+        if word.startswith("--"):
+            break
+        chosen.append(word)
+    return set(chosen)
+
+
+def _command_seeds(command):
+    """The seeds a recorded command ran (the table's default seeds without ``--seeds``)."""
+    words = command.split()
+    if "--seeds" not in words:
+        return set(DEFAULT_SEEDS)
+    chosen = []
+    for word in words[words.index("--seeds") + 1:]:
+        if word.startswith("--"):
+            break
+        chosen.append(int(word))
+    return set(chosen)
+
+
+def drop_superseded(record, methods, seeds):
+    """``record`` without the commands (and their wall times) whose every run is redone by a
+    command running ``methods`` with ``seeds``."""
+    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
+             if not (_command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
+    return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
+
+
+def keep_same_budget(record, budget):
+    """The records of ``record`` measured with the fields of ``budget`` their method depends on
+    (`budget_fields`); commands (and their wall times) that ran only dropped methods go too.
+    None when nothing is kept."""
+    old, new = record.get("budget") or {}, dataclasses.asdict(budget)
+    kept = [r for r in record.get("runs", [])
+            if all(field in old and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
+                   for field in budget_fields(r["method"]))]
+    if not kept:
+        return None
+    methods = {r["method"] for r in kept}
+    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
+             if _command_methods(c) & methods]
+    return {**record, "runs": kept, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs],
+            "budget": new}
+
+
+def load_existing(path, budget):
+    """Run records of ``path`` whose method's budget fields are those of ``budget`` (`keep_same_budget`)."""
+    from mibzoo.run_records import read_json
+
+    if not path.exists():
+        return None
+    return keep_same_budget(read_json(path), budget)
