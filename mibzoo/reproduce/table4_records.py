@@ -37,30 +37,27 @@ def _budget_value(budget, field, method):
     return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
 
 
-def _command_methods(command):
-    """The methods a recorded command ran (all of them without ``--methods``)."""
+def _command_values(command, flag, default, convert=str):
+    """The values a recorded command gave ``flag`` (``default`` when it did not give the flag)."""
     words = command.split()
-    if "--methods" not in words:
-        return set(METHODS)
+    if flag not in words:
+        return set(default)
     chosen = []
-    for word in words[words.index("--methods") + 1:]:
+    for word in words[words.index(flag) + 1:]:
         if word.startswith("--"):
             break
-        chosen.append(word)
+        chosen.append(convert(word))
     return set(chosen)
+
+
+def _command_methods(command):
+    """The methods a recorded command ran (all of them without ``--methods``)."""
+    return _command_values(command, "--methods", METHODS)
 
 
 def _command_seeds(command):
     """The seeds a recorded command ran (the table's default seeds without ``--seeds``)."""
-    words = command.split()
-    if "--seeds" not in words:
-        return set(DEFAULT_SEEDS)
-    chosen = []
-    for word in words[words.index("--seeds") + 1:]:
-        if word.startswith("--"):
-            break
-        chosen.append(int(word))
-    return set(chosen)
+    return _command_values(command, "--seeds", DEFAULT_SEEDS, int)
 
 
 def drop_superseded(record, methods, seeds):
