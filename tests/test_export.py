@@ -66,7 +66,7 @@ def test_every_signature_runs_in_the_session_loader(exported):
 
 @pytest.mark.slow  # four training runs, exports and session-loader runs: about 2 minutes
 @pytest.mark.parametrize("entry", ["mmvae", "mopoe", "mvtcae", "dmvae"])
-def test_literature_entries_export_every_signature_and_serve_seeded_samples_as_python(entry, tmp_path):
+def test_literature_entries_export_every_signature_and_serve_reconstructions_as_python(entry, tmp_path):
     """The entries added as config files (issue 14) go through the same export path: every signature
     runs in the session loader, the base is a valid servable, and the served reconstructions (posterior
     means, no noise) equal the Python model's."""
