@@ -103,10 +103,7 @@ class ExperimentData:
 
         arrays = self.arrays("train", limit)
         if hidden_labels:
-            present = {}
-            for modality, fraction in hidden_labels.items():
-                arrays, mask = hide_labels(arrays, modality, fraction, seed)
-                present.update(mask)
+            arrays, present = hide_all_labels(arrays, hidden_labels, seed)
             arrays = {k: v for k, v in arrays.items() if k in self.modalities}
             arrays["present"] = present
         n = len(next(value for key, value in arrays.items() if key != "present"))
@@ -242,6 +239,16 @@ def hide_labels(arrays, modality, fraction, seed):
     return out, {modality: present}
 
 
+def hide_all_labels(arrays, hidden_labels, seed):
+    """`hide_labels` for every ``{modality: fraction}`` of ``hidden_labels``: ``(arrays, present)``
+    with the ``present`` masks of those modalities (what training and the latent sampler's fit see)."""
+    present = {}
+    for modality, fraction in hidden_labels.items():
+        arrays, mask = hide_labels(arrays, modality, fraction, seed)
+        present.update(mask)
+    return arrays, present
+
+
 def repeated_training_dataset(data, settings):
     """The training split repeated, with the number of batches in one pass over it as
     ``steps_per_epoch``: Keras then keeps one iterator for the whole run instead of creating one per
@@ -265,8 +272,5 @@ def fit_run_latent_sampler(model, data, settings):
         return None
     arrays, present = data.arrays("train", settings["limit"]), None
     if settings["hidden_labels"]:
-        present = {}
-        for modality, fraction in settings["hidden_labels"].items():
-            arrays, mask = hide_labels(arrays, modality, fraction, settings["seed"])
-            present.update(mask)
+        arrays, present = hide_all_labels(arrays, settings["hidden_labels"], settings["seed"])
     return fit_latent_sampler(model, arrays, seed=settings["seed"], present=present)
