@@ -148,3 +148,40 @@ def test_train_then_evaluate_commands_report_acc_and_deo(fairness_data_dir, tmp_
     assert "fairness/acc" in printed and "fairness/deo" in printed and "fairness/dp" in printed
     saved = json.loads((run / "metrics.json").read_text())["metrics"]
     assert 0.0 <= saved["fairness/deo"] <= 1.0
+
+
+# ----- what MINE's statistics network reads (term_options.mi_zu_mine.inputs) ----------------------
+def _np_mine_statistic(critic, z, u):
+    """T(z, u) of `MINEStatistics` in NumPy: ELU hidden layers on [z, u], then a linear output."""
+    h = np.concatenate([z, u], axis=1)
+    for layer in critic.head.hidden_layers:
+        a = h @ np.asarray(layer.kernel, "float64") + np.asarray(layer.bias, "float64")
+        h = np.where(a > 0, a, np.expm1(np.minimum(a, 0)))
+    return (h @ np.asarray(critic.head.out.kernel, "float64") + np.asarray(critic.head.out.bias, "float64"))[:, 0]
+
+
+@pytest.mark.parametrize("inputs", ["samples", "unit_scaled", "means"])
+def test_mi_zu_mine_reads_the_inputs_its_option_names(inputs, monkeypatch):
+    """The term is β2 times the Donsker-Varadhan bound E[T(z, u)] − log E[exp T(z, u')] on the pairs
+    the option names (u' = u paired with other rows), and the critic's loss is its negative."""
+    from mibzoo.objectives import fairness as fairness_terms
+
+    monkeypatch.setattr(fairness_terms, "_shuffled", lambda fp, u: u[::-1])  # a known pairing
+    options = {} if inputs == "samples" else {"term_options": {"mi_zu_mine": {"inputs": inputs}}}
+    model = mibzoo.load("fair_mine", **TINY, **options)
+    fp = forward_pass(model, tabular_arrays(16))
+    terms, _ = model.compute_terms(fp)
+    z, u = np.asarray(fp.z(), "float64"), np.asarray(fp.u("x"), "float64")
+    u_mean = np.asarray(fp.encoder_outputs()["x"][2], "float64")
+    z, u = {"samples": (z, u), "unit_scaled": (_unit(z), _unit(u)), "means": (_unit(z), _unit(u_mean))}[inputs]
+    critic = model.critics["mi_zu_mine"]
+    joint, marginal = _np_mine_statistic(critic, z, u), _np_mine_statistic(critic, z, u[::-1])
+    bound = joint.mean() - (special.logsumexp(marginal) - np.log(len(marginal)))
+    beta2 = model.model_config["hyperparameters"]["beta2"]
+    np.testing.assert_allclose(float(terms["mi_zu_mine"]), beta2 * bound, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(model.critic_objective(fp, "mi_zu_mine")), -bound, rtol=1e-4, atol=1e-6)
+
+
+def test_mi_zu_mine_refuses_an_unknown_inputs_option():
+    with pytest.raises(ConfigError, match=r"term_options.mi_zu_mine.inputs"):
+        mibzoo.load("fair_mine", **TINY, term_options={"mi_zu_mine": {"inputs": "mean"}})

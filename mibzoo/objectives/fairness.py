@@ -8,7 +8,7 @@ from mibzoo.estimators import mine
 from mibzoo.estimators.mmd import hsic
 from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.critics import MovingAverageMINE
-from mibzoo.objectives.registry import built, register_term
+from mibzoo.objectives.registry import TERMS, built, register_term
 
 
 def _private_names(fp):
@@ -71,9 +71,42 @@ def _mine_critic(model):
     return built(MovingAverageMINE(name="critic_mi_zu_mine"), [(None, model.shared_size), (None, model.private_size)])
 
 
+def _private_means(fp):
+    """The means of q(u_i | x_i) of the batch's modalities with a private latent, side by side: the
+    representation the fairness protocol scores (`mibzoo.metrics.fairness.representation`)."""
+    outputs = fp.encoder_outputs()
+    return ops.concatenate([outputs[name][2] for name in _private_names(fp)], axis=-1)
+
+
+def _mine_unit_scaled(fp):
+    z, u = _shared_private(fp)
+    return _unit_scale(z), _unit_scale(u)
+
+
+def _mine_means(fp):
+    z, _ = _shared_private(fp)
+    return _unit_scale(z), _unit_scale(_private_means(fp))
+
+
+# What the statistics network of ``mi_zu_mine`` reads (``term_options: {"mi_zu_mine": {"inputs": ...}}``):
+# - "samples": (z, u) as drawn (Eq. 17's I_q(z; u) itself);
+# - "unit_scaled": each block divided by its batch standard deviation (no gradient; MI does not
+#   change), as `shared_private_mmd` does, so that the encoders cannot move the bound by growing u;
+# - "means": z and the mean μ_u(x) of q(u | x), each unit-scaled. u is drawn from q(u | x) with
+#   noise independent of z given x, so I(z; u) ≤ I(z; μ_u(x), σ_u(x)) (data processing): the
+#   penalty bounds Eq. 17's term through the representation itself, and adding noise to u, which
+#   lowers the samples' MI without touching μ_u, is no escape (docs/results_fairness.md, finding 6).
+MINE_INPUTS = {"samples": _shared_private, "unit_scaled": _mine_unit_scaled, "means": _mine_means}
+
+
+def _mine_inputs(fp):
+    """``(z, u)`` as the statistics network of ``mi_zu_mine`` reads them (its ``inputs`` option)."""
+    return MINE_INPUTS[TERMS["mi_zu_mine"].option(fp.model.model_config, "inputs")](fp)
+
+
 def _mine_critic_loss(fp):
     critic = fp.critic("mi_zu_mine")
-    z, u = (ops.stop_gradient(t) for t in _shared_private(fp))
+    z, u = (ops.stop_gradient(t) for t in _mine_inputs(fp))
     loss, average = mine.mine_loss(critic([z, u]), critic([z, _shuffled(fp, u)]), critic.moving_average,
                                    decay=critic.decay)
     if fp.training:  # evaluation must not move the statistic
@@ -81,11 +114,15 @@ def _mine_critic_loss(fp):
     return loss
 
 
-@register_term("mi_zu_mine", "regularizer", critic=_mine_critic, critic_loss=_mine_critic_loss)
+@register_term("mi_zu_mine", "regularizer", critic=_mine_critic, critic_loss=_mine_critic_loss,
+               options={"inputs": tuple(MINE_INPUTS)})
 def shared_private_mine(fp):
     """I_q(z; u) estimated by MINE's lower bound E_q(z,u)[T] − log E_q(z)q(u)[e^T] (Belghazi et al.
     2018; OURS-MINE in Table 3): the statistics network T maximizes it in phase
-    ``critic:mi_zu_mine``, the encoders minimize it."""
-    z, u = _shared_private(fp)
+    ``critic:mi_zu_mine``, the encoders minimize it. ``term_options`` ``{"inputs": ...}`` choose
+    what T reads (`MINE_INPUTS`): the samples (default), the unit-scaled samples or the unit-scaled
+    z and mean of q(u | x), the representation itself (with σ_u(x) it bounds I(z; u) from above,
+    by data processing)."""
+    z, u = _mine_inputs(fp)
     critic = fp.critic("mi_zu_mine")
     return mine.mine_lower_bound(critic([z, u]), critic([z, _shuffled(fp, u)]))

@@ -1,0 +1,115 @@
+"""One run of a fairness zoo entry (Table 3) with a given budget and overrides, and why its DEO is
+what it is (issue 11 follow-up: fair_mine's critic, the Adult DEO floor of fair_mmd / fair_tc).
+
+    PYTHONPATH=$PWD python benchmarks/fair_probe.py ENTRY EPOCHS ['{"beta2": 3000}'] [--dataset adult]
+        [--seed 0] [--batch 128] [--critic-lr 2e-4] [--critic-steps 1]
+
+Trains ENTRY on one split exactly as `mibzoo reproduce table3` does (`table3_runs.splits`,
+`train_zoo_model`, Adam 1e-3), the JSON overrides replacing the entry's hyperparameters or model
+fields; ``--critic-lr`` / ``--critic-steps`` set the entry's ``optimizers.critic`` (Adam, β1 = 0.5)
+and the steps of its ``critic:<term>`` phase per encoder step. Prints the table's scores of U_x
+(ACC, DEO, DP) with the signed TPR gap TPR(a=0) − TPR(a=1) (negative: men favoured), the accuracy
+of a linear probe reading ``a`` from U_x (test split; chance is the majority share), the same for
+z, the probe's signed TPR gap on the raw features for scale, the final epoch's training terms and
+the wall time.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+
+
+def _signed_gap(y, y_hat, a):
+    return float(np.mean(y_hat[(y == 1) & (a == 0)]) - np.mean(y_hat[(y == 1) & (a == 1)]))
+
+
+def _probe(train_features, train_labels, test_features, test_labels, seed):
+    from mibzoo.metrics.fairness import linear_classifier
+
+    classifier = linear_classifier(seed).fit(train_features, train_labels)
+    return classifier, float(np.mean(classifier.predict(test_features) == test_labels))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("entry")
+    parser.add_argument("epochs", type=int)
+    parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
+    parser.add_argument("--dataset", default="adult", choices=("adult", "german"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=None, help="default: the table's batch size")
+    parser.add_argument("--critic-lr", type=float, default=None, help="Adam rate of the critic phase")
+    parser.add_argument("--critic-beta1", type=float, default=None)
+    parser.add_argument("--critic-steps", type=int, default=None, help="critic steps per encoder step")
+    args = parser.parse_args()
+
+    import keras
+
+    import mibzoo
+    import mibzoo.data
+    from mibzoo.metrics import fairness
+    from mibzoo.reproduce.table3_runs import FULL, splits, train_zoo_model
+
+    overrides = json.loads(args.overrides)
+    model_cfg = mibzoo.describe(args.entry)["model"]
+    critics = [p["name"] for p in mibzoo.load(args.entry).phases if p["name"].startswith("critic:")]
+    if args.critic_lr is not None or args.critic_beta1 is not None:
+        critic = dict(model_cfg.get("optimizers", {}).get("critic", {"learning_rate": 2e-4, "beta_1": 0.5}))
+        critic.update({k: v for k, v in (("learning_rate", args.critic_lr), ("beta_1", args.critic_beta1))
+                       if v is not None})
+        overrides["optimizers"] = {**model_cfg.get("optimizers", {}), "critic": critic}
+    if args.critic_steps is not None:
+        overrides["phases"] = [{"name": c, "steps": args.critic_steps} for c in critics] + [{"name": "dist", "steps": 1}]
+
+    modalities = mibzoo.data.info(args.dataset).modalities
+    _, train, test = next(splits(args.dataset, [args.seed], FULL))
+    batch = args.batch or FULL.batch_size[args.dataset]
+    logs = {}
+
+    class Last(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, epoch_logs=None):
+            logs.update({k: float(v) for k, v in (epoch_logs or {}).items()})
+
+    fit = keras.Model.fit
+
+    def fit_with_callback(self, *a, **kw):
+        kw["callbacks"] = list(kw.get("callbacks") or []) + [Last()]
+        return fit(self, *a, **kw)
+
+    started = time.perf_counter()
+    keras.Model.fit = fit_with_callback
+    try:
+        model = train_zoo_model(args.entry, modalities, train, args.epochs, batch, args.seed, overrides=overrides)
+    finally:
+        keras.Model.fit = fit
+    seconds = time.perf_counter() - started
+
+    u_train = fairness.representation(model, train)
+    u_test = fairness.representation(model, test)
+    classifier, _ = _probe(u_train, train["target"], u_test, test["target"], args.seed)
+    y_hat = classifier.predict(u_test).astype("int64")
+    scores = fairness.fairness_scores(test["target"], y_hat, test["a"])
+    gap = _signed_gap(np.asarray(test["target"]), y_hat, np.asarray(test["a"]))
+    _, a_from_u = _probe(u_train, train["a"], u_test, test["a"], args.seed)
+    # The estimators see samples of q(u | x), not its mean: how much of a one draw keeps.
+    rng = np.random.default_rng(args.seed)
+    drawn = []
+    for part in (train, test):
+        private = model.encode({"x": part["x"]})["private"]["x"]
+        loc, logvar = np.asarray(private["loc"]), np.asarray(private["logvar"])
+        drawn.append(loc + np.exp(0.5 * logvar) * rng.standard_normal(loc.shape))
+    _, a_from_sample = _probe(drawn[0], train["a"], drawn[1], test["a"], args.seed)
+    z_train = model.encode({"x": train["x"], "a": train["a"]})["loc"]
+    z_test = model.encode({"x": test["x"], "a": test["a"]})["loc"]
+    _, a_from_z = _probe(np.asarray(z_train), train["a"], np.asarray(z_test), test["a"], args.seed)
+    chance = max(np.mean(test["a"]), 1 - np.mean(test["a"]))
+    terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+    print(f"{args.entry} {args.dataset} seed {args.seed} {args.epochs} ep batch {batch} {json.dumps(overrides)}\n"
+          f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}) DP {scores['dp']:.3f} | "
+          f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}) | {seconds:.0f} s\n"
+          f"  last epoch: {terms}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
