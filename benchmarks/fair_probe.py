@@ -9,9 +9,9 @@ Trains ENTRY on one split exactly as `mibzoo reproduce table3` does (`table3_run
 fields; ``--critic-lr`` / ``--critic-steps`` set the entry's ``optimizers.critic`` (Adam, β1 = 0.5)
 and the steps of its ``critic:<term>`` phase per encoder step. Prints the table's scores of U_x
 (ACC, DEO, DP) with the signed TPR gap TPR(a=0) − TPR(a=1) (negative: men favoured), the accuracy
-of a linear probe reading ``a`` from U_x (test split; chance is the majority share), the same for
-z, the probe's signed TPR gap on the raw features for scale, the final epoch's training terms and
-the wall time.
+of a linear probe reading ``a`` from U_x (test split; chance is the majority share), from one draw
+of q(u | x), among the positives (y = 1, where equal opportunity compares the groups) and from
+z, the final epoch's training terms (weighted) and the wall time.
 """
 import argparse
 import json
@@ -100,6 +100,12 @@ def main():
         loc, logvar = np.asarray(private["loc"]), np.asarray(private["logvar"])
         drawn.append(loc + np.exp(0.5 * logvar) * rng.standard_normal(loc.shape))
     _, a_from_sample = _probe(drawn[0], train["a"], drawn[1], test["a"], args.seed)
+    # Equal opportunity compares the groups among y = 1: how well U_x tells a apart there.
+    pos_train, pos_test = np.asarray(train["target"]) == 1, np.asarray(test["target"]) == 1
+    _, a_given_y = _probe(u_train[pos_train], np.asarray(train["a"])[pos_train], u_test[pos_test],
+                          np.asarray(test["a"])[pos_test], args.seed)
+    a_pos = np.asarray(test["a"])[pos_test]
+    chance_given_y = max(np.mean(a_pos), 1 - np.mean(a_pos))
     z_train = model.encode({"x": train["x"], "a": train["a"]})["loc"]
     z_test = model.encode({"x": test["x"], "a": test["a"]})["loc"]
     _, a_from_z = _probe(np.asarray(z_train), train["a"], np.asarray(z_test), test["a"], args.seed)
@@ -107,7 +113,8 @@ def main():
     terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
     print(f"{args.entry} {args.dataset} seed {args.seed} {args.epochs} ep batch {batch} {json.dumps(overrides)}\n"
           f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}) DP {scores['dp']:.3f} | "
-          f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}) | {seconds:.0f} s\n"
+          f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}); "
+          f"among y = 1 from U_x {a_given_y:.3f} (chance {chance_given_y:.3f}) | {seconds:.0f} s\n"
           f"  last epoch: {terms}", flush=True)
 
 
