@@ -167,8 +167,7 @@ def test_mi_zu_mine_reads_the_inputs_its_option_names(inputs, monkeypatch):
     from mibzoo.objectives import fairness as fairness_terms
 
     monkeypatch.setattr(fairness_terms, "_shuffled", lambda fp, u: u[::-1])  # a known pairing
-    options = {} if inputs == "samples" else {"term_options": {"mi_zu_mine": {"inputs": inputs}}}
-    model = mibzoo.load("fair_mine", **TINY, **options)
+    model = mibzoo.load("fair_mine", **TINY, term_options={"mi_zu_mine": {"inputs": inputs}})
     fp = forward_pass(model, tabular_arrays(16))
     terms, _ = model.compute_terms(fp)
     z, u = np.asarray(fp.z(), "float64"), np.asarray(fp.u("x"), "float64")
@@ -180,6 +179,13 @@ def test_mi_zu_mine_reads_the_inputs_its_option_names(inputs, monkeypatch):
     beta2 = model.model_config["hyperparameters"]["beta2"]
     np.testing.assert_allclose(float(terms["mi_zu_mine"]), beta2 * bound, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(float(model.critic_objective(fp, "mi_zu_mine")), -bound, rtol=1e-4, atol=1e-6)
+
+
+def test_mi_zu_mine_reads_samples_unless_told_and_fair_mine_reads_the_means():
+    from mibzoo.objectives import TERMS
+
+    assert TERMS["mi_zu_mine"].option({}, "inputs") == "samples"
+    assert mibzoo.load("fair_mine", **TINY).model_config["term_options"] == {"mi_zu_mine": {"inputs": "means"}}
 
 
 def test_mi_zu_mine_refuses_an_unknown_inputs_option():
