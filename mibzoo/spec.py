@@ -16,7 +16,7 @@ from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
-from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
+from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
@@ -26,6 +26,9 @@ MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "gener
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
+# Options written into the normalized config only when given, so that adding one leaves the configs
+# (and the config digests of `mibzoo.compare`) of every model that does not use it unchanged.
+STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON}
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code")
@@ -181,10 +184,13 @@ def parse_model(model, source):
         masks[key] = parse_mask(cfg[key], len(names), len(shared), source, key)
 
     learning = cfg.get("structure_learning") or {}
-    if not isinstance(learning, dict) or set(learning) - set(STRUCTURE_LEARNING_DEFAULTS):
-        raise ConfigError(source, "structure_learning", learning,
-                          f"a dict with keys from {sorted(STRUCTURE_LEARNING_DEFAULTS)}")
+    allowed = sorted(set(STRUCTURE_LEARNING_DEFAULTS) | set(STRUCTURE_LEARNING_OPTIONAL))
+    if not isinstance(learning, dict) or set(learning) - set(allowed):
+        raise ConfigError(source, "structure_learning", learning, f"a dict with keys from {allowed}")
     learning = {**STRUCTURE_LEARNING_DEFAULTS, **learning}
+    for key, choices in STRUCTURE_LEARNING_OPTIONAL.items():
+        if key in learning and learning[key] not in choices:
+            raise ConfigError(source, f"structure_learning.{key}", learning[key], f"one of {list(choices)}")
     for key in ("temperature", "min_temperature", "anneal_rate", "sparsity", "learning_rate"):
         value = learning[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -8,7 +8,13 @@ mask has Bernoulli logits ρ (Sec. 3.5): during training its entries are relaxed
 
 with a temperature τ annealed as τ_t = max(τ_min, τ_0 · exp(−rate · t)) over structure
 updates t; at inference the mask is its expectation sigmoid(ρ) or its hard value
-1[sigmoid(ρ) > 0.5]. L_sparsity (Eq. 15) is λ times the mean edge probability.
+1[sigmoid(ρ) > 0.5]. L_sparsity (Eq. 15) is λ times the mean edge probability (``sparsity_on:
+"probability"``) or λ times the mean logit ρ (``"logit"``). The paper leaves its form open; the
+probability's gradient λ·σ'(ρ)/n vanishes as an edge saturates, so an edge that the likelihood's noisy
+gradient has pushed to σ(ρ) ≈ 0.99 no longer feels it (the generation edge of an independent
+modality stayed at 0.985 on MNIST-Label-Unrelated), while the logit's gradient λ/n is constant and
+closes it (0.000 there, dependent edges 0.94–0.99; docs/mib_mm.md). Closed logits are unbounded below,
+which is harmless: σ(ρ) only approaches 0.
 
 The structure phase of Algorithm 1 always scores relaxed samples (they carry the gradient to ρ).
 The network phase (``dist``) trains either under relaxed samples too (``dist_masks="relaxed"``)
@@ -24,6 +30,7 @@ from mibzoo.errors import ConfigError
 
 MASK_AT_INFERENCE = ("expected", "hard")
 DIST_MASKS = ("relaxed", "expected")
+SPARSITY_ON = ("probability", "logit")
 
 
 def parse_mask(spec, num_modalities, num_blocks, source, field):
@@ -82,6 +89,8 @@ class StructureMasks(keras.layers.Layer):
         min_temperature: floor τ_min of the annealing schedule.
         anneal_rate: decay rate of τ per structure update.
         sparsity: weight λ of L_sparsity.
+        sparsity_on: what L_sparsity averages: ``"probability"`` (σ(ρ)) or ``"logit"`` (ρ; see the
+            module docstring).
         at_inference: ``"expected"`` (sigmoid ρ) or ``"hard"`` (thresholded) masks outside training.
         dist_masks: masks of the network (``dist``) phase: ``"relaxed"`` samples or the
             ``"expected"`` masks sigmoid(ρ); the structure phase always uses relaxed samples.
@@ -89,7 +98,7 @@ class StructureMasks(keras.layers.Layer):
 
     def __init__(self, inference, generation, learn_inference=False, learn_generation=False,
                  temperature=1.0, min_temperature=0.2, anneal_rate=1e-3, sparsity=0.0,
-                 at_inference="expected", dist_masks="relaxed", **kwargs):
+                 at_inference="expected", dist_masks="relaxed", sparsity_on="probability", **kwargs):
         super().__init__(**kwargs)
         self.inference_init = inference
         self.generation_init = generation
@@ -101,6 +110,7 @@ class StructureMasks(keras.layers.Layer):
         self.sparsity = float(sparsity)
         self.at_inference = at_inference
         self.dist_masks = dist_masks
+        self.sparsity_on = sparsity_on
         self.logits = {}
         for key, values, learned in (("inference", inference, learn_inference),
                                      ("generation", generation, learn_generation)):
@@ -158,10 +168,12 @@ class StructureMasks(keras.layers.Layer):
         return tuple(out)
 
     def sparsity_loss(self):
-        """L_sparsity (Eq. 15): λ times the mean edge probability of the learned masks."""
+        """L_sparsity (Eq. 15): λ times the mean edge probability (or mean logit, ``sparsity_on``) of
+        the learned masks, each mask's mean weighted equally."""
         if not self.logits or self.sparsity == 0.0:
             return ops.convert_to_tensor(0.0, "float32")
-        means = [ops.mean(ops.sigmoid(rho)) for rho in self.logits.values()]
+        read = ops.sigmoid if self.sparsity_on == "probability" else (lambda rho: rho)
+        means = [ops.mean(read(rho)) for rho in self.logits.values()]
         return self.sparsity * ops.mean(ops.stack(means))
 
     def advance(self):
@@ -174,5 +186,5 @@ class StructureMasks(keras.layers.Layer):
                       learn_inference=self.learn_inference, learn_generation=self.learn_generation,
                       temperature=self.temperature, min_temperature=self.min_temperature,
                       anneal_rate=self.anneal_rate, sparsity=self.sparsity, at_inference=self.at_inference,
-                      dist_masks=self.dist_masks)
+                      dist_masks=self.dist_masks, sparsity_on=self.sparsity_on)
         return config

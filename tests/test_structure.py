@@ -1,5 +1,6 @@
 """Structure masks (Sec. 3.5) and structure learning on a planted structure."""
 import numpy as np
+import pytest
 
 import keras
 import mibzoo
@@ -35,6 +36,38 @@ def test_expected_hard_masks_and_sparsity():
     np.testing.assert_allclose(float(layer.sparsity_loss()), 0.5 * np.mean([0.55, 0.4]), rtol=1e-5)
     only_q = StructureMasks([[0.2, 0.9]], [[0.7, 0.1]], learn_inference=True, sparsity=0.5)
     np.testing.assert_allclose(float(only_q.sparsity_loss()), 0.5 * 0.55, rtol=1e-5)  # fixed M^p: no penalty
+
+
+def test_sparsity_on_logits_is_the_mean_logit_and_its_gradient_does_not_vanish():
+    """``sparsity_on="logit"``: λ times the mean of each mask's mean ρ (NumPy), whose gradient per edge is
+    λ / (masks · edges) at any ρ, where the probability's is λ σ'(ρ) / (masks · edges) (0.0066 · λ / 2 at
+    σ(ρ) = 0.993)."""
+    import tensorflow as tf
+
+    q, p = [[0.2, 0.993]], [[0.7, 0.1]]
+    by_logit = StructureMasks(q, p, learn_inference=True, learn_generation=True, sparsity=0.5, sparsity_on="logit")
+    logit = lambda v: np.log(np.asarray(v)) - np.log1p(-np.asarray(v))  # noqa: E731
+    np.testing.assert_allclose(float(by_logit.sparsity_loss()), 0.5 * np.mean([logit(q).mean(), logit(p).mean()]),
+                               rtol=1e-5)
+    by_probability = StructureMasks(q, p, learn_inference=True, learn_generation=True, sparsity=0.5)
+    for layer, want in ((by_logit, 0.5 / 4), (by_probability, 0.5 / 4 * 0.993 * 0.007)):
+        with tf.GradientTape() as tape:
+            loss = layer.sparsity_loss()
+        grad = tape.gradient(loss, layer.logits["inference"])
+        np.testing.assert_allclose(float(grad[0, 1]), want, rtol=1e-3)
+    assert by_logit.get_config()["sparsity_on"] == "logit"
+    assert StructureMasks.from_config(by_logit.get_config()).sparsity_on == "logit"
+
+
+def test_sparsity_on_is_validated_and_written_into_the_config_only_when_given():
+    from mibzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"structure_learning.sparsity_on.*'probability', 'logit'"):
+        mibzoo.load("mib_mm", structure_learning={"sparsity_on": "logits"})
+    model = mibzoo.load("mib_mm", structure_learning={"sparsity": 10.0, "sparsity_on": "logit"})
+    assert model.structure_masks.sparsity_on == "logit"
+    assert model.get_config()["structure_learning"]["sparsity_on"] == "logit"
+    assert "sparsity_on" not in mibzoo.load("jmvae").get_config()["structure_learning"]
 
 
 def planted_problem(n=2048, seed=0):
