@@ -5,11 +5,14 @@ Runs `mibzoo.compare` for jmvae, mvae, wyner_vae, mib_mm, mvtcae, dmvae, mmvae a
 on each data set with one budget, and `mib_mm` alone on `mnist_label_unrelated` over more seeds.
 Seeds are the outer loop: after every (seed, data set) the reports so far are written under
 ``--out/<dataset>/`` (markdown, CSV, JSON, the Figure 3 sample grids of every entry) and
-``--docs`` is regenerated, so an interrupted run still leaves every finished seed on disk.
+``--docs`` is regenerated, so an interrupted run still leaves every finished seed on disk, and
+``--resume`` later runs only the seeds missing there (refusing if the budget or a model's zoo config
+changed in between, so the seeds of one row are always one model).
 
     python benchmarks/compare_mnist.py                                  # the full budget of docs/results.md
     python benchmarks/compare_mnist.py --limit 20000 --epochs 2 --seeds 0 --structure-seeds 0 \\
         --out /tmp/bench --docs /tmp/bench/results.md                   # a quick look
+    python benchmarks/compare_mnist.py --resume                         # continue an interrupted full run
 
 Real MNIST comes from `mibzoo.data`; the digit classifier is trained on first use
 (`mibzoo.classifiers`, cached with its checksum and test accuracy).
@@ -44,17 +47,52 @@ def machine():
     return f"{head}, no GPU, {system}"
 
 
+# Budget fields that must agree before rows of two invocations share one table (`--resume`).
+SAME_BUDGET = ["dataset", "epochs", "batch_size", "train_examples", "test_examples", "likelihood_examples",
+               "probe_train_examples", "iwae_k", "prior_samples", "optimizer", "metrics", "overrides"]
+
+
 def merge(previous, report, seeds_done, wall):
-    """One `Report` over the seeds run so far (samples from the first seed)."""
+    """One `Report` over the seeds run so far (samples from the first seed).
+
+    Raises:
+        SystemExit: ``previous`` (e.g. read back by ``--resume``) was measured with another budget, or a
+            model's config (``config_sha256`` of its rows) changed since: its seeds would not be one model's.
+    """
     from mibzoo.compare import Report
 
     if previous is None:
         rows, first = list(report.rows), report
     else:
+        changed = [k for k in SAME_BUDGET if previous.budget.get(k) != report.budget.get(k)]
+        if changed:
+            raise SystemExit(f"compare_mnist: cannot add seeds to the {report.budget.get('dataset')} results on disk: "
+                             f"their budget differs in {changed} ({[previous.budget.get(k) for k in changed]} "
+                             f"against {[report.budget.get(k) for k in changed]}); rerun without --resume")
+        digests = {}
+        for row in previous.rows + report.rows:
+            digests.setdefault(row["model"], set()).add(row.get("config_sha256"))
+        mixed = sorted(m for m, d in digests.items() if len(d) > 1 or None in d)
+        if mixed:
+            raise SystemExit(f"compare_mnist: the zoo config of {mixed} differs between the seeds on disk and this run "
+                             "(or the rows on disk predate config digests), so their seeds would average different "
+                             "models; rerun without --resume")
         rows, first = previous.rows + report.rows, previous
     budget = dict(first.budget, seeds=list(seeds_done))
-    return Report(rows, budget, first.versions, first.chance or report.chance, wall, first.samples or report.samples,
-                  first.specs or report.specs)
+    return Report(rows, budget, first.versions, first.chance or report.chance, wall,
+                  first.samples if previous is not None else report.samples, first.specs or report.specs)
+
+
+def resumed(out, datasets):
+    """The reports under ``out`` of an earlier invocation, per data set, with the seeds each holds."""
+    from mibzoo.compare import Report
+
+    found = {}
+    for dataset in datasets:
+        path = pathlib.Path(out) / dataset / "results.json"
+        if path.exists():
+            found[dataset] = Report.from_json(path)
+    return found
 
 
 def _mean(report, model, metric):
@@ -180,6 +218,9 @@ def main(argv=None):
     parser.add_argument("--iwae-k", type=int, default=50)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--docs", default="docs/results.md")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the seeds already in --out/<dataset>/results.json and run only the missing ones "
+                             "(refused if the budget or a model's zoo config changed since)")
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
@@ -200,16 +241,29 @@ def main(argv=None):
                    wall, out, planned)
         print(f"written: {args.docs}")
         return 0
-    command = "python benchmarks/compare_mnist.py" + ("" if argv is None and len(sys.argv) == 1 else
-                                                       " " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+    # The command that reproduces the tables: `--resume` only continues it.
+    given = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
+    command = "python benchmarks/compare_mnist.py" + "".join(" " + shlex.quote(a) for a in given)
     budget = dict(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit or None,
                   test_limit=args.test_limit or None, likelihood_limit=args.likelihood_limit,
                   probe_train_limit=args.probe_train_limit, iwae_k=args.iwae_k, progress=False)
     started = time.perf_counter()
-    reports, structure, done = {}, None, {}
+    reports, structure, done, earlier = {}, None, {}, 0.0
+    if args.resume:
+        reports = resumed(out, args.datasets + [STRUCTURE_DATASET])
+        structure = reports.pop(STRUCTURE_DATASET, None)
+        done = {d: list(r.budget["seeds"]) for d, r in reports.items()}
+        if structure is not None:
+            done[STRUCTURE_DATASET] = list(structure.budget["seeds"])
+        earlier = max((r.wall_seconds or 0.0 for r in list(reports.values()) + [structure] if r is not None),
+                      default=0.0)
+        print(f"resuming: seeds on disk {done}", flush=True)
+    started -= earlier  # wall time is cumulative over invocations
     rounds = max(len(args.seeds), 1)
     for k, seed in enumerate(args.seeds):
         for dataset in args.datasets:
+            if seed in done.get(dataset, []):
+                continue
             report = compare(args.models, dataset, seeds=[seed], **budget)
             done.setdefault(dataset, []).append(seed)
             reports[dataset] = merge(reports.get(dataset), report, done[dataset], time.perf_counter() - started)
@@ -218,6 +272,8 @@ def main(argv=None):
             write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
         # The structure seeds are spread over the rounds so that every round adds some.
         for s in args.structure_seeds[k::rounds]:
+            if s in done.get(STRUCTURE_DATASET, []):
+                continue
             report = compare(["mib_mm"], STRUCTURE_DATASET, seeds=[s], **budget)
             done.setdefault(STRUCTURE_DATASET, []).append(s)
             structure = merge(structure, report, done[STRUCTURE_DATASET], time.perf_counter() - started)

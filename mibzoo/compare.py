@@ -14,7 +14,9 @@ data order, so model A with seed 0 and model B with seed 0 see the batches in th
 
 Importing this module is cheap: TensorFlow-heavy work and plotting are imported when used.
 """
+import hashlib
 import itertools
+import json
 import pathlib
 import time
 
@@ -71,6 +73,15 @@ def _chance(spec, specs, test_arrays):
         for key in ["joint"] + (list(specs) if len(specs) > 1 else []):
             chance[f"probe/{key}"] = float(majority)
     return chance
+
+
+
+def _config_digest(run_dir):
+    """sha256 of the run's model config without its seed: the rows of one model (one per seed), also when
+    merged across invocations, must share it."""
+    config = json.loads((pathlib.Path(run_dir) / "model_config.json").read_text(encoding="utf-8"))
+    config.pop("seed", None)
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
@@ -184,6 +195,7 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
                                                  plot_examples=0)
             history = RunCheckpoints(run_dir).history()
             rows.append({"model": label, "entry": entry, "seed": seed, "metrics": values,
+                         "config_sha256": _config_digest(run_dir),
                          "train_seconds": record["train_seconds"], "eval_seconds": round(time.perf_counter() - t0, 2),
                          "final_loss": float(history[-1]["loss"]) if history else None})
             if seed == seeds[0]:
