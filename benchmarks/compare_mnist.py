@@ -6,8 +6,9 @@ on each data set with one budget, and `mib_mm` alone on `mnist_label_unrelated` 
 Seeds are the outer loop: after every (seed, data set) the reports so far are written under
 ``--out/<dataset>/`` (markdown, CSV, JSON, the Figure 3 sample grids of every entry) and
 ``--docs`` is regenerated, so an interrupted run still leaves every finished seed on disk, and
-``--resume`` later runs only the seeds missing there (refusing if the budget or a model's zoo config
-changed in between, so the seeds of one row are always one model).
+``--resume`` later runs only what is missing there: the (model, seed) pairs never measured and those
+whose zoo config changed since (their rows are replaced; a changed budget is refused), so the seeds of
+one column are always one model.
 
     python benchmarks/compare_mnist.py                                  # the full budget of docs/results.md
     python benchmarks/compare_mnist.py --limit 20000 --epochs 2 --seeds 0 --structure-seeds 0 \\
@@ -52,39 +53,57 @@ SAME_BUDGET = ["dataset", "epochs", "batch_size", "train_examples", "test_exampl
                "probe_train_examples", "iwae_k", "prior_samples", "optimizer", "metrics", "overrides"]
 
 
-def merge(previous, report, seeds_done, wall):
-    """One `Report` over the seeds run so far (samples from the first seed).
+def merge(previous, report, models, first_seed, wall):
+    """One `Report` of ``models`` over the rows of ``previous`` and ``report``: rows in model order, the
+    seeds every model has finished as its seeds, samples (for the PNGs) from ``first_seed`` only.
 
     Raises:
         SystemExit: ``previous`` (e.g. read back by ``--resume``) was measured with another budget, or a
-            model's config (``config_sha256`` of its rows) changed since: its seeds would not be one model's.
+            model's config (``config_sha256`` of its rows) differs between rows: its seeds would not be one model's.
     """
     from mibzoo.compare import Report
 
-    if previous is None:
-        rows, first = list(report.rows), report
-    else:
+    first = previous or report
+    if previous is not None:
         changed = [k for k in SAME_BUDGET if previous.budget.get(k) != report.budget.get(k)]
         if changed:
             raise SystemExit(f"compare_mnist: cannot add seeds to the {report.budget.get('dataset')} results on disk: "
                              f"their budget differs in {changed} ({[previous.budget.get(k) for k in changed]} "
                              f"against {[report.budget.get(k) for k in changed]}); rerun without --resume")
-        digests = {}
-        for row in previous.rows + report.rows:
-            digests.setdefault(row["model"], set()).add(row.get("config_sha256"))
-        mixed = sorted(m for m, d in digests.items() if len(d) > 1 or None in d)
-        if mixed:
-            raise SystemExit(f"compare_mnist: the zoo config of {mixed} differs between the seeds on disk and this run "
-                             "(or the rows on disk predate config digests), so their seeds would average different "
-                             "models; rerun without --resume")
-        rows, first = previous.rows + report.rows, previous
-    budget = dict(first.budget, seeds=list(seeds_done))
-    return Report(rows, budget, first.versions, first.chance or report.chance, wall,
-                  first.samples if previous is not None else report.samples, first.specs or report.specs)
+    rows = (previous.rows if previous is not None else []) + report.rows
+    digests = {}
+    for row in rows:
+        digests.setdefault(row["model"], set()).add(row.get("config_sha256"))
+    mixed = sorted(m for m, d in digests.items() if len(d) > 1 or None in d)
+    if mixed:
+        raise SystemExit(f"compare_mnist: the zoo config of {mixed} differs between rows (or rows predate config "
+                         "digests), so their seeds would average different models; rerun without --resume")
+    order = {m: k for k, m in enumerate(models)}
+    rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
+    seeds = sorted({r["seed"] for r in rows})
+    complete = [s for s in seeds if all(any(r["model"] == m and r["seed"] == s for r in rows) for m in models)]
+    samples = dict(previous.samples if previous is not None else {})
+    if report.budget.get("seeds") == [first_seed]:
+        samples.update(report.samples)
+    return Report(rows, dict(first.budget, seeds=complete), first.versions, first.chance or report.chance, wall,
+                  samples, first.specs or report.specs)
+
+
+def current_rows(report, models, dataset):
+    """``report`` without the rows whose model config differs from what the zoo builds now (a default
+    changed since they were measured): `--resume` measures those (model, seed) pairs again."""
+    from mibzoo.compare import Report, entry_digest
+
+    digests = {m: entry_digest(m, dataset) for m in models}
+    kept = [r for r in report.rows if r["model"] in digests and r.get("config_sha256") == digests[r["model"]]]
+    stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept})
+    if stale:
+        print(f"resume: {dataset}: measured again (their zoo config changed, or other models): {stale}", flush=True)
+    return Report(kept, report.budget, report.versions, report.chance, report.wall_seconds, specs=report.specs)
 
 
 def resumed(out, datasets):
-    """The reports under ``out`` of an earlier invocation, per data set, with the seeds each holds."""
+    """The reports under ``out`` of an earlier invocation, per data set."""
     from mibzoo.compare import Report
 
     found = {}
@@ -93,6 +112,12 @@ def resumed(out, datasets):
         if path.exists():
             found[dataset] = Report.from_json(path)
     return found
+
+
+def missing_models(report, models, seed):
+    """The models of ``models`` without a row for ``seed`` in ``report``."""
+    have = {r["model"] for r in report.rows if r["seed"] == seed} if report is not None else set()
+    return [m for m in models if m not in have]
 
 
 def _mean(report, model, metric):
@@ -219,8 +244,8 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--docs", default="docs/results.md")
     parser.add_argument("--resume", action="store_true",
-                        help="keep the seeds already in --out/<dataset>/results.json and run only the missing ones "
-                             "(refused if the budget or a model's zoo config changed since)")
+                        help="keep the rows in --out/<dataset>/results.json whose model config is still the zoo's, "
+                             "and measure only the missing (model, seed) pairs (refused if the budget changed)")
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
@@ -248,38 +273,40 @@ def main(argv=None):
                   test_limit=args.test_limit or None, likelihood_limit=args.likelihood_limit,
                   probe_train_limit=args.probe_train_limit, iwae_k=args.iwae_k, progress=False)
     started = time.perf_counter()
-    reports, structure, done, earlier = {}, None, {}, 0.0
+    reports, structure = {}, None
     if args.resume:
         reports = resumed(out, args.datasets + [STRUCTURE_DATASET])
+        earlier = max((r.wall_seconds or 0.0 for r in reports.values()), default=0.0)
+        reports = {d: current_rows(r, ["mib_mm"] if d == STRUCTURE_DATASET else args.models, d)
+                   for d, r in reports.items()}
         structure = reports.pop(STRUCTURE_DATASET, None)
-        done = {d: list(r.budget["seeds"]) for d, r in reports.items()}
-        if structure is not None:
-            done[STRUCTURE_DATASET] = list(structure.budget["seeds"])
-        earlier = max((r.wall_seconds or 0.0 for r in list(reports.values()) + [structure] if r is not None),
-                      default=0.0)
-        print(f"resuming: seeds on disk {done}", flush=True)
-    started -= earlier  # wall time is cumulative over invocations
+        print("resuming: rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)
+        started -= earlier  # wall time is cumulative over invocations
+
+    def run(dataset, models, seed, previous, first_seed):
+        todo = missing_models(previous, models, seed)
+        if not todo:
+            return previous
+        report = compare(todo, dataset, seeds=[seed], **budget)
+        merged = merge(previous, report, models, first_seed, time.perf_counter() - started)
+        merged.save(out / dataset)
+        return merged
+
     rounds = max(len(args.seeds), 1)
     for k, seed in enumerate(args.seeds):
         for dataset in args.datasets:
-            if seed in done.get(dataset, []):
-                continue
-            report = compare(args.models, dataset, seeds=[seed], **budget)
-            done.setdefault(dataset, []).append(seed)
-            reports[dataset] = merge(reports.get(dataset), report, done[dataset], time.perf_counter() - started)
-            reports[dataset].save(out / dataset)
-            print(reports[dataset].table(), flush=True)
-            write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
+            before = reports.get(dataset)
+            reports[dataset] = run(dataset, args.models, seed, before, args.seeds[0])
+            if reports[dataset] is not before:
+                print(reports[dataset].table(), flush=True)
+                write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
         # The structure seeds are spread over the rounds so that every round adds some.
         for s in args.structure_seeds[k::rounds]:
-            if s in done.get(STRUCTURE_DATASET, []):
-                continue
-            report = compare(["mib_mm"], STRUCTURE_DATASET, seeds=[s], **budget)
-            done.setdefault(STRUCTURE_DATASET, []).append(s)
-            structure = merge(structure, report, done[STRUCTURE_DATASET], time.perf_counter() - started)
-            structure.save(out / STRUCTURE_DATASET)
-            print(structure_section(structure), flush=True)
-            write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
+            before = structure
+            structure = run(STRUCTURE_DATASET, ["mib_mm"], s, before, args.structure_seeds[0])
+            if structure is not before:
+                print(structure_section(structure), flush=True)
+                write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
     print(f"written: {args.docs} ({(time.perf_counter() - started) / 60:.1f} min)")
     return 0
 

@@ -76,12 +76,30 @@ def _chance(spec, specs, test_arrays):
 
 
 
-def _config_digest(run_dir):
-    """sha256 of the run's model config without its seed: the rows of one model (one per seed), also when
-    merged across invocations, must share it."""
-    config = json.loads((pathlib.Path(run_dir) / "model_config.json").read_text(encoding="utf-8"))
-    config.pop("seed", None)
+def config_digest(config):
+    """sha256 of a model config (``model.get_config()``) without its seed: the rows of one model in a
+    comparison (one per seed), also when merged across invocations, share it; a changed zoo default
+    changes it."""
+    config = {k: v for k, v in config.items() if k != "seed"}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def entry_digest(entry, dataset, overrides=None, modality_options=None, modalities=None, data_dir=None):
+    """`config_digest` of what `compare` would train for ``entry`` on ``dataset`` now (nothing is
+    trained; the arguments are `compare`'s)."""
+    from mibzoo import experiment
+    from mibzoo.experiment_data import resolve
+
+    data = resolve(dataset, modalities=modalities, data_dir=data_dir)
+    model = experiment.build_model(entry, data, overrides or {}, modality_options or {})
+    digest = config_digest(model.get_config())
+    _clear_keras_session()
+    return digest
+
+
+def _config_digest(run_dir):
+    """`config_digest` of a run directory's ``model_config.json``."""
+    return config_digest(json.loads((pathlib.Path(run_dir) / "model_config.json").read_text(encoding="utf-8")))
 
 
 def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
