@@ -119,14 +119,10 @@ class ForwardPass:
 
     # ----- generation ------------------------------------------------------------------------
     def decoder_input(self, name, z, u=None):
-        """``z ⊙ m_i^p`` (block gating, Sec. 3.4), followed by u_i when the model has private latents.
-        With ``structure_learning.closed_edges = "prior"`` a learned gate lets ``(1 − m_i^p) ⊙ ε``,
-        ε ~ p(z), through where it closes (`mibzoo.structure`)."""
+        """``z ⊙ m_i^p`` (block gating, Sec. 3.4), followed by u_i when the model has private latents."""
         i = self.names.index(name)
         gate = ops.matmul(self.mask_p[i:i + 1], self.model.block_matrix)  # [1, Dz]
         gated = z * gate
-        if self.model.structure_masks.fills_closed_generation_edges:
-            gated = gated + (1.0 - gate) * self.model.prior_sample(ops.shape(z)[0], self.noise)
         if self.model.private_sizes[name]:
             gated = ops.concatenate([gated, u], axis=-1)
         return gated

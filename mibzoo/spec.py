@@ -16,7 +16,7 @@ from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
-from mibzoo.structure import CLOSED_EDGES, DIST_MASKS, MASK_AT_INFERENCE, parse_mask
+from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
@@ -25,7 +25,7 @@ MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "gener
                 "latent_sampler")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
-                               "dist_masks": "relaxed", "closed_edges": "zeros"}
+                               "dist_masks": "relaxed"}
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code")
@@ -200,9 +200,6 @@ def parse_model(model, source):
                           f"one of {list(MASK_AT_INFERENCE)}")
     if learning["dist_masks"] not in DIST_MASKS:
         raise ConfigError(source, "structure_learning.dist_masks", learning["dist_masks"], f"one of {list(DIST_MASKS)}")
-    if learning["closed_edges"] not in CLOSED_EDGES:
-        raise ConfigError(source, "structure_learning.closed_edges", learning["closed_edges"],
-                          f"one of {list(CLOSED_EDGES)}")
     cfg["structure_learning"] = learning
 
     hyper = cfg.get("hyperparameters", {})

@@ -16,14 +16,6 @@ or under the expected masks sigmoid(ρ) (``"expected"``): the structural-EM read
 networks fit the current structure and are evaluated with the masks they were trained with.
 Relaxed samples in the network phase act as dropout on the shared latent's edges, which the
 private latents are never subject to (docs/mib_mm.md).
-
-What a decoder sees through a partly or wholly closed generation edge (``closed_edges``): ``"zeros"``
-gates z_j to m·z_j, so closing the edge also moves the decoder's input to 0; ``"prior"`` feeds
-m·z_j + (1 − m)·ε_j with ε ~ p(z) (the relaxation of "z_j if the edge is there, an independent
-draw of the same distribution if not"), so closing an edge whose z_j carries nothing about x_i
-leaves the decoder's input distribution unchanged and costs no likelihood, and L_sparsity can
-close it (docs/mib_mm.md, "the generation edge of an independent modality"). It applies to
-learned M^p only: fixed masks keep their exact zeros.
 """
 import keras
 from keras import ops
@@ -32,7 +24,6 @@ from mibzoo.errors import ConfigError
 
 MASK_AT_INFERENCE = ("expected", "hard")
 DIST_MASKS = ("relaxed", "expected")
-CLOSED_EDGES = ("zeros", "prior")
 
 
 def parse_mask(spec, num_modalities, num_blocks, source, field):
@@ -94,13 +85,11 @@ class StructureMasks(keras.layers.Layer):
         at_inference: ``"expected"`` (sigmoid ρ) or ``"hard"`` (thresholded) masks outside training.
         dist_masks: masks of the network (``dist``) phase: ``"relaxed"`` samples or the
             ``"expected"`` masks sigmoid(ρ); the structure phase always uses relaxed samples.
-        closed_edges: what a learned M^p lets through where it is closed: ``"zeros"`` (m·z) or
-            ``"prior"`` (m·z + (1 − m)·ε, ε ~ p(z); see the module docstring).
     """
 
     def __init__(self, inference, generation, learn_inference=False, learn_generation=False,
                  temperature=1.0, min_temperature=0.2, anneal_rate=1e-3, sparsity=0.0,
-                 at_inference="expected", dist_masks="relaxed", closed_edges="zeros", **kwargs):
+                 at_inference="expected", dist_masks="relaxed", **kwargs):
         super().__init__(**kwargs)
         self.inference_init = inference
         self.generation_init = generation
@@ -112,7 +101,6 @@ class StructureMasks(keras.layers.Layer):
         self.sparsity = float(sparsity)
         self.at_inference = at_inference
         self.dist_masks = dist_masks
-        self.closed_edges = closed_edges
         self.logits = {}
         for key, values, learned in (("inference", inference, learn_inference),
                                      ("generation", generation, learn_generation)):
@@ -131,11 +119,6 @@ class StructureMasks(keras.layers.Layer):
     @property
     def learned(self):
         return bool(self.logits)
-
-    @property
-    def fills_closed_generation_edges(self):
-        """Whether decoders see m·z + (1 − m)·ε, ε ~ p(z) (a learned M^p with ``closed_edges="prior"``)."""
-        return self.closed_edges == "prior" and "generation" in self.logits
 
     def current_temperature(self):
         tau = self.temperature * ops.exp(-self.anneal_rate * self.structure_steps)
@@ -191,5 +174,5 @@ class StructureMasks(keras.layers.Layer):
                       learn_inference=self.learn_inference, learn_generation=self.learn_generation,
                       temperature=self.temperature, min_temperature=self.min_temperature,
                       anneal_rate=self.anneal_rate, sparsity=self.sparsity, at_inference=self.at_inference,
-                      dist_masks=self.dist_masks, closed_edges=self.closed_edges)
+                      dist_masks=self.dist_masks)
         return config

@@ -1,6 +1,5 @@
 """Structure masks (Sec. 3.5) and structure learning on a planted structure."""
 import numpy as np
-import pytest
 
 import keras
 import mibzoo
@@ -63,44 +62,3 @@ def test_mib_mm_learns_that_the_noise_modality_does_not_inform_the_shared_block(
     assert m_q[2] < 0.5 * min(m_q[0], m_q[1]), f"noise modality weight {m_q[2]:.3f} not clearly below {m_q[:2]}"
     m_p = model.structure()["generation"][:, 0]
     assert m_p[2] < 0.5 * min(m_p[0], m_p[1]), f"noise modality M^p {m_p[2]:.3f} not clearly below {m_p[:2]}"
-
-
-@pytest.mark.parametrize("closed_edges", ["zeros", "prior"])
-def test_decoder_input_through_a_learned_generation_gate_matches_numpy(closed_edges):
-    """What x_i's decoder sees through m = sigmoid(ρ^p_i) (expected masks outside training): m·z for
-    ``"zeros"``; m·z + (1 − m)·ε with ε ~ p(z) the next draw of the pass's seeded noise for ``"prior"``.
-    The limits: an open edge (m → 1) passes z alone either way; a closed one passes 0 or ε."""
-    spec = {"kind": "vector", "size": 3, "likelihood": "normal", "hidden": 4, "layers": 1}
-    model = mibzoo.load("mib_mm", modalities={"a": spec, "b": dict(spec)},
-                        shared=[{"name": "z", "size": 2}, {"name": "w", "size": 3}], private=0,
-                        structure_learning={"closed_edges": closed_edges})
-    rho_p = np.array([[0.7, -1.2], [40.0, -40.0]], "float32")  # b: z open, w closed (sigmoid saturates)
-    model.structure_masks.logits["generation"].assign(rho_p)
-    z = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
-    blocks = np.array([[1, 1, 0, 0, 0], [0, 0, 1, 1, 1]], "float32")
-    for i, name in enumerate(["a", "b"]):
-        gate = (1.0 / (1.0 + np.exp(-rho_p[i]))) @ blocks
-        seen = np.asarray(model.forward_pass(None, seed=3).decoder_input(name, z))
-        want = z * gate
-        if closed_edges == "prior":
-            # p(z) block by block from one noise source: the second draw continues the first.
-            noise = model.forward_pass(None, seed=3).noise
-            epsilon = np.concatenate([np.asarray(noise((6, 2))), np.asarray(noise((6, 3)))], -1)
-            want = want + (1.0 - gate) * epsilon
-        np.testing.assert_allclose(seen, want, rtol=1e-5, atol=1e-6)
-    b = np.asarray(model.forward_pass(None, seed=3).decoder_input("b", z))
-    np.testing.assert_allclose(b[:, :2], z[:, :2], rtol=1e-6)  # the open edge: z itself
-    if closed_edges == "zeros":
-        np.testing.assert_allclose(b[:, 2:], 0.0, atol=1e-12)  # sigmoid(−40) ≈ 4e-18
-    else:
-        assert np.std(b[:, 2:]) > 0.3 and not np.allclose(b[:, 2:], z[:, 2:])  # a draw from p(w), not w
-
-
-def test_closed_edges_is_validated_and_round_trips():
-    from mibzoo.errors import ConfigError
-    with pytest.raises(ConfigError, match="closed_edges"):
-        mibzoo.load("mib_mm", structure_learning={"closed_edges": "noise"})
-    model = mibzoo.load("mib_mm", structure_learning={"closed_edges": "prior"})
-    assert model.get_config()["structure_learning"]["closed_edges"] == "prior"
-    assert model.structure_masks.fills_closed_generation_edges
-    assert not mibzoo.load("jmvae").structure_masks.fills_closed_generation_edges  # fixed masks keep their zeros
