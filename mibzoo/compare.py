@@ -79,8 +79,9 @@ def _chance(spec, specs, test_arrays):
 def config_digest(config):
     """sha256 of a model config (``model.get_config()``) without its seed: the rows of one model in a
     comparison (one per seed), also when merged across invocations, share it; a changed zoo default
-    changes it."""
-    config = {k: v for k, v in config.items() if k != "seed"}
+    changes it. Top-level fields set to None (absent options) do not count, so adding an optional field
+    to the zoo's configs does not change the digest of the models that leave it unset."""
+    config = {k: v for k, v in config.items() if k != "seed" and v is not None}
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
 
 
