@@ -92,7 +92,8 @@ def merge(previous, report, models, first_seed, wall):
 
 def current_rows(report, models, dataset):
     """``report`` without the rows whose model config differs from what the zoo builds now (a default
-    changed since they were measured): `--resume` measures those (model, seed) pairs again."""
+    changed since they were measured): `--resume` measures those (model, seed) pairs again. None when
+    no row is current."""
     from mibzoo.compare import Report, entry_digest
 
     digests = {m: entry_digest(m, dataset) for m in models}
@@ -100,6 +101,8 @@ def current_rows(report, models, dataset):
     stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept})
     if stale:
         print(f"resume: {dataset}: measured again (their zoo config changed, or other models): {stale}", flush=True)
+    if not kept:
+        return None  # nothing on disk is still current: the budget of those rows does not matter either
     return Report(kept, report.budget, report.versions, report.chance, report.wall_seconds, specs=report.specs)
 
 
@@ -294,9 +297,11 @@ def main(argv=None):
         earlier = max((r.wall_seconds or 0.0 for r in reports.values()), default=0.0)
         reports = {d: current_rows(r, ["mib_mm"] if d == STRUCTURE_DATASET else args.models, d)
                    for d, r in reports.items()}
+        reports = {d: r for d, r in reports.items() if r is not None}
         structure = reports.pop(STRUCTURE_DATASET, None)
-        print("resuming: rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)
-        started -= earlier  # wall time is cumulative over invocations
+        print("resuming: current rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)
+        if reports or structure is not None:
+            started -= earlier  # wall time is cumulative over invocations
 
     def run(dataset, models, seed, previous, first_seed):
         # One model at a time: every finished (model, seed) is saved (and in the docs) before the next
