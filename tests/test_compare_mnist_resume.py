@@ -37,6 +37,7 @@ def test_resume_keeps_current_rows_and_measures_the_changed_model_again(tmp_path
     assert list(earlier) == ["mnist_label"]  # nothing on disk for mnist_plus1
     monkeypatch.setattr("mibzoo.compare.entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m-new"}[m])
     kept = script.current_rows(earlier["mnist_label"], MODELS, "mnist_label")
+    assert script.current_rows(earlier["mnist_label"], ["mib_mm"], "mnist_label") is None  # nothing current
     assert [(r["model"], r["seed"]) for r in kept.rows] == [("jmvae", 0)]
     assert script.missing_models(kept, MODELS, 0) == ["mib_mm"]
     assert script.missing_models(kept, MODELS, 1) == MODELS
@@ -44,7 +45,7 @@ def test_resume_keeps_current_rows_and_measures_the_changed_model_again(tmp_path
     assert [(r["model"], r["config_sha256"]) for r in merged.rows] == [("jmvae", "j1"), ("mib_mm", "m-new")]
     assert merged.budget["seeds"] == [0]
     merged = script.merge(merged, _report([_row("jmvae", 1, "j1", 0.6)]), MODELS, 0, 180.0)
-    assert merged.budget["seeds"] == [0]  # seed 1 is complete only when mib_mm has it too
+    assert script.missing_models(merged, MODELS, 1) == ["mib_mm"]  # what the docs list as missing
     stat = merged.summary()["jmvae"]["joint_coherence"]
     assert stat["n"] == 2 and stat["mean"] == pytest.approx(0.5)
     merged = script.merge(merged, _report([_row("mib_mm", 1, "m-new", 0.7)]), MODELS, 0, 240.0)
