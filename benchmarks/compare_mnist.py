@@ -5,11 +5,16 @@ Runs `mibzoo.compare` for jmvae, mvae, wyner_vae, mib_mm, mvtcae, dmvae, mmvae a
 on each data set with one budget, and `mib_mm` alone on `mnist_label_unrelated` over more seeds.
 Seeds are the outer loop: after every (seed, data set) the reports so far are written under
 ``--out/<dataset>/`` (markdown, CSV, JSON, the Figure 3 sample grids of every entry) and
-``--docs`` is regenerated, so an interrupted run still leaves every finished seed on disk.
+``--docs`` is regenerated, so an interrupted run still leaves every finished seed on disk, and
+``--resume`` later runs only what is missing there: the (model, seed) pairs never measured and those
+whose zoo config changed since (their rows are replaced; a changed budget is refused), so the seeds of
+one column are always one model.
 
     python benchmarks/compare_mnist.py                                  # the full budget of docs/results.md
     python benchmarks/compare_mnist.py --limit 20000 --epochs 2 --seeds 0 --structure-seeds 0 \\
         --out /tmp/bench --docs /tmp/bench/results.md                   # a quick look
+    python benchmarks/compare_mnist.py --runs ~/mibzoo-compare-runs     # keep run directories (resumable)
+    python benchmarks/compare_mnist.py --resume --runs ~/mibzoo-compare-runs   # continue an interrupted run
 
 Real MNIST comes from `mibzoo.data`; the digit classifier is trained on first use
 (`mibzoo.classifiers`, cached with its checksum and test accuracy).
@@ -44,17 +49,79 @@ def machine():
     return f"{head}, no GPU, {system}"
 
 
-def merge(previous, report, seeds_done, wall):
-    """One `Report` over the seeds run so far (samples from the first seed)."""
+# Budget fields that must agree before rows of two invocations share one table (`--resume`).
+SAME_BUDGET = ["dataset", "epochs", "batch_size", "train_examples", "test_examples", "likelihood_examples",
+               "probe_train_examples", "iwae_k", "prior_samples", "optimizer", "metrics", "overrides"]
+
+
+def merge(previous, report, models, first_seed, wall):
+    """One `Report` of ``models`` over the rows of ``previous`` and ``report``: rows in model order, every
+    seed with a row as its seeds (`write_docs` names the (model, seed) pairs still missing), samples (for
+    the PNGs) from ``first_seed`` only.
+
+    Raises:
+        SystemExit: ``previous`` (e.g. read back by ``--resume``) was measured with another budget, or a
+            model's config (``config_sha256`` of its rows) differs between rows: its seeds would not be one model's.
+    """
     from mibzoo.compare import Report
 
-    if previous is None:
-        rows, first = list(report.rows), report
-    else:
-        rows, first = previous.rows + report.rows, previous
-    budget = dict(first.budget, seeds=list(seeds_done))
-    return Report(rows, budget, first.versions, first.chance or report.chance, wall, first.samples or report.samples,
-                  first.specs or report.specs)
+    first = previous or report
+    if previous is not None:
+        changed = [k for k in SAME_BUDGET if previous.budget.get(k) != report.budget.get(k)]
+        if changed:
+            raise SystemExit(f"compare_mnist: cannot add seeds to the {report.budget.get('dataset')} results on disk: "
+                             f"their budget differs in {changed} ({[previous.budget.get(k) for k in changed]} "
+                             f"against {[report.budget.get(k) for k in changed]}); rerun without --resume")
+    rows = (previous.rows if previous is not None else []) + report.rows
+    digests = {}
+    for row in rows:
+        digests.setdefault(row["model"], set()).add(row.get("config_sha256"))
+    mixed = sorted(m for m, d in digests.items() if len(d) > 1 or None in d)
+    if mixed:
+        raise SystemExit(f"compare_mnist: the zoo config of {mixed} differs between rows (or rows predate config "
+                         "digests), so their seeds would average different models; rerun without --resume")
+    order = {m: k for k, m in enumerate(models)}
+    rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
+    seeds = sorted({r["seed"] for r in rows})
+    samples = dict(previous.samples if previous is not None else {})
+    if report.budget.get("seeds") == [first_seed]:
+        samples.update(report.samples)
+    return Report(rows, dict(first.budget, seeds=seeds), first.versions, first.chance or report.chance, wall,
+                  samples, first.specs or report.specs)
+
+
+def current_rows(report, models, dataset):
+    """``report`` without the rows whose model config differs from what the zoo builds now (a default
+    changed since they were measured): `--resume` measures those (model, seed) pairs again. None when
+    no row is current."""
+    from mibzoo.compare import Report, entry_digest
+
+    digests = {m: entry_digest(m, dataset) for m in models}
+    kept = [r for r in report.rows if r["model"] in digests and r.get("config_sha256") == digests[r["model"]]]
+    stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept})
+    if stale:
+        print(f"resume: {dataset}: measured again (their zoo config changed, or other models): {stale}", flush=True)
+    if not kept:
+        return None  # nothing on disk is still current: the budget of those rows does not matter either
+    return Report(kept, report.budget, report.versions, report.chance, report.wall_seconds, specs=report.specs)
+
+
+def resumed(out, datasets):
+    """The reports under ``out`` of an earlier invocation, per data set."""
+    from mibzoo.compare import Report
+
+    found = {}
+    for dataset in datasets:
+        path = pathlib.Path(out) / dataset / "results.json"
+        if path.exists():
+            found[dataset] = Report.from_json(path)
+    return found
+
+
+def missing_models(report, models, seed):
+    """The models of ``models`` without a row for ``seed`` in ``report``."""
+    have = {r["model"] for r in report.rows if r["seed"] == seed} if report is not None else set()
+    return [m for m in models if m not in have]
 
 
 def _mean(report, model, metric):
@@ -106,16 +173,20 @@ def structure_section(report):
     return "\n".join(lines)
 
 
-def write_docs(path, reports, structure, command, wall, out, planned=None):
+def write_docs(path, reports, structure, command, wall, out, planned=None, planned_models=None):
     rel = os.path.relpath(out, pathlib.Path(path).parent)
     status = []
     for name, report in list(reports.items()) + ([(STRUCTURE_DATASET, structure)] if structure is not None else []):
         want = (planned or {}).get(name)
-        done = report.budget.get("seeds")
-        if want and sorted(done) != sorted(want):
-            status.append(f"`{name}`: seeds {done} of {want}")
+        if not want:
+            continue
+        models = (planned_models or {}).get(name, report.models)
+        missing = [f"{m} seed {s}" for s in want for m in missing_models(report, models, s)]
+        if missing:
+            status.append(f"`{name}`: " + ", ".join(missing))
     if status:
-        status = ["**Interrupted run**: only these seeds finished (the others are missing, not failed): "
+        status = ["**Interrupted run**: these (model, seed) runs did not finish within the session and are "
+                  "missing (not failed); `python benchmarks/compare_mnist.py --resume` measures them: "
                   + "; ".join(status) + ".", ""]
     text = ["# Results: the multimodal zoo entries on MNIST-Label and MNIST-Plus-1", "",
             "Generated by [`benchmarks/compare_mnist.py`](../benchmarks/compare_mnist.py) (do not edit by hand): "
@@ -180,14 +251,23 @@ def main(argv=None):
     parser.add_argument("--iwae-k", type=int, default=50)
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--docs", default="docs/results.md")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows in --out/<dataset>/results.json whose model config is still the zoo's, "
+                             "and measure only the missing (model, seed) pairs (refused if the budget changed)")
+    parser.add_argument("--runs", default=None,
+                        help="keep every (model, seed) run directory under RUNS/<dataset>/runs (checkpoints, "
+                             "metrics), so that an interrupted invocation resumes inside a model; default: a "
+                             "temporary directory")
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
     planned = {d: list(args.seeds) for d in args.datasets}
+    planned_models = {d: list(args.models) for d in args.datasets}
+    planned_models[STRUCTURE_DATASET] = ["mib_mm"]
     if args.structure_seeds:
         planned[STRUCTURE_DATASET] = list(args.structure_seeds)
 
-    from mibzoo.compare import Report, compare
+    from mibzoo.compare import Report, compare, entry_digest
 
     out = pathlib.Path(args.out)
     if args.docs_only:
@@ -197,33 +277,60 @@ def main(argv=None):
         wall = max(r.wall_seconds or 0.0 for r in list(found.values()) + ([structure] if structure else []))  # cumulative
         first = next(iter(found.values()), structure)
         write_docs(args.docs, found, structure, first.budget.get("command") or "python benchmarks/compare_mnist.py",
-                   wall, out, planned)
+                   wall, out, planned, planned_models)
         print(f"written: {args.docs}")
         return 0
-    command = "python benchmarks/compare_mnist.py" + ("" if argv is None and len(sys.argv) == 1 else
-                                                       " " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+    # The command that reproduces the tables: `--resume` and `--runs` only continue it.
+    given, skip = [], False
+    for a in (sys.argv[1:] if argv is None else argv):
+        if not skip and a != "--resume" and not a.startswith("--runs"):
+            given.append(a)
+        skip = a == "--runs"
+    command = "python benchmarks/compare_mnist.py" + "".join(" " + shlex.quote(a) for a in given)
     budget = dict(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit or None,
                   test_limit=args.test_limit or None, likelihood_limit=args.likelihood_limit,
                   probe_train_limit=args.probe_train_limit, iwae_k=args.iwae_k, progress=False)
     started = time.perf_counter()
-    reports, structure, done = {}, None, {}
+    reports, structure = {}, None
+    if args.resume:
+        reports = resumed(out, args.datasets + [STRUCTURE_DATASET])
+        earlier = max((r.wall_seconds or 0.0 for r in reports.values()), default=0.0)
+        reports = {d: current_rows(r, ["mib_mm"] if d == STRUCTURE_DATASET else args.models, d)
+                   for d, r in reports.items()}
+        reports = {d: r for d, r in reports.items() if r is not None}
+        structure = reports.pop(STRUCTURE_DATASET, None)
+        print("resuming: current rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)
+        if reports or structure is not None:
+            started -= earlier  # wall time is cumulative over invocations
+
+    def run(dataset, models, seed, previous, first_seed):
+        # One model at a time: every finished (model, seed) is saved (and in the docs) before the next
+        # starts, and with --runs a killed invocation resumes inside the model it was training.
+        merged = previous
+        for model in missing_models(previous, models, seed):
+            runs = None
+            if args.runs is not None:  # a run directory is reused only by the config it was trained with
+                runs = pathlib.Path(args.runs) / dataset / entry_digest(model, dataset)[:16]
+            report = compare([model], dataset, seeds=[seed], out=runs, **budget)
+            merged = merge(merged, report, models, first_seed, time.perf_counter() - started)
+            merged.save(out / dataset)
+            if dataset == STRUCTURE_DATASET:
+                print(structure_section(merged), flush=True)
+                write_docs(args.docs, reports, merged, command, time.perf_counter() - started, out, planned,
+                           planned_models)
+            else:
+                print(merged.table(), flush=True)
+                write_docs(args.docs, {**reports, dataset: merged}, structure, command,
+                           time.perf_counter() - started, out, planned, planned_models)
+        return merged
+
     rounds = max(len(args.seeds), 1)
     for k, seed in enumerate(args.seeds):
         for dataset in args.datasets:
-            report = compare(args.models, dataset, seeds=[seed], **budget)
-            done.setdefault(dataset, []).append(seed)
-            reports[dataset] = merge(reports.get(dataset), report, done[dataset], time.perf_counter() - started)
-            reports[dataset].save(out / dataset)
-            print(reports[dataset].table(), flush=True)
-            write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
+            reports[dataset] = run(dataset, args.models, seed, reports.get(dataset), args.seeds[0])
         # The structure seeds are spread over the rounds so that every round adds some.
         for s in args.structure_seeds[k::rounds]:
-            report = compare(["mib_mm"], STRUCTURE_DATASET, seeds=[s], **budget)
-            done.setdefault(STRUCTURE_DATASET, []).append(s)
-            structure = merge(structure, report, done[STRUCTURE_DATASET], time.perf_counter() - started)
-            structure.save(out / STRUCTURE_DATASET)
-            print(structure_section(structure), flush=True)
-            write_docs(args.docs, reports, structure, command, time.perf_counter() - started, out, planned)
+            structure = run(STRUCTURE_DATASET, ["mib_mm"], s, structure, args.structure_seeds[0])
     print(f"written: {args.docs} ({(time.perf_counter() - started) / 60:.1f} min)")
     return 0
 

@@ -14,7 +14,9 @@ data order, so model A with seed 0 and model B with seed 0 see the batches in th
 
 Importing this module is cheap: TensorFlow-heavy work and plotting are imported when used.
 """
+import hashlib
 import itertools
+import json
 import pathlib
 import time
 
@@ -71,6 +73,34 @@ def _chance(spec, specs, test_arrays):
         for key in ["joint"] + (list(specs) if len(specs) > 1 else []):
             chance[f"probe/{key}"] = float(majority)
     return chance
+
+
+
+def config_digest(config):
+    """sha256 of a model config (``model.get_config()``) without its seed: the rows of one model in a
+    comparison (one per seed), also when merged across invocations, share it; a changed zoo default
+    changes it. Top-level fields set to None (absent options) do not count, so adding an optional field
+    to the zoo's configs does not change the digest of the models that leave it unset."""
+    config = {k: v for k, v in config.items() if k != "seed" and v is not None}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def entry_digest(entry, dataset, overrides=None, modality_options=None, modalities=None, data_dir=None):
+    """`config_digest` of what `compare` would train for ``entry`` on ``dataset`` now (nothing is
+    trained; the arguments are `compare`'s)."""
+    from mibzoo import experiment
+    from mibzoo.experiment_data import resolve
+
+    data = resolve(dataset, modalities=modalities, data_dir=data_dir)
+    model = experiment.build_model(entry, data, overrides or {}, modality_options or {})
+    digest = config_digest(model.get_config())
+    _clear_keras_session()
+    return digest
+
+
+def _config_digest(run_dir):
+    """`config_digest` of a run directory's ``model_config.json``."""
+    return config_digest(json.loads((pathlib.Path(run_dir) / "model_config.json").read_text(encoding="utf-8")))
 
 
 def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, test_limit=None,
@@ -184,6 +214,7 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
                                                  plot_examples=0)
             history = RunCheckpoints(run_dir).history()
             rows.append({"model": label, "entry": entry, "seed": seed, "metrics": values,
+                         "config_sha256": _config_digest(run_dir),
                          "train_seconds": record["train_seconds"], "eval_seconds": round(time.perf_counter() - t0, 2),
                          "final_loss": float(history[-1]["loss"]) if history else None})
             if seed == seeds[0]:

@@ -63,6 +63,22 @@ def test_files_and_pngs_are_written(report):
     assert json.loads((out / "results.json").read_text())["budget"]["epochs"] == 1
 
 
+def test_rows_carry_the_digest_of_the_config_the_zoo_builds(report):
+    """Every row names its model config (without the seed): one digest per model over its seeds, the one
+    `entry_digest` computes without training, so a resumed benchmark can tell a changed default."""
+    from mibzoo.compare import entry_digest
+
+    result, _ = report
+    data = {"train": label_arrays(192, seed=1), "test": label_arrays(64, seed=2)}
+    for model in ("jmvae", "mvae"):
+        digests = {r["config_sha256"] for r in result.rows if r["model"] == model}
+        assert digests == {entry_digest(model, data, overrides={"shared": TINY_SHARED}, modality_options=TINY_OPTIONS,
+                                        modalities=MODALITIES)}
+    assert len({r["config_sha256"] for r in result.rows}) == 2
+    assert entry_digest("jmvae", data, overrides={"shared": TINY_SHARED}, modalities=MODALITIES) not in \
+        {r["config_sha256"] for r in result.rows}  # other networks: another config
+
+
 def test_compare_rejects_unknown_names():
     data = {"train": label_arrays(8), "test": label_arrays(8)}
     with pytest.raises(ValueError, match="unknown zoo entry 'jmvea'. Did you mean 'jmvae'"):

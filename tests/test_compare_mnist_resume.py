@@ -1,0 +1,63 @@
+"""`benchmarks/compare_mnist.py --resume`: the rows of two invocations share a table only when they measured
+the same models under the same budget; a (model, seed) whose zoo config changed is measured again."""
+import importlib.util
+import pathlib
+
+import pytest
+
+from mibzoo.compare_report import Report
+
+_SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "compare_mnist.py"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("compare_mnist", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model, seed, digest, value):
+    return {"model": model, "entry": model, "seed": seed, "metrics": {"joint_coherence": value},
+            "config_sha256": digest, "train_seconds": 1.0, "eval_seconds": 1.0, "final_loss": 1.0}
+
+
+def _report(rows, epochs=5):
+    budget = {"dataset": "mnist_label", "epochs": epochs, "batch_size": 128, "seeds": sorted({r["seed"] for r in rows})}
+    return Report(rows, budget, {"mibzoo": "0"}, wall_seconds=60.0)
+
+
+MODELS = ["jmvae", "mib_mm"]
+
+
+def test_resume_keeps_current_rows_and_measures_the_changed_model_again(tmp_path, monkeypatch):
+    script = _script()
+    _report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m-old", 0.2)]).save(tmp_path / "mnist_label")
+    earlier = script.resumed(tmp_path, ["mnist_label", "mnist_plus1"])
+    assert list(earlier) == ["mnist_label"]  # nothing on disk for mnist_plus1
+    monkeypatch.setattr("mibzoo.compare.entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m-new"}[m])
+    kept = script.current_rows(earlier["mnist_label"], MODELS, "mnist_label")
+    assert script.current_rows(earlier["mnist_label"], ["mib_mm"], "mnist_label") is None  # nothing current
+    assert [(r["model"], r["seed"]) for r in kept.rows] == [("jmvae", 0)]
+    assert script.missing_models(kept, MODELS, 0) == ["mib_mm"]
+    assert script.missing_models(kept, MODELS, 1) == MODELS
+    merged = script.merge(kept, _report([_row("mib_mm", 0, "m-new", 0.9)]), MODELS, 0, 120.0)
+    assert [(r["model"], r["config_sha256"]) for r in merged.rows] == [("jmvae", "j1"), ("mib_mm", "m-new")]
+    assert merged.budget["seeds"] == [0]
+    merged = script.merge(merged, _report([_row("jmvae", 1, "j1", 0.6)]), MODELS, 0, 180.0)
+    assert script.missing_models(merged, MODELS, 1) == ["mib_mm"]  # what the docs list as missing
+    stat = merged.summary()["jmvae"]["joint_coherence"]
+    assert stat["n"] == 2 and stat["mean"] == pytest.approx(0.5)
+    merged = script.merge(merged, _report([_row("mib_mm", 1, "m-new", 0.7)]), MODELS, 0, 240.0)
+    assert merged.budget["seeds"] == [0, 1]
+    assert [r["model"] for r in merged.rows] == ["jmvae", "jmvae", "mib_mm", "mib_mm"]
+
+
+@pytest.mark.parametrize("later, message", [
+    (_report([_row("jmvae", 1, "other", 0.5)]), "zoo config of ['jmvae'] differs"),
+    (_report([_row("jmvae", 1, None, 0.5)]), "zoo config of ['jmvae'] differs"),
+    (_report([_row("jmvae", 1, "j1", 0.5)], epochs=2), "budget differs in ['epochs']"),
+])
+def test_resume_refuses_seeds_of_another_model_or_budget(later, message):
+    with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
+        _script().merge(_report([_row("jmvae", 0, "j1", 0.4)]), later, ["jmvae"], 0, 120.0)
