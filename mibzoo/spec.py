@@ -337,7 +337,8 @@ def _term_options(options, cfg, critic_terms, source):
                 raise ConfigError(source, field, value, f"one of {keys}" + did_you_mean(key, keys))
             if key in own:
                 if value not in own[key]:
-                    raise ConfigError(source, field, value, f"one of {list(own[key])}" + did_you_mean(str(value), own[key]))
+                    raise ConfigError(source, field, value, f"one of {list(own[key])}"
+                                      + did_you_mean(str(value), [str(v) for v in own[key]]))
                 continue
             if not objectives.TERMS[term].auxiliary:
                 raise ConfigError(source, field, value, "an option of a term with an auxiliary network "
