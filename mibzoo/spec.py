@@ -22,7 +22,7 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
                 "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
-                "latent_sampler")
+                "latent_sampler", "batch_size")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
@@ -281,6 +281,11 @@ def parse_model(model, source):
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
     cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
+
+    if "batch_size" in cfg:
+        size = cfg["batch_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(source, "batch_size", size, "a positive integer (the entry's training batch size)")
 
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
