@@ -51,6 +51,11 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   A term may declare options of its own (`mibzoo.objectives.registry.Term.options`, checked
   against its allowed values): ``conditional_independence`` has ``"critic": "residual"`` (the
   default; r(y | z, e) ∝ p(y | z) exp g(z, e)) or ``"mlp"`` (an MLP on [z, e]).
+  ``infogan`` has ``"q_batch_norm"``: ``false`` (default) or ``true``, batch normalization in Q's
+  dense layer as InfoGAN's Q has it (Chen et al. 2016, App. C.1).
+- ``batch_size``: the entry's training batch size, used by runs that do not set one
+  (`mibzoo.experiment.train_run`; absent: the runs' default, 128). ``infogan`` sets 64: with its
+  phases alternating batch by batch, 10 MNIST epochs then give the official InfoGAN code's number of updates.
 - ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
   ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
   the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).

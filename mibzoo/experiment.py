@@ -173,7 +173,8 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         epochs: total epochs (resuming continues up to this number).
         out: the run directory.
         batch_size, seed, overrides, limit, modality_options, learning_rate: the run's settings
-            (None: the recorded value when resuming, else `DEFAULTS`). ``limit`` trains on the first
+            (None: the recorded value when resuming, else `DEFAULTS`; a new run's batch size is the
+            entry's config ``batch_size`` when it sets one). ``limit`` trains on the first
             ``limit`` training examples; ``overrides`` are `mibzoo.load` overrides.
         modalities: modality specs for in-memory arrays.
         hidden_labels: ``{modality: fraction}``: semi-supervised training, that share of the training
@@ -221,7 +222,9 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         raise ValueError(f"dataset {data.name!r}: its training split has no examples")
     entry = record["entry"] if record is not None else entry
     kwargs = model_overrides(data, settings["overrides"], settings["modality_options"], settings["seed"])
-    registry.entry_config(entry, **kwargs)  # ConfigError for a bad override, before anything is written
+    config = registry.entry_config(entry, **kwargs)  # ConfigError for a bad override, before anything is written
+    if record is None and batch_size is None:  # a new run without a batch size: the entry's, if it sets one
+        settings["batch_size"] = config.get("batch_size", DEFAULTS["batch_size"])
 
     # Everything is valid: from here on the run directory is written.
     run_dir.mkdir(parents=True, exist_ok=True)

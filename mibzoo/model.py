@@ -72,6 +72,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         latent_sampler: where ``sample`` draws z (`mibzoo.latent_samplers`): ``"prior"`` (p(z)) or
             ``{"kind": "gmm", "components": 10}``, a mixture fitted to the aggregate posterior
             after training (its parameters are non-trainable weights of the model).
+        batch_size: the entry's training batch size, used by runs that set none
+            (`mibzoo.experiment.train_run`); None: the runs' default.
         entry: name of the zoo entry this model was built from (informational).
 
     The arguments are parsed once into a `mibzoo.spec.ModelSpec` (`mibzoo.spec.parse_model`) and the
@@ -96,7 +98,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
                  networks=None, optimizers=None, posterior="poe", term_options=None, latent_sampler=None,
-                 entry="custom", **kwargs):
+                 batch_size=None, entry="custom", **kwargs):
         spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         if spec is None:
@@ -106,7 +108,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             for key, value in (("shared", shared), ("structure_learning", structure_learning),
                                ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                                ("phases", phases), ("likelihood_weights", likelihood_weights),
-                               ("networks", networks), ("optimizers", optimizers), ("term_options", term_options)):
+                               ("networks", networks), ("optimizers", optimizers), ("term_options", term_options),
+                               ("batch_size", batch_size)):
                 if value is not None:
                     fields[key] = value
             spec = parse_model(fields, f"MIBModel({entry})")

@@ -185,27 +185,35 @@ class CodePredictor(keras.layers.Layer):
         hidden: width of the hidden layers.
         layers: number of hidden layers.
         activation: Keras activation of the hidden layers.
+        batch_norm: batch normalization between each hidden layer's dense map and its activation
+            (InfoGAN's Q on MNIST: FC 128, batch normalization, leaky ReLU; Chen et al. 2016, App. C.1).
     """
 
     def __init__(self, input_size, output_size, hidden=DEFAULT_HIDDEN, layers=DEFAULT_LAYERS, activation="relu",
-                 **kwargs):
+                 batch_norm=False, **kwargs):
         super().__init__(**kwargs)
         self.input_size, self.output_size, self.hidden, self.layers_count = input_size, output_size, hidden, layers
-        self.activation = activation
-        stack = [keras.layers.Dense(hidden, activation=activation) for _ in range(layers)]
+        self.activation, self.batch_norm = activation, batch_norm
+        stack = []
+        for _ in range(layers):
+            if batch_norm:
+                stack += [keras.layers.Dense(hidden), keras.layers.BatchNormalization(),
+                          keras.layers.Activation(activation)]
+            else:
+                stack.append(keras.layers.Dense(hidden, activation=activation))
         self.net = keras.Sequential(stack + [keras.layers.Dense(output_size, dtype="float32")], name="net")
 
     def build(self, input_shape=None):
         self.net.build((None, self.input_size))
         super().build(input_shape)
 
-    def call(self, x):
-        return self.net(x)
+    def call(self, x, training=None):
+        return self.net(x, training=training)
 
     def get_config(self):
         config = super().get_config()
         config.update(input_size=self.input_size, output_size=self.output_size, hidden=self.hidden,
-                      layers=self.layers_count, activation=self.activation)
+                      layers=self.layers_count, activation=self.activation, batch_norm=self.batch_norm)
         return config
 
 
@@ -238,6 +246,7 @@ class DataCritic(keras.layers.Layer):
                                          name=f"features_{name}")
                         if _dcgan(spec) else None for name, spec in specs.items()]
         batch_norm = any(_dcgan(spec) and spec.get("critic_batch_norm", False) for spec in specs.values())
+        self.batch_norm = batch_norm
         head = []
         for _ in range(layers):
             head += [keras.layers.Dense(hidden)] + ([keras.layers.BatchNormalization()] if batch_norm else []) \

@@ -61,7 +61,8 @@ def _add_budget(parser, epochs_default, resumable=False):
     parser.add_argument("--dataset", required=True, help="dataset name or .npz file (mibzoo.experiment_data)")
     parser.add_argument("--epochs", type=int, default=epochs_default, help=f"training epochs (default {epochs_default})")
     parser.add_argument("--batch-size", type=int, default=None if resumable else 128,
-                        help="batch size (default 128)" + recorded)
+                        help=("batch size (default: the entry's zoo config 'batch_size', else 128)" if resumable
+                              else "batch size (default 128, for every entry)") + recorded)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N training examples" + recorded)
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam learning rate of the networks (default: the entry's, from its zoo config's "

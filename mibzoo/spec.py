@@ -22,7 +22,7 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
                 "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
-                "latent_sampler")
+                "latent_sampler", "batch_size")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
@@ -288,6 +288,11 @@ def parse_model(model, source):
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
     cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
 
+    if "batch_size" in cfg:
+        size = cfg["batch_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(source, "batch_size", size, "a positive integer (the entry's training batch size)")
+
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(source, "seed", seed, "a non-negative integer")
@@ -343,7 +348,8 @@ def _term_options(options, cfg, critic_terms, source):
                 raise ConfigError(source, field, value, f"one of {keys}" + did_you_mean(key, keys))
             if key in own:
                 if value not in own[key]:
-                    raise ConfigError(source, field, value, f"one of {list(own[key])}" + did_you_mean(str(value), own[key]))
+                    raise ConfigError(source, field, value, f"one of {list(own[key])}"
+                                      + did_you_mean(str(value), [str(v) for v in own[key]]))
                 continue
             if not objectives.TERMS[term].auxiliary:
                 raise ConfigError(source, field, value, "an option of a term with an auxiliary network "

@@ -234,6 +234,40 @@ def test_shared_q_bound_matches_numpy_on_the_discriminator_features(continuous_w
     np.testing.assert_allclose(float(infogan_information(fp)), -expected, rtol=1e-5, atol=1e-5)
 
 
+def test_q_batch_norm_normalizes_q_hidden_layer_with_the_batch_statistics_in_training():
+    """term_options.infogan.q_batch_norm: InfoGAN's Q is FC, batch normalization, leaky ReLU, FC
+    (Chen et al. 2016, App. C.1). In a training pass the bound equals NumPy's with Q's hidden layer
+    normalized by the batch's own mean and variance; in inference, by the moving statistics."""
+    from mibzoo.objectives.critics import infogan_information
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("infogan", **tiny_overrides("infogan"),
+                        term_options={"infogan": {"shares_critic": "C2", "q_batch_norm": True}},
+                        hyperparameters={"lambda_info": 1.0, "q_fixed_std": 1.0, "lambda_continuous": 0.1})
+    q = model.auxiliaries["infogan"]
+    assert [type(layer).__name__ for layer in q.net.layers] == ["Dense", "BatchNormalization", "Activation", "Dense"]
+    hidden, norm, _, out = q.net.layers
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    for training in (True, False):
+        fp = model.forward(x, present, training=training, seed=3)
+        z = np.asarray(fp.prior_latents()[0])  # blocks noise (4), c (3, one-hot), s (1)
+        h = np.asarray(fp.data_vector(fp.generated()))
+        for layer in model.critics["C2"].head.hidden_layers:
+            h = _leaky_relu(_dense(layer, h))
+        a = _dense(hidden, h)
+        mean, var = (a.mean(0), a.var(0)) if training else (np.asarray(norm.moving_mean), np.asarray(norm.moving_variance))
+        a = (a - mean) / np.sqrt(var + norm.epsilon) * np.asarray(norm.gamma) + np.asarray(norm.beta)
+        params = _dense(out, _leaky_relu(a))
+        logits = params[:, :3] - params[:, :3].max(1, keepdims=True)
+        log_softmax = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+        categorical = np.log(3) + np.mean(np.sum(z[:, 4:7] * log_softmax, 1))
+        log_density = -0.5 * np.log(2 * np.pi) - 0.5 * (z[:, 7:8] - params[:, 3:4]) ** 2
+        gaussian = 0.5 * (np.log(2 * np.pi) + 1) + np.mean(np.sum(log_density, 1))
+        np.testing.assert_allclose(float(infogan_information(fp)), -(categorical + 0.1 * gaussian), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ConfigError, match="q_batch_norm"):
+        mibzoo.load("infogan", **tiny_overrides("infogan"),
+                    term_options={"infogan": {"shares_critic": "C2", "q_batch_norm": "yes"}})
+
+
 def test_shared_q_trains_the_discriminator_trunk_from_both_losses():
     """InfoGAN adds −λ L_I to D's loss and to G's: in phase critic:C2 the trunk's gradient is that of
     D's loss plus λ times that of the term; in the dist phase the term reaches the generator."""

@@ -99,6 +99,8 @@ def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in infogan.critics["C2"].head.layers)
     assert any(isinstance(layer, keras.layers.BatchNormalization)
                for layer in infogan.critics["C2"].readers[0].layers)
+    # InfoGAN's update count at alternating phases (docs/results.md finding 7); gan sets none
+    assert infogan.model_config["batch_size"] == 64 and "batch_size" not in model.model_config
     separate = mibzoo.load("infogan", term_options={})  # the term on its own: Q with its own DCGAN trunk
     assert isinstance(separate.auxiliaries["infogan"], DataCritic) and separate.shared_critics == {}
 

@@ -240,3 +240,17 @@ def test_an_epoch_is_one_pass_over_the_training_split_of_a_repeated_dataset(data
     model = experiment.load_run_model(run)
     assert int(model.optimizer.iterations.numpy()) == 2 * 3
     assert history_epochs(run) == [0, 1]
+
+
+def test_a_new_run_without_a_batch_size_takes_the_entrys(data, tmp_path):
+    # The config's batch_size (here an override; infogan's zoo config sets 64) is a new run's default:
+    # 64 examples at 16 are 4 steps per epoch; a resumed run keeps its own. (A given batch size wins:
+    # every other test here gives 32 to the wyner_vae entry, whose config sets none.)
+    overrides = {"shared": TINY_SHARED, "batch_size": 16}
+    record = train(data, tmp_path / "a", 1, batch_size=None, overrides=overrides)
+    assert record["batch_size"] == 16
+    assert int(experiment.load_run_model(tmp_path / "a").optimizer.iterations.numpy()) == 4
+    assert experiment.train_run(None, data, 1, tmp_path / "a")["batch_size"] == 16
+    with pytest.raises(ValueError, match="batch_size"):
+        train(data, tmp_path / "c", 1, batch_size=None, overrides={"shared": TINY_SHARED, "batch_size": 0})
+    assert not (tmp_path / "c").exists()

@@ -11,7 +11,7 @@ from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.critics import Discriminator
 from mibzoo.modalities import event_shape
 from mibzoo.networks import CodePredictor, DataCritic, uses_dcgan
-from mibzoo.objectives.registry import built, register_term
+from mibzoo.objectives.registry import TERMS, built, register_term
 
 
 def _data_size(model):
@@ -138,8 +138,9 @@ def _code_predictor(model):
         if not hasattr(critic, "features"):
             raise ValueError(f"{model.name}: term_options.infogan.shares_critic names {shared!r}, whose critic "
                              f"{type(critic).__name__} has no features() to share")
+        batch_norm = bool(TERMS["infogan"].option(model.model_config, "q_batch_norm"))
         return built(CodePredictor(critic.features_size, size, hidden=DCGAN_CODE_PREDICTOR_HIDDEN, layers=1,
-                                    activation="leaky_relu", name="auxiliary_infogan"),
+                                    activation="leaky_relu", batch_norm=batch_norm, name="auxiliary_infogan"),
                       (None, critic.features_size))
     if uses_dcgan(model.network_specs):
         predictor = DataCritic(model.network_specs, size, hidden=DCGAN_CODE_PREDICTOR_HIDDEN, name="auxiliary_infogan")
@@ -148,7 +149,8 @@ def _code_predictor(model):
     return built(predictor, (None, _data_size(model)))
 
 
-@register_term("infogan", "regularizer", needs_inference=False, auxiliary=_code_predictor)
+@register_term("infogan", "regularizer", needs_inference=False, auxiliary=_code_predictor,
+               options={"q_batch_norm": (False, True)})
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
@@ -162,9 +164,10 @@ def infogan_information(fp):
 
     With ``term_options: {"infogan": {"shares_critic": "C2"}}`` Q is a head on C2's discriminator's
     last hidden layer, as in InfoGAN, trained with the discriminator in its phase on the
-    discriminator's loss plus this term (`MIBModel.critic_objective`)."""
+    discriminator's loss plus this term (`MIBModel.critic_objective`); its option ``"q_batch_norm":
+    true`` adds batch normalization to Q's dense layer (InfoGAN's Q, Chen et al. 2016, App. C.1)."""
     z, _ = fp.prior_latents()
-    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", fp.generated()))
+    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", fp.generated()), training=fp.training)
     hyper = fp.model.model_config["hyperparameters"]
     fixed_std = hyper.get("q_fixed_std")
     if fixed_std is not None and not fixed_std > 0:
