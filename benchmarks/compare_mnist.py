@@ -235,6 +235,28 @@ def kept_section(path):
     return "" if start < 0 else "\n" + old[start:]
 
 
+# Options that choose which (model, seed) pairs an invocation measures, and options that only continue
+# a run: neither changes the budget, so the command that reproduces the tables leaves them out.
+SELECTION_OPTIONS = ("--datasets", "--models", "--seeds", "--structure-seeds")
+CONTINUATION_OPTIONS = ("--resume", "--runs")
+
+
+def reproducing_command(argv):
+    """``python benchmarks/compare_mnist.py`` with the budget's options of ``argv`` (the selection and
+    continuation options and their values dropped: the docs list what of the full plan is missing)."""
+    given, dropping = [], False
+    for a in argv:
+        if a.startswith("--"):
+            name = a.split("=", 1)[0]
+            dropping = name in SELECTION_OPTIONS + CONTINUATION_OPTIONS and "=" not in a and name != "--resume"
+            if name in SELECTION_OPTIONS + CONTINUATION_OPTIONS:
+                continue
+        elif dropping:
+            continue
+        given.append(a)
+    return "python benchmarks/compare_mnist.py" + "".join(" " + shlex.quote(a) for a in given)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=MODELS)
@@ -261,18 +283,24 @@ def main(argv=None):
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
-    planned = {d: list(args.seeds) for d in args.datasets}
-    planned_models = {d: list(args.models) for d in args.datasets}
+    # The docs show every data set with results under --out and list what is missing against the full
+    # plan (the defaults plus whatever this invocation adds): the selection options only choose which of
+    # its (model, seed) pairs this invocation measures.
+    defaults = parser.parse_args([])
+    planned = {d: sorted(set(defaults.seeds) | set(args.seeds)) for d in DATASETS + args.datasets}
+    planned_models = {d: list(dict.fromkeys(defaults.models + args.models)) for d in planned}
     planned_models[STRUCTURE_DATASET] = ["mib_mm"]
-    if args.structure_seeds:
-        planned[STRUCTURE_DATASET] = list(args.structure_seeds)
+    planned[STRUCTURE_DATASET] = sorted(set(defaults.structure_seeds) | set(args.structure_seeds))
 
     from mibzoo.compare import Report, compare, entry_digest
 
     out = pathlib.Path(args.out)
     if args.docs_only:
-        found = {d: Report.from_json(out / d / "results.json") for d in args.datasets + [STRUCTURE_DATASET]
-                 if (out / d / "results.json").exists()}
+        # Only rows of the zoo's current configs, as a run would keep them (rows of an older config, or
+        # without a config digest, would show another model under the entry's name).
+        found = {d: current_rows(r, planned_models[d], d)
+                 for d, r in resumed(out, DATASETS + args.datasets + [STRUCTURE_DATASET]).items()}
+        found = {d: r for d, r in found.items() if r is not None}
         structure = found.pop(STRUCTURE_DATASET, None)
         wall = max(r.wall_seconds or 0.0 for r in list(found.values()) + ([structure] if structure else []))  # cumulative
         first = next(iter(found.values()), structure)
@@ -280,13 +308,7 @@ def main(argv=None):
                    wall, out, planned, planned_models)
         print(f"written: {args.docs}")
         return 0
-    # The command that reproduces the tables: `--resume` and `--runs` only continue it.
-    given, skip = [], False
-    for a in (sys.argv[1:] if argv is None else argv):
-        if not skip and a != "--resume" and not a.startswith("--runs"):
-            given.append(a)
-        skip = a == "--runs"
-    command = "python benchmarks/compare_mnist.py" + "".join(" " + shlex.quote(a) for a in given)
+    command = reproducing_command(sys.argv[1:] if argv is None else argv)
     budget = dict(epochs=args.epochs, batch_size=args.batch_size, limit=args.limit or None,
                   test_limit=args.test_limit or None, likelihood_limit=args.likelihood_limit,
                   probe_train_limit=args.probe_train_limit, iwae_k=args.iwae_k, progress=False)
@@ -295,8 +317,8 @@ def main(argv=None):
     if args.resume:
         reports = resumed(out, args.datasets + [STRUCTURE_DATASET])
         earlier = max((r.wall_seconds or 0.0 for r in reports.values()), default=0.0)
-        reports = {d: current_rows(r, ["mib_mm"] if d == STRUCTURE_DATASET else args.models, d)
-                   for d, r in reports.items()}
+        # Rows of every planned model are kept (not only of --models): the files on disk lose nothing.
+        reports = {d: current_rows(r, planned_models[d], d) for d, r in reports.items()}
         reports = {d: r for d, r in reports.items() if r is not None}
         structure = reports.pop(STRUCTURE_DATASET, None)
         print("resuming: current rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)
@@ -323,6 +345,13 @@ def main(argv=None):
                 write_docs(args.docs, {**reports, dataset: merged}, structure, command,
                            time.perf_counter() - started, out, planned, planned_models)
         return merged
+
+    # Data sets this invocation does not train stay in the docs with their current rows on disk.
+    for dataset, report in resumed(out, [d for d in DATASETS if d not in args.datasets and d not in reports]).items():
+        report = current_rows(report, planned_models[dataset], dataset)
+        if report is not None:
+            reports[dataset] = report
+    reports = {d: reports[d] for d in DATASETS + args.datasets if d in reports}  # the docs' order
 
     rounds = max(len(args.seeds), 1)
     for k, seed in enumerate(args.seeds):

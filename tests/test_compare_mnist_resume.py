@@ -1,6 +1,7 @@
 """`benchmarks/compare_mnist.py --resume`: the rows of two invocations share a table only when they measured
 the same models under the same budget; a (model, seed) whose zoo config changed is measured again."""
 import importlib.util
+import re
 import pathlib
 
 import pytest
@@ -61,3 +62,39 @@ def test_resume_keeps_current_rows_and_measures_the_changed_model_again(tmp_path
 def test_resume_refuses_seeds_of_another_model_or_budget(later, message):
     with pytest.raises(SystemExit, match=message.replace("[", r"\[").replace("]", r"\]")):
         _script().merge(_report([_row("jmvae", 0, "j1", 0.4)]), later, ["jmvae"], 0, 120.0)
+
+
+def test_reproducing_command_keeps_the_budget_and_drops_selection_and_continuation():
+    script = _script()
+    argv = ["--resume", "--runs", "/work/x", "--datasets", "mnist_label", "--seeds", "0", "1",
+            "--structure-seeds", "--epochs", "2", "--models=jmvae", "--limit", "500"]
+    assert script.reproducing_command(argv) == "python benchmarks/compare_mnist.py --epochs 2 --limit 500"
+
+
+def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path, monkeypatch):
+    script = _script()
+    plus1 = Report([_row("jmvae", 0, "j1", 0.8), _row("mib_mm", 0, "m1", 0.7)],
+                   {"dataset": "mnist_plus1", "epochs": 5, "batch_size": 128, "seeds": [0]}, {"mibzoo": "0"},
+                   wall_seconds=60.0)
+    plus1.save(tmp_path / "mnist_plus1")
+    _report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m1", 0.3)]).save(tmp_path / "mnist_label")
+    monkeypatch.setattr("mibzoo.compare.entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
+    trained = []
+
+    def fake_compare(models, dataset, seeds, out=None, **budget):
+        trained.append((tuple(models), dataset, tuple(seeds)))
+        return _report([_row(models[0], seeds[0], "j1", 0.5)])
+
+    monkeypatch.setattr("mibzoo.compare.compare", fake_compare)
+    docs = tmp_path / "results.md"
+    script.main(["--resume", "--models", "jmvae", "--datasets", "mnist_label", "--seeds", "0", "1",
+                 "--structure-seeds", "--out", str(tmp_path), "--docs", str(docs)])
+    assert trained == [(("jmvae",), "mnist_label", (1,))]  # only the missing pair of the selection
+    label = Report.from_json(tmp_path / "mnist_label" / "results.json")
+    # mib_mm's row is not among --models but stays on disk
+    assert sorted((r["model"], r["seed"]) for r in label.rows) == [("jmvae", 0), ("jmvae", 1), ("mib_mm", 0)]
+    text = docs.read_text()
+    assert "## MNIST-Plus-1" in text and "## MNIST-Label" in text
+    assert f"Command: `python benchmarks/compare_mnist.py --out {tmp_path} --docs {docs}`" in text
+    # missing against the full plan: MNIST-Plus-1's seeds 1 and 2, MNIST-Label's mib_mm seed 1
+    assert re.search(r"`mnist_plus1`: [^;]*jmvae seed 1", text) and re.search(r"`mnist_label`: [^;]*mib_mm seed 1", text)
