@@ -11,12 +11,24 @@ or model fields. About eight times per run it prints the accuracy of argmax p(y 
 z) on every 25th training image and the first 2,000 test images, with the epoch means of the OOD
 terms (weighted); at the end the accuracies of `mibzoo.reproduce.table4.label_accuracies` on all
 images (8 draws), the numbers the table reports.
+
+``--scramble-colour`` (a diagnostic, issue 12's fourth session): every image's digit is moved to
+a channel drawn at random (seeded), in training and test alike, so colour says nothing about the
+label or the environment and only the digit shape can predict Y: how fast the entry learns shape.
 """
 import argparse
 import json
 import time
 
 import numpy as np
+
+
+def scramble_colour(arrays, rng):
+    """``arrays`` with each image's digit (the sum of its two channels) in a channel drawn at random."""
+    digits = np.asarray(arrays["image"]).sum(-1)
+    channel = rng.integers(0, 2, len(digits))
+    images = np.stack([digits * (channel == 0)[:, None, None], digits * (channel == 1)[:, None, None]], -1)
+    return {**arrays, "image": images.astype("float32")}
 
 
 def main():
@@ -29,6 +41,11 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--critic-lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--warmup", type=int, nargs=2, metavar=("EPOCHS", "BATCH"),
+                        help="first train EPOCHS at batch BATCH, then EPOCHS/BATCH as given (irm_anneal_steps "
+                             "counts the network updates of both)")
+    parser.add_argument("--scramble-colour", action="store_true",
+                        help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
 
     import keras
@@ -40,6 +57,10 @@ def main():
 
     train = original = mibzoo.data.load_arrays("colored_mnist", "train")
     test = mibzoo.data.load_arrays("colored_mnist", "test")
+    if args.scramble_colour:
+        rng = np.random.default_rng(args.seed)
+        train = original = scramble_colour(train, rng)
+        test = scramble_colour(test, rng)
     present = None
     if args.hide:
         train, present = hide_labels(train, "label", args.hide, args.seed)
@@ -65,15 +86,26 @@ def main():
     keras.Model.fit = fit_with_trajectory  # train_zoo_model's own fit, plus the trajectory callback
     started = time.perf_counter()
     try:
-        model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, args.epochs, args.batch,
-                                args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
+        first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
+        model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
+                                first_batch, args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
                                 compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)})
+        if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
+            import tensorflow as tf
+
+            columns = {name: train[name] for name in ("image", "label", "env")}
+            if present is not None:
+                columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
+            ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
+                  .batch(args.batch))
+            print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
+            model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False)
     finally:
         keras.Model.fit = fit
     seconds = time.perf_counter() - started
     env = label_accuracies(model, original, 8, args.seed)
     te = label_accuracies(model, test, 8, args.seed)
-    print(f"{args.entry} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} {args.overrides}: "
+    print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} {args.overrides}: "
           f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
           f"({seconds:.0f} s training)")
 

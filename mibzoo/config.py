@@ -50,7 +50,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   G's losses).
   A term may declare options of its own (`mibzoo.objectives.registry.Term.options`, checked
   against its allowed values): ``conditional_independence`` has ``"critic": "residual"`` (the
-  default; r(y | z, e) ∝ p(y | z) exp g(z, e)) or ``"mlp"`` (an MLP on [z, e]).
+  default; r(y | z, e) ∝ p(y | z) exp g(z, e)) or ``"mlp"`` (an MLP on [z, e]);
+  ``conditional_independence``, ``sufficiency`` and ``irm`` have ``"latent": "sample"`` (the
+  default; p(y | z) at a draw z ~ q(z | x)) or ``"mean"`` (at the mean of q(z | x)).
   ``infogan`` has ``"q_batch_norm"``: ``false`` (default) or ``true``, batch normalization in Q's
   dense layer as InfoGAN's Q has it (Chen et al. 2016, App. C.1).
 - ``batch_size``: the entry's training batch size, used by runs that do not set one

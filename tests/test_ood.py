@@ -245,6 +245,66 @@ def test_sufficiency_is_the_labelled_cross_entropy_of_p_y_given_z_from_x(rng):
     np.testing.assert_allclose(float(ood.sufficiency(fp)), expected, rtol=1e-4)
 
 
+def _numpy_image_posterior_mean(model, fp):
+    """The mean of q(z | x) = p(z) · q(z | image) (Eq. 13's product of Gaussian experts with the
+    prior, all mask weights 1), in NumPy from the image expert: Σ_i μ_i / σ_i² over Σ_i 1 / σ_i²."""
+    loc, logvar = (np.asarray(v, "float64") for v in fp.encoder_outputs()["image"][:2])
+    prior_loc, prior_logvar = (np.asarray(v, "float64") for v in (model.prior_loc, model.prior_logvar))
+    precision = np.exp(-logvar) + np.exp(-prior_logvar)
+    return (loc * np.exp(-logvar) + prior_loc * np.exp(-prior_logvar)) / precision
+
+
+@pytest.mark.parametrize("term", ["sufficiency", "irm", "conditional_independence"])
+def test_latent_mean_option_predicts_from_the_posterior_mean(rng, term):
+    """``term_options: {term: {"latent": "mean"}}``: the term reads p(y | z) at the mean of
+    q(z | x) (computed here in NumPy from the image expert and the prior), not at a draw."""
+    from mibzoo import objectives
+    from mibzoo.objectives import ood
+
+    options = {term: {"latent": "mean"}}
+    model = _small_model("ood_cmnist_irm", term_options={**options, "conditional_independence": {
+        "critic": "mlp", **options.get("conditional_independence", {})}})
+    batch = _batch(rng, 18)
+    labelled = np.ones(18, "float32")
+    labelled[[4, 13]] = 0.0  # every environment keeps labelled rows in both half-batches
+    fp = _forward(model, batch, labelled)
+    mean = _numpy_image_posterior_mean(model, fp)
+    assert np.abs(mean - np.asarray(fp.z(0), "float64")).max() > 1e-3  # a draw is not the mean
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", mean.astype("float32"))), "float64")
+    ce = _numpy_ce(logits, batch["label"])
+    if term == "sufficiency":
+        expected = (ce * labelled).sum() / labelled.sum()
+        got = float(ood.sufficiency(fp))
+    elif term == "irm":
+        # IRM's penalty at the mean: the product of the two half-batch derivatives, in closed
+        # form d/ds CE(s · l) at s = 1 = Σ_k (softmax(l)_k − y_k) l_k
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        grads = ((probs - np.eye(2)[batch["label"]]) * logits).sum(-1)
+        products = []
+        for env in (0, 1, 2):
+            halves = [grads[(batch["env"] == env) & (labelled > 0) & (np.arange(18) % 2 == p)].mean() for p in (0, 1)]
+            products.append(halves[0] * halves[1])
+        expected, got = np.mean(products), float(ood.invariant_risk(fp))
+    else:
+        critic_in = np.concatenate([mean, np.eye(3)[batch["env"]]], axis=1).astype("float32")
+        g = np.asarray(model.critics["conditional_independence"](critic_in), "float64")
+        diff = ce - _numpy_ce(g, batch["label"])
+        expected = max(float((diff * labelled).sum() / labelled.sum()), 0.0)
+        got = float(ood.conditional_independence(fp))
+        critic_loss = float(objectives.TERMS[term].critic_loss(fp))
+        np.testing.assert_allclose(critic_loss, (_numpy_ce(g, batch["label"]) * labelled).sum() / labelled.sum(),
+                                   rtol=1e-4)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-8)
+
+
+def test_latent_option_is_validated():
+    from mibzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"term_options.sufficiency.latent.*one of \['sample', 'mean'\]"):
+        _small_model("ood_cmnist", term_options={"sufficiency": {"latent": "median"}})
+
+
 @pytest.mark.slow
 def test_irm_ignores_the_spurious_colour_on_the_toy_problem(rng):
     """IRMv1 at the published weights (annealed after a third of the steps) must beat ERM in the

@@ -25,9 +25,26 @@ def _input_index(fp):
     return fp.names.index(next(n for n in fp.names if n not in (LABEL, ENVIRONMENT)))
 
 
-def predictive_label_logits(fp):
-    """``[B, K]``: logits of p(y | z ⊙ m_y^p) with z ~ q(z | x), the predictor of Sec. 6 (Y from X alone)."""
-    return fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, fp.z(_input_index(fp))))
+# Where the OOD terms read z from (``term_options: {term: {"latent": ...}}``, each term its own; the
+# first the default): "sample", z ~ q(z | x), the predictor `MIBModel.predict_target` averages; or
+# "mean", the mean of q(z | x), a deterministic input to p(y | z) as IRM's MLP has (the
+# sampling noise of z hides small mean shifts, such as the digit shape's, from p(y | z)).
+LATENTS = ("sample", "mean")
+
+
+def predictive_latent(fp, term=None):
+    """``[B, Dz]``: the z of q(z | x) that ``term`` predicts Y from, a sample or the mean per its
+    ``latent`` option (``term`` None: a sample)."""
+    i = _input_index(fp)
+    if term is not None and TERMS[term].option(fp.model.model_config, "latent") == "mean":
+        return fp.aggregate(i).mean()
+    return fp.z(i)
+
+
+def predictive_label_logits(fp, term=None):
+    """``[B, K]``: logits of p(y | z ⊙ m_y^p) with z from q(z | x) (`predictive_latent`: a sample
+    unless ``term``'s ``latent`` option says "mean"), the predictor of Sec. 6 (Y from X alone)."""
+    return fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, predictive_latent(fp, term)))
 
 
 def _labelled(fp):
@@ -76,14 +93,15 @@ def environment_conditional_logits(fp, z, label_logits):
 
 
 def _conditional_independence_critic_loss(fp):
-    z = ops.stop_gradient(fp.z(_input_index(fp)))
-    label_logits = ops.stop_gradient(predictive_label_logits(fp))
+    z = ops.stop_gradient(predictive_latent(fp, "conditional_independence"))
+    label_logits = ops.stop_gradient(predictive_label_logits(fp, "conditional_independence"))
     logits = environment_conditional_logits(fp, z, label_logits)
     return _masked_mean(label_cross_entropy(logits, fp.x[LABEL]), _labelled(fp))
 
 
 @register_term("conditional_independence", "regularizer", critic=_environment_critic,
-               critic_loss=_conditional_independence_critic_loss, options={"critic": tuple(CRITIC_FORMS)})
+               critic_loss=_conditional_independence_critic_loss,
+               options={"critic": tuple(CRITIC_FORMS), "latent": LATENTS})
 def conditional_independence(fp):
     """D(q ‖ G^str_ood), Eq. 18's β2 I_q(x, e, y | z), through its part I_q(E; Y | Z): G_ood asks
     E ⊥ Y | Z (Sec. 6). Derived (appendix not available): by the chain rule the multi-information
@@ -95,8 +113,8 @@ def conditional_independence(fp):
     phase ``critic:conditional_independence``. z ~ q(z | x), the
     representation Y is predicted from. The x-part is left to the ELBO (its reconstruction term).
     Labelled examples only."""
-    z = fp.z(_input_index(fp))
-    logits = predictive_label_logits(fp)
+    z = predictive_latent(fp, "conditional_independence")
+    logits = predictive_label_logits(fp, "conditional_independence")
     conditional = environment_conditional_logits(fp, z, logits)
     labels, weights = fp.x[LABEL], _labelled(fp)
     estimate = _masked_mean(label_cross_entropy(logits, labels) - label_cross_entropy(conditional, labels), weights)
@@ -105,7 +123,7 @@ def conditional_independence(fp):
     return ops.maximum(estimate, 0.0)
 
 
-@register_term("sufficiency", "regularizer")
+@register_term("sufficiency", "regularizer", options={"latent": LATENTS})
 def sufficiency(fp):
     """The other half of G_ood (Sec. 6): Z is a sufficient statistic for predicting Y. Derived
     (appendix not available): I_q(Y; Z) = H(Y) − H(Y | Z) ≥ H(Y) − E[−log p(y | z)], so the
@@ -113,7 +131,7 @@ def sufficiency(fp):
     time — bounds the missing information up to the constant H(Y). Labelled examples only. It is
     also the risk IRM's penalty (the ``irm`` term) is a penalty on."""
     _ood_modalities(fp.model, "sufficiency")
-    return _masked_mean(label_cross_entropy(predictive_label_logits(fp), fp.x[LABEL]), _labelled(fp))
+    return _masked_mean(label_cross_entropy(predictive_label_logits(fp, "sufficiency"), fp.x[LABEL]), _labelled(fp))
 
 
 def scale_gradient(logits, labels):
@@ -122,7 +140,7 @@ def scale_gradient(logits, labels):
     return ops.sum((ops.softmax(logits, axis=-1) - labels) * logits, axis=-1)
 
 
-@register_term("irm", "regularizer")
+@register_term("irm", "regularizer", options={"latent": LATENTS})
 def invariant_risk(fp):
     """IRMv1's penalty on p(y | z) (Arjovsky et al. 2019; the paper's Appendix A.5: a stable M^p
     across environments, measured by a gradient penalty): the mean over the environments e of the
@@ -134,7 +152,7 @@ def invariant_risk(fp):
     multiplied by ``irm_anneal_scale`` (e.g. 1 / γ, so that the penalty enters with weight 1 while
     the features are learned); after it, and at evaluation, by 1."""
     _ood_modalities(fp.model, "irm")
-    grads = scale_gradient(predictive_label_logits(fp), fp.x[LABEL])
+    grads = scale_gradient(predictive_label_logits(fp, "irm"), fp.x[LABEL])
     weights = _labelled(fp)[:, None] * fp.x[ENVIRONMENT]  # [B, E]
     # On a minibatch the square of one estimate of ∂R^e/∂s is biased by its variance, which
     # shrinking the logits removes (the predictor collapses to a constant). As IRM (Arjovsky et
