@@ -11,7 +11,8 @@ and the steps of its ``critic:<term>`` phase per encoder step. Prints the table'
 (ACC, DEO, DP) with the signed TPR gap TPR(a=0) − TPR(a=1) (negative: men favoured), the accuracy
 of a linear probe reading ``a`` from U_x (test split; chance is the majority share), from one draw
 of q(u | x), among the positives (y = 1, where equal opportunity compares the groups) and from
-z, the final epoch's training terms (weighted) and the wall time.
+z; lower bounds on I(U_x; a) in nats from a linear and an MLP probe (`fairness.probe_information`);
+the final epoch's training terms (weighted) and the wall time.
 """
 import argparse
 import json
@@ -37,7 +38,8 @@ def main():
     parser.add_argument("epochs", type=int)
     parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
     parser.add_argument("--dataset", default="adult", choices=("adult", "german"))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
+                        help="one run per seed (German: per split); with several, a summary over them")
     parser.add_argument("--batch", type=int, default=None, help="default: the table's batch size")
     parser.add_argument("--critic-lr", type=float, default=None, help="Adam rate of the critic phase")
     parser.add_argument("--critic-beta1", type=float, default=None)
@@ -63,59 +65,86 @@ def main():
         overrides["phases"] = [{"name": c, "steps": args.critic_steps} for c in critics] + [{"name": "dist", "steps": 1}]
 
     modalities = mibzoo.data.info(args.dataset).modalities
-    _, train, test = next(splits(args.dataset, [args.seed], FULL))
-    batch = args.batch or FULL.batch_size[args.dataset]
-    logs = {}
+    rows = []
+    for seed, train, test in splits(args.dataset, args.seeds, FULL):
+        batch = args.batch or FULL.batch_size[args.dataset]
+        logs = {}
 
-    class Last(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, epoch_logs=None):
-            logs.update({k: float(v) for k, v in (epoch_logs or {}).items()})
+        class Last(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, epoch_logs=None):
+                logs.update({k: float(v) for k, v in (epoch_logs or {}).items()})
 
-    fit = keras.Model.fit
+        fit = keras.Model.fit
 
-    def fit_with_callback(self, *a, **kw):
-        kw["callbacks"] = list(kw.get("callbacks") or []) + [Last()]
-        return fit(self, *a, **kw)
+        def fit_with_callback(self, *a, **kw):
+            kw["callbacks"] = list(kw.get("callbacks") or []) + [Last()]
+            return fit(self, *a, **kw)
 
-    started = time.perf_counter()
-    keras.Model.fit = fit_with_callback
-    try:
-        model = train_zoo_model(args.entry, modalities, train, args.epochs, batch, args.seed, overrides=overrides)
-    finally:
-        keras.Model.fit = fit
-    seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        keras.Model.fit = fit_with_callback
+        try:
+            model = train_zoo_model(args.entry, modalities, train, args.epochs, batch, seed, overrides=overrides)
+        finally:
+            keras.Model.fit = fit
+        seconds = time.perf_counter() - started
 
-    u_train = fairness.representation(model, train)
-    u_test = fairness.representation(model, test)
-    classifier, _ = _probe(u_train, train["target"], u_test, test["target"], args.seed)
-    y_hat = classifier.predict(u_test).astype("int64")
-    scores = fairness.fairness_scores(test["target"], y_hat, test["a"])
-    gap = _signed_gap(np.asarray(test["target"]), y_hat, np.asarray(test["a"]))
-    _, a_from_u = _probe(u_train, train["a"], u_test, test["a"], args.seed)
-    # The estimators see samples of q(u | x), not its mean: how much of a one draw keeps.
-    rng = np.random.default_rng(args.seed)
-    drawn = []
-    for part in (train, test):
-        private = model.encode({"x": part["x"]})["private"]["x"]
-        loc, logvar = np.asarray(private["loc"]), np.asarray(private["logvar"])
-        drawn.append(loc + np.exp(0.5 * logvar) * rng.standard_normal(loc.shape))
-    _, a_from_sample = _probe(drawn[0], train["a"], drawn[1], test["a"], args.seed)
-    # Equal opportunity compares the groups among y = 1: how well U_x tells a apart there.
-    pos_train, pos_test = np.asarray(train["target"]) == 1, np.asarray(test["target"]) == 1
-    _, a_given_y = _probe(u_train[pos_train], np.asarray(train["a"])[pos_train], u_test[pos_test],
-                          np.asarray(test["a"])[pos_test], args.seed)
-    a_pos = np.asarray(test["a"])[pos_test]
-    chance_given_y = max(np.mean(a_pos), 1 - np.mean(a_pos))
-    z_train = model.encode({"x": train["x"], "a": train["a"]})["loc"]
-    z_test = model.encode({"x": test["x"], "a": test["a"]})["loc"]
-    _, a_from_z = _probe(np.asarray(z_train), train["a"], np.asarray(z_test), test["a"], args.seed)
-    chance = max(np.mean(test["a"]), 1 - np.mean(test["a"]))
-    terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
-    print(f"{args.entry} {args.dataset} seed {args.seed} {args.epochs} ep batch {batch} {json.dumps(overrides)}\n"
-          f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}) DP {scores['dp']:.3f} | "
-          f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}); "
-          f"among y = 1 from U_x {a_given_y:.3f} (chance {chance_given_y:.3f}) | {seconds:.0f} s\n"
-          f"  last epoch: {terms}", flush=True)
+        u_train = fairness.representation(model, train)
+        u_test = fairness.representation(model, test)
+        classifier, _ = _probe(u_train, train["target"], u_test, test["target"], seed)
+        y_hat = classifier.predict(u_test).astype("int64")
+        scores = fairness.fairness_scores(test["target"], y_hat, test["a"])
+        gap = _signed_gap(np.asarray(test["target"]), y_hat, np.asarray(test["a"]))
+        _, a_from_u = _probe(u_train, train["a"], u_test, test["a"], seed)
+        # The estimators see samples of q(u | x), not its mean: how much of a one draw keeps.
+        rng = np.random.default_rng(seed)
+        drawn = []
+        for part in (train, test):
+            private = model.encode({"x": part["x"]})["private"]["x"]
+            loc, logvar = np.asarray(private["loc"]), np.asarray(private["logvar"])
+            drawn.append(loc + np.exp(0.5 * logvar) * rng.standard_normal(loc.shape))
+        _, a_from_sample = _probe(drawn[0], train["a"], drawn[1], test["a"], seed)
+        # Equal opportunity compares the groups among y = 1: how well U_x tells a apart there.
+        pos_train, pos_test = np.asarray(train["target"]) == 1, np.asarray(test["target"]) == 1
+        _, a_given_y = _probe(u_train[pos_train], np.asarray(train["a"])[pos_train], u_test[pos_test],
+                              np.asarray(test["a"])[pos_test], seed)
+        a_pos = np.asarray(test["a"])[pos_test]
+        chance_given_y = max(np.mean(a_pos), 1 - np.mean(a_pos))
+        z_train = model.encode({"x": train["x"], "a": train["a"]})["loc"]
+        z_test = model.encode({"x": test["x"], "a": test["a"]})["loc"]
+        _, a_from_z = _probe(np.asarray(z_train), train["a"], np.asarray(z_test), test["a"], seed)
+        chance = max(np.mean(test["a"]), 1 - np.mean(test["a"]))
+        # I(U_x; a) in nats, bounded from below by probes (Barber-Agakov, `fairness.probe_information`):
+        # a linear one (what the table's classifier could use) and an MLP (what a nonlinear reader finds);
+        # among y = 1 as well, where equal opportunity compares the groups.
+        from sklearn.neural_network import MLPClassifier
+
+        def mlp():
+            return MLPClassifier((64,), batch_size=256, max_iter=30, early_stopping=True, random_state=seed)
+
+        a_train, a_test = np.asarray(train["a"]), np.asarray(test["a"])
+        info = {"linear": fairness.probe_information(u_train, a_train, u_test, a_test),
+                "mlp": fairness.probe_information(u_train, a_train, u_test, a_test, mlp()),
+                "linear|y=1": fairness.probe_information(u_train[pos_train], a_train[pos_train], u_test[pos_test],
+                                                         a_test[pos_test])}
+        info_z = fairness.probe_information(np.asarray(z_train), a_train, np.asarray(z_test), a_test)
+        terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
+        print(f"{args.entry} {args.dataset} seed {seed} {args.epochs} ep batch {batch} {json.dumps(overrides)}\n"
+              f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}) DP {scores['dp']:.3f} | "
+              f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}); "
+              f"among y = 1 from U_x {a_given_y:.3f} (chance {chance_given_y:.3f}) | {seconds:.0f} s\n"
+              f"  I(U_x; a) >= " + " ".join(f"{k} {v:.4f}" for k, v in info.items()) + f" nats; I(z; a) >= {info_z:.4f}\n"
+              f"  last epoch: {terms}", flush=True)
+        rows.append({"acc": scores["acc"], "deo": scores["deo"], "gap": gap, "dp": scores["dp"],
+                     "a_from_u": a_from_u, **{f"I_{k}": v for k, v in info.items()}})
+    if len(rows) > 1:
+        print(f"{args.entry} {args.dataset} over seeds {args.seeds}:")
+        for key in rows[0]:
+            values = np.array([r[key] for r in rows])
+            print(f"  {key:12s} {values.mean():.4f} ± {values.std(ddof=1):.4f}  ("
+                  + ", ".join(f"{v:.3f}" for v in values) + ")")
+        deo = np.array([r["deo"] for r in rows])
+        for key in ("a_from_u", "I_linear", "I_mlp", "I_linear|y=1"):
+            print(f"  correlation of DEO with {key} over seeds: {np.corrcoef(deo, [r[key] for r in rows])[0, 1]:+.2f}")
 
 
 if __name__ == "__main__":

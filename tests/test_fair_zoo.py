@@ -191,3 +191,18 @@ def test_mi_zu_mine_reads_samples_unless_told_and_fair_mine_reads_the_means():
 def test_mi_zu_mine_refuses_an_unknown_inputs_option():
     with pytest.raises(ConfigError, match=r"term_options.mi_zu_mine.inputs"):
         mibzoo.load("fair_mine", **TINY, term_options={"mi_zu_mine": {"inputs": "mean"}})
+
+
+def test_fair_mine_trains_its_critic_three_steps_per_encoder_step_at_adams_1e3():
+    """fair_mine's default schedule (docs/results_fairness.md finding 10): each call of the train
+    function takes one batch, and of every four, three go to the statistics network."""
+    import keras
+
+    model = mibzoo.load("fair_mine", **TINY, seed=0)
+    assert model.phases == [{"name": "critic:mi_zu_mine", "steps": 3}, {"name": "dist", "steps": 1}]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
+    arrays = tabular_arrays(8)
+    model.fit({"x": arrays["x"], "a": arrays["a"]}, batch_size=2, epochs=1, verbose=0, shuffle=False)
+    critic = model.critic_optimizers["critic:mi_zu_mine"]
+    assert int(critic.iterations) == 3 and int(model.optimizer.iterations) == 1
+    assert float(critic.learning_rate) == pytest.approx(1e-3) and float(critic.beta_1) == pytest.approx(0.5)

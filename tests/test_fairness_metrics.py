@@ -88,3 +88,47 @@ def test_representation_is_the_private_latent_of_x_when_there_is_one():
     np.testing.assert_array_equal(fairness.representation(_Encoder(False), arrays)[:, 0], -np.arange(5))
     with pytest.raises(ValueError, match="'b' is not a modality"):
         fairness.representation(_Encoder(True), arrays, modality="b")
+
+
+def _gaussian_classes(n, prior, mu, rng):
+    a = (rng.random(n) < prior).astype("int64")
+    return rng.standard_normal(n) + np.where(a == 1, mu, -mu), a
+
+
+def test_probe_information_matches_the_mutual_information_of_gaussian_classes():
+    # u | a ~ N(±mu, 1): the log-odds is linear in u, so the logistic probe is the Bayes posterior
+    # and its bound is tight: I(U; A) = H(A) − E H(A | U), integrated numerically below.
+    prior, mu = 0.3, 0.8
+    rng = np.random.default_rng(0)
+    u_train, a_train = _gaussian_classes(40000, prior, mu, rng)
+    u_test, a_test = _gaussian_classes(40000, prior, mu, rng)
+    grid = np.linspace(-12, 12, 200001)
+    pdf = lambda m: np.exp(-0.5 * (grid - m) ** 2) / np.sqrt(2 * np.pi)  # noqa: E731
+    joint1, joint0 = prior * pdf(mu), (1 - prior) * pdf(-mu)
+    marginal = joint1 + joint0
+    integrand = sum(j * np.log(j / (marginal * w)) for j, w in ((joint1, prior), (joint0, 1 - prior)))
+    want = float(np.sum(integrand) * (grid[1] - grid[0]))
+    assert 0.1 < want < 0.3
+    got = fairness.probe_information(u_train, a_train, u_test, a_test)
+    assert got == pytest.approx(want, abs=0.01)
+
+
+def test_probe_information_limits():
+    rng = np.random.default_rng(1)
+    a_train, a_test = rng.integers(0, 2, 4000), rng.integers(0, 2, 4000)
+    noise = rng.standard_normal((8000, 3))
+    # Features independent of a: nothing to learn (up to the probe's overfitting, a few 1e-3 nats).
+    assert abs(fairness.probe_information(noise[:4000], a_train, noise[4000:], a_test)) < 5e-3
+    # Features that copy a: the probe learns all of H(A) = log 2 nats (balanced a).
+    copy = lambda a: np.column_stack([a * 10.0 + 0.1 * rng.standard_normal(len(a)), noise[: len(a)]])  # noqa: E731
+    assert fairness.probe_information(copy(a_train), a_train, copy(a_test), a_test) == pytest.approx(np.log(2), abs=0.01)
+
+
+def test_probe_information_rejects_bad_input():
+    u, a = np.zeros((4, 2)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="both classes"):
+        fairness.probe_information(u, np.zeros(4), u, a)
+    with pytest.raises(ValueError, match="binary"):
+        fairness.probe_information(u, a, u, np.array([0, 1, 2, 1]))
+    with pytest.raises(ValueError, match="columns"):
+        fairness.probe_information(u, a, np.zeros((4, 3)), a)

@@ -31,7 +31,8 @@ import numpy as np
 from mibzoo.metrics import _common
 
 __all__ = ["accuracy", "equal_opportunity_difference", "demographic_parity_difference", "fairness_scores",
-           "linear_classifier", "classifier_fairness", "representation", "representation_fairness"]
+           "linear_classifier", "classifier_fairness", "probe_information", "representation",
+           "representation_fairness"]
 
 
 def _binary(values, what):
@@ -160,6 +161,51 @@ def classifier_fairness(train_features, train_target, test_features, test_target
         classifier.fit(train_x, train_y)
         predicted = classifier.predict(test_x).astype("int64")
     return fairness_scores(test_target, predicted, test_sensitive)
+
+
+def probe_information(train_features, train_labels, test_features, test_labels, classifier=None):
+    """How much a probe learns about binary ``labels`` (e.g. ``a``) from features, in nats.
+
+    The variational lower bound of Barber & Agakov (2003), I(U; A) ≥ H(A) − E[−log q(a | u)], for
+    the probe q fitted on the training split and evaluated on the test split: the drop of the test
+    cross-entropy from the training prior P(a) (a probe that ignores u) to the probe,
+
+        Î = mean_test[−log P_train(a)] − mean_test[−log q(a | u)].
+
+    It is 0 for a probe no better than the prior and at most about H(A) (log 2 nats for balanced
+    a); a linear probe (the default, `linear_classifier`) bounds only the linearly readable part,
+    a richer ``classifier`` (any scikit-learn estimator with ``predict_proba``) more of it. A
+    negative value means the probe overfits (its test cross-entropy exceeds the prior's).
+
+    Args:
+        train_features, test_features: ``[n, d]`` / ``[m, d]`` features (e.g. U_x).
+        train_labels, test_labels: ``[n]`` / ``[m]`` binary labels.
+        classifier: an unfitted estimator with ``fit`` / ``predict_proba`` (default: `linear_classifier`).
+
+    Returns:
+        The estimate in nats (float).
+    """
+    train_x = _features(train_features, "train_features")
+    test_x = _features(test_features, "test_features")
+    train_y = _binary(train_labels, "train_labels")
+    test_y = _binary(test_labels, "test_labels")
+    _same_length(train_features=train_x, train_labels=train_y)
+    _same_length(test_features=test_x, test_labels=test_y)
+    if train_x.shape[1] != test_x.shape[1]:
+        raise ValueError(f"train_features has {train_x.shape[1]} columns, test_features {test_x.shape[1]}")
+    prior = float(np.mean(train_y))
+    if prior in (0.0, 1.0):
+        raise ValueError("train_labels: a probe needs both classes in the training split")
+    from threadpoolctl import threadpool_limits
+
+    classifier = classifier if classifier is not None else linear_classifier()
+    with threadpool_limits(limits=1):
+        classifier.fit(train_x, train_y)
+        p1 = classifier.predict_proba(test_x)[:, list(classifier.classes_).index(1)]
+    eps = 1e-12
+    q = np.clip(np.where(test_y == 1, p1, 1.0 - p1), eps, 1.0)
+    prior_q = np.where(test_y == 1, prior, 1.0 - prior)
+    return float(np.mean(-np.log(prior_q)) - np.mean(-np.log(q)))
 
 
 def representation(model, arrays, modality="x", batch_size=1024, limit=None):
