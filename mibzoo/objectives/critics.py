@@ -187,6 +187,7 @@ def infogan_information(fp):
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
             if fixed_std is not None:
                 logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
-            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
+            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(
+                code, mean, logvar, prior_logvar=fp.model.prior_logvar[start:end])
             offset += 2 * size
     return -bound
