@@ -356,3 +356,23 @@ def test_a_block_scale_is_validated(block, message):
         mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": [block, *SCALED_SHARED[1:]]})
     with pytest.raises(ConfigError, match="inference terms assume"):
         mibzoo.load("vae", **{**tiny_overrides("vae"), "shared": [{"name": "z", "size": 4, "scale": 0.5}]})
+
+
+def test_q_input_noise_makes_q_read_the_samples_plus_gaussian_noise():
+    """q_input_noise σ: the bound is InfoGAN's L_I with Q reading G(z, c) + σ ε (NumPy, same ε)."""
+    from mibzoo.objectives.critics import infogan_information
+    model = _shared_q_model(hyperparameters={"lambda_info": 1.0, "q_fixed_std": 1.0, "lambda_continuous": 0.1,
+                                             "q_input_noise": 0.5})
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    noise = lambda shape: keras.random.normal(shape, seed=7)  # the same draw for the same shape
+    fp = model.forward(x, present, training=False, seed=noise)
+    z = np.asarray(fp.prior_latents()[0])
+    generated = np.asarray(fp.data_vector(fp.generated()))
+    epsilon = np.asarray(keras.random.normal(generated.shape, seed=7))
+    expected = numpy_shared_q_bound(model, generated + 0.5 * epsilon, z[:, 4:7], z[:, 7:8], 1.0, 0.1)
+    np.testing.assert_allclose(float(infogan_information(fp)), -expected, rtol=1e-5, atol=1e-5)
+    clean = numpy_shared_q_bound(model, generated, z[:, 4:7], z[:, 7:8], 1.0, 0.1)
+    assert abs(expected - clean) > 1e-3  # the noise changes what Q reads
+    model.model_config["hyperparameters"]["q_input_noise"] = -0.1
+    with pytest.raises(ValueError, match="q_input_noise"):
+        infogan_information(model.forward(x, present, training=False, seed=noise))
