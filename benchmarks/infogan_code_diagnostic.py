@@ -3,7 +3,11 @@
 accuracy (`mibzoo.metrics.codes.code_class_accuracy`: 100 samples per code, seed 0, the dataset's
 ``mnist_digit`` classifier), each code's main classes, and Q's categorical head on the real test
 digits matched one-to-one to their labels (`best_assignment_accuracy`): how well the features Q reads
-cluster real digits.
+cluster real digits. It also reads Q on the generated samples of the table: how often Q's categorical
+head names the code the samples were drawn with, and the categorical code's lower bound on
+I(c; x), log K + mean log Q(c | x) (`mibzoo.estimators.infogan.categorical_code_mi_lower_bound`),
+against its maximum log K: when it is near log K, Q tells the codes apart and the information term
+no longer favours one partition of the images over another.
 
     PYTHONPATH=$PWD python benchmarks/infogan_code_diagnostic.py RUN_DIR_OR_MODEL [--block digit_code] [--dataset mnist] [--label digit]
 
@@ -17,6 +21,7 @@ import numpy as np
 
 from mibzoo import classifiers, experiment
 from mibzoo.experiment_data import resolve
+from mibzoo.estimators.infogan import categorical_code_mi_lower_bound
 from mibzoo.metrics import codes
 
 
@@ -37,11 +42,18 @@ def main():
     if model.shared_critics.get("infogan") != "C2":
         print("Q does not share C2's discriminator: no real-digit check")
         return
+    size = dict(zip(model.block_names, model.block_sizes))[args.block]
+    images = codes.code_samples(model, args.block, "image")  # the table's samples: [K, 100, 28, 28, 1]
+    flat = images.reshape(-1, int(np.prod(images.shape[2:]))).astype("float32")
+    own = np.asarray(model.auxiliaries["infogan"](model.critics["C2"].features(flat, training=False)))[:, :size]
+    given = np.repeat(np.arange(size), images.shape[1])
+    bound = float(categorical_code_mi_lower_bound(np.eye(size)[given], own))
+    print(f"Q on its own codes ({len(given)} generated samples): accuracy {(own.argmax(-1) == given).mean():.3f}, "
+          f"lower bound on I(c; x) {bound:.3f} nats of log {size} = {np.log(size):.3f}")
     test = resolve(args.dataset).arrays("test")
     x = np.asarray(test["image"], "float32").reshape(len(test["image"]), -1)
     labels = np.asarray(test[args.label]).reshape(-1).astype(int)
     logits = np.asarray(model.auxiliaries["infogan"](model.critics["C2"].features(x, training=False)))
-    size = dict(zip(model.block_names, model.block_sizes))[args.block]
     predicted = logits[:, :size].argmax(-1)  # the first code block's logits (`_code_layout` order)
     table = np.zeros((size, 10))
     np.add.at(table, (predicted, labels), 1)

@@ -8,6 +8,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``; a block may
   set ``"prior": "categorical"`` (a uniform one-hot code; only without an inference network) and
   ``"code": true`` (an InfoGAN code, predicted by the ``infogan`` term's auxiliary network);
+  a normal block of a model without an inference network may set ``"scale": σ``, its prior is then
+  N(0, σ² I) (default 1; the noise of ``infogan``, docs/results.md finding 8);
 - ``private``: size of each private latent U_i (0: no private latents), or ``{modality: size}``
   when the U_i differ (Sec. 3.1: "the dimension of each U_i and Z_j is arbitrary"; modalities
   not listed have none, e.g. the fairness entries' ``{"x": 16}``: U_x but no U_a, Figure 4);

@@ -141,7 +141,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             start += size
         self.block_matrix = ops.convert_to_tensor(block_matrix)
         self.prior_loc = ops.zeros((self.shared_size,), "float32")
-        self.prior_logvar = ops.zeros((self.shared_size,), "float32")
+        # p(z) = N(0, diag(scale²)) for normal blocks (``"scale"``, default 1; categorical blocks: 1, unused).
+        self.prior_logvar = ops.convert_to_tensor(np.concatenate(
+            [np.full(b["size"], 2.0 * np.log(b.get("scale", 1.0)), "float32") for b in cfg["shared"]]))
 
         (learn_q, mask_q), (learn_p, mask_p) = spec.inference_mask, spec.generation_mask
         self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **spec.mask_options)

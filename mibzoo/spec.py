@@ -31,7 +31,7 @@ STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anne
 STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON}
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
-BLOCK_FIELDS = ("name", "size", "prior", "code")
+BLOCK_FIELDS = ("name", "size", "prior", "code", "scale")
 BLOCK_PRIORS = ("normal", "categorical")
 # Options any term of the model may be given in ``term_options`` (see the module docstring); a
 # term adds its own (`mibzoo.objectives.registry.Term.options`).
@@ -160,7 +160,7 @@ def parse_model(model, source):
         if not (isinstance(block, dict) and {"name", "size"} <= set(block) <= set(BLOCK_FIELDS)
                 and isinstance(block["name"], str)):
             raise ConfigError(source, f"shared[{j}]", block,
-                              "{\"name\": str, \"size\": positive int} with optional \"prior\" and \"code\"")
+                              "{\"name\": str, \"size\": positive int} with optional \"prior\", \"code\" and \"scale\"")
         if isinstance(block["size"], bool) or not isinstance(block["size"], int) or block["size"] <= 0:
             raise ConfigError(source, f"shared[{j}].size", block["size"], "a positive integer")
         prior = block.setdefault("prior", "normal")
@@ -171,6 +171,17 @@ def parse_model(model, source):
                               "'normal' unless inference_structure is 'none' (the PoE posterior is Gaussian)")
         if not isinstance(block.setdefault("code", False), bool):
             raise ConfigError(source, f"shared[{j}].code", block["code"], "true or false")
+        # "scale": the standard deviation of a normal block's prior N(0, scale² I); absent means 1.
+        scale = block.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+            raise ConfigError(source, f"shared[{j}].scale", scale, "a finite number > 0 (the prior's standard deviation)")
+        if "scale" in block:
+            block["scale"] = float(scale)
+        if scale != 1.0 and prior != "normal":
+            raise ConfigError(source, f"shared[{j}].scale", scale, "1 for a categorical block (only normal blocks are scaled)")
+        if scale != 1.0 and not no_inference:
+            raise ConfigError(source, f"shared[{j}].scale", scale,
+                              "1 unless inference_structure is 'none' (the inference terms assume p(z) = N(0, I))")
     if len({b["name"] for b in shared}) != len(shared):
         raise ConfigError(source, "shared", shared, "distinct block names")
     cfg["shared"] = shared

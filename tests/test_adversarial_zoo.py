@@ -319,3 +319,60 @@ def test_shared_q_moves_with_the_critic_not_with_the_generator(tmp_path):
 def test_term_options_are_validated(options, message):
     with pytest.raises(ConfigError, match=message):
         mibzoo.load("infogan", **tiny_overrides("infogan"), term_options=options)
+
+
+SCALED_SHARED = [{"name": "noise", "size": 4, "scale": 0.1},
+                 {"name": "c", "size": 3, "prior": "categorical", "code": True},
+                 {"name": "s", "size": 1, "code": True, "scale": 0.5}]
+
+
+def test_a_block_scale_sets_the_prior_standard_deviation_and_the_code_entropy():
+    """``"scale": σ`` makes a normal block's prior N(0, σ² I): the draws have standard deviation σ, and
+    the Gaussian code's InfoGAN bound uses H(c) = ½ log 2πe σ² (Chen et al. 2016, Lemma 5.1)."""
+    from mibzoo.objectives.critics import infogan_information
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": SCALED_SHARED}, term_options=SHARED_Q,
+                        hyperparameters={"lambda_info": 1.0, "q_fixed_std": 1.0, "lambda_continuous": 1.0})
+    z = np.asarray(model.prior_sample(20000, model.forward_pass(None, seed=0).noise))
+    np.testing.assert_allclose(z[:, :4].std(0), 0.1, rtol=0.03)
+    np.testing.assert_allclose(z[:, 7].std(), 0.5, rtol=0.03)
+    np.testing.assert_array_equal(z[:, 4:7].sum(1), 1.0)  # the one-hot code is not scaled
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    fp = model.forward(x, present, training=False, seed=3)
+    z = np.asarray(fp.prior_latents()[0])
+    generated = np.asarray(fp.data_vector(fp.generated()))
+    unit_entropy = numpy_shared_q_bound(model, generated, z[:, 4:7], z[:, 7:8], 1.0, 1.0)
+    np.testing.assert_allclose(float(infogan_information(fp)), -(unit_entropy + np.log(0.5)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"name": "noise", "size": 4, "scale": 0.0}, "finite number > 0"),
+    ({"name": "noise", "size": 4, "scale": True}, "finite number > 0"),
+    ({"name": "noise", "size": 4, "scale": "0.1"}, "finite number > 0"),
+    ({"name": "c", "size": 3, "prior": "categorical", "code": True, "scale": 2.0}, "only normal blocks are scaled"),
+])
+def test_a_block_scale_is_validated(block, message):
+    with pytest.raises(ConfigError, match=message):
+        mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": [block, *SCALED_SHARED[1:]]})
+    with pytest.raises(ConfigError, match="inference terms assume"):
+        mibzoo.load("vae", **{**tiny_overrides("vae"), "shared": [{"name": "z", "size": 4, "scale": 0.5}]})
+
+
+def test_q_input_noise_makes_q_read_the_samples_plus_gaussian_noise():
+    """q_input_noise σ: the bound is InfoGAN's L_I with Q reading G(z, c) + σ ε (NumPy, same ε)."""
+    from mibzoo.objectives.critics import infogan_information
+    model = _shared_q_model(hyperparameters={"lambda_info": 1.0, "q_fixed_std": 1.0, "lambda_continuous": 0.1,
+                                             "q_input_noise": 0.5})
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    noise = lambda shape: keras.random.normal(shape, seed=7)  # the same draw for the same shape
+    fp = model.forward(x, present, training=False, seed=noise)
+    z = np.asarray(fp.prior_latents()[0])
+    generated = np.asarray(fp.data_vector(fp.generated()))
+    epsilon = np.asarray(keras.random.normal(generated.shape, seed=7))
+    expected = numpy_shared_q_bound(model, generated + 0.5 * epsilon, z[:, 4:7], z[:, 7:8], 1.0, 0.1)
+    np.testing.assert_allclose(float(infogan_information(fp)), -expected, rtol=1e-5, atol=1e-5)
+    clean = numpy_shared_q_bound(model, generated, z[:, 4:7], z[:, 7:8], 1.0, 0.1)
+    assert abs(expected - clean) > 1e-3  # the noise changes what Q reads
+    model.model_config["hyperparameters"]["q_input_noise"] = -0.1
+    with pytest.raises(ValueError, match="q_input_noise"):
+        infogan_information(model.forward(x, present, training=False, seed=noise))

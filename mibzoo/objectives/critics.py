@@ -161,14 +161,25 @@ def infogan_information(fp):
     without bound as Q sharpens and outweighs the categorical code's bound (at most log K).
     A ``lambda_continuous`` hyperparameter (default 1) weights the Gaussian codes' bounds against
     the categorical ones' (InfoGAN: λ = 1 for discrete codes, smaller for continuous ones).
+    A ``q_input_noise`` hyperparameter σ (default 0) makes Q read ``G(z, c) + σ ε``, ε ~ N(0, I): a
+    bound on I(c; G(z, c) + σ ε) ≤ I(c; G(z, c)), which the generator can only raise with differences
+    between codes larger than the noise (docs/results.md, finding 8: without it Q tells the codes apart
+    on generated images before they show digits).
 
     With ``term_options: {"infogan": {"shares_critic": "C2"}}`` Q is a head on C2's discriminator's
     last hidden layer, as in InfoGAN, trained with the discriminator in its phase on the
     discriminator's loss plus this term (`MIBModel.critic_objective`); its option ``"q_batch_norm":
     true`` adds batch normalization to Q's dense layer (InfoGAN's Q, Chen et al. 2016, App. C.1)."""
     z, _ = fp.prior_latents()
-    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", fp.generated()), training=fp.training)
     hyper = fp.model.model_config["hyperparameters"]
+    generated = fp.generated()
+    input_noise = hyper.get("q_input_noise", 0.0)
+    if not input_noise >= 0:
+        raise ValueError(f"{fp.model.name}: hyperparameter q_input_noise got {input_noise!r}, expected a number >= 0 "
+                         "(the standard deviation of the Gaussian noise added to the samples Q reads)")
+    if input_noise > 0:
+        generated = {name: value + input_noise * fp.noise(ops.shape(value)) for name, value in generated.items()}
+    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", generated), training=fp.training)
     fixed_std = hyper.get("q_fixed_std")
     if fixed_std is not None and not fixed_std > 0:
         raise ValueError(f"{fp.model.name}: hyperparameter q_fixed_std got {fixed_std!r}, expected a number > 0 "
@@ -187,6 +198,7 @@ def infogan_information(fp):
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
             if fixed_std is not None:
                 logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
-            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(code, mean, logvar)
+            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(
+                code, mean, logvar, prior_logvar=fp.model.prior_logvar[start:end])
             offset += 2 * size
     return -bound
