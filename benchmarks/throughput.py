@@ -7,8 +7,9 @@ hand-written Keras VAE of the same size; the ratio is the framework's overhead.
 Prints examples per second over the steps after the warm-up steps (which include tracing),
 measured inside one `fit` call by a callback.
 
-``--peer-architecture`` builds every multimodal entry with MultiVae's getting-started networks
-(MLP 512-512 encoders and decoders for every modality, latent 20, batch 128) so that examples/s
+``--peer-architecture`` builds every multimodal entry with the networks MultiVae 1.0.3 builds for its
+counterpart at `peer_multivae.py`'s settings (`MULTIVAE_MODELS`: MLP encoders of two 512-unit layers
+and decoders of one for every modality, DMVAE's encoders of one; latent 20; batch 128) so that examples/s
 compare one to one with that peer, and runs each entry in its own process over several epochs:
 it prints the steady rate, the seconds of an epoch, what the first step of each later epoch
 costs relative to a steady step (an epoch-start stall shows there), and the process's peak RSS.
@@ -118,14 +119,30 @@ def examples_per_second(model, arrays, steps, warmup):
     return float(BATCH * len(durations) / np.sum(durations))
 
 
-# MultiVae's getting-started networks (its MNIST-Label example): MLPs of two 512-unit layers for
-# every modality, a 20-dimensional latent, no private latents.
-PEER_NETWORKS = {kind: {"network": "mlp", "hidden": 512, "layers": 2} for kind in ("image",)}
-PEER_NETWORKS["categorical"] = {"hidden": 512, "layers": 2}
+# MultiVae 1.0.3's default networks at `peer_multivae.py`'s settings, read off its model objects
+# (`peer_multivae.py --describe` prints every Linear layer and each network's parameter count):
+# for every modality an encoder of two 512-unit ReLU layers and a decoder of one (Encoder_VAE_MLP,
+# Decoder_AE_MLP), latent 20. DMVAE's encoders (Encoder_VAE_MLP_Style) have one hidden layer, and
+# its private latents are 4-dimensional for every modality. JMVAE adds a joint encoder network
+# (MultipleHeadJointEncoder, 1.28 M parameters) that no zoo entry has: ours uses the product of
+# the unimodal experts as q(z | X).
+MULTIVAE_MLP = {"hidden": 512, "layers": 2, "decoder_layers": 1}
+# zoo entry -> (MultiVae class, its networks where they differ from MULTIVAE_MLP, private size per modality)
+MULTIVAE_MODELS = {"jmvae": ("JMVAE", {}, 0), "mvae": ("MVAE", {}, 0), "mmvae": ("MMVAE", {}, 0),
+                   "mopoe": ("MoPoE", {}, 0), "mvtcae": ("MVTCAE", {}, 0), "dmvae": ("DMVAE", {"layers": 1}, 4)}
 
 
 def peer_model(entry):
-    return mibzoo.load(entry, networks=PEER_NETWORKS, shared=[{"name": "z", "size": 20}])
+    """Zoo entry ``entry`` with the networks and private latents of its MultiVae counterpart, latent
+    20; an entry without a counterpart gets MultiVae's default MLPs and keeps its own private latents."""
+    overrides = {}
+    networks = MULTIVAE_MLP
+    if entry in MULTIVAE_MODELS:
+        _, changes, private = MULTIVAE_MODELS[entry]
+        networks = {**MULTIVAE_MLP, **changes}
+        overrides["private"] = {name: private for name in mibzoo.describe(entry)["model"]["modalities"]}
+    return mibzoo.load(entry, networks={"image": {"network": "mlp", **networks}, "categorical": networks},
+                       shared=[{"name": "z", "size": 20}], **overrides)
 
 
 def epoch_profile(entry, steps, epochs, finite=False):
@@ -145,11 +162,6 @@ def epoch_profile(entry, steps, epochs, finite=False):
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
-# The MultiVae class of each zoo entry that has one (`benchmarks/peer_multivae.py`).
-MULTIVAE_MODELS = {"jmvae": "JMVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE", "mvtcae": "MVTCAE",
-                   "dmvae": "DMVAE"}
-
-
 def _profile_process(command):
     """Runs one profiling process; its JSON line, or None after printing why it failed."""
     done = subprocess.run(command, capture_output=True, text=True)
@@ -167,7 +179,7 @@ def _row(r, ratio=""):
 def main_peer(args):
     entries = args.entries or [e for e in mibzoo.list_models() if len(mibzoo.describe(e)["model"]["modalities"]) > 1
                                and not e.startswith("fair_")]
-    print(f"--peer-architecture: MLP 512-512 for every modality, latent 20, batch {BATCH}, {args.epochs} epochs of "
+    print(f"--peer-architecture: MultiVae's default MLPs (encoders 512-512, decoders 512), latent 20, batch {BATCH}, {args.epochs} epochs of "
           f"{args.epoch_steps} steps per entry ({'a finite dataset per epoch' if args.finite_epochs else 'repeated dataset'}), "
           f"each entry in its own process; {os.cpu_count()} cores")
     print(f"{'entry':16s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} "

@@ -14,7 +14,7 @@ import math
 
 from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
+from mibzoo.modalities import KINDS, NETWORK_KEYS, check_mlp_only_options, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
 from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
@@ -307,7 +307,9 @@ def parse_model(model, source):
         inference_mask=masks["inference_structure"], generation_mask=masks["generation_structure"],
         mask_options=mask_options, has_inference=not no_inference, loss_terms=loss_terms,
         likelihood_weights=tuple(cfg["likelihood_weights"].get(name, 1.0) for name in names),
-        network_specs={name: {**cfg["networks"].get(spec["kind"], {}), **spec} for name, spec in modalities.items()},
+        network_specs={name: check_mlp_only_options(spec["kind"], {**cfg["networks"].get(spec["kind"], {}), **spec},
+                                                    source, f"modalities.{name}")
+                       for name, spec in modalities.items()},
         aggregation=strategy,
         shared_critics={term: options["shares_critic"] for term, options in cfg["term_options"].items()
                         if "shares_critic" in options})
