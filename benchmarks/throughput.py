@@ -132,10 +132,10 @@ MULTIVAE_MODELS = {"jmvae": ("JMVAE", {}, 0), "mvae": ("MVAE", {}, 0), "mmvae": 
                    "mopoe": ("MoPoE", {}, 0), "mvtcae": ("MVTCAE", {}, 0), "dmvae": ("DMVAE", {"layers": 1}, 4)}
 
 
-def peer_model(entry):
+def peer_model(entry, steps_per_execution=None):
     """Zoo entry ``entry`` with the networks and private latents of its MultiVae counterpart, latent
     20; an entry without a counterpart gets MultiVae's default MLPs and keeps its own private latents."""
-    overrides = {}
+    overrides = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
     networks = MULTIVAE_MLP
     if entry in MULTIVAE_MODELS:
         _, changes, private = MULTIVAE_MODELS[entry]
@@ -145,11 +145,11 @@ def peer_model(entry):
                        shared=[{"name": "z", "size": 20}], **overrides)
 
 
-def epoch_profile(entry, steps, epochs, finite=False):
+def epoch_profile(entry, steps, epochs, finite=False, steps_per_execution=None):
     """One entry with the peer's networks, ``epochs`` epochs of ``steps`` steps in one `fit`:
     steady rate (every epoch after the first, without its first step), epoch seconds, the first
     step of epochs 2.. against the median steady step, and this process's peak RSS."""
-    model = peer_model(entry)
+    model = peer_model(entry, steps_per_execution)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     arrays = mnist_shaped(model.modality_specs, BATCH * steps)
     ds = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -158,7 +158,9 @@ def epoch_profile(entry, steps, epochs, finite=False):
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
     else:  # what `mibzoo train` does (mibzoo.experiment_data.repeated_training_dataset)
         model.fit(ds.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])
-    return {"entry": entry, **epoch_figures(timer.times, timer.epoch_starts, BATCH),
+    # With steps_per_execution > 1 (the entry's config) a callback sees one call of that many steps.
+    return {"entry": entry, **epoch_figures(timer.times, timer.epoch_starts, BATCH * model.steps_per_execution),
+            "steps_per_execution": model.steps_per_execution,
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
@@ -186,21 +188,27 @@ def main_peer(args):
           f"{'peak RSS MB':>12s}  {'ours / peer' if args.peer_python else ''}")
     here = os.path.dirname(os.path.abspath(__file__))
     for entry in entries:
-        ours = _profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
-                                 "--epoch-steps", str(args.epoch_steps)] + ["--finite-epochs"] * args.finite_epochs)
+        runs = []
+        for per_call in args.steps_per_execution or [None]:
+            extra = ["--finite-epochs"] * args.finite_epochs
+            extra += [] if per_call is None else ["--steps-per-execution", str(per_call)]
+            runs.append(_profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
+                                          "--epoch-steps", str(args.epoch_steps)] + extra))
         peer = None
         if args.peer_python and entry in MULTIVAE_MODELS:
             peer = _profile_process([args.peer_python, os.path.join(here, "peer_multivae.py"), "--model",
-                                     MULTIVAE_MODELS[entry], "--epochs", str(args.epochs),
+                                     MULTIVAE_MODELS[entry][0], "--epochs", str(args.epochs),
                                      "--epoch-steps", str(args.epoch_steps)])
-        if ours:
+        for ours in filter(None, runs):
             ratio = ""
             if peer:
                 ratio = (f"{ours['examples_per_second'] / peer['examples_per_second']:.2f}x ex/s, "
                          f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x RSS")
-            print(_row(ours, ratio))
+            ours = {**ours, "entry": f"{ours['entry']} spe{ours['steps_per_execution']}"}
+            print(_row(ours, ratio), flush=True)
         if peer:
-            print(_row(peer))
+            print(_row(peer), flush=True)
+        print(f"  load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main():
@@ -217,10 +225,15 @@ def main():
                         "iterated anew each epoch instead of the repeated one `mibzoo train` uses (shows the stall)")
     parser.add_argument("--peer-python", default=None, help="with --peer-architecture: a Python that has MultiVae; "
                         "each entry is followed by its MultiVae counterpart (benchmarks/peer_multivae.py)")
+    parser.add_argument("--steps-per-execution", type=int, nargs="*", default=None,
+                        help="with --peer-architecture: training steps per call of the train function (the "
+                        "config's steps_per_execution; default: the entry's); several values run one process "
+                        "each, beside the same peer run")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs, args.finite_epochs)))
+        per_call = args.steps_per_execution[0] if args.steps_per_execution else None
+        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs, args.finite_epochs, per_call)))
         return
     if args.peer_architecture:
         main_peer(args)

@@ -175,6 +175,22 @@ def test_decoder_layers_gives_mlp_decoders_their_own_depth_with_the_parameter_co
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == want
 
 
+def test_steps_per_execution_from_the_config_runs_the_same_steps_as_one_per_call():
+    """The config's steps_per_execution is compile's default; 4 steps in 2 calls of 2 update the
+    weights exactly as 4 calls of one step (same data, same seeded noise, same Adam steps)."""
+    weights = {}
+    for per_call in (1, 2):
+        keras.utils.set_random_seed(0)
+        model = mibzoo.load("mvtcae", modalities=PAIR, shared=TINY_SHARED, steps_per_execution=per_call)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        assert model.steps_per_execution == per_call
+        model.fit(dataset(synthetic_batches(model.modality_specs, n=4 * 16), 16), epochs=1, verbose=0)
+        assert int(model.optimizer.iterations) == 4
+        weights[per_call] = [np.asarray(w) for w in model.trainable_weights]
+    for one, two in zip(weights[1], weights[2]):
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("change, field, allowed", [
     ({"likelihood_weights": {"lable": 50}}, "likelihood_weights.lable", "Did you mean 'label'"),
     ({"likelihood_weights": {"label": -1}}, "likelihood_weights.label", "finite non-negative"),
@@ -198,6 +214,10 @@ def test_decoder_layers_gives_mlp_decoders_their_own_depth_with_the_parameter_co
     ({"networks": {"image": {"network": "conv", "decoder_layers": 1}}}, "networks.image.decoder_layers",
      "MLP networks only"),
     ({"networks": {"image": {"decoder_layers": 1}}}, "modalities.image.decoder_layers", "MLP networks only"),
+    ({"steps_per_execution": 0}, "steps_per_execution", "positive integer"),
+    ({"steps_per_execution": 2.5}, "steps_per_execution", "positive integer"),
+    ({"steps_per_execution": 4, "dist": [[1.0, "C2"]], "str_reg": []}, "steps_per_execution",
+     "several phases"),
 ])
 def test_bad_options_are_config_errors_naming_field_and_allowed(tmp_path, change, field, allowed):
     model = {"modalities": {"image": {"kind": "image", "shape": [4, 4, 1]}, "label": {"kind": "categorical", "classes": 3}},
