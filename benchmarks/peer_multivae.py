@@ -100,8 +100,12 @@ def main():
     parser.add_argument("--model", required=True, help="MultiVae model class: JMVAE, MVAE, MMVAE, MoPoE, MVTCAE, DMVAE")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-steps", type=int, default=469)
+    parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: torch's, "
+                        "one per core)")
     parser.add_argument("--describe", action="store_true", help="print the model's networks instead of timing it")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.describe:
         print(json.dumps(describe(args.model), indent=1))
         return

@@ -164,9 +164,13 @@ def epoch_profile(entry, steps, epochs, finite=False, steps_per_execution=None):
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
-def _profile_process(command):
-    """Runs one profiling process; its JSON line, or None after printing why it failed."""
-    done = subprocess.run(command, capture_output=True, text=True)
+def _profile_process(command, threads=None):
+    """Runs one profiling process (with ``threads``: that many intra-op threads and one inter-op
+    thread for TensorFlow); its JSON line, or None after printing why it failed."""
+    env = dict(os.environ)
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         print(f"  {' '.join(command[1:4])} failed: {done.stderr.strip().splitlines()[-1:]}")
         return None
@@ -183,7 +187,7 @@ def main_peer(args):
                                and not e.startswith("fair_")]
     print(f"--peer-architecture: MultiVae's default MLPs (encoders 512-512, decoders 512), latent 20, batch {BATCH}, {args.epochs} epochs of "
           f"{args.epoch_steps} steps per entry ({'a finite dataset per epoch' if args.finite_epochs else 'repeated dataset'}), "
-          f"each entry in its own process; {os.cpu_count()} cores")
+          f"each entry in its own process; {os.cpu_count()} cores, threads {args.threads or 'default'}")
     print(f"{'entry':16s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} "
           f"{'peak RSS MB':>12s}  {'ours / peer' if args.peer_python else ''}")
     here = os.path.dirname(os.path.abspath(__file__))
@@ -193,12 +197,13 @@ def main_peer(args):
             extra = ["--finite-epochs"] * args.finite_epochs
             extra += [] if per_call is None else ["--steps-per-execution", str(per_call)]
             runs.append(_profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
-                                          "--epoch-steps", str(args.epoch_steps)] + extra))
+                                          "--epoch-steps", str(args.epoch_steps)] + extra, args.threads))
         peer = None
         if args.peer_python and entry in MULTIVAE_MODELS:
             peer = _profile_process([args.peer_python, os.path.join(here, "peer_multivae.py"), "--model",
                                      MULTIVAE_MODELS[entry][0], "--epochs", str(args.epochs),
-                                     "--epoch-steps", str(args.epoch_steps)])
+                                     "--epoch-steps", str(args.epoch_steps)]
+                                    + (["--threads", str(args.threads)] if args.threads else []))
         for ours in filter(None, runs):
             ratio = ""
             if peer:
@@ -229,6 +234,9 @@ def main():
                         help="with --peer-architecture: training steps per call of the train function (the "
                         "config's steps_per_execution; default: the entry's); several values run one process "
                         "each, beside the same peer run")
+    parser.add_argument("--threads", type=int, default=None, help="with --peer-architecture: intra-op threads of "
+                        "both frameworks (default: theirs, one per core); 1 keeps a comparison meaningful on a "
+                        "loaded machine, where the peer's OpenMP threads stall")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
     if args.one:
