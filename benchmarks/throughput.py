@@ -148,7 +148,9 @@ def peer_model(entry, steps_per_execution=None):
 def epoch_profile(entry, steps, epochs, finite=False, steps_per_execution=None):
     """One entry with the peer's networks, ``epochs`` epochs of ``steps`` steps in one `fit`:
     steady rate (every epoch after the first, without its first step), epoch seconds, the first
-    step of epochs 2.. against the median steady step, and this process's peak RSS."""
+    step of epochs 2.. against the median steady step, and this process's peak RSS. With
+    ``steps_per_execution`` k > 1 (None: the entry's config) a "step" of these figures is one call
+    of k training steps, and the rate counts k batches per call."""
     model = peer_model(entry, steps_per_execution)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     arrays = mnist_shaped(model.modality_specs, BATCH * steps)

@@ -59,8 +59,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``steps_per_execution``: training steps per call of the compiled train function, the default of
   `MIBModel.compile` (Keras's ``steps_per_execution``; absent: 1). Fewer calls cost less Python and
   fewer host round trips per step, on any device (measured in docs/performance.md). Only for
-  models of one phase: Algorithm 1 alternates phases call by call. Keras runs whole calls, so an
-  epoch of ``steps_per_epoch`` steps takes the next multiple of it.
+  models of one phase: Algorithm 1 alternates phases call by call. Keras runs whole calls, so
+  `mibzoo.experiment.train_run` cuts it to the largest divisor of a pass's steps (epochs stay passes).
 - ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
   ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
   the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).
