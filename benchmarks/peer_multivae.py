@@ -8,8 +8,9 @@ Runs in an environment that has MultiVae (not a mibzoo dependency), for example:
 and is called by ``benchmarks/throughput.py --peer-architecture --peer-python /tmp/peer/bin/python``,
 which interleaves each zoo entry with its MultiVae counterpart so that ratios come from one run.
 
-What is timed: MultiVae's models built with their default networks (the getting-started MLPs:
-512-512 encoders and decoders per modality, a joint encoder where the model has one), latent 20,
+What is timed: MultiVae's models built with their default networks (``--describe`` prints them: MLP
+encoders of two 512-unit layers and decoders of one per modality, DMVAE's encoders of one, a joint
+encoder where the model has one), latent 20,
 Bernoulli image and categorical label likelihoods, on the same MNIST-shaped random data as
 ``throughput.py`` (binary 1x28x28 images, one-hot labels), batch 128, Adam(1e-3). Each step is what
 MultiVae's ``BaseTrainer.train_step`` does per batch (the model's forward with ``epoch``,
@@ -78,12 +79,36 @@ def profile(name, steps, epochs):
             "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
+def describe(name):
+    """Parameter count of every network of MultiVae model ``name`` and its Linear layers' sizes:
+    what ``throughput.py --peer-architecture`` builds our entries after."""
+    model = build(name)
+    out = {"model": name, "parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+           "networks": {}}
+    for group, child in model.named_children():
+        members = child.items() if isinstance(child, torch.nn.ModuleDict) else [(None, child)]
+        for key, net in members:
+            linears = [f"{m.in_features}->{m.out_features}" for m in net.modules() if isinstance(m, torch.nn.Linear)]
+            out["networks"][f"{group}.{key}" if key else group] = {
+                "parameters": int(sum(p.numel() for p in net.parameters())), "class": type(net).__name__,
+                "linear": linears}
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="MultiVae model class: JMVAE, MVAE, MMVAE, MoPoE, MVTCAE, DMVAE")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--epoch-steps", type=int, default=469)
+    parser.add_argument("--threads", type=int, default=None, help="torch's intra-op threads (default: torch's, "
+                        "one per core)")
+    parser.add_argument("--describe", action="store_true", help="print the model's networks instead of timing it")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.describe:
+        print(json.dumps(describe(args.model), indent=1))
+        return
     print(json.dumps(profile(args.model, args.epoch_steps, args.epochs)))
 
 

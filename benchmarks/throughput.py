@@ -7,8 +7,9 @@ hand-written Keras VAE of the same size; the ratio is the framework's overhead.
 Prints examples per second over the steps after the warm-up steps (which include tracing),
 measured inside one `fit` call by a callback.
 
-``--peer-architecture`` builds every multimodal entry with MultiVae's getting-started networks
-(MLP 512-512 encoders and decoders for every modality, latent 20, batch 128) so that examples/s
+``--peer-architecture`` builds every multimodal entry with the networks MultiVae 1.0.3 builds for its
+counterpart at `peer_multivae.py`'s settings (`MULTIVAE_MODELS`: MLP encoders of two 512-unit layers
+and decoders of one for every modality, DMVAE's encoders of one; latent 20; batch 128) so that examples/s
 compare one to one with that peer, and runs each entry in its own process over several epochs:
 it prints the steady rate, the seconds of an epoch, what the first step of each later epoch
 costs relative to a steady step (an epoch-start stall shows there), and the process's peak RSS.
@@ -118,21 +119,39 @@ def examples_per_second(model, arrays, steps, warmup):
     return float(BATCH * len(durations) / np.sum(durations))
 
 
-# MultiVae's getting-started networks (its MNIST-Label example): MLPs of two 512-unit layers for
-# every modality, a 20-dimensional latent, no private latents.
-PEER_NETWORKS = {kind: {"network": "mlp", "hidden": 512, "layers": 2} for kind in ("image",)}
-PEER_NETWORKS["categorical"] = {"hidden": 512, "layers": 2}
+# MultiVae 1.0.3's default networks at `peer_multivae.py`'s settings, read off its model objects
+# (`peer_multivae.py --describe` prints every Linear layer and each network's parameter count):
+# for every modality an encoder of two 512-unit ReLU layers and a decoder of one (Encoder_VAE_MLP,
+# Decoder_AE_MLP), latent 20. DMVAE's encoders (Encoder_VAE_MLP_Style) have one hidden layer, and
+# its private latents are 4-dimensional for every modality. JMVAE adds a joint encoder network
+# (MultipleHeadJointEncoder, 1.28 M parameters) that no zoo entry has: ours uses the product of
+# the unimodal experts as q(z | X).
+MULTIVAE_MLP = {"hidden": 512, "layers": 2, "decoder_layers": 1}
+# zoo entry -> (MultiVae class, its networks where they differ from MULTIVAE_MLP, private size per modality)
+MULTIVAE_MODELS = {"jmvae": ("JMVAE", {}, 0), "mvae": ("MVAE", {}, 0), "mmvae": ("MMVAE", {}, 0),
+                   "mopoe": ("MoPoE", {}, 0), "mvtcae": ("MVTCAE", {}, 0), "dmvae": ("DMVAE", {"layers": 1}, 4)}
 
 
-def peer_model(entry):
-    return mibzoo.load(entry, networks=PEER_NETWORKS, shared=[{"name": "z", "size": 20}])
+def peer_model(entry, steps_per_execution=None):
+    """Zoo entry ``entry`` with the networks and private latents of its MultiVae counterpart, latent
+    20; an entry without a counterpart gets MultiVae's default MLPs and keeps its own private latents."""
+    overrides = {} if steps_per_execution is None else {"steps_per_execution": steps_per_execution}
+    networks = MULTIVAE_MLP
+    if entry in MULTIVAE_MODELS:
+        _, changes, private = MULTIVAE_MODELS[entry]
+        networks = {**MULTIVAE_MLP, **changes}
+        overrides["private"] = {name: private for name in mibzoo.describe(entry)["model"]["modalities"]}
+    return mibzoo.load(entry, networks={"image": {"network": "mlp", **networks}, "categorical": networks},
+                       shared=[{"name": "z", "size": 20}], **overrides)
 
 
-def epoch_profile(entry, steps, epochs, finite=False):
+def epoch_profile(entry, steps, epochs, finite=False, steps_per_execution=None):
     """One entry with the peer's networks, ``epochs`` epochs of ``steps`` steps in one `fit`:
     steady rate (every epoch after the first, without its first step), epoch seconds, the first
-    step of epochs 2.. against the median steady step, and this process's peak RSS."""
-    model = peer_model(entry)
+    step of epochs 2.. against the median steady step, and this process's peak RSS. With
+    ``steps_per_execution`` k > 1 (None: the entry's config) a "step" of these figures is one call
+    of k training steps, and the rate counts k batches per call."""
+    model = peer_model(entry, steps_per_execution)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     arrays = mnist_shaped(model.modality_specs, BATCH * steps)
     ds = tf.data.Dataset.from_tensor_slices(arrays).batch(BATCH, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
@@ -141,18 +160,19 @@ def epoch_profile(entry, steps, epochs, finite=False):
         model.fit(ds, epochs=epochs, verbose=0, callbacks=[timer])
     else:  # what `mibzoo train` does (mibzoo.experiment_data.repeated_training_dataset)
         model.fit(ds.repeat(), steps_per_epoch=steps, epochs=epochs, verbose=0, callbacks=[timer])
-    return {"entry": entry, **epoch_figures(timer.times, timer.epoch_starts, BATCH),
+    # With steps_per_execution > 1 (the entry's config) a callback sees one call of that many steps.
+    return {"entry": entry, **epoch_figures(timer.times, timer.epoch_starts, BATCH * model.steps_per_execution),
+            "steps_per_execution": model.steps_per_execution,
             "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables))}
 
 
-# The MultiVae class of each zoo entry that has one (`benchmarks/peer_multivae.py`).
-MULTIVAE_MODELS = {"jmvae": "JMVAE", "mvae": "MVAE", "mmvae": "MMVAE", "mopoe": "MoPoE", "mvtcae": "MVTCAE",
-                   "dmvae": "DMVAE"}
-
-
-def _profile_process(command):
-    """Runs one profiling process; its JSON line, or None after printing why it failed."""
-    done = subprocess.run(command, capture_output=True, text=True)
+def _profile_process(command, threads=None):
+    """Runs one profiling process (with ``threads``: that many intra-op threads and one inter-op
+    thread for TensorFlow); its JSON line, or None after printing why it failed."""
+    env = dict(os.environ)
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         print(f"  {' '.join(command[1:4])} failed: {done.stderr.strip().splitlines()[-1:]}")
         return None
@@ -167,28 +187,35 @@ def _row(r, ratio=""):
 def main_peer(args):
     entries = args.entries or [e for e in mibzoo.list_models() if len(mibzoo.describe(e)["model"]["modalities"]) > 1
                                and not e.startswith("fair_")]
-    print(f"--peer-architecture: MLP 512-512 for every modality, latent 20, batch {BATCH}, {args.epochs} epochs of "
+    print(f"--peer-architecture: MultiVae's default MLPs (encoders 512-512, decoders 512), latent 20, batch {BATCH}, {args.epochs} epochs of "
           f"{args.epoch_steps} steps per entry ({'a finite dataset per epoch' if args.finite_epochs else 'repeated dataset'}), "
-          f"each entry in its own process; {os.cpu_count()} cores")
+          f"each entry in its own process; {os.cpu_count()} cores, threads {args.threads or 'default'}")
     print(f"{'entry':16s} {'params':>9s} {'ex/s':>7s} {'epoch s':>8s} {'first step':>11s} {'x steady':>9s} "
           f"{'peak RSS MB':>12s}  {'ours / peer' if args.peer_python else ''}")
     here = os.path.dirname(os.path.abspath(__file__))
     for entry in entries:
-        ours = _profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
-                                 "--epoch-steps", str(args.epoch_steps)] + ["--finite-epochs"] * args.finite_epochs)
+        runs = []
+        for per_call in args.steps_per_execution or [None]:
+            extra = ["--finite-epochs"] * args.finite_epochs
+            extra += [] if per_call is None else ["--steps-per-execution", str(per_call)]
+            runs.append(_profile_process([sys.executable, __file__, "--one", entry, "--epochs", str(args.epochs),
+                                          "--epoch-steps", str(args.epoch_steps)] + extra, args.threads))
         peer = None
         if args.peer_python and entry in MULTIVAE_MODELS:
             peer = _profile_process([args.peer_python, os.path.join(here, "peer_multivae.py"), "--model",
-                                     MULTIVAE_MODELS[entry], "--epochs", str(args.epochs),
-                                     "--epoch-steps", str(args.epoch_steps)])
-        if ours:
+                                     MULTIVAE_MODELS[entry][0], "--epochs", str(args.epochs),
+                                     "--epoch-steps", str(args.epoch_steps)]
+                                    + (["--threads", str(args.threads)] if args.threads else []))
+        for ours in filter(None, runs):
             ratio = ""
             if peer:
                 ratio = (f"{ours['examples_per_second'] / peer['examples_per_second']:.2f}x ex/s, "
                          f"{ours['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x RSS")
-            print(_row(ours, ratio))
+            ours = {**ours, "entry": f"{ours['entry']} spe{ours['steps_per_execution']}"}
+            print(_row(ours, ratio), flush=True)
         if peer:
-            print(_row(peer))
+            print(_row(peer), flush=True)
+        print(f"  load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main():
@@ -205,10 +232,18 @@ def main():
                         "iterated anew each epoch instead of the repeated one `mibzoo train` uses (shows the stall)")
     parser.add_argument("--peer-python", default=None, help="with --peer-architecture: a Python that has MultiVae; "
                         "each entry is followed by its MultiVae counterpart (benchmarks/peer_multivae.py)")
+    parser.add_argument("--steps-per-execution", type=int, nargs="*", default=None,
+                        help="with --peer-architecture: training steps per call of the train function (the "
+                        "config's steps_per_execution; default: the entry's); several values run one process "
+                        "each, beside the same peer run")
+    parser.add_argument("--threads", type=int, default=None, help="with --peer-architecture: intra-op threads of "
+                        "both frameworks (default: theirs, one per core); 1 keeps a comparison meaningful on a "
+                        "loaded machine, where the peer's OpenMP threads stall")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one entry, JSON out
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs, args.finite_epochs)))
+        per_call = args.steps_per_execution[0] if args.steps_per_execution else None
+        print(json.dumps(epoch_profile(args.one, args.epoch_steps, args.epochs, args.finite_epochs, per_call)))
         return
     if args.peer_architecture:
         main_peer(args)

@@ -60,6 +60,11 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``batch_size``: the entry's training batch size, used by runs that do not set one
   (`mibzoo.experiment.train_run`; absent: the runs' default, 128). ``infogan`` sets 64: with its
   phases alternating batch by batch, 10 MNIST epochs then give the official InfoGAN code's number of updates.
+- ``steps_per_execution``: training steps per call of the compiled train function, the default of
+  `MIBModel.compile` (Keras's ``steps_per_execution``; absent: 1). Fewer calls cost less Python and
+  fewer host round trips per step, on any device (measured in docs/performance.md). Only for
+  models of one phase: Algorithm 1 alternates phases call by call. Keras runs whole calls, so
+  `mibzoo.experiment.train_run` cuts it to the largest divisor of a pass's steps (epochs stay passes).
 - ``latent_sampler``: where unconditional generation (``sample``) draws z (`mibzoo.latent_samplers`):
   ``"prior"`` (default, p(z)) or ``{"kind": "gmm", "components": 10}``, a Gaussian mixture fitted to
   the aggregate posterior after training (ex-post density estimation, Ghosh et al. 2020).

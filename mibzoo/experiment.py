@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from mibzoo.checkpoints import CorruptFileError, RunCheckpoints, save_model_atomic, verify
-from mibzoo.experiment_data import fit_run_latent_sampler, repeated_training_dataset
+from mibzoo.experiment_data import aligned_steps_per_execution, fit_run_latent_sampler, repeated_training_dataset
 from mibzoo.run_records import now, read_json, versions, write_json
 from mibzoo.samples import write_sample_plots
 
@@ -260,6 +260,9 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
                                               {m: test[m] for m in model.modality_names if m in test},
                                               seed=settings["seed"]))
         dataset, steps = repeated_training_dataset(data, settings)
+        # The config's steps_per_execution (compile's default), cut to a divisor of the steps of a pass.
+        model.steps_per_execution = aligned_steps_per_execution(steps, model.steps_per_execution)
+        record["steps_per_execution"] = int(model.steps_per_execution)
         # The dataset is already shuffled with the run's seed; shuffle=False keeps Keras from warning.
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=callbacks,
                   verbose=verbose, shuffle=False)

@@ -264,6 +264,15 @@ def repeated_training_dataset(data, settings):
     return dataset.repeat(), math.ceil(n / batch_size)
 
 
+def aligned_steps_per_execution(steps_per_epoch, wanted):
+    """The largest number of steps per call, at most ``wanted``, that divides ``steps_per_epoch``:
+    Keras runs whole calls, so with a repeated dataset an epoch of 469 steps at 10 per call would
+    take 470 batches and drift off the passes. None (an epoch of unknown length): ``wanted``."""
+    if steps_per_epoch is None:
+        return wanted
+    return max(k for k in range(1, min(wanted, steps_per_epoch) + 1) if steps_per_epoch % k == 0)
+
+
 def fit_run_latent_sampler(model, data, settings):
     """Fits the model's latent sampler on the run's training split; its record, or None (``"prior"``)."""
     from mibzoo.latent_samplers import fit_latent_sampler

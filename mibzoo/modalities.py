@@ -13,7 +13,9 @@ A spec is a plain dict (JSON-serializable, so it lives in zoo configs and in
   likelihood is a product of a Normal over the numeric columns and one Categorical per group.
 
 Optional for every kind: ``"hidden"`` (int, width of the MLP layers), ``"layers"`` (int, number
-of hidden layers), ``"filters"`` (list of ints, conv channels for images), ``"network"``
+of hidden layers), ``"decoder_layers"`` (int, number of hidden layers of an MLP decoder when it
+differs from the encoder's ``layers``, as in MultiVae's default networks: encoders of two 512-unit
+layers, decoders of one; MLP networks only), ``"filters"`` (list of ints, conv channels for images), ``"network"``
 (``"conv"``, the default for images, ``"mlp"``, or ``"dcgan"``, the DCGAN generator and
 discriminators of `mibzoo.networks`; other kinds are always MLPs). Unknown keys
 are rejected so that typos do not pass silently.
@@ -24,7 +26,7 @@ from mibzoo.errors import ConfigError
 
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
-NETWORK_KEYS = ("network", "hidden", "layers", "filters", "critic_batch_norm")
+NETWORK_KEYS = ("network", "hidden", "layers", "decoder_layers", "filters", "critic_batch_norm")
 NETWORKS = {"image": ("conv", "mlp", "dcgan"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
 _COMMON = {"kind", "description"} | set(NETWORK_KEYS)
 _ALLOWED_KEYS = {
@@ -102,9 +104,11 @@ def normalize_modality(name, spec, source="modalities"):
 def check_network_options(kind, options, source, field):
     """Validates the network keys (`NETWORK_KEYS`) of a modality spec or of a model's per-kind
     ``networks`` defaults; returns ``options``."""
-    for key in ("hidden", "layers"):
+    for key in ("hidden", "layers", "decoder_layers"):
         if key in options:
             _positive_int(options[key], source, f"{field}.{key}")
+    if "network" in options:
+        check_mlp_only_options(kind, options, source, field)
     if "filters" in options:
         if not isinstance(options["filters"], (list, tuple)) or not options["filters"]:
             raise ConfigError(source, f"{field}.filters", options["filters"], "a non-empty list of positive ints")
@@ -116,6 +120,19 @@ def check_network_options(kind, options, source, field):
     if "network" in options and options["network"] not in NETWORKS[kind]:
         raise ConfigError(source, f"{field}.network", options["network"],
                           f"one of {list(NETWORKS[kind])} for kind '{kind}'")
+    return options
+
+
+def check_mlp_only_options(kind, options, source, field):
+    """Rejects ``decoder_layers`` where the network is not an MLP (a convolutional or DCGAN image,
+    the default network of images being ``conv``): options that would otherwise be ignored.
+    ``options`` is a modality spec merged with its kind's ``networks`` defaults, or one of them
+    that names its ``network``."""
+    network = options.get("network", NETWORKS[kind][0])
+    if "decoder_layers" in options and network != "mlp":
+        raise ConfigError(source, f"{field}.decoder_layers", options["decoder_layers"],
+                          f"no 'decoder_layers' for a '{network}' network (MLP networks only; "
+                          f"set \"network\": \"mlp\" or remove it)")
     return options
 
 

@@ -74,6 +74,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             after training (its parameters are non-trainable weights of the model).
         batch_size: the entry's training batch size, used by runs that set none
             (`mibzoo.experiment.train_run`); None: the runs' default.
+        steps_per_execution: training steps per call of the compiled train function, `compile`'s
+            default when it is not given (None: 1; several phases: 1 only). Fewer calls mean less
+            Python and host round trips per step (docs/performance.md), on any device.
         entry: name of the zoo entry this model was built from (informational).
 
     The arguments are parsed once into a `mibzoo.spec.ModelSpec` (`mibzoo.spec.parse_model`) and the
@@ -98,7 +101,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
                  networks=None, optimizers=None, posterior="poe", term_options=None, latent_sampler=None,
-                 batch_size=None, entry="custom", **kwargs):
+                 batch_size=None, steps_per_execution=None, entry="custom", **kwargs):
         spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         if spec is None:
@@ -109,7 +112,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                                ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                                ("phases", phases), ("likelihood_weights", likelihood_weights),
                                ("networks", networks), ("optimizers", optimizers), ("term_options", term_options),
-                               ("batch_size", batch_size)):
+                               ("batch_size", batch_size), ("steps_per_execution", steps_per_execution)):
                 if value is not None:
                     fields[key] = value
             spec = parse_model(fields, f"MIBModel({entry})")

@@ -1,8 +1,8 @@
 """Encoders and decoders per modality kind: a small conv net or an MLP for images, MLPs otherwise.
 
-Sizes come from the modality spec (``network``, ``hidden``, ``layers``, ``filters``) with the
-defaults below. An image MLP flattens the pixels and has ``layers`` dense layers of width
-``hidden`` (MultiVae's MNIST networks are 512-512 MLPs; on CPU they are also much faster than
+Sizes come from the modality spec (``network``, ``hidden``, ``layers``, ``decoder_layers``,
+``filters``) with the defaults below. An image MLP flattens the pixels and has ``layers`` dense
+layers of width ``hidden`` (its decoder ``decoder_layers``, by default ``layers``) (MultiVae's MNIST networks are 512-512 MLPs; on CPU they are also much faster than
 the convolutions). Output layers compute in float32 so that distribution parameters stay in float32
 under a ``mixed_bfloat16`` policy.
 
@@ -111,8 +111,8 @@ class ModalityDecoder(keras.layers.Layer):
     normalization and ReLU, then 4×4 stride-2 transposed convolutions through the reversed
     ``filters[:-1]`` (batch normalization, ReLU), the last one to the parameter channels, and a crop.
     MLPs (every
-    other kind, and images with ``"network": "mlp"``): ``layers`` dense layers of width ``hidden``
-    and a dense output reshaped to the parameter shape.
+    other kind, and images with ``"network": "mlp"``): ``decoder_layers`` (default ``layers``) dense
+    layers of width ``hidden`` and a dense output reshaped to the parameter shape.
 
     Args:
         spec: normalized modality spec.
@@ -154,7 +154,8 @@ class ModalityDecoder(keras.layers.Layer):
             if crop_h or crop_w:
                 stack.append(keras.layers.Cropping2D(((0, crop_h), (0, crop_w)), dtype="float32"))
         else:
-            stack.extend(keras.layers.Dense(hidden, activation="relu") for _ in range(layers))
+            decoder_layers = spec.get("decoder_layers", layers)
+            stack.extend(keras.layers.Dense(hidden, activation="relu") for _ in range(decoder_layers))
             stack.append(keras.layers.Dense(math.prod(out_shape), dtype="float32"))
             if len(out_shape) > 1:
                 stack.append(keras.layers.Reshape(out_shape, dtype="float32"))

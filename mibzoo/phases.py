@@ -47,8 +47,10 @@ class PhasedTraining(keras.Model):
             critic_optimizer: optimizer of each critic (one copy per ``critic:<term>`` phase);
                 defaults to Adam with the config's ``optimizers.critic`` settings (Adam(2e-4,
                 beta_1=0.5) unless set), the usual GAN discriminator setting.
-            **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...).
+            **kwargs: passed to `keras.Model.compile` (``run_eagerly``, ``jit_compile``, ...);
+                ``steps_per_execution`` defaults to the config's (1 unless set).
         """
+        kwargs.setdefault("steps_per_execution", self.model_config.get("steps_per_execution", 1))
         if optimizer is None:
             optimizer = keras.optimizers.Adam(**self.model_config["optimizers"]["dist"])
         super().compile(optimizer=optimizer, **kwargs)

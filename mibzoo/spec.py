@@ -14,7 +14,7 @@ import math
 
 from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import KINDS, NETWORK_KEYS, check_network_options, normalize_modalities
+from mibzoo.modalities import KINDS, NETWORK_KEYS, check_mlp_only_options, check_network_options, normalize_modalities
 from mibzoo.schedules import validate_schedule
 from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
@@ -22,7 +22,7 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
                 "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
-                "latent_sampler", "batch_size")
+                "latent_sampler", "batch_size", "steps_per_execution")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
@@ -304,6 +304,9 @@ def parse_model(model, source):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ConfigError(source, "batch_size", size, "a positive integer (the entry's training batch size)")
 
+    if "steps_per_execution" in cfg:
+        cfg["steps_per_execution"] = _steps_per_execution(cfg["steps_per_execution"], phases, source)
+
     seed = cfg.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(source, "seed", seed, "a non-negative integer")
@@ -318,7 +321,9 @@ def parse_model(model, source):
         inference_mask=masks["inference_structure"], generation_mask=masks["generation_structure"],
         mask_options=mask_options, has_inference=not no_inference, loss_terms=loss_terms,
         likelihood_weights=tuple(cfg["likelihood_weights"].get(name, 1.0) for name in names),
-        network_specs={name: {**cfg["networks"].get(spec["kind"], {}), **spec} for name, spec in modalities.items()},
+        network_specs={name: check_mlp_only_options(spec["kind"], {**cfg["networks"].get(spec["kind"], {}), **spec},
+                                                    source, f"modalities.{name}")
+                       for name, spec in modalities.items()},
         aggregation=strategy,
         shared_critics={term: options["shares_critic"] for term, options in cfg["term_options"].items()
                         if "shares_critic" in options})
@@ -371,6 +376,20 @@ def _term_options(options, cfg, critic_terms, source):
                                   f"{critic_terms}" + did_you_mean(str(value), critic_terms))
         out[term] = dict(values)
     return out
+
+
+def _steps_per_execution(value, phases, source):
+    """``steps_per_execution``: training steps per call of the compiled train function (Keras's
+    compile argument); a positive integer, and 1 for a model of several phases, whose alternation
+    (Algorithm 1) is counted in calls: there each phase would run that many steps in a row."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(source, "steps_per_execution", value,
+                          "a positive integer (training steps per call of the compiled train function)")
+    if value > 1 and len(phases) > 1:
+        raise ConfigError(source, "steps_per_execution", value,
+                          f"1 for a model of several phases ({[p['name'] for p in phases]}): Algorithm 1 "
+                          f"alternates them call by call, so each would run {value} steps in a row")
+    return value
 
 
 def _networks(networks, source):

@@ -242,6 +242,22 @@ def test_an_epoch_is_one_pass_over_the_training_split_of_a_repeated_dataset(data
     assert history_epochs(run) == [0, 1]
 
 
+@pytest.mark.parametrize("steps, wanted, want", [(469, 10, 7), (200, 10, 10), (3, 2, 1), (12, 20, 12), (None, 8, 8)])
+def test_steps_per_execution_is_cut_to_a_divisor_of_the_steps_of_a_pass(steps, wanted, want):
+    from mibzoo.experiment_data import aligned_steps_per_execution
+
+    assert aligned_steps_per_execution(steps, wanted) == want
+
+
+@pytest.mark.slow  # a whole run (43 s under load); the divisor itself is tested above
+def test_a_run_with_steps_per_execution_keeps_epochs_aligned_with_passes(data, tmp_path):
+    # 64 examples at batch 16: 4 steps per pass; 3 per call would drift, so the run takes 2.
+    run = tmp_path / "run"
+    record = train(data, run, 2, batch_size=16, overrides={"shared": TINY_SHARED, "steps_per_execution": 3})
+    assert record["steps_per_execution"] == 2
+    assert int(experiment.load_run_model(run).optimizer.iterations.numpy()) == 2 * 4
+
+
 def test_a_new_run_without_a_batch_size_takes_the_entrys(data, tmp_path):
     # The config's batch_size (here an override; infogan's zoo config sets 64) is a new run's default:
     # 64 examples at 16 are 4 steps per epoch; a resumed run keeps its own. (A given batch size wins:

@@ -154,6 +154,43 @@ def test_image_mlp_networks_from_per_kind_defaults_and_spec_keys_take_precedence
     assert tuple(model.generate({"img": x}, target="img", num_samples=2, seed=0).shape) == (2, 2, 6, 5, 1)
 
 
+def test_decoder_layers_gives_mlp_decoders_their_own_depth_with_the_parameter_count_of_the_layers():
+    """MultiVae's default networks: encoders of two hidden layers, decoders of one. The trainable
+    parameters are those of the dense layers written out by hand (weights + biases per layer)."""
+    image = {"kind": "image", "shape": [6, 5, 1]}
+    label = {"kind": "categorical", "classes": 4}  # the per-kind defaults below, not TINY_LABEL's own sizes
+    model = mibzoo.load("jmvae", modalities={"img": image, "y": label}, shared=TINY_SHARED,
+                        networks={"image": {"network": "mlp", "hidden": 24, "layers": 2, "decoder_layers": 1},
+                                  "categorical": {"hidden": 16, "decoder_layers": 3}})
+    units = lambda net: [l.units for l in net.net.layers if isinstance(l, keras.layers.Dense)]  # noqa: E731
+    assert units(model.encoders["img"]) == [24, 24, 8] and units(model.decoders["img"]) == [24, 30]
+    assert units(model.encoders["y"]) == [16, 16, 8] and units(model.decoders["y"]) == [16, 16, 16, 4]
+
+    def mlp(*widths):
+        return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+    classes, latent = label["classes"], sum(b["size"] for b in TINY_SHARED)
+    want = (mlp(30, 24, 24, 2 * latent) + mlp(latent, 24, 30)
+            + mlp(classes, 16, 16, 2 * latent) + mlp(latent, 16, 16, 16, classes))
+    assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == want
+
+
+def test_steps_per_execution_from_the_config_runs_the_same_steps_as_one_per_call():
+    """The config's steps_per_execution is compile's default; 4 steps in 2 calls of 2 update the
+    weights exactly as 4 calls of one step (same data, same seeded noise, same Adam steps)."""
+    weights = {}
+    for per_call in (1, 2):
+        keras.utils.set_random_seed(0)
+        model = mibzoo.load("mvtcae", modalities=PAIR, shared=TINY_SHARED, steps_per_execution=per_call)
+        model.compile(optimizer=keras.optimizers.Adam(1e-2))
+        assert model.steps_per_execution == per_call
+        model.fit(dataset(synthetic_batches(model.modality_specs, n=4 * 16), 16), epochs=1, verbose=0)
+        assert int(model.optimizer.iterations) == 4
+        weights[per_call] = [np.asarray(w) for w in model.trainable_weights]
+    for one, two in zip(weights[1], weights[2]):
+        np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("change, field, allowed", [
     ({"likelihood_weights": {"lable": 50}}, "likelihood_weights.lable", "Did you mean 'label'"),
     ({"likelihood_weights": {"label": -1}}, "likelihood_weights.label", "finite non-negative"),
@@ -172,6 +209,15 @@ def test_image_mlp_networks_from_per_kind_defaults_and_spec_keys_take_precedence
     ({"networks": {"categorical": {"network": "conv"}}}, "networks.categorical.network", "['mlp']"),
     ({"networks": {"image": {"hidden": 0}}}, "networks.image.hidden", "positive integer"),
     ({"networks": {"image": {"width": 3}}}, "networks.image", "keys from"),
+    ({"networks": {"image": {"network": "mlp", "decoder_layers": 0}}}, "networks.image.decoder_layers",
+     "positive integer"),
+    ({"networks": {"image": {"network": "conv", "decoder_layers": 1}}}, "networks.image.decoder_layers",
+     "MLP networks only"),
+    ({"networks": {"image": {"decoder_layers": 1}}}, "modalities.image.decoder_layers", "MLP networks only"),
+    ({"steps_per_execution": 0}, "steps_per_execution", "positive integer"),
+    ({"steps_per_execution": 2.5}, "steps_per_execution", "positive integer"),
+    ({"steps_per_execution": 4, "dist": [[1.0, "C2"]], "str_reg": []}, "steps_per_execution",
+     "several phases"),
 ])
 def test_bad_options_are_config_errors_naming_field_and_allowed(tmp_path, change, field, allowed):
     model = {"modalities": {"image": {"kind": "image", "shape": [4, 4, 1]}, "label": {"kind": "categorical", "classes": 3}},
