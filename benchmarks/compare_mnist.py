@@ -292,7 +292,7 @@ def main(argv=None):
     planned_models[STRUCTURE_DATASET] = ["mib_mm"]
     planned[STRUCTURE_DATASET] = sorted(set(defaults.structure_seeds) | set(args.structure_seeds))
 
-    from mibzoo.compare import Report, compare, entry_digest
+    from mibzoo.compare import compare, entry_digest
 
     out = pathlib.Path(args.out)
     if args.docs_only:
