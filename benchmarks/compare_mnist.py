@@ -20,6 +20,7 @@ Real MNIST comes from `mibzoo.data`; the digit classifier is trained on first us
 (`mibzoo.classifiers`, cached with its checksum and test accuracy).
 """
 import argparse
+import functools
 import os
 import pathlib
 import shlex
@@ -90,13 +91,23 @@ def merge(previous, report, models, first_seed, wall):
                   samples, first.specs or report.specs)
 
 
+@functools.lru_cache(maxsize=None)
+def zoo_digest(model, dataset):
+    """`mibzoo.compare.entry_digest` of ``model`` on ``dataset``, computed once per process: it builds
+    the model to read its config (seconds), and an invocation needs each digest for the rows on disk
+    and again for every seed's run directory."""
+    from mibzoo import compare
+
+    return compare.entry_digest(model, dataset)
+
+
 def current_rows(report, models, dataset):
     """``report`` without the rows whose model config differs from what the zoo builds now (a default
     changed since they were measured): `--resume` measures those (model, seed) pairs again. None when
     no row is current."""
-    from mibzoo.compare import Report, entry_digest
+    from mibzoo.compare import Report
 
-    digests = {m: entry_digest(m, dataset) for m in models}
+    digests = {m: zoo_digest(m, dataset) for m in models}
     kept = [r for r in report.rows if r["model"] in digests and r.get("config_sha256") == digests[r["model"]]]
     stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept})
     if stale:
@@ -292,7 +303,7 @@ def main(argv=None):
     planned_models[STRUCTURE_DATASET] = ["mib_mm"]
     planned[STRUCTURE_DATASET] = sorted(set(defaults.structure_seeds) | set(args.structure_seeds))
 
-    from mibzoo.compare import compare, entry_digest
+    from mibzoo.compare import compare
 
     out = pathlib.Path(args.out)
     if args.docs_only:
@@ -332,7 +343,7 @@ def main(argv=None):
         for model in missing_models(previous, models, seed):
             runs = None
             if args.runs is not None:  # a run directory is reused only by the config it was trained with
-                runs = pathlib.Path(args.runs) / dataset / entry_digest(model, dataset)[:16]
+                runs = pathlib.Path(args.runs) / dataset / zoo_digest(model, dataset)[:16]
             report = compare([model], dataset, seeds=[seed], out=runs, **budget)
             merged = merge(merged, report, models, first_seed, time.perf_counter() - started)
             merged.save(out / dataset)
