@@ -94,6 +94,27 @@ def main():
         y_hat = classifier.predict(u_test).astype("int64")
         scores = fairness.fairness_scores(test["target"], y_hat, test["a"])
         gap = _signed_gap(np.asarray(test["target"]), y_hat, np.asarray(test["a"]))
+        positives = np.asarray(test["target"]) == 1
+        tpr = {g: float(np.mean(y_hat[positives & (np.asarray(test["a"]) == g)])) for g in (0, 1)}
+        n_pos = {g: int(np.sum(positives & (np.asarray(test["a"]) == g))) for g in (0, 1)}
+        # Is the spread of DEO over seeds the test rows, the probe's threshold or the representation?
+        # (1) the signed gap's standard deviation over bootstrap draws of the test rows (this model);
+        # (2) the gap at probe thresholds 0.4 / 0.6 instead of 0.5; (3) a threshold-free gap: the
+        # difference of the groups' mean decision function among the positives, in units of its std.
+        y_test, a_test_arr = np.asarray(test["target"]), np.asarray(test["a"])
+        boot_rng = np.random.default_rng(1000 + seed)
+        boot = []
+        for _ in range(1000):
+            rows_b = boot_rng.integers(0, len(y_test), len(y_test))
+            yb, ab, hb = y_test[rows_b], a_test_arr[rows_b], y_hat[rows_b]
+            if np.any((yb == 1) & (ab == 0)) and np.any((yb == 1) & (ab == 1)):
+                boot.append(_signed_gap(yb, hb, ab))
+        boot_sd = float(np.std(boot))
+        proba = classifier.predict_proba(u_test)[:, 1]
+        gap_at = {t: _signed_gap(y_test, (proba >= t).astype("int64"), a_test_arr) for t in (0.4, 0.6)}
+        margin = classifier.decision_function(u_test)[positives]
+        a_pos_arr = a_test_arr[positives]
+        score_gap = float((margin[a_pos_arr == 0].mean() - margin[a_pos_arr == 1].mean()) / margin.std())
         _, a_from_u = _probe(u_train, train["a"], u_test, test["a"], seed)
         # The estimators see samples of q(u | x), not its mean: how much of a one draw keeps.
         rng = np.random.default_rng(seed)
@@ -129,12 +150,17 @@ def main():
         info_z = fairness.probe_information(np.asarray(z_train), a_train, np.asarray(z_test), a_test)
         terms = " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items()))
         print(f"{args.entry} {args.dataset} seed {seed} {args.epochs} ep batch {batch} {json.dumps(overrides)}\n"
-              f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}) DP {scores['dp']:.3f} | "
+              f"  ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} (signed {gap:+.3f}; TPR a=0 {tpr[0]:.3f} of {n_pos[0]}, "
+              f"a=1 {tpr[1]:.3f} of {n_pos[1]} positives) DP {scores['dp']:.3f} | "
               f"probe a from U_x {a_from_u:.3f} (one draw of u {a_from_sample:.3f}), from z {a_from_z:.3f} (chance {chance:.3f}); "
               f"among y = 1 from U_x {a_given_y:.3f} (chance {chance_given_y:.3f}) | {seconds:.0f} s\n"
+              f"  gap: bootstrap sd over test rows {boot_sd:.3f}; at threshold 0.4 {gap_at[0.4]:+.3f}, 0.6 "
+              f"{gap_at[0.6]:+.3f}; positives' mean decision function a=0 minus a=1 {score_gap:+.3f} sd\n"
               f"  I(U_x; a) >= " + " ".join(f"{k} {v:.4f}" for k, v in info.items()) + f" nats; I(z; a) >= {info_z:.4f}\n"
               f"  last epoch: {terms}", flush=True)
         rows.append({"acc": scores["acc"], "deo": scores["deo"], "gap": gap, "dp": scores["dp"],
+                     "tpr_a0": tpr[0], "tpr_a1": tpr[1], "boot_sd": boot_sd, "gap_t0.4": gap_at[0.4],
+                     "gap_t0.6": gap_at[0.6], "score_gap": score_gap,
                      "a_from_u": a_from_u, **{f"I_{k}": v for k, v in info.items()}})
     if len(rows) > 1:
         print(f"{args.entry} {args.dataset} over seeds {args.seeds}:")
