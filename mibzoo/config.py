@@ -49,7 +49,14 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   trained in the critic's phase, the term's weighted value added to the critic's loss, while the
   model's networks still minimize it in ``dist``. InfoGAN's Q on the discriminator
   (``{"infogan": {"shares_critic": "C2"}}``; Chen et al. 2016, Sec. 6: L_I enters both D's and
-  G's losses).
+  G's losses). With it, ``"trains_critic_trunk": false`` keeps the term out of the trunk's updates: in
+  the critic's phase the term's gradient stops at the critic's features, so the trunk learns from the
+  critic's loss only and the term trains the auxiliary's own layers (as InfoGAN reimplementations that
+  step D's optimizer on D's loss alone train it); default true (the official InfoGAN code).
+  One option for every term: ``"weight_schedule"``, a schedule γ_t (`mibzoo.schedules`, serialized,
+  e.g. ``{"class_name": "LinearWarmup", "config": {"warmup_steps": 235, "delay_steps": 938}}``) that
+  multiplies the term's weight at network update t while training (in every phase the term enters;
+  γ = 1 at evaluation). Both options are written into the config only when given.
   A term may declare options of its own (`mibzoo.objectives.registry.Term.options`, checked
   against its allowed values): ``conditional_independence`` has ``"critic": "residual"`` (the
   default; r(y | z, e) ∝ p(y | z) exp g(z, e)) or ``"mlp"`` (an MLP on [z, e]);

@@ -37,9 +37,14 @@ class ForwardPass:
         noise: callable ``noise(shape) -> standard normal tensor`` (the model's seeded source).
         training: whether this pass is a training step (critics update their statistics then).
         kl_weight: γ, the weight of the rate terms (the model's KL schedule while training, else 1).
+        phase: the training phase this pass serves (``"dist"``, ``"critic:<term>"``, ...), None
+            outside training steps.
+        term_weights: ``{term: γ_t}``, the factors of the weights of terms with a ``weight_schedule``
+            (empty outside training: every weight as the config gives it).
     """
 
-    def __init__(self, model, x, present, mask_q, mask_p, noise, training=False, kl_weight=1.0):
+    def __init__(self, model, x, present, mask_q, mask_p, noise, training=False, kl_weight=1.0, phase=None,
+                 term_weights=None):
         self.model = model
         self.x = x
         self.present = present
@@ -48,6 +53,8 @@ class ForwardPass:
         self.noise = noise
         self.training = training
         self.kl_weight = kl_weight
+        self.phase = phase
+        self.term_weights = dict(term_weights or {})
         self.names = model.modality_names
         self._cache = {}
 

@@ -30,8 +30,11 @@ from mibzoo.structure import StructureMasks
 
 
 def _weighted(term, weight, fp):
-    """α_t · C_t(fp) (or Σ_i β_i D_i(fp) for a per-modality term) as a float32 scalar."""
+    """α_t · C_t(fp) (or Σ_i β_i D_i(fp) for a per-modality term) as a float32 scalar; a term with a
+    ``weight_schedule`` (``term_options``) has its weight multiplied by the schedule's γ_t while training."""
     value = ops.cast(term.fn(fp), "float32")
+    if term.name in fp.term_weights:
+        value = value * ops.cast(fp.term_weights[term.name], "float32")
     if term.per_modality:
         return ops.sum(value * ops.convert_to_tensor(weight, "float32"))
     return weight * value
@@ -131,6 +134,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.private_size = sum(self.private_sizes.values())
         self.likelihood_weights = list(spec.likelihood_weights)
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
+        # term -> schedule γ_t multiplying its weight while training (``term_options.<term>.weight_schedule``).
+        self.term_schedules = {term: schedules.get(options["weight_schedule"])
+                               for term, options in cfg["term_options"].items() if "weight_schedule" in options}
         # How the experts combine into q(z | x^S): "poe" (Eq. 13), "moe", "mopoe" (`mibzoo.aggregation`).
         self.aggregation = spec.aggregation
         # Where `sample` draws z: p(z), or a density fitted to q(z) after training.
@@ -250,10 +256,13 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         masks otherwise."""
         mask_q, mask_p = self.structure_masks.masks(training=training, seed=self.seed_generator, phase=phase)
         noise = self._noise_source(self.seed_generator if training else seed)
-        kl_weight = 1.0
+        kl_weight, term_weights = 1.0, {}
         if training and self.kl_schedule is not None:
             kl_weight = self.kl_schedule(self.optimizer.iterations)  # γ_t at network update t
-        return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training, kl_weight=kl_weight)
+        if training:  # the same count t (network updates) for every phase
+            term_weights = {term: schedule(self.optimizer.iterations) for term, schedule in self.term_schedules.items()}
+        return ForwardPass(self, x, present, mask_q, mask_p, noise, training=training, kl_weight=kl_weight,
+                           phase=phase if training else None, term_weights=term_weights)
 
     def forward_pass(self, inputs, present=None, seed=None):
         """The `ForwardPass` of a batch as the user API sees it: validated inputs, the inference

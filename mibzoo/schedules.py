@@ -32,11 +32,14 @@ from mibzoo.errors import ConfigError, did_you_mean
 
 @keras.saving.register_keras_serializable(package="mibzoo")
 class LinearWarmup:
-    """γ_t = start + (1 − start) · min(1, t / warmup_steps): a linear ramp to 1, then constant.
+    """γ_t = start + (1 − start) · clip((t − delay_steps) / warmup_steps, 0, 1): ``start`` for the
+    first ``delay_steps`` updates, then a linear ramp to 1, then constant.
 
     Args:
-        warmup_steps: network updates until γ reaches 1 (a positive integer).
+        warmup_steps: network updates the ramp takes (a positive integer).
         start: γ at step 0, in [0, 1].
+        delay_steps: network updates before the ramp starts (a non-negative integer; default 0).
+            Written into the config only when not 0, so schedules without a delay serialize as before.
 
     Example:
 
@@ -45,16 +48,20 @@ class LinearWarmup:
     ```
     """
 
-    def __init__(self, warmup_steps, start=0.0):
+    def __init__(self, warmup_steps, start=0.0, delay_steps=0):
         self.warmup_steps = int(warmup_steps)
         self.start = float(start)
+        self.delay_steps = int(delay_steps)
 
     def __call__(self, step):
-        progress = ops.minimum(ops.cast(step, "float32") / float(self.warmup_steps), 1.0)
-        return self.start + (1.0 - self.start) * progress
+        progress = (ops.cast(step, "float32") - float(self.delay_steps)) / float(self.warmup_steps)
+        return self.start + (1.0 - self.start) * ops.clip(progress, 0.0, 1.0)
 
     def get_config(self):
-        return {"warmup_steps": self.warmup_steps, "start": self.start}
+        config = {"warmup_steps": self.warmup_steps, "start": self.start}
+        if self.delay_steps:
+            config["delay_steps"] = self.delay_steps
+        return config
 
     @classmethod
     def from_config(cls, config):
@@ -69,10 +76,11 @@ SCHEDULES = {"LinearWarmup": LinearWarmup}
 
 
 def _check_linear_warmup(config, source, field):
-    unknown = sorted(set(config) - {"warmup_steps", "start"})
+    unknown = sorted(set(config) - {"warmup_steps", "start", "delay_steps"})
     if unknown:
         raise ConfigError(source, f"{field}.config.{unknown[0]}", config[unknown[0]],
-                          "only the keys ['start', 'warmup_steps']")
+                          "only the keys ['delay_steps', 'start', 'warmup_steps']"
+                          + did_you_mean(unknown[0], ["delay_steps", "start", "warmup_steps"]))
     steps = config.get("warmup_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ConfigError(source, f"{field}.config.warmup_steps", steps, "a positive integer (network updates)")
@@ -80,7 +88,15 @@ def _check_linear_warmup(config, source, field):
     if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start) \
             or not 0.0 <= start <= 1.0:
         raise ConfigError(source, f"{field}.config.start", start, "a number in [0, 1]")
-    return {"warmup_steps": steps, "start": float(start)}
+    out = {"warmup_steps": steps, "start": float(start)}
+    if "delay_steps" in config:
+        delay = config["delay_steps"]
+        if isinstance(delay, bool) or not isinstance(delay, int) or delay < 0:
+            raise ConfigError(source, f"{field}.config.delay_steps", delay,
+                              "a non-negative integer (network updates before the ramp)")
+        if delay:
+            out["delay_steps"] = delay
+    return out
 
 
 _CHECKS = {"LinearWarmup": _check_linear_warmup}

@@ -35,7 +35,7 @@ BLOCK_FIELDS = ("name", "size", "prior", "code", "scale")
 BLOCK_PRIORS = ("normal", "categorical")
 # Options any term of the model may be given in ``term_options`` (see the module docstring); a
 # term adds its own (`mibzoo.objectives.registry.Term.options`).
-TERM_OPTIONS = ("shares_critic",)
+TERM_OPTIONS = ("shares_critic", "trains_critic_trunk", "weight_schedule")
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
 BUILTIN_PHASES = ("dist", "structure")
 
@@ -358,10 +358,17 @@ def _term_options(options, cfg, critic_terms, source):
         keys = list(TERM_OPTIONS) + list(own)
         if not isinstance(values, dict):
             raise ConfigError(source, f"term_options.{term}", values, f"a dict with keys from {keys}")
+        values = dict(values)
         for key, value in values.items():
             field = f"term_options.{term}.{key}"
             if key not in keys:
                 raise ConfigError(source, field, value, f"one of {keys}" + did_you_mean(key, keys))
+            if key == "weight_schedule":
+                if value is None:
+                    raise ConfigError(source, field, value, "a schedule {\"class_name\": ..., \"config\": {...}} "
+                                      "(leave the option out for a constant weight)")
+                values[key] = validate_schedule(value, source, field)
+                continue
             if key in own:
                 if value not in own[key]:
                     raise ConfigError(source, field, value, f"one of {list(own[key])}"
@@ -371,6 +378,13 @@ def _term_options(options, cfg, critic_terms, source):
                 raise ConfigError(source, field, value, "an option of a term with an auxiliary network "
                                   f"(terms of this model that have one: "
                                   f"{[t for t in used if objectives.TERMS[t].auxiliary]})")
+            if key == "trains_critic_trunk":
+                if not isinstance(value, bool):
+                    raise ConfigError(source, field, value, "true (default) or false")
+                if "shares_critic" not in values:
+                    raise ConfigError(source, field, value, "an option of an auxiliary that shares a critic's trunk "
+                                      f"(give term_options.{term}.shares_critic too)")
+                continue
             if value not in critic_terms:
                 raise ConfigError(source, field, value, f"a term of this model that trains a critic, one of "
                                   f"{critic_terms}" + did_you_mean(str(value), critic_terms))

@@ -121,7 +121,15 @@ def shared_critic_features(fp, term, values):
     flattened joint x (`ForwardPass.data_vector`)."""
     x = fp.data_vector(values)
     shared = fp.model.shared_critics.get(term)
-    return x if shared is None else fp.critic(shared).features(x, training=fp.training)
+    if shared is None:
+        return x
+    features = fp.critic(shared).features(x, training=fp.training)
+    options = fp.model.model_config["term_options"].get(term, {})
+    if fp.phase == f"critic:{shared}" and not options.get("trains_critic_trunk", True):
+        # The trunk learns from the critic's loss only: in the critic's phase the term trains the
+        # auxiliary's own layers on fixed features (its gradient still reaches the generator in dist).
+        features = ops.stop_gradient(features)
+    return features
 
 
 def _code_predictor(model):
