@@ -78,7 +78,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
-per-modality terms, ``{modality: weight}``.
+per-modality terms, ``{modality: weight}`` keyed by modality names or kinds (a modality's own name
+wins over its kind, unlisted modalities get 0; kind keys survive a data set's renamed modalities).
 
 A model section is checked and its meaning worked out in one place, `mibzoo.spec.parse_model`,
 which returns a `mibzoo.spec.ModelSpec` (the normalized section, parsed masks, sizes, resolved

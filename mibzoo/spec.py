@@ -239,7 +239,8 @@ def parse_model(model, source):
     if not cfg["dist"]:
         raise ConfigError(source, "dist", cfg["dist"], "at least one cost term (L_dist)")
     loss_terms = tuple((field, objectives.TERMS[name],
-                        resolve_weight(weight, objectives.TERMS[name], names, hyper, source, f"{field}[{k}][0]"))
+                        resolve_weight(weight, objectives.TERMS[name], names, hyper, source, f"{field}[{k}][0]",
+                                       [cfg["modalities"][n]["kind"] for n in names]))
                        for field in ("dist", "str_reg") for k, (weight, name) in enumerate(cfg[field]))
 
     if no_inference:

@@ -1,6 +1,6 @@
 """The weights of a zoo config's terms (Eq. 8's α_t and β_k): numbers, arithmetic expressions over the
 hyperparameters and ``N`` as Table 2 writes them (``"beta - 1"``, ``"beta * alpha / N"``), or, for
-per-modality terms, ``{modality: weight}``. Expressions are parsed, never evaluated as Python."""
+per-modality terms, ``{modality name or kind: weight}``. Expressions are parsed, never evaluated as Python."""
 import ast
 import math
 import operator
@@ -48,9 +48,16 @@ def evaluate_weight_expression(expression, hyperparameters, source, field):
 RESERVED_WEIGHT_NAMES = ("N",)
 
 
-def resolve_weight(weight, term, modality_names, hyperparameters, source, field):
-    """Turns a config weight into a float (scalar terms) or a list of N floats (per-modality terms)."""
+def resolve_weight(weight, term, modality_names, hyperparameters, source, field, modality_kinds=None):
+    """Turns a config weight into a float (scalar terms) or a list of N floats (per-modality terms).
+
+    A per-modality weight ``{key: weight}`` is keyed by modality names or, with ``modality_kinds``
+    (the kind of each modality, in order), by modality kinds: a modality's own name wins over its
+    kind, and a modality named by neither gets 0 (as `mibzoo.spec.private_sizes` reads ``private``).
+    Kind keys let an entry keep its weights when a data set renames its modalities (MNIST-Plus-1's
+    ``image_a``, ``image_b``; the ``unrelated`` image of ``mnist_label_unrelated``)."""
     names = {**hyperparameters, "N": len(modality_names)}
+    kinds = list(modality_kinds) if modality_kinds is not None else [None] * len(modality_names)
 
     def scalar(value, where):
         if isinstance(value, str):
@@ -64,10 +71,13 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field)
     if isinstance(weight, dict):
         if not term.per_modality:
             raise ConfigError(source, field, weight, f"a single number: term '{term.name}' is not per-modality")
-        unknown = sorted(set(weight) - set(modality_names))
+        known = set(modality_names) | {k for k in kinds if k is not None}
+        unknown = sorted(set(weight) - known)
         if unknown:
+            kinds_note = f" or their kinds {sorted({k for k in kinds if k is not None})}" if modality_kinds is not None else ""
             raise ConfigError(source, f"{field}.{unknown[0]}", weight[unknown[0]],
-                              f"weights keyed by the modalities {list(modality_names)}")
-        return [scalar(weight.get(n, 0.0), f"{field}.{n}") for n in modality_names]
+                              f"weights keyed by the modalities {list(modality_names)}{kinds_note}")
+        keys = [n if n in weight else kind for n, kind in zip(modality_names, kinds)]
+        return [scalar(weight[key], f"{field}.{key}") if key in weight else 0.0 for key in keys]
     value = scalar(weight, field)
     return [value] * len(modality_names) if term.per_modality else value

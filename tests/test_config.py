@@ -115,6 +115,28 @@ def test_private_sizes_keyed_by_modality_name_or_kind():
     assert plus1.private_sizes == {"image_a": 4, "label": 0}
 
 
+def test_per_modality_weights_keyed_by_modality_name_or_kind():
+    """A per-modality weight keyed by a kind applies to every modality of that kind that its own name
+    does not key; a modality keyed by neither gets 0, as before (``{"image": "beta1"}`` of ood_cmnist)."""
+    from mibzoo.objectives import TERMS
+    from mibzoo.weights import resolve_weight
+
+    names, kinds = ["image_a", "image_b", "label"], ["image", "image", "categorical"]
+    term = TERMS["cross_generation"]
+    assert resolve_weight({"image": 1.0, "categorical": 3.0}, term, names, {}, "t", "w", kinds) == [1.0, 1.0, 3.0]
+    assert resolve_weight({"image": 1.0, "image_b": "2 * b"}, term, names, {"b": 2.5}, "t", "w", kinds) == [1.0, 5.0, 0.0]
+    assert resolve_weight({"label": 2.0}, term, names, {}, "t", "w", kinds) == [0.0, 0.0, 2.0]
+    with pytest.raises(ConfigError, match=r"w\.imgae.*or their kinds \['categorical', 'image'\]"):
+        resolve_weight({"imgae": 1.0}, term, names, {}, "t", "w", kinds)
+    with pytest.raises(ConfigError, match=r"w\.categorical.*keyed by the modalities"):  # names only without kinds
+        resolve_weight({"categorical": 1.0}, term, names, {}, "t", "w")
+    # through a zoo load with renamed modalities: the kind keys follow the data set's names
+    three = {"image_a": {"kind": "image", "shape": [4, 4, 1]}, "image_b": {"kind": "image", "shape": [4, 4, 1]},
+             "digit": {"kind": "categorical", "classes": 3}}
+    model = mibzoo.load("jmvae", modalities=three, str_reg=[[{"image": 1.0, "categorical": 4.0}, "cross_generation"]])
+    assert [(term.name, weight) for _, term, weight in model.loss_terms][-1] == ("cross_generation", [1.0, 1.0, 4.0])
+
+
 def test_a_zoo_entry_is_parsed_once_into_the_spec_its_model_is_built_from(monkeypatch):
     """`mibzoo.load` parses the file once (`mibzoo.spec.parse_model`) and `MIBModel` builds from that
     `ModelSpec`; the spec holds the meaning worked out: masks, sizes, resolved weights (Table 2's
