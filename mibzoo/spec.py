@@ -315,9 +315,9 @@ def parse_model(model, source):
 
     modalities = cfg["modalities"]
     mask_options = {k: v for k, v in learning.items() if k not in ("learning_rate", "sparsity_scale")}
-    if learning.get("sparsity_scale") == "likelihood_terms":
-        # s_i = w_i · d_i: L_sparsity prices an edge per weighted likelihood term of its modality.
-        mask_options["modality_scales"] = [cfg["likelihood_weights"].get(name, 1.0) * likelihood_terms(modalities[name])
+    if learning.get("sparsity_scale") == "sqrt_likelihood_terms":
+        # s_i = √(w_i d_i): the scale of the likelihood's gradient noise on an edge (mibzoo.structure).
+        mask_options["modality_scales"] = [math.sqrt(cfg["likelihood_weights"].get(name, 1.0) * likelihood_terms(modalities[name]))
                                            for name in names]
     return ModelSpec(
         source=source, config=cfg, modality_names=tuple(names),

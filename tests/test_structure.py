@@ -70,9 +70,9 @@ def test_sparsity_on_is_validated_and_written_into_the_config_only_when_given():
     assert "sparsity_on" not in mibzoo.load("jmvae").get_config()["structure_learning"]
 
 
-def test_sparsity_scaled_by_likelihood_terms_weighs_each_modalitys_edges_by_its_evidence():
-    """``sparsity_scale="likelihood_terms"``: edge (i, j) enters L_sparsity times s_i = w_i · d_i (NumPy),
-    d_i the modality's likelihood terms: 784 pixels, 1 per categorical, 8 coordinates."""
+def test_sparsity_scaled_by_sqrt_likelihood_terms_weighs_each_modalitys_edges():
+    """``sparsity_scale="sqrt_likelihood_terms"``: edge (i, j) enters L_sparsity times s_i = √(w_i · d_i)
+    (NumPy), d_i the modality's likelihood terms: 784 pixels, 1 per categorical, 8 coordinates."""
     import tensorflow as tf
     from mibzoo.modalities import likelihood_terms
 
@@ -101,13 +101,13 @@ def test_sparsity_scaled_by_likelihood_terms_weighs_each_modalitys_edges_by_its_
     with pytest.raises(ValueError, match="modality_scales has 2 entries for 3 modalities"):
         StructureMasks(q, p, True, True, modality_scales=[1.0, 2.0])
 
-    # From a zoo config: the scales are w_i · d_i of the entry's modalities (label likelihood x50).
-    model = mibzoo.load("mib_mm", structure_learning={"sparsity_scale": "likelihood_terms"})
-    assert model.structure_masks.modality_scales == [784.0, 50.0]
-    assert model.get_config()["structure_learning"]["sparsity_scale"] == "likelihood_terms"
+    # From a zoo config: the scales are √(w_i d_i) of the entry's modalities (label likelihood x50).
+    model = mibzoo.load("mib_mm", structure_learning={"sparsity_scale": "sqrt_likelihood_terms"})
+    np.testing.assert_allclose(model.structure_masks.modality_scales, [28.0, np.sqrt(50.0)], rtol=1e-6)
+    assert model.get_config()["structure_learning"]["sparsity_scale"] == "sqrt_likelihood_terms"
     assert "sparsity_scale" not in mibzoo.load("jmvae").get_config()["structure_learning"]
     from mibzoo.errors import ConfigError
-    with pytest.raises(ConfigError, match=r"structure_learning.sparsity_scale.*'edge', 'likelihood_terms'"):
+    with pytest.raises(ConfigError, match=r"structure_learning.sparsity_scale.*'edge', 'sqrt_likelihood_terms'"):
         mibzoo.load("mib_mm", structure_learning={"sparsity_scale": "pixels"})
 
 
