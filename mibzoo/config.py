@@ -18,7 +18,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   network at all (G^q = [], GAN and InfoGAN);
 - ``structure_learning``: options of the learned masks (temperature schedule, sparsity λ, mask
   at inference), see `mibzoo.structure.StructureMasks`, and ``learning_rate``, the rate of the
-  structure phase's default Adam optimizer (1e-2);
+  structure phase's default Adam optimizer (1e-2); ``sparsity_on`` (``"probability"`` or
+  ``"logit"``) and ``sparsity_scale`` (``"edge"``, or ``"sqrt_likelihood_terms"``: each edge's
+  penalty times √(w_i d_i) of its modality) are written only when given;
 - ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``);
 - ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;

@@ -21,6 +21,7 @@ discriminators of `mibzoo.networks`; other kinds are always MLPs). Unknown keys
 are rejected so that typos do not pass silently.
 """
 import copy
+import math
 
 from mibzoo.errors import ConfigError
 
@@ -153,3 +154,15 @@ def event_shape(spec):
     if kind == "categorical":
         return (spec["classes"],)
     return (spec["numeric"] + sum(spec["categorical"]),)
+
+
+def likelihood_terms(spec):
+    """Number of log-density terms the modality's likelihood sums per example: one per pixel of an
+    image, per coordinate of a vector, per column of a tabular record (each numerical value and each
+    one-hot group), and one for a categorical."""
+    kind = spec["kind"]
+    if kind == "categorical":
+        return 1
+    if kind == "tabular":
+        return spec["numeric"] + len(spec["categorical"])
+    return math.prod(event_shape(spec))

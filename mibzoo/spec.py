@@ -14,9 +14,10 @@ import math
 
 from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import KINDS, NETWORK_KEYS, check_mlp_only_options, check_network_options, normalize_modalities
+from mibzoo.modalities import (KINDS, NETWORK_KEYS, check_mlp_only_options, check_network_options, likelihood_terms,
+                               normalize_modalities)
 from mibzoo.schedules import validate_schedule
-from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, parse_mask
+from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, SPARSITY_SCALE, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
@@ -28,7 +29,7 @@ STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anne
                                "dist_masks": "relaxed"}
 # Options written into the normalized config only when given, so that adding one leaves the configs
 # (and the config digests of `mibzoo.compare`) of every model that does not use it unchanged.
-STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON}
+STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON, "sparsity_scale": SPARSITY_SCALE}
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code", "scale")
@@ -314,7 +315,11 @@ def parse_model(model, source):
     cfg["seed"] = seed
 
     modalities = cfg["modalities"]
-    mask_options = {k: v for k, v in learning.items() if k != "learning_rate"}
+    mask_options = {k: v for k, v in learning.items() if k not in ("learning_rate", "sparsity_scale")}
+    if learning.get("sparsity_scale") == "sqrt_likelihood_terms":
+        # s_i = √(w_i d_i): the scale of the likelihood's gradient noise on an edge (mibzoo.structure).
+        mask_options["modality_scales"] = [math.sqrt(cfg["likelihood_weights"].get(name, 1.0) * likelihood_terms(modalities[name]))
+                                           for name in names]
     return ModelSpec(
         source=source, config=cfg, modality_names=tuple(names),
         block_names=tuple(b["name"] for b in shared), block_sizes=tuple(b["size"] for b in shared),

@@ -16,6 +16,22 @@ modality stayed at 0.985 on MNIST-Label-Unrelated), while the logit's gradient �
 closes it (0.000 there, dependent edges 0.94–0.99; docs/mib_mm.md). Closed logits are unbounded below,
 which is harmless: σ(ρ) only approaches 0.
 
+How much an edge of modality i is worth is measured by the likelihood, a sum of one log-density per
+observed dimension of x_i (784 for an MNIST image, 1 for a label), so a penalty of the same size on
+every edge (``sparsity_scale: "edge"``) is negligible against an image's evidence and dominant
+against a small vector's: the logit penalty at λ = 10 closes an independent image's edges on
+MNIST-Label-Unrelated but also the dependent edges of three 8-dimensional vectors, and at λ = 1 it
+keeps the vectors right but leaves the image's generation edge open (0.963; docs/mib_mm.md).
+``sparsity_scale: "sqrt_likelihood_terms"`` weighs each edge of modality i by s_i = √(w_i · d_i),
+w_i its likelihood weight and d_i its number of likelihood terms (`mibzoo.modalities.
+likelihood_terms`). For an edge that explains nothing, the likelihood's gradient on ρ is noise, and
+the noise of a sum of d_i independent terms grows as √d_i, so the penalty has to grow with it to
+close such an edge; the informative edges' gradient grows as d_i and still wins on large
+modalities. Proportional scaling (s_i = w_i d_i) was tried first: with one λ it is 98× weaker on an
+8-d vector than on a 784-pixel image, too weak to close a noise vector's generation edge on one
+planted seed of three (0.644); the square root puts both working points measured (λ ≈ 10 per image
+edge, λ ≈ 1 per 8-d vector edge) under one λ = 0.357.
+
 The structure phase of Algorithm 1 always scores relaxed samples (they carry the gradient to ρ).
 The network phase (``dist``) trains either under relaxed samples too (``dist_masks="relaxed"``)
 or under the expected masks sigmoid(ρ) (``"expected"``): the structural-EM reading, in which the
@@ -31,6 +47,7 @@ from mibzoo.errors import ConfigError
 MASK_AT_INFERENCE = ("expected", "hard")
 DIST_MASKS = ("relaxed", "expected")
 SPARSITY_ON = ("probability", "logit")
+SPARSITY_SCALE = ("edge", "sqrt_likelihood_terms")
 
 
 def parse_mask(spec, num_modalities, num_blocks, source, field):
@@ -91,6 +108,9 @@ class StructureMasks(keras.layers.Layer):
         sparsity: weight λ of L_sparsity.
         sparsity_on: what L_sparsity averages: ``"probability"`` (σ(ρ)) or ``"logit"`` (ρ; see the
             module docstring).
+        modality_scales: s_i, one non-negative number per modality (row of the masks) multiplying
+            its edges in L_sparsity; None: 1 for every modality (see ``sparsity_scale`` in the
+            module docstring).
         at_inference: ``"expected"`` (sigmoid ρ) or ``"hard"`` (thresholded) masks outside training.
         dist_masks: masks of the network (``dist``) phase: ``"relaxed"`` samples or the
             ``"expected"`` masks sigmoid(ρ); the structure phase always uses relaxed samples.
@@ -98,7 +118,8 @@ class StructureMasks(keras.layers.Layer):
 
     def __init__(self, inference, generation, learn_inference=False, learn_generation=False,
                  temperature=1.0, min_temperature=0.2, anneal_rate=1e-3, sparsity=0.0,
-                 at_inference="expected", dist_masks="relaxed", sparsity_on="probability", **kwargs):
+                 at_inference="expected", dist_masks="relaxed", sparsity_on="probability",
+                 modality_scales=None, **kwargs):
         super().__init__(**kwargs)
         self.inference_init = inference
         self.generation_init = generation
@@ -111,6 +132,10 @@ class StructureMasks(keras.layers.Layer):
         self.at_inference = at_inference
         self.dist_masks = dist_masks
         self.sparsity_on = sparsity_on
+        self.modality_scales = None if modality_scales is None else [float(s) for s in modality_scales]
+        if self.modality_scales is not None and len(self.modality_scales) != len(inference):
+            raise ValueError(f"modality_scales has {len(self.modality_scales)} entries for {len(inference)} "
+                             f"modalities (rows of the masks)")
         self.logits = {}
         for key, values, learned in (("inference", inference, learn_inference),
                                      ("generation", generation, learn_generation)):
@@ -169,11 +194,13 @@ class StructureMasks(keras.layers.Layer):
 
     def sparsity_loss(self):
         """L_sparsity (Eq. 15): λ times the mean edge probability (or mean logit, ``sparsity_on``) of
-        the learned masks, each mask's mean weighted equally."""
+        the learned masks, each mask's mean weighted equally; with ``modality_scales`` each edge of
+        modality i (row i) is first multiplied by s_i."""
         if not self.logits or self.sparsity == 0.0:
             return ops.convert_to_tensor(0.0, "float32")
         read = ops.sigmoid if self.sparsity_on == "probability" else (lambda rho: rho)
-        means = [ops.mean(read(rho)) for rho in self.logits.values()]
+        scales = 1.0 if self.modality_scales is None else ops.convert_to_tensor(self.modality_scales, "float32")[:, None]
+        means = [ops.mean(scales * read(rho)) for rho in self.logits.values()]
         return self.sparsity * ops.mean(ops.stack(means))
 
     def advance(self):
@@ -186,5 +213,6 @@ class StructureMasks(keras.layers.Layer):
                       learn_inference=self.learn_inference, learn_generation=self.learn_generation,
                       temperature=self.temperature, min_temperature=self.min_temperature,
                       anneal_rate=self.anneal_rate, sparsity=self.sparsity, at_inference=self.at_inference,
-                      dist_masks=self.dist_masks, sparsity_on=self.sparsity_on)
+                      dist_masks=self.dist_masks, sparsity_on=self.sparsity_on,
+                      modality_scales=self.modality_scales)
         return config

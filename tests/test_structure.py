@@ -70,6 +70,47 @@ def test_sparsity_on_is_validated_and_written_into_the_config_only_when_given():
     assert "sparsity_on" not in mibzoo.load("jmvae").get_config()["structure_learning"]
 
 
+def test_sparsity_scaled_by_sqrt_likelihood_terms_weighs_each_modalitys_edges():
+    """``sparsity_scale="sqrt_likelihood_terms"``: edge (i, j) enters L_sparsity times s_i = √(w_i · d_i)
+    (NumPy), d_i the modality's likelihood terms: 784 pixels, 1 per categorical, 8 coordinates."""
+    import tensorflow as tf
+    from mibzoo.modalities import likelihood_terms
+
+    assert likelihood_terms({"kind": "image", "shape": [28, 28, 1]}) == 784
+    assert likelihood_terms({"kind": "categorical", "classes": 10}) == 1
+    assert likelihood_terms({"kind": "vector", "size": 8}) == 8
+    assert likelihood_terms({"kind": "tabular", "numeric": 6, "categorical": [8, 16, 7]}) == 9
+
+    q, p = [[0.2], [0.993], [0.5]], [[0.7], [0.1], [0.9]]
+    scales = [784.0, 50.0, 8.0]
+    layer = StructureMasks(q, p, learn_inference=True, learn_generation=True, sparsity=0.01, sparsity_on="logit",
+                           modality_scales=scales)
+    logit = lambda v: np.log(np.asarray(v)) - np.log1p(-np.asarray(v))  # noqa: E731
+    s = np.asarray(scales)[:, None]
+    want = 0.01 * np.mean([(s * logit(q)).mean(), (s * logit(p)).mean()])
+    np.testing.assert_allclose(float(layer.sparsity_loss()), want, rtol=1e-5)
+    with tf.GradientTape() as tape:
+        loss = layer.sparsity_loss()
+    np.testing.assert_allclose(tape.gradient(loss, layer.logits["generation"]).numpy()[:, 0],
+                               0.01 * np.asarray(scales) / 6, rtol=1e-5)
+    assert StructureMasks.from_config(layer.get_config()).modality_scales == scales
+    # All scales 1 is the unscaled penalty.
+    ones = StructureMasks(q, p, True, True, sparsity=0.01, sparsity_on="logit", modality_scales=[1.0] * 3)
+    plain = StructureMasks(q, p, True, True, sparsity=0.01, sparsity_on="logit")
+    np.testing.assert_allclose(float(ones.sparsity_loss()), float(plain.sparsity_loss()), rtol=1e-6)
+    with pytest.raises(ValueError, match="modality_scales has 2 entries for 3 modalities"):
+        StructureMasks(q, p, True, True, modality_scales=[1.0, 2.0])
+
+    # From a zoo config: the scales are √(w_i d_i) of the entry's modalities (label likelihood x50).
+    model = mibzoo.load("mib_mm", structure_learning={"sparsity_scale": "sqrt_likelihood_terms"})
+    np.testing.assert_allclose(model.structure_masks.modality_scales, [28.0, np.sqrt(50.0)], rtol=1e-6)
+    assert model.get_config()["structure_learning"]["sparsity_scale"] == "sqrt_likelihood_terms"
+    assert "sparsity_scale" not in mibzoo.load("jmvae").get_config()["structure_learning"]
+    from mibzoo.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"structure_learning.sparsity_scale.*'edge', 'sqrt_likelihood_terms'"):
+        mibzoo.load("mib_mm", structure_learning={"sparsity_scale": "pixels"})
+
+
 def planted_problem(n=2048, seed=0):
     """Modalities a and b share a 2-d factor s; c is independent noise."""
     rng = np.random.default_rng(seed)
