@@ -15,14 +15,12 @@ import json
 import time
 
 import numpy as np
+from fair_probe import add_run_arguments  # the benchmarks directory is on sys.path when run as a script
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("entry")
-    parser.add_argument("epochs", type=int)
-    parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
-    parser.add_argument("--dataset", default="adult", choices=("adult", "german"))
+    add_run_arguments(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--from-epoch", type=int, default=1, help="first epoch (1-based) to score")
     args = parser.parse_args()
@@ -52,18 +50,8 @@ def main():
                 print(f"  seed {seed} epoch {epoch + 1:3d}: ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} "
                       f"(signed {gap:+.3f}) DP {scores['dp']:.3f}", flush=True)
 
-        fit = keras.Model.fit
-
-        def fit_with_callback(self, *a_, **kw):
-            kw["callbacks"] = list(kw.get("callbacks") or []) + [Score()]
-            return fit(self, *a_, **kw)
-
         started = time.perf_counter()
-        keras.Model.fit = fit_with_callback
-        try:
-            train_zoo_model(args.entry, modalities, train, args.epochs, batch, seed, overrides=overrides)
-        finally:
-            keras.Model.fit = fit
+        train_zoo_model(args.entry, modalities, train, args.epochs, batch, seed, overrides=overrides, callbacks=[Score()])
         print(f"{args.entry} {args.dataset} seed {seed} {args.epochs} ep batch {batch} {json.dumps(overrides)} "
               f"({time.perf_counter() - started:.0f} s with scoring)", flush=True)
 

@@ -32,12 +32,17 @@ def _probe(train_features, train_labels, test_features, test_labels, seed):
     return classifier, float(np.mean(classifier.predict(test_features) == test_labels))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_run_arguments(parser):
+    """The arguments that say what to train (shared with fair_epochs.py): entry, epochs, overrides, data set."""
     parser.add_argument("entry")
     parser.add_argument("epochs", type=int)
     parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
     parser.add_argument("--dataset", default="adult", choices=("adult", "german"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_run_arguments(parser)
     parser.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[0],
                         help="one run per seed (German: per split); with several, a summary over them")
     parser.add_argument("--batch", type=int, default=None, help="default: the table's batch size")
@@ -74,18 +79,9 @@ def main():
             def on_epoch_end(self, epoch, epoch_logs=None):
                 logs.update({k: float(v) for k, v in (epoch_logs or {}).items()})
 
-        fit = keras.Model.fit
-
-        def fit_with_callback(self, *a, **kw):
-            kw["callbacks"] = list(kw.get("callbacks") or []) + [Last()]
-            return fit(self, *a, **kw)
-
         started = time.perf_counter()
-        keras.Model.fit = fit_with_callback
-        try:
-            model = train_zoo_model(args.entry, modalities, train, args.epochs, batch, seed, overrides=overrides)
-        finally:
-            keras.Model.fit = fit
+        model = train_zoo_model(args.entry, modalities, train, args.epochs, batch, seed, overrides=overrides,
+                                callbacks=[Last()])
         seconds = time.perf_counter() - started
 
         u_train = fairness.representation(model, train)

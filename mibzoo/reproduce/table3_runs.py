@@ -109,12 +109,13 @@ def splits(dataset, seeds, budget, data_dir=None):
 # ----- models -----------------------------------------------------------------------------------
 
 def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning_rate=1e-3, overrides=None,
-                    run_eagerly=False, present=None, compile_options=None):
+                    run_eagerly=False, present=None, compile_options=None, callbacks=None):
     """Trains a zoo entry at its defaults (plus ``overrides``) on in-memory arrays; returns the model.
 
     The seed fixes the weights, the training noise and the data order, as `mibzoo train` does.
     ``present`` (``{modality: [N] 0/1}``) marks the examples that lack a modality (semi-supervised
-    training, `mibzoo.experiment_data.hide_labels`); ``compile_options`` go to ``model.compile``.
+    training, `mibzoo.experiment_data.hide_labels`); ``compile_options`` go to ``model.compile``,
+    ``callbacks`` (Keras callbacks, e.g. scoring after every epoch) to ``model.fit``.
     """
     import keras
     import tensorflow as tf
@@ -131,7 +132,7 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     n = len(next(iter(columns.values())))
     ds = (tf.data.Dataset.from_tensor_slices(columns)
           .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE))
-    model.fit(ds, epochs=epochs, verbose=0, shuffle=False)  # the dataset is shuffled with the seed
+    model.fit(ds, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the dataset is shuffled with the seed
     return model
 
 
