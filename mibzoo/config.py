@@ -21,7 +21,11 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   structure phase's default Adam optimizer (1e-2); ``sparsity_on`` (``"probability"`` or
   ``"logit"``) and ``sparsity_scale`` (``"edge"``, or ``"sqrt_likelihood_terms"``: each edge's
   penalty times √(w_i d_i) of its modality) are written only when given;
-- ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``);
+- ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``), and numbers a
+  term reads itself, declared with the term and checked when the config is parsed
+  (`mibzoo.objectives.registry.HyperParameter`): ``infogan``'s ``q_fixed_std`` (> 0),
+  ``lambda_continuous`` and ``q_input_noise`` (>= 0), ``irm``'s ``irm_anneal_steps`` (an integer
+  >= 0) and ``irm_anneal_scale`` (>= 0), ``tc``'s ``dataset_size`` (an integer >= 1);
 - ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;
 - ``phases``: the training phases of Algorithm 1, ``[{"name": "dist", "steps": 1},

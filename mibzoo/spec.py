@@ -244,6 +244,12 @@ def parse_model(model, source):
                                        [cfg["modalities"][n]["kind"] for n in names]))
                        for field in ("dist", "str_reg") for k, (weight, name) in enumerate(cfg[field]))
 
+    for _, term, _ in loss_terms:
+        for key, declared in term.hyperparameters.items():
+            if key in hyper and not declared.accepts(hyper[key]):
+                raise ConfigError(source, f"hyperparameters.{key}", hyper[key],
+                                  f"{declared.allowed()}, read by term '{term.name}'")
+
     if no_inference:
         for field in ("dist", "str_reg"):
             for k, (_, name) in enumerate(cfg[field]):

@@ -166,3 +166,33 @@ def test_a_zoo_entry_is_parsed_once_into_the_spec_its_model_is_built_from(monkey
     calls.clear()
     rebuilt = type(model).from_config(model.get_config())
     assert len(calls) == 1 and rebuilt.get_config() == model.get_config()
+
+
+@pytest.mark.parametrize("entry, key, value, allowed", [
+    ("infogan", "q_input_noise", -0.1, "a number >= 0 (the standard deviation of the Gaussian noise"),
+    ("infogan", "q_fixed_std", 0.0, "a number > 0 (the fixed standard deviation of Q's Gaussian codes"),
+    ("infogan", "lambda_continuous", -1.0, "a number >= 0 (the weight of the continuous codes' bounds)"),
+    ("ood_cmnist_irm", "irm_anneal_steps", 2.5, "an integer >= 0"),
+    ("ood_cmnist_irm", "irm_anneal_scale", -1e-6, "a number >= 0"),
+    ("beta_tcvae", "dataset_size", 0, "an integer >= 1"),
+])
+def test_hyperparameters_a_term_reads_are_checked_when_the_config_is_parsed(entry, key, value, allowed):
+    """A term's own hyperparameters (`mibzoo.objectives.HyperParameter`) are refused at load time,
+    naming the field, the value, what is allowed and the term that reads it; in range they load."""
+    own = mibzoo.describe(entry)["model"]["hyperparameters"]
+    with pytest.raises(ConfigError) as caught:
+        mibzoo.load(entry, hyperparameters={**own, key: value})
+    message = str(caught.value)
+    assert f"hyperparameters.{key}" in message and repr(value) in message and allowed in message
+    assert "read by term" in message
+    in_range = {"q_input_noise": 0.5, "q_fixed_std": 0.3, "lambda_continuous": 0.0, "irm_anneal_steps": 7,
+                "irm_anneal_scale": 0.0, "dataset_size": 60000}[key]
+    loaded = mibzoo.load(entry, hyperparameters={**own, key: in_range})
+    assert loaded.model_config["hyperparameters"][key] == in_range
+
+
+def test_a_term_reads_its_hyperparameters_default_when_the_config_has_none():
+    from mibzoo.objectives import TERMS
+    assert TERMS["infogan"].hyperparameter({"hyperparameters": {}}, "q_input_noise") == 0.0
+    assert TERMS["infogan"].hyperparameter({"hyperparameters": {"q_input_noise": 0.5}}, "q_input_noise") == 0.5
+    assert TERMS["tc"].hyperparameter({"hyperparameters": {}}, "dataset_size") is None

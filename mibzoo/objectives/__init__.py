@@ -14,6 +14,6 @@ Derivations the paper defers to its appendix (not available) are stated at each 
 # The term modules register their terms on import (in this order, which is the order of TERMS).
 from mibzoo.objectives import elbo  # noqa: I001
 from mibzoo.objectives import critics, fairness, ood
-from mibzoo.objectives.registry import TERMS, Term, get_term, register_term
+from mibzoo.objectives.registry import TERMS, HyperParameter, Term, get_term, register_term
 
-__all__ = ["TERMS", "Term", "critics", "elbo", "fairness", "get_term", "ood", "register_term"]
+__all__ = ["TERMS", "HyperParameter", "Term", "critics", "elbo", "fairness", "get_term", "ood", "register_term"]

@@ -11,7 +11,7 @@ from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.critics import Discriminator
 from mibzoo.modalities import event_shape
 from mibzoo.networks import CodePredictor, DataCritic, uses_dcgan
-from mibzoo.objectives.registry import TERMS, built, register_term
+from mibzoo.objectives.registry import TERMS, HyperParameter, built, register_term
 
 
 def _data_size(model):
@@ -79,14 +79,17 @@ def c3_density_ratio(fp):
     return ops.mean(fp.critic("C3_density_ratio")(fp.z()))
 
 
-@register_term("tc", "regularizer", needs_gaussian_posterior=True)
+@register_term("tc", "regularizer", needs_gaussian_posterior=True,
+               hyperparameters={"dataset_size": HyperParameter(None, "the number of training examples of "
+                                                               "Chen et al.'s exact minibatch-weighted-sampling "
+                                                               "weights", minimum=1, integer=True)})
 def total_correlation(fp):
     """D(q ‖ G^p) for q(z): the total correlation KL(q(z) ‖ Π_d q(z_d)) of the aggregate
     posterior (β-TCVAE, Chen et al. 2018), minibatch-weighted-sampling estimate. A
     ``dataset_size`` hyperparameter switches to Chen et al.'s exact MWS weights (which add the
     constant (D−1)·log N to the value, not to the gradient)."""
     loc, logvar = fp.posterior()
-    size = fp.model.model_config["hyperparameters"].get("dataset_size")
+    size = TERMS["tc"].hyperparameter(fp.model.model_config, "dataset_size")
     return total_correlation_lib.total_correlation_mws(fp.z(), loc, logvar, dataset_size=size)
 
 
@@ -158,7 +161,13 @@ def _code_predictor(model):
 
 
 @register_term("infogan", "regularizer", needs_inference=False, auxiliary=_code_predictor,
-               options={"q_batch_norm": (False, True)})
+               options={"q_batch_norm": (False, True)},
+               hyperparameters={
+                   "q_fixed_std": HyperParameter(None, "the fixed standard deviation of Q's Gaussian codes; "
+                                                 "without it Q learns its variance", exclusive_minimum=True),
+                   "lambda_continuous": HyperParameter(1.0, "the weight of the continuous codes' bounds"),
+                   "q_input_noise": HyperParameter(0.0, "the standard deviation of the Gaussian noise added to "
+                                                   "the samples Q reads")})
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
@@ -179,23 +188,14 @@ def infogan_information(fp):
     discriminator's loss plus this term (`MIBModel.critic_objective`); its option ``"q_batch_norm":
     true`` adds batch normalization to Q's dense layer (InfoGAN's Q, Chen et al. 2016, App. C.1)."""
     z, _ = fp.prior_latents()
-    hyper = fp.model.model_config["hyperparameters"]
+    config, term = fp.model.model_config, TERMS["infogan"]
     generated = fp.generated()
-    input_noise = hyper.get("q_input_noise", 0.0)
-    if not input_noise >= 0:
-        raise ValueError(f"{fp.model.name}: hyperparameter q_input_noise got {input_noise!r}, expected a number >= 0 "
-                         "(the standard deviation of the Gaussian noise added to the samples Q reads)")
+    input_noise = term.hyperparameter(config, "q_input_noise")
     if input_noise > 0:
         generated = {name: value + input_noise * fp.noise(ops.shape(value)) for name, value in generated.items()}
     params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", generated), training=fp.training)
-    fixed_std = hyper.get("q_fixed_std")
-    if fixed_std is not None and not fixed_std > 0:
-        raise ValueError(f"{fp.model.name}: hyperparameter q_fixed_std got {fixed_std!r}, expected a number > 0 "
-                         "(the fixed standard deviation of Q's Gaussian codes)")
-    continuous_weight = hyper.get("lambda_continuous", 1.0)
-    if not continuous_weight >= 0:
-        raise ValueError(f"{fp.model.name}: hyperparameter lambda_continuous got {continuous_weight!r}, expected "
-                         "a number >= 0 (the weight of the continuous codes' bounds)")
+    fixed_std = term.hyperparameter(config, "q_fixed_std")
+    continuous_weight = term.hyperparameter(config, "lambda_continuous")
     bound, offset = 0.0, 0
     for _, start, end, kind in _code_layout(fp.model):
         code, size = z[:, start:end], end - start

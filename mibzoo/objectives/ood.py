@@ -3,7 +3,7 @@ of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."
 from keras import ops
 
 from mibzoo.networks import ModalityDecoder
-from mibzoo.objectives.registry import TERMS, register_term
+from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 
 # The OOD terms read two modalities by name: the label Y (categorical) and the environment index E
 # (categorical), as the `colored_mnist` dataset provides them.
@@ -140,7 +140,12 @@ def scale_gradient(logits, labels):
     return ops.sum((ops.softmax(logits, axis=-1) - labels) * logits, axis=-1)
 
 
-@register_term("irm", "regularizer", options={"latent": LATENTS})
+@register_term("irm", "regularizer", options={"latent": LATENTS},
+               hyperparameters={
+                   "irm_anneal_steps": HyperParameter(0, "the network update from which the penalty enters "
+                                                      "unscaled; 0: from the first", integer=True),
+                   "irm_anneal_scale": HyperParameter(1.0, "the factor of the penalty before "
+                                                      "irm_anneal_steps")})
 def invariant_risk(fp):
     """IRMv1's penalty on p(y | z) (Arjovsky et al. 2019; the paper's Appendix A.5: a stable M^p
     across environments, measured by a gradient penalty): the mean over the environments e of the
@@ -164,9 +169,9 @@ def invariant_risk(fp):
     risk_grads = [ops.sum(grads[:, None] * h, axis=0) / ops.maximum(c, 1.0) for h, c in zip(halves, counts)]
     seen = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
     penalty = ops.sum(risk_grads[0] * risk_grads[1] * seen) / ops.maximum(ops.sum(seen), 1.0)
-    hyper = fp.model.model_config["hyperparameters"]
-    anneal_steps = hyper.get("irm_anneal_steps", 0)
+    config, term = fp.model.model_config, TERMS["irm"]
+    anneal_steps = term.hyperparameter(config, "irm_anneal_steps")
     if fp.training and anneal_steps:
         annealing = ops.cast(fp.model.optimizer.iterations < anneal_steps, "float32")
-        penalty = penalty * (1.0 + annealing * (float(hyper.get("irm_anneal_scale", 1.0)) - 1.0))
+        penalty = penalty * (1.0 + annealing * (float(term.hyperparameter(config, "irm_anneal_scale")) - 1.0))
     return penalty

@@ -6,6 +6,40 @@ from typing import Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
+class HyperParameter:
+    """A named number a term reads from the model's ``hyperparameters`` (beside the ones its
+    weights refer to), declared with its default and the values it allows, so that a config that
+    gives it a bad value is refused when it is parsed (`mibzoo.spec`) rather than when the term
+    is first traced.
+
+    Attributes:
+        default: the value when the config does not give one (``None``: the term's behaviour
+            without it, described in ``meaning``).
+        meaning: what the number is, for the error message.
+        minimum: the smallest value allowed.
+        exclusive_minimum: whether ``minimum`` itself is refused.
+        integer: whether the value must be a whole number.
+    """
+
+    default: Optional[float]
+    meaning: str
+    minimum: float = 0.0
+    exclusive_minimum: bool = False
+    integer: bool = False
+
+    def accepts(self, value):
+        """Whether ``value`` (a finite number, as `mibzoo.spec` already checked) is allowed."""
+        if self.integer and float(value) != int(value):
+            return False
+        return value > self.minimum if self.exclusive_minimum else value >= self.minimum
+
+    def allowed(self):
+        """The allowed values in words, for `mibzoo.errors.ConfigError`."""
+        bound = f"> {self.minimum:g}" if self.exclusive_minimum else f">= {self.minimum:g}"
+        return f"{'an integer' if self.integer else 'a number'} {bound} ({self.meaning})"
+
+
+@dataclasses.dataclass(frozen=True)
 class Term:
     """A named loss term.
 
@@ -17,6 +51,8 @@ class Term:
         description: what the term is, with the paper's notation.
         options: ``{option: allowed values}``: the term's own ``term_options`` (the first value is
             the default), read with `Term.option`.
+        hyperparameters: ``{name: HyperParameter}``: the model hyperparameters the term reads,
+            read with `Term.hyperparameter`.
     """
 
     name: str
@@ -30,11 +66,17 @@ class Term:
     auxiliary: Optional[Callable] = None
     needs_gaussian_posterior: bool = False
     options: dict = dataclasses.field(default_factory=dict)
+    hyperparameters: dict = dataclasses.field(default_factory=dict)
 
     def option(self, model_config, key):
         """The value of this term's option ``key`` in a model's config (``term_options``), else
         its default (the first allowed value, `register_term`'s ``options``)."""
         return model_config.get("term_options", {}).get(self.name, {}).get(key, self.options[key][0])
+
+    def hyperparameter(self, model_config, key):
+        """The value of the hyperparameter ``key`` this term reads (declared in ``hyperparameters``)
+        in a model's config, else its declared default."""
+        return model_config.get("hyperparameters", {}).get(key, self.hyperparameters[key].default)
 
 
 TERMS = {}
@@ -42,7 +84,7 @@ TERMS = {}
 
 def register_term(name, kind, per_modality=False, description="", needs_inference=True,
                   critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False,
-                  options=None):
+                  options=None, hyperparameters=None):
     """Decorator registering ``fn(forward_pass)`` as the term ``name``.
 
     Args:
@@ -63,6 +105,8 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
         options: ``{option: (allowed values...)}``: choices a config makes for this term with
             ``term_options: {name: {option: value}}``, validated by `mibzoo.spec`; the first
             allowed value is the default.
+        hyperparameters: ``{name: HyperParameter}``: the numbers ``fn`` reads from the model's
+            ``hyperparameters``, validated by `mibzoo.spec` when a config using the term is parsed.
     """
     if kind not in ("cost", "regularizer"):
         raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
@@ -74,7 +118,8 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
             raise ValueError(f"register_term: a term named {name!r} is already registered")
         TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
                            needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior,
-                           {key: tuple(values) for key, values in (options or {}).items()})
+                           {key: tuple(values) for key, values in (options or {}).items()},
+                           dict(hyperparameters or {}))
         return fn
 
     return decorate
