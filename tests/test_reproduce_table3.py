@@ -68,3 +68,21 @@ def test_summary_and_target_statements_on_known_rows():
     assert lines[0] == "- adult: ACC ≥ 0.83 with DEO ≤ 0.02 for one entry: **met by fair_mmd**."
     assert "(0.120): **met**" in lines[1]
     assert lines[2] == "- german: ACC ≥ 0.74 with DEO ≤ 0.05 for one entry: **missed by every entry**."
+
+
+def test_runs_shared_among_worker_processes_give_the_rows_of_one_process(fairness_data_dir, monkeypatch):
+    """``jobs=2``: the runs go to two spawned workers and come back in the table's order with the
+    same scores (logistic regressions, which do not depend on threads: equal to the digit)."""
+    monkeypatch.setenv("MIBZOO_DATA_SOURCES", "local")
+    seen = []
+    kwargs = dict(seeds=[0, 1], budget=table3.QUICK, data_dir=str(fairness_data_dir), entries=(),
+                  baselines=(table3.LR_RAW, table3.LR_X), progress=seen.append)
+    serial, shared = table3.run_table(jobs=1, **kwargs), table3.run_table(jobs=2, **kwargs)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert strip(shared["rows"]) == strip(serial["rows"])
+    assert [(r["dataset"], r["seed"], r["model"]) for r in shared["rows"]] == [
+        (d, s, m) for d in table3.DATASETS for s in (0, 1) for m in (table3.LR_RAW, table3.LR_X)]
+    assert shared["sweep"] == serial["sweep"] == []
+    assert len(seen) == 2 * 8 and all(line.startswith("table3: ") for line in seen)
+    with pytest.raises(ValueError, match="jobs got 0"):
+        table3.run(str(fairness_data_dir), [0], quick=True, data_dir=str(fairness_data_dir), jobs=0)

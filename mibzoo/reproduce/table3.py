@@ -108,7 +108,7 @@ def _load():
         return "unknown"
 
 
-def render(results, budget, seeds, command, wall_seconds, versions, machine_text, load_text, suffix=""):
+def render(results, budget, seeds, command, wall_seconds, versions, machine_text, load_text, suffix="", jobs=1):
     """The generated part of docs/results_fairness.md (between the markers)."""
     summary = summarize(results["rows"])
     n_german = summary.get((ENTRIES[0], "german"), {}).get("n", len(seeds))
@@ -116,7 +116,8 @@ def render(results, budget, seeds, command, wall_seconds, versions, machine_text
              "```", command, "```", "",
              f"Machine: {machine_text}; load average (1 / 5 / 15 min) {load_text} at start and end. "
              f"Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-             f"**Wall time: {wall_seconds / 60:.1f} min.**", "",
+             f"**Wall time: {wall_seconds / 60:.1f} min**"
+             + (f" ({jobs} worker processes sharing the runs)." if jobs > 1 else "."), "",
              f"Budget: every zoo model (the entries at their zoo defaults and the VAE baseline) trains "
              f"{budget.epochs['adult']} epochs at batch size {budget.batch_size['adult']} on Adult and "
              f"{budget.epochs['german']} epochs at batch size {budget.batch_size['german']} on German, "
@@ -177,7 +178,18 @@ def plot(results, path):
     plots.accuracy_fairness(panels, sweep, path)
 
 
-def run(out_dir, seeds, quick, data_dir=None):
+def default_jobs():
+    """Worker processes of `mibzoo reproduce table3` when ``--jobs`` is not given: one per CPU core
+    (at most 4) on a machine without a GPU, where each small model's step is bound by one thread's
+    op dispatch; 1 with a GPU, which the workers would otherwise compete for."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def run(out_dir, seeds, quick, data_dir=None, jobs=None):
     """`mibzoo reproduce table3`: runs the table and writes the report, its JSON and its figure.
 
     Args:
@@ -185,6 +197,7 @@ def run(out_dir, seeds, quick, data_dir=None):
         seeds: seeds (Adult: one run each; German: one split and run each).
         quick: a tiny budget that checks the pipeline (``train_limit`` rows, one epoch).
         data_dir: data directory (None: ``$MIBZOO_DATA_DIR`` or ``~/.cache/mibzoo/data``).
+        jobs: worker processes that share the runs (`run_table`; None: `default_jobs`, 1 with ``quick``).
 
     Returns:
         The path of the written markdown file.
@@ -199,26 +212,33 @@ def run(out_dir, seeds, quick, data_dir=None):
     suffix = "_quick" if quick else ""
     out = pathlib.Path(out_dir)
     partial = out / f"results_fairness{suffix}.partial.json"
-    results = run_table(seeds, budget, data_dir, on_row=lambda so_far: write_json(partial, so_far))
+    given_jobs, jobs = jobs, ((1 if quick else default_jobs()) if jobs is None else int(jobs))
+    if jobs < 1:
+        raise ValueError(f"table3: jobs got {jobs}, expected a positive number of worker processes")
+    results = run_table(seeds, budget, data_dir, on_row=lambda so_far: write_json(partial, so_far), jobs=jobs)
     wall = time.perf_counter() - started
     command = "mibzoo reproduce table3" + (" --quick" if quick else "") + (
         f" --seeds {' '.join(map(str, seeds))}" if seeds != list(TABLE.default_seeds) else "") + (
-        f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "")
+        f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "") + (
+        f" --jobs {given_jobs}" if given_jobs is not None else "")
     record = {"command": command, "wall_seconds": round(wall, 1), "machine": machine_text,
               "load_average": [load_start, _load()], "budget": dataclasses.asdict(budget), "seeds": seeds,
+              "jobs": jobs,
               "versions": versions(), **results}
     write_json(out / f"results_fairness{suffix}.json", record)
     partial.unlink(missing_ok=True)
     plot(results, out / f"results_fairness{suffix}.png")
     path = out / f"results_fairness{suffix}.md"
     write_markdown(path, render(results, budget, seeds, command, wall, record["versions"], machine_text,
-                                f"{load_start} and {_load()}", suffix),
+                                f"{load_start} and {_load()}", suffix, jobs),
                    "Results: fair representation learning on Adult and German credit (Table 3)")
     return path
 
 
 def _add_arguments(parser):
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes sharing the runs (default: one per CPU core, at most 4; 1 with a GPU)")
 
 
 TABLE = Table(name="table3", title="Fair representation learning on Adult and German credit (Sec. 5, Table 3)",

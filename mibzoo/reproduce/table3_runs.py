@@ -191,46 +191,109 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES, progress=_log, on_row=None):
+def planned_runs(seeds, budget, entries=ENTRIES, baselines=BASELINES):
+    """The table's runs in report order, each ``(dataset, seed, model, beta2)``: every baseline and
+    entry per data set and seed, then on Adult's first seed the `fair_mmd` runs of the β2 sweep
+    (``beta2`` None: the entry's own β2; the sweep's point at the zoo default is the table's run)."""
+    import mibzoo
+
+    default_beta2 = float(mibzoo.describe("fair_mmd")["model"]["hyperparameters"]["beta2"])
+    planned = []
+    for dataset in DATASETS:
+        for seed in seeds:
+            planned += [(dataset, seed, name, None) for name in list(baselines) + list(entries)]
+            if dataset == "adult" and seed == seeds[0] and "fair_mmd" in entries:
+                planned += [(dataset, seed, "fair_mmd", float(b)) for b in budget.sweep if float(b) != default_beta2]
+    return planned, default_beta2
+
+
+_SPLITS = {}
+
+
+def _split(dataset, seed, budget, data_dir):
+    # Each (data set, seed) split is read once per process (every model of a seed trains on it).
+    key = (dataset, seed, budget.train_limit, budget.test_limit, data_dir)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # one split at a time: the runs come grouped by split
+        _SPLITS[key] = next(splits(dataset, [seed], budget, data_dir))[1:]
+    return _SPLITS[key]
+
+
+def measure(planned_run, budget, data_dir=None):
+    """Trains and scores one run of `planned_runs`; returns ``(scores, seconds)``."""
+    import mibzoo.data
+
+    dataset, seed, name, beta2 = planned_run
+    modalities = mibzoo.data.info(dataset).modalities
+    train, test = _split(dataset, seed, budget, data_dir)
+    if name in BASELINES:
+        return _timed(baseline_scores, name, dataset, train, test, seed, budget, modalities)
+    return _timed(entry_scores, name, dataset, train, test, seed, budget, modalities,
+                  None if beta2 is None else {"beta2": beta2})
+
+
+def _worker_threads(threads):
+    # Runs in each worker process before it imports TensorFlow: the cores are shared among the jobs.
+    import os
+
+    for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+
+
+def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES, progress=_log, on_row=None,
+              jobs=1):
     """Every row of the table on both data sets, and the β2 sweep.
 
     ``on_row(results)`` is called after every finished run with the results so far (the command
-    saves them, so a long run that stops keeps what it measured).
+    saves them, so a long run that stops keeps what it measured). With ``jobs`` > 1 the runs are
+    shared among that many worker processes (started with "spawn": TensorFlow is not fork-safe),
+    each with ``cores // jobs`` TensorFlow threads: the models are small, so a step is bound by
+    per-op dispatch in one thread rather than by arithmetic, and two processes finish about twice
+    the runs of one on two cores. Every run is seeded on its own, so the rows do not depend on
+    which worker trains them (only, as always, on the thread settings: docs/results_fairness.md,
+    finding 9).
 
     Returns:
         ``{"rows": [{"model", "dataset", "seed", "acc", "deo", "dp", "seconds"}], "sweep": [{"beta2",
-        "seed", "acc", "deo", "dp", "seconds"}]}``.
+        "seed", "acc", "deo", "dp", "seconds"}]}``, rows in `planned_runs` order.
     """
-    import mibzoo
-    import mibzoo.data
+    planned, default_beta2 = planned_runs(seeds, budget, entries, baselines)
+    finished = {}
 
-    rows, sweep = [], []
-    default_beta2 = float(mibzoo.describe("fair_mmd")["model"]["hyperparameters"]["beta2"])
-    for dataset in DATASETS:
-        modalities = mibzoo.data.info(dataset).modalities
-        for seed, train, test in splits(dataset, seeds, budget, data_dir):
-            for name in list(baselines) + list(entries):
-                if name in BASELINES:
-                    scores, seconds = _timed(baseline_scores, name, dataset, train, test, seed, budget, modalities)
-                else:
-                    scores, seconds = _timed(entry_scores, name, dataset, train, test, seed, budget, modalities)
+    def results():
+        rows, sweep = [], []
+        for k in sorted(finished):
+            (dataset, seed, name, beta2), (scores, seconds) = planned[k], finished[k]
+            if beta2 is None:
                 rows.append({"model": name, "dataset": dataset, "seed": seed, **scores, "seconds": seconds})
-                if on_row:
-                    on_row({"rows": rows, "sweep": sweep})
-                progress(f"table3: {dataset} seed {seed} {name}: ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} "
-                         f"DP {scores['dp']:.3f} ({seconds:.0f} s)")
-                if dataset == "adult" and name == "fair_mmd" and seed == seeds[0]:
-                    sweep.append({"beta2": default_beta2, "seed": seed, **scores, "seconds": seconds})
-            if dataset == "adult" and seed == seeds[0] and "fair_mmd" in entries:
-                for beta2 in budget.sweep:
-                    if float(beta2) == default_beta2:
-                        continue
-                    scores, seconds = _timed(entry_scores, "fair_mmd", dataset, train, test, seed, budget, modalities,
-                                             {"beta2": float(beta2)})
-                    sweep.append({"beta2": float(beta2), "seed": seed, **scores, "seconds": seconds})
-                    if on_row:
-                        on_row({"rows": rows, "sweep": sweep})
-                    progress(f"table3: adult seed {seed} fair_mmd beta2={beta2:g}: ACC {scores['acc']:.3f} "
-                             f"DEO {scores['deo']:.3f} ({seconds:.0f} s)")
-    sweep.sort(key=lambda r: r["beta2"])
-    return {"rows": rows, "sweep": sweep}
+            if name == "fair_mmd" and dataset == "adult" and seed == seeds[0]:
+                sweep.append({"beta2": default_beta2 if beta2 is None else beta2, "seed": seed, **scores,
+                              "seconds": seconds})
+        sweep.sort(key=lambda r: r["beta2"])
+        return {"rows": rows, "sweep": sweep}
+
+    def done(k, outcome):
+        finished[k] = outcome
+        (dataset, seed, name, beta2), (scores, seconds) = planned[k], outcome
+        if on_row:
+            on_row(results())
+        label = name if beta2 is None else f"{name} beta2={beta2:g}"
+        progress(f"table3: {dataset} seed {seed} {label}: ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} "
+                 f"DP {scores['dp']:.3f} ({seconds:.0f} s)")
+
+    if jobs <= 1:
+        for k, planned_run in enumerate(planned):
+            done(k, measure(planned_run, budget, data_dir))
+        return results()
+    import concurrent.futures
+    import multiprocessing
+    import os
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=_worker_threads, initargs=(threads,)) as pool:
+        futures = {pool.submit(measure, planned_run, budget, data_dir): k for k, planned_run in enumerate(planned)}
+        for future in concurrent.futures.as_completed(futures):
+            done(futures[future], future.result())
+    return results()
