@@ -12,7 +12,9 @@ layers compute in float32 so that distribution parameters stay in float32 under 
 ``"decoder_network"`` (images: ``"conv"`` or ``"mlp"``) gives the decoder a network other than the
 encoder's ``network``: ``{"network": "conv", "decoder_network": "mlp"}`` is a conv encoder, which
 reads the digit better than an MLP, with the MLP decoder, whose cost is a small part of the
-transposed convolutions' (about 3 against 80 MFLOP per 28×28 image). Absent, the decoder has
+transposed convolutions'. Per 28×28 image with ``hidden`` 512, ``filters`` [32, 64] and 20 latents,
+in multiply-adds: MLP decoder 0.67 M, conv decoder 11.5 M (40 M as the transposed convolutions are
+computed, over every output pixel); MLP encoder 0.68 M, conv encoder 3.3 M. Absent, the decoder has
 ``network``, so specs without it build what they always built.
 
 ``"network": "dcgan"`` (images) selects the DCGAN architecture (Radford et al. 2016) in the form
