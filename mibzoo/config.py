@@ -37,7 +37,12 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``kl_schedule``: a KL warm-up schedule γ_t (`mibzoo.schedules`) in serialized form, or null;
 - ``networks``: default network options per modality kind, ``{"image": {"network": "mlp",
   "hidden": 512, "layers": 2}}``; a modality spec's own keys take precedence. Keyed by kind, they
-  survive a change of data set (whose modalities replace the entry's).
+  survive a change of data set (whose modalities replace the entry's). Keys: ``network``
+  (images: ``"conv"``, ``"mlp"``, ``"dcgan"``), ``decoder_network`` (images: ``"conv"`` or ``"mlp"``,
+  the decoder's network when it differs from the encoder's: ``{"network": "conv",
+  "decoder_network": "mlp"}`` is a conv encoder with an MLP decoder; absent, ``network``),
+  ``hidden``, ``layers``, ``decoder_layers`` (MLP decoders only), ``filters``, ``critic_batch_norm``
+  (`mibzoo.modalities`, `mibzoo.networks`).
 - ``optimizers``: the entry's default Adam settings per phase group, ``{"dist": {"learning_rate":
   2e-4, "beta_1": 0.5}, "critic": {...}}`` (keys ``learning_rate``, ``beta_1``, ``beta_2``,
   ``epsilon``). ``dist`` is the optimizer of the networks (Adam(1e-3) unless set), ``critic`` that of

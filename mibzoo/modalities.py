@@ -17,18 +17,23 @@ of hidden layers), ``"decoder_layers"`` (int, number of hidden layers of an MLP 
 differs from the encoder's ``layers``, as in MultiVae's default networks: encoders of two 512-unit
 layers, decoders of one; MLP networks only), ``"filters"`` (list of ints, conv channels for images), ``"network"``
 (``"conv"``, the default for images, ``"mlp"``, or ``"dcgan"``, the DCGAN generator and
-discriminators of `mibzoo.networks`; other kinds are always MLPs). Unknown keys
-are rejected so that typos do not pass silently.
+discriminators of `mibzoo.networks`; other kinds are always MLPs), ``"decoder_network"``
+(``"conv"`` or ``"mlp"``, images only: the decoder's network when it differs from the encoder's,
+e.g. a convolutional encoder with an MLP decoder; absent, the decoder has ``network``; not with
+``"dcgan"``). Unknown keys are rejected so that typos do not pass silently.
 """
 import copy
 import math
 
-from mibzoo.errors import ConfigError
+from mibzoo.errors import ConfigError, did_you_mean
 
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
-NETWORK_KEYS = ("network", "hidden", "layers", "decoder_layers", "filters", "critic_batch_norm")
+NETWORK_KEYS = ("network", "decoder_network", "hidden", "layers", "decoder_layers", "filters", "critic_batch_norm")
 NETWORKS = {"image": ("conv", "mlp", "dcgan"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
+# The networks a decoder may have apart from its encoder's (``"decoder_network"``): DCGAN's generator
+# comes only with DCGAN's encoder and critics (``"network": "dcgan"``).
+DECODER_NETWORKS = {"image": ("conv", "mlp"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
 _COMMON = {"kind", "description"} | set(NETWORK_KEYS)
 _ALLOWED_KEYS = {
     "image": _COMMON | {"shape", "likelihood"},
@@ -120,20 +125,37 @@ def check_network_options(kind, options, source, field):
                           "true or false (batch normalization in the DCGAN discriminators that read this modality)")
     if "network" in options and options["network"] not in NETWORKS[kind]:
         raise ConfigError(source, f"{field}.network", options["network"],
-                          f"one of {list(NETWORKS[kind])} for kind '{kind}'")
+                          f"one of {list(NETWORKS[kind])} for kind '{kind}'" + did_you_mean(options["network"], NETWORKS[kind]))
+    if "decoder_network" in options and options["decoder_network"] not in DECODER_NETWORKS[kind]:
+        raise ConfigError(source, f"{field}.decoder_network", options["decoder_network"],
+                          f"one of {list(DECODER_NETWORKS[kind])} for kind '{kind}' (the decoder's network)"
+                          + did_you_mean(options["decoder_network"], DECODER_NETWORKS[kind]))
     return options
 
 
+def decoder_network(options, kind=None):
+    """The network of a modality's decoder: its ``decoder_network``, else its ``network``, else the
+    kind's default (``conv`` for images)."""
+    kind = kind or options["kind"]
+    return options.get("decoder_network", options.get("network", NETWORKS[kind][0]))
+
+
 def check_mlp_only_options(kind, options, source, field):
-    """Rejects ``decoder_layers`` where the network is not an MLP (a convolutional or DCGAN image,
-    the default network of images being ``conv``): options that would otherwise be ignored.
+    """Rejects options that the networks would otherwise ignore: ``decoder_layers`` where the
+    decoder is not an MLP (a convolutional or DCGAN image, the default network of images being
+    ``conv``, unless ``decoder_network`` is ``mlp``), and ``decoder_network`` with a DCGAN image.
     ``options`` is a modality spec merged with its kind's ``networks`` defaults, or one of them
     that names its ``network``."""
     network = options.get("network", NETWORKS[kind][0])
-    if "decoder_layers" in options and network != "mlp":
+    if "decoder_network" in options and network == "dcgan":
+        raise ConfigError(source, f"{field}.decoder_network", options["decoder_network"],
+                          "no 'decoder_network' with a 'dcgan' network (DCGAN's generator comes with its "
+                          "encoder and critics; set \"network\" to \"conv\" or \"mlp\", or remove it)")
+    decoder = decoder_network(options, kind)
+    if "decoder_layers" in options and decoder != "mlp":
         raise ConfigError(source, f"{field}.decoder_layers", options["decoder_layers"],
-                          f"no 'decoder_layers' for a '{network}' network (MLP networks only; "
-                          f"set \"network\": \"mlp\" or remove it)")
+                          f"no 'decoder_layers' for a '{decoder}' decoder (MLP networks only; "
+                          f"set \"network\" or \"decoder_network\" to \"mlp\", or remove it)")
     return options
 
 

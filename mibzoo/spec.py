@@ -419,7 +419,8 @@ def _steps_per_execution(value, phases, source):
 
 
 def _networks(networks, source):
-    """``{kind: {network, hidden, layers, filters}}``: default network options per modality kind."""
+    """``{kind: {network, decoder_network, hidden, layers, decoder_layers, filters, critic_batch_norm}}``:
+    default network options per modality kind (`mibzoo.modalities.NETWORK_KEYS`)."""
     if not isinstance(networks, dict):
         raise ConfigError(source, "networks", networks, f"a dict {{kind: options}} with kinds from {list(KINDS)}")
     out = {}

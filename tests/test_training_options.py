@@ -10,7 +10,7 @@ import mibzoo
 from mibzoo.config import read_zoo_file
 from mibzoo.errors import ConfigError
 from mibzoo.schedules import LinearWarmup
-from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, dataset, synthetic_batches
+from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, dataset, run_saving_test, synthetic_batches
 
 PAIR = {"x": dict(TINY_VECTOR), "y": dict(TINY_LABEL)}
 WARMUP = {"class_name": "LinearWarmup", "config": {"warmup_steps": 100, "start": 0.0}}
@@ -175,6 +175,70 @@ def test_decoder_layers_gives_mlp_decoders_their_own_depth_with_the_parameter_co
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == want
 
 
+CONV_MLP = {"network": "conv", "decoder_network": "mlp", "hidden": 24, "layers": 2, "filters": [4, 8]}
+SMALL_IMAGE = {"kind": "image", "shape": [6, 5, 1]}
+
+
+def image_label_model(image_networks):
+    return mibzoo.load("jmvae", modalities={"img": SMALL_IMAGE, "y": dict(TINY_LABEL)}, shared=TINY_SHARED,
+                       networks={"image": image_networks})
+
+
+def test_decoder_network_gives_a_conv_encoder_an_mlp_decoder_computing_what_each_network_computes():
+    """``"decoder_network": "mlp"`` with ``"network": "conv"``: the image encoder is the conv net
+    (Conv2D layers; with the same weights it gives what an all-conv model's encoder gives), the decoder
+    has no convolution and is the MLP: with the same weights an all-MLP model's decoder, and its
+    Bernoulli logits are relu(relu(z W1 + b1) W2 + b2) W3 + b3 reshaped to the image, in NumPy."""
+    both = image_label_model(CONV_MLP)
+    conv = image_label_model({k: v for k, v in CONV_MLP.items() if k != "decoder_network"})
+    mlp = image_label_model({**CONV_MLP, "network": "mlp"})
+    encoder, decoder = both.encoders["img"].net.layers, both.decoders["img"].net.layers
+    assert sum(isinstance(l, keras.layers.Conv2D) for l in encoder) == 2
+    assert not any(isinstance(l, (keras.layers.Conv2D, keras.layers.Conv2DTranspose)) for l in decoder)
+    assert [l.units for l in decoder if isinstance(l, keras.layers.Dense)] == [24, 24, 30]
+    assert any(isinstance(l, keras.layers.Conv2DTranspose) for l in conv.decoders["img"].net.layers)
+
+    rng = np.random.default_rng(0)
+    x = (rng.random((3, 6, 5, 1)) > 0.5).astype("float32")
+    conv.encoders["img"].set_weights(both.encoders["img"].get_weights())
+    np.testing.assert_allclose(np.asarray(both.encoders["img"](x)), np.asarray(conv.encoders["img"](x)), rtol=1e-6)
+
+    z = rng.normal(size=(3, 4)).astype("float32")
+    mlp.decoders["img"].set_weights(both.decoders["img"].get_weights())
+    logits = np.asarray(both.decode_modality("img", z))
+    assert logits.shape == (3, 6, 5, 1)
+    np.testing.assert_allclose(logits, np.asarray(mlp.decode_modality("img", z)), rtol=1e-6)
+    w1, b1, w2, b2, w3, b3 = [np.asarray(w, "float64") for w in both.decoders["img"].get_weights()]
+    h = np.maximum(np.maximum(z @ w1 + b1, 0) @ w2 + b2, 0)
+    np.testing.assert_allclose(logits, (h @ w3 + b3).reshape(3, 6, 5, 1), rtol=1e-4, atol=1e-5)
+    generated = both.generate({"y": np.array([0, 1, 2])}, target="img", num_samples=2, seed=0)
+    assert tuple(generated.shape) == (2, 3, 6, 5, 1)
+
+    # The spec says which network each side has; a spec without the key does not gain one.
+    assert both.network_specs["img"]["decoder_network"] == "mlp"
+    assert "decoder_network" not in json.dumps(mibzoo.load("jmvae").get_config())
+
+
+def test_conv_encoder_with_mlp_decoder_round_trips_through_keras_files(tmp_path):
+    """Per-modality ``decoder_network`` (over the kind's defaults, with ``decoder_layers`` for the MLP
+    side): the `.keras` round trip (safe mode) gives the same config, posterior and logits. (Training
+    with it: docs/results.md, MNIST-Label section 5.)"""
+    image = {**SMALL_IMAGE, "decoder_network": "mlp", "decoder_layers": 1}
+    model = mibzoo.load("jmvae", modalities={"img": image, "y": dict(TINY_LABEL)}, shared=TINY_SHARED,
+                        networks={"image": {"network": "conv", "hidden": 16, "filters": [4]}})
+    assert [type(l).__name__ for l in model.encoders["img"].net.layers][0] == "Conv2D"
+    assert [l.units for l in model.decoders["img"].net.layers if isinstance(l, keras.layers.Dense)] == [16, 30]
+    rng = np.random.default_rng(1)
+    c = rng.integers(0, 4, 16).astype("int32")
+    prototypes = rng.random((4, 6, 5, 1)) > 0.5
+    arrays = {"img": prototypes[c].astype("float32"), "y": c}
+    restored = run_saving_test(model, arrays, tmp_path)
+    z = rng.normal(size=(5, 4)).astype("float32")
+    np.testing.assert_array_equal(np.asarray(model.decode_modality("img", z)),
+                                  np.asarray(restored.decode_modality("img", z)))
+    assert restored.network_specs["img"]["decoder_network"] == "mlp"
+
+
 def test_steps_per_execution_from_the_config_runs_the_same_steps_as_one_per_call():
     """The config's steps_per_execution is compile's default; 4 steps in 2 calls of 2 update the
     weights exactly as 4 calls of one step (same data, same seeded noise, same Adam steps)."""
@@ -214,6 +278,19 @@ def test_steps_per_execution_from_the_config_runs_the_same_steps_as_one_per_call
     ({"networks": {"image": {"network": "conv", "decoder_layers": 1}}}, "networks.image.decoder_layers",
      "MLP networks only"),
     ({"networks": {"image": {"decoder_layers": 1}}}, "modalities.image.decoder_layers", "MLP networks only"),
+    ({"networks": {"image": {"decoder_network": "dcgan"}}}, "networks.image.decoder_network", "['conv', 'mlp']"),
+    ({"networks": {"image": {"decoder_network": "mpl"}}}, "networks.image.decoder_network", "Did you mean 'mlp'"),
+    ({"networks": {"categorical": {"decoder_network": "conv"}}}, "networks.categorical.decoder_network", "['mlp']"),
+    ({"networks": {"image": {"network": "dcgan", "decoder_network": "mlp"}}}, "networks.image.decoder_network",
+     "no 'decoder_network' with a 'dcgan' network"),
+    ({"networks": {"image": {"network": "mlp", "decoder_network": "conv", "decoder_layers": 1}}},
+     "networks.image.decoder_layers", "MLP networks only"),
+    ({"networks": {"image": {"decoder_network": "conv"}},
+      "modalities": {"image": {"kind": "image", "shape": [4, 4, 1], "network": "dcgan"},
+                     "label": {"kind": "categorical", "classes": 3}}}, "modalities.image.decoder_network", "'dcgan'"),
+    ({"modalities": {"image": {"kind": "image", "shape": [4, 4, 1], "decoder_network": 1},
+                     "label": {"kind": "categorical", "classes": 3}}}, "modalities.image.decoder_network",
+     "['conv', 'mlp']"),
     ({"steps_per_execution": 0}, "steps_per_execution", "positive integer"),
     ({"steps_per_execution": 2.5}, "steps_per_execution", "positive integer"),
     ({"steps_per_execution": 4, "dist": [[1.0, "C2"]], "str_reg": []}, "steps_per_execution",
