@@ -78,30 +78,22 @@ def main():
             print(f"  epoch {epoch + 1} network updates {int(self.model.optimizer.iterations)}: train "
                   f"{100 * np.mean([tr[0], tr[1]]):.1f} test {100 * np.mean(list(te.values())):.1f} {terms}", flush=True)
 
-    fit = keras.Model.fit
-
-    def fit_with_trajectory(self, *a, **kw):
-        return fit(self, *a, **{**kw, "callbacks": [Trajectory()]})
-
-    keras.Model.fit = fit_with_trajectory  # train_zoo_model's own fit, plus the trajectory callback
     started = time.perf_counter()
-    try:
-        first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
-        model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
-                                first_batch, args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
-                                compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)})
-        if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
-            import tensorflow as tf
+    first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
+    model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
+                            first_batch, args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
+                            compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)},
+                            callbacks=[Trajectory()])
+    if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
+        import tensorflow as tf
 
-            columns = {name: train[name] for name in ("image", "label", "env")}
-            if present is not None:
-                columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
-            ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
-                  .batch(args.batch))
-            print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
-            model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False)
-    finally:
-        keras.Model.fit = fit
+        columns = {name: train[name] for name in ("image", "label", "env")}
+        if present is not None:
+            columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
+        ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
+              .batch(args.batch))
+        print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
+        model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False, callbacks=[Trajectory()])
     seconds = time.perf_counter() - started
     env = label_accuracies(model, original, 8, args.seed)
     te = label_accuracies(model, test, 8, args.seed)
