@@ -145,9 +145,8 @@ def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
         expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 32:42], params[:, :10]))
                      + float(infogan.gaussian_code_mi_lower_bound(z[:, 42:44], mean, logvar)))
         assert got == pytest.approx(expected, rel=1e-5)
-    model = mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
-    with pytest.raises(ValueError, match="q_fixed_std"):
-        infogan_information(model.forward(x, present, training=False, seed=0))
+    with pytest.raises(ConfigError, match="q_fixed_std"):  # refused when the config is parsed
+        mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)
 
 
 def test_critic_batch_norm_follows_the_training_flag_and_normalizes_the_second_convolution():
