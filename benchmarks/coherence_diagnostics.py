@@ -56,7 +56,9 @@ def _joint_agreement(model, readers, z, rng):
     return float(np.mean(np.all(np.stack(classes) == classes[0][None], axis=0)))
 
 
-def diagnose(run_dir, examples=2000, seed=0):
+def load_run(run_dir, examples):
+    """``(record, model, arrays, specs, spec, readers)`` of a `mibzoo train` run: its record, model,
+    first ``examples`` test arrays, modality specs, metric spec and the classifiers that read them."""
     record = json.loads((__import__("pathlib").Path(run_dir) / "run.json").read_text())
     model = experiment.load_run_model(run_dir)
     data = experiment_data.resolve(record["dataset"])
@@ -64,6 +66,11 @@ def diagnose(run_dir, examples=2000, seed=0):
     specs = _common.modality_specs(model)
     spec = spec_for(data.spec, specs)
     readers = _common.resolve_readers(specs, spec, None, list(specs))
+    return record, model, arrays, specs, spec, readers
+
+
+def diagnose(run_dir, examples=2000, seed=0):
+    record, model, arrays, specs, spec, readers = load_run(run_dir, examples)
     names = [n for n in specs if n in arrays]
     image = next(n for n in names if specs[n]["kind"] != "categorical")
     label = next(n for n in names if specs[n]["kind"] == "categorical")

@@ -12,26 +12,16 @@ q(z | src) is too wide; "mean" below the linear probe on the posterior mean (`mi
 ``probe/src``) says the decoder loses what the centre holds. Nothing is trained.
 """
 import argparse
-import json
-import pathlib
 
 import numpy as np
-from coherence_diagnostics import _read  # the benchmarks directory is on sys.path when run as a script
+from coherence_diagnostics import _read, load_run  # the benchmarks directory is on sys.path when run as a script
 
-from mibzoo import experiment, experiment_data
 from mibzoo.metrics import _common
-from mibzoo.metrics.spec import spec_for
 
 
 def diagnose(run_dir, examples=2000, seed=0):
     """``{"src->dst": {"sample", "mean", "src from mean", "sd"}}`` for every ordered pair of read modalities."""
-    record = json.loads((pathlib.Path(run_dir) / "run.json").read_text())
-    model = experiment.load_run_model(run_dir)
-    data = experiment_data.resolve(record["dataset"])
-    arrays = data.arrays("test", examples)
-    specs = _common.modality_specs(model)
-    spec = spec_for(data.spec, specs)
-    readers = _common.resolve_readers(specs, spec, None, list(specs))
+    _, model, arrays, specs, spec, readers = load_run(run_dir, examples)
     names = [n for n in readers if n in arrays]
     rng = np.random.default_rng(seed)
     out = {}
