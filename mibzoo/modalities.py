@@ -133,6 +133,16 @@ def check_network_options(kind, options, source, field):
     return options
 
 
+def modality_key(mapping, name, kind):
+    """The key of a per-modality dict (a config's ``private`` sizes, a per-modality weight) that
+    applies to modality ``name`` of kind ``kind``: the modality's own name wins over its kind; None
+    when the dict lists neither (the modality gets 0). Kind keys let an entry keep its values when a
+    data set renames its modalities (MNIST-Plus-1's ``image_a``, ``image_b``)."""
+    if name in mapping:
+        return name
+    return kind if kind is not None and kind in mapping else None
+
+
 def decoder_network(options, kind=None):
     """The network of a modality's decoder: its ``decoder_network``, else its ``network``, else the
     kind's default (``conv`` for images)."""

@@ -15,7 +15,7 @@ import math
 from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
 from mibzoo.modalities import (KINDS, NETWORK_KEYS, check_mlp_only_options, check_network_options, likelihood_terms,
-                               normalize_modalities)
+                               modality_key, normalize_modalities)
 from mibzoo.schedules import validate_schedule
 from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, SPARSITY_SCALE, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
@@ -118,11 +118,8 @@ def private_sizes(private, modalities, source="private"):
         if unknown:
             raise ConfigError(source, f"private.{unknown[0]}", private[unknown[0]],
                               f"sizes keyed by the modalities {list(modalities)} or the kinds {list(KINDS)}")
-        out = {}
-        for name, spec in modalities.items():
-            key = name if name in private else spec["kind"]
-            out[name] = size(private.get(key, 0), f"private.{key}")
-        return out
+        keys = {name: modality_key(private, name, spec["kind"]) for name, spec in modalities.items()}
+        return {name: size(private[key], f"private.{key}") if key is not None else 0 for name, key in keys.items()}
     return {name: size(private, "private") for name in modalities}
 
 

@@ -6,6 +6,7 @@ import math
 import operator
 
 from mibzoo.errors import ConfigError
+from mibzoo.modalities import modality_key
 
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -53,7 +54,8 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field,
 
     A per-modality weight ``{key: weight}`` is keyed by modality names or, with ``modality_kinds``
     (the kind of each modality, in order), by modality kinds: a modality's own name wins over its
-    kind, and a modality named by neither gets 0 (as `mibzoo.spec.private_sizes` reads ``private``).
+    kind, and a modality named by neither gets 0 (`mibzoo.modalities.modality_key`, as
+    `mibzoo.spec.private_sizes` reads ``private``).
     Kind keys let an entry keep its weights when a data set renames its modalities (MNIST-Plus-1's
     ``image_a``, ``image_b``; the ``unrelated`` image of ``mnist_label_unrelated``)."""
     names = {**hyperparameters, "N": len(modality_names)}
@@ -77,7 +79,7 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field,
             kinds_note = f" or their kinds {sorted({k for k in kinds if k is not None})}" if modality_kinds is not None else ""
             raise ConfigError(source, f"{field}.{unknown[0]}", weight[unknown[0]],
                               f"weights keyed by the modalities {list(modality_names)}{kinds_note}")
-        keys = [n if n in weight else kind for n, kind in zip(modality_names, kinds)]
-        return [scalar(weight[key], f"{field}.{key}") if key in weight else 0.0 for key in keys]
+        keys = [modality_key(weight, n, kind) for n, kind in zip(modality_names, kinds)]
+        return [scalar(weight[key], f"{field}.{key}") if key is not None else 0.0 for key in keys]
     value = scalar(weight, field)
     return [value] * len(modality_names) if term.per_modality else value
