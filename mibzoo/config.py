@@ -11,7 +11,7 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   a normal block of a model without an inference network may set ``"scale": σ``, its prior is then
   N(0, σ² I) (default 1; the noise of ``infogan``, docs/results.md finding 8);
 - ``private``: size of each private latent U_i (0: no private latents), or ``{modality: size}``
-  when the U_i differ (Sec. 3.1: "the dimension of each U_i and Z_j is arbitrary"; modalities
+  (keyed as per-modality weights are, below) when the U_i differ (Sec. 3.1: "the dimension of each U_i and Z_j is arbitrary"; modalities
   not listed have none, e.g. the fairness entries' ``{"x": 16}``: U_x but no U_a, Figure 4);
 - ``inference_structure`` / ``generation_structure``: M^q / M^p, ``"full"``, an N×M matrix,
   or ``{"learned": true, "init": p}``; ``inference_structure: "none"`` means no inference
@@ -89,8 +89,10 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 
 A weight is a number, an arithmetic expression over the hyperparameters (``"beta - 1"``, as
 Table 2 writes it) and ``N``, the number of modalities (``"beta * alpha / N"``), or, for
-per-modality terms, ``{modality: weight}`` keyed by modality names or kinds (a modality's own name
-wins over its kind, unlisted modalities get 0; kind keys survive a data set's renamed modalities).
+per-modality terms, ``{modality: weight}`` keyed by modality names, kinds or ``"*"`` (a modality's own
+name wins over its kind, its kind over ``"*"``, which keys every other modality; modalities keyed by
+none of them get 0; kind keys and ``"*"`` survive a data set's renamed modalities, e.g. ``jmvae``'s
+``{"categorical": "4 * beta", "*": "beta"}`` on MNIST-Plus-1's two images).
 
 A model section is checked and its meaning worked out in one place, `mibzoo.spec.parse_model`,
 which returns a `mibzoo.spec.ModelSpec` (the normalized section, parsed masks, sizes, resolved
@@ -100,7 +102,7 @@ import copy
 import json
 
 from mibzoo.errors import ConfigError
-from mibzoo.modalities import KINDS
+from mibzoo.modalities import KINDS, OTHER_MODALITIES
 # The parse of a model section into a `ModelSpec` lives in `mibzoo.spec`; re-exported here.
 from mibzoo.spec import MODEL_FIELDS, ModelSpec, parse_model, private_sizes
 
@@ -167,10 +169,10 @@ def override_spec(model, overrides, source):
         for key in ("inference_structure", "generation_structure"):
             if key not in overrides and isinstance(merged[key], list):
                 merged[key] = "full"
-        # Private sizes keyed by the old set's modality names are dropped (kind keys still apply).
+        # Private sizes keyed by the old set's modality names are dropped (kind keys and "*" still apply).
         if "private" not in overrides and isinstance(merged.get("private"), dict):
             merged["private"] = {k: v for k, v in merged["private"].items()
-                                 if k in KINDS or k in (overrides["modalities"] or {})}
+                                 if k in KINDS or k == OTHER_MODALITIES or k in (overrides["modalities"] or {})}
         # Likelihood weights apply to the modalities of the new set that they name.
         if "likelihood_weights" not in overrides and isinstance(merged.get("likelihood_weights"), dict):
             merged["likelihood_weights"] = {k: v for k, v in merged["likelihood_weights"].items()

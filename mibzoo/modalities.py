@@ -133,14 +133,23 @@ def check_network_options(kind, options, source, field):
     return options
 
 
+# The key of a per-modality dict (``private`` sizes, per-modality weights) that applies to every
+# modality that neither its name nor its kind keys.
+OTHER_MODALITIES = "*"
+
+
 def modality_key(mapping, name, kind):
     """The key of a per-modality dict (a config's ``private`` sizes, a per-modality weight) that
-    applies to modality ``name`` of kind ``kind``: the modality's own name wins over its kind; None
-    when the dict lists neither (the modality gets 0). Kind keys let an entry keep its values when a
-    data set renames its modalities (MNIST-Plus-1's ``image_a``, ``image_b``)."""
+    applies to modality ``name`` of kind ``kind``: the modality's own name wins over its kind, and its
+    kind over ``"*"`` (every other modality); None when the dict lists none of them (the modality gets
+    0). Kind keys and ``"*"`` let an entry keep its values when a data set renames its modalities
+    (MNIST-Plus-1's ``image_a``, ``image_b``) or brings other kinds (``{"categorical": 4.0, "*": 1.0}``
+    weighs a label ×4 and any image, vector or table ×1)."""
     if name in mapping:
         return name
-    return kind if kind is not None and kind in mapping else None
+    if kind is not None and kind in mapping:
+        return kind
+    return OTHER_MODALITIES if OTHER_MODALITIES in mapping else None
 
 
 def decoder_network(options, kind=None):

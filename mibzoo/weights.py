@@ -1,12 +1,12 @@
 """The weights of a zoo config's terms (Eq. 8's α_t and β_k): numbers, arithmetic expressions over the
 hyperparameters and ``N`` as Table 2 writes them (``"beta - 1"``, ``"beta * alpha / N"``), or, for
-per-modality terms, ``{modality name or kind: weight}``. Expressions are parsed, never evaluated as Python."""
+per-modality terms, ``{modality name, kind or "*": weight}``. Expressions are parsed, never evaluated as Python."""
 import ast
 import math
 import operator
 
-from mibzoo.errors import ConfigError
-from mibzoo.modalities import modality_key
+from mibzoo.errors import ConfigError, did_you_mean
+from mibzoo.modalities import KINDS, OTHER_MODALITIES, modality_key
 
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -53,8 +53,10 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field,
     """Turns a config weight into a float (scalar terms) or a list of N floats (per-modality terms).
 
     A per-modality weight ``{key: weight}`` is keyed by modality names or, with ``modality_kinds``
-    (the kind of each modality, in order), by modality kinds: a modality's own name wins over its
-    kind, and a modality named by neither gets 0 (`mibzoo.modalities.modality_key`, as
+    (the kind of each modality, in order), also by modality kinds (any of `mibzoo.modalities.KINDS`,
+    present or not: a kind key is a rule for whatever modalities of that kind a data set has) and by
+    ``"*"`` (every modality keyed by neither): a modality's own name wins over its kind, its kind over
+    ``"*"``, and a modality keyed by none of them gets 0 (`mibzoo.modalities.modality_key`, as
     `mibzoo.spec.private_sizes` reads ``private``).
     Kind keys let an entry keep its weights when a data set renames its modalities (MNIST-Plus-1's
     ``image_a``, ``image_b``; the ``unrelated`` image of ``mnist_label_unrelated``)."""
@@ -73,12 +75,16 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field,
     if isinstance(weight, dict):
         if not term.per_modality:
             raise ConfigError(source, field, weight, f"a single number: term '{term.name}' is not per-modality")
-        known = set(modality_names) | {k for k in kinds if k is not None}
+        if modality_kinds is None:
+            known, allowed = set(modality_names), f"weights keyed by the modalities {list(modality_names)}"
+        else:
+            known = set(modality_names) | set(KINDS) | {OTHER_MODALITIES}
+            allowed = (f"weights keyed by the modalities {list(modality_names)}, the kinds {list(KINDS)} "
+                       f"or '{OTHER_MODALITIES}' (every modality keyed by neither)")
         unknown = sorted(set(weight) - known)
         if unknown:
-            kinds_note = f" or their kinds {sorted({k for k in kinds if k is not None})}" if modality_kinds is not None else ""
-            raise ConfigError(source, f"{field}.{unknown[0]}", weight[unknown[0]],
-                              f"weights keyed by the modalities {list(modality_names)}{kinds_note}")
+            hint = did_you_mean(unknown[0], sorted(known))
+            raise ConfigError(source, f"{field}.{unknown[0]}", weight[unknown[0]], allowed + hint)
         keys = [modality_key(weight, n, kind) for n, kind in zip(modality_names, kinds)]
         return [scalar(weight[key], f"{field}.{key}") if key is not None else 0.0 for key in keys]
     value = scalar(weight, field)

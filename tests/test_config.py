@@ -109,6 +109,7 @@ def test_private_sizes_keyed_by_modality_name_or_kind():
     assert private_sizes(3, specs) == {"image_a": 3, "image_b": 3, "label": 3}
     with pytest.raises(ConfigError, match=r"private\.imgae.*the kinds"):
         private_sizes({"imgae": 4}, specs)
+    assert private_sizes({"categorical": 1, "*": 4}, specs) == {"image_a": 4, "image_b": 4, "label": 1}
     # a data set with other modality names keeps the entry's kind-keyed private latents
     plus1 = mibzoo.load("dmvae", modalities={"image_a": {"kind": "image", "shape": [4, 4, 1]},
                                              "label": {"kind": "categorical", "classes": 3}})
@@ -126,8 +127,16 @@ def test_per_modality_weights_keyed_by_modality_name_or_kind():
     assert resolve_weight({"image": 1.0, "categorical": 3.0}, term, names, {}, "t", "w", kinds) == [1.0, 1.0, 3.0]
     assert resolve_weight({"image": 1.0, "image_b": "2 * b"}, term, names, {"b": 2.5}, "t", "w", kinds) == [1.0, 5.0, 0.0]
     assert resolve_weight({"label": 2.0}, term, names, {}, "t", "w", kinds) == [0.0, 0.0, 2.0]
-    with pytest.raises(ConfigError, match=r"w\.imgae.*or their kinds \['categorical', 'image'\]"):
+    with pytest.raises(ConfigError, match=r"w\.imgae.*the kinds \['image', 'vector', 'categorical', 'tabular'\] "
+                                          r"or '\*'.*Did you mean 'image'"):
         resolve_weight({"imgae": 1.0}, term, names, {}, "t", "w", kinds)
+    # "*" keys every modality that neither its name nor its kind keys; a kind the data set lacks is a
+    # rule for no modality here, not an error (jmvae's default on MNIST-Plus-1, which has no label)
+    assert resolve_weight({"categorical": 4.0, "*": 1.0}, term, names, {}, "t", "w", kinds) == [1.0, 1.0, 4.0]
+    assert resolve_weight({"categorical": "4 * b", "*": "b"}, term, names[:2], {"b": 0.5}, "t", "w",
+                          kinds[:2]) == [0.5, 0.5]
+    assert resolve_weight({"image_b": 2.0, "image": 3.0, "*": 1.0}, term, names, {}, "t", "w", kinds) == [3.0, 2.0, 1.0]
+    assert resolve_weight({"vector": 9.0}, term, names, {}, "t", "w", kinds) == [0.0, 0.0, 0.0]
     with pytest.raises(ConfigError, match=r"w\.categorical.*keyed by the modalities"):  # names only without kinds
         resolve_weight({"categorical": 1.0}, term, names, {}, "t", "w")
     # through a zoo load with renamed modalities: the kind keys follow the data set's names
@@ -161,7 +170,8 @@ def test_a_zoo_entry_is_parsed_once_into_the_spec_its_model_is_built_from(monkey
     assert spec.inference_mask == (False, [[1.0]]) and spec.private_sizes == {"image": 0}
     assert spec.block_sizes == (16,) and spec.has_inference
     assert model.private_sizes == {"image": 4, "label": 4} and model.likelihood_weights == [1.0, 50.0]
-    assert model.network_specs["image"]["hidden"] == 512 and model.network_specs["image"]["network"] == "mlp"
+    assert model.network_specs["image"]["hidden"] == 512 and model.network_specs["image"]["network"] == "conv"
+    assert model.network_specs["image"]["decoder_network"] == "mlp"
     # The constructor's own parse (from_config) gives the same model config.
     calls.clear()
     rebuilt = type(model).from_config(model.get_config())
@@ -196,3 +206,18 @@ def test_a_term_reads_its_hyperparameters_default_when_the_config_has_none():
     assert TERMS["infogan"].hyperparameter({"hyperparameters": {}}, "q_input_noise") == 0.0
     assert TERMS["infogan"].hyperparameter({"hyperparameters": {"q_input_noise": 0.5}}, "q_input_noise") == 0.5
     assert TERMS["tc"].hyperparameter({"hyperparameters": {}}, "dataset_size") is None
+
+
+@pytest.mark.parametrize("entry", ["jmvae", "wyner_vae", "mib_mm"])
+def test_label_cross_generation_weight_follows_the_data_sets_modalities(entry):
+    """The multimodal defaults weigh the label's cross-generation ×4 (docs/results.md, Issue 10
+    follow-up, sections 4-5) by kind, with "*" for the rest: a label gets 4, an image 1 (β = 1), under
+    MNIST-Label's, MNIST-Plus-1's (no label) and MNIST-Label-Unrelated's names."""
+    image = {"kind": "image", "shape": [28, 28, 1]}
+    label = {"kind": "categorical", "classes": 10}
+    cases = [({"image": image, "label": label}, [1.0, 4.0]),
+             ({"image_a": image, "image_b": image}, [1.0, 1.0]),
+             ({"image": image, "label": label, "unrelated": image}, [1.0, 4.0, 1.0])]
+    for modalities, want in cases:
+        model = mibzoo.load(entry, modalities=modalities)
+        assert [w for _, term, w in model.loss_terms if term.name == "cross_generation"] == [want]
