@@ -30,7 +30,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;
 - ``phases``: the training phases of Algorithm 1, ``[{"name": "dist", "steps": 1},
   {"name": "structure", "steps": 1}]``, plus ``{"name": "critic:<term>"}`` for each term that
-  trains a critic (a GAN discriminator, a density-ratio estimator);
+  trains a critic (a GAN discriminator, a density-ratio estimator); a phase other than ``dist`` may
+  set ``"start": S``, the training steps (batches) before its first turn, all taken by the other
+  phases (``mib_mm``'s structure phase starts after one MNIST epoch, 469 steps);
 - ``seed``: seed of the training noise;
 - ``likelihood_weights``: ``{modality: w_i}``, each −log p(x_i | ·) of the objective is weighted by
   w_i (default 1; MultiVae weights a label ×50 against a 784-pixel image);

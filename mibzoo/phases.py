@@ -164,6 +164,16 @@ class PhasedTraining(keras.Model):
             terms[f"{name}_critic"] = self.critic_objective(fp, name)
         return self._update_trackers(terms, totals)
 
+    def phase_at(self, position):
+        """The index of the phase that training call ``position`` (0-based) runs: Algorithm 1's round
+        robin over the phases, each ``steps`` turns in a row, among those that have started; a phase
+        with ``"start": S`` takes no turn before call S, and until then the others take its turns
+        (mib_mm's structure phase waits one epoch so that the structure is judged on networks that
+        have learned to use its edges; docs/mib_mm.md). A function of the position alone, so a
+        resumed run continues the same sequence."""
+        turns = [k for k in self._phase_schedule if self.phases[k].get("start", 0) <= position]
+        return turns[position % len(turns)]
+
     def make_train_function(self, force=False):
         """One compiled step function per phase, run in turn as Algorithm 1 prescribes.
 
@@ -189,7 +199,7 @@ class PhasedTraining(keras.Model):
             functions.append(self.train_function)
 
         def train_function(iterator):
-            k = self._phase_schedule[self._schedule_position % len(self._phase_schedule)]
+            k = self.phase_at(self._schedule_position)
             self._schedule_position += 1
             self._active_phase = k
             return functions[k](iterator)

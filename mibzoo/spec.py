@@ -274,13 +274,22 @@ def parse_model(model, source):
     if not isinstance(phases, list) or not phases:
         raise ConfigError(source, "phases", phases, "a non-empty list of {\"name\": ..., \"steps\": int}")
     for k, phase in enumerate(phases):
-        if not (isinstance(phase, dict) and set(phase) == {"name", "steps"}):
-            raise ConfigError(source, f"phases[{k}]", phase, "{\"name\": str, \"steps\": positive int}")
+        if not (isinstance(phase, dict) and {"name", "steps"} <= set(phase) <= {"name", "steps", "start"}):
+            raise ConfigError(source, f"phases[{k}]", phase,
+                              "{\"name\": str, \"steps\": positive int} and optionally \"start\": int >= 0")
         if phase["name"] not in BUILTIN_PHASES and not phase["name"].startswith("critic:"):
             raise ConfigError(source, f"phases[{k}].name", phase["name"],
                               f"one of {list(BUILTIN_PHASES)} or 'critic:<term>'")
         if isinstance(phase["steps"], bool) or not isinstance(phase["steps"], int) or phase["steps"] <= 0:
             raise ConfigError(source, f"phases[{k}].steps", phase["steps"], "a positive integer")
+        start = phase.get("start", 0)
+        if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+            raise ConfigError(source, f"phases[{k}].start", start, "a non-negative integer (training steps before "
+                                                                   "the phase's first turn)")
+        if start and phase["name"] == "dist":
+            raise ConfigError(source, f"phases[{k}].start", start,
+                              "0 for the 'dist' phase: the networks train from the first step (a later phase "
+                              "may start later)")
     phase_names = [p["name"] for p in phases]
     for k, name in enumerate(phase_names):
         if name.startswith("critic:") and name[len("critic:"):] not in critic_terms:

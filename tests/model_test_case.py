@@ -34,6 +34,8 @@ def tiny_overrides(entry):
         overrides["private"] = {name: 2 for name, size in described["private"].items() if size}
     elif described["private"]:
         overrides["private"] = 2
+    if any(phase.get("start") for phase in described["phases"]):  # as the warm-ups (MNIST epochs)
+        overrides["phases"] = [{k: v for k, v in phase.items() if k != "start"} for phase in described["phases"]]
     if described["kl_schedule"]:  # warm-ups are sized for MNIST epochs: a few steps for tiny runs
         overrides["kl_schedule"] = {"class_name": "LinearWarmup", "config": {"warmup_steps": 10}}
     return overrides

@@ -30,6 +30,10 @@ GOOD = {"modalities": {"x": {"kind": "vector", "size": 4}}, "shared": [{"name": 
     ({"inference_structure": [[1.5]]}, "inference_structure[0][0]", "number in [0, 1]"),
     ({"phases": [{"name": "structure", "steps": 1}]}, "phases", "'dist' phase"),
     ({"phases": [{"name": "dist", "steps": 0}]}, "phases[0].steps", "positive integer"),
+    ({"phases": [{"name": "dist", "steps": 1, "start": 5}]}, "phases[0].start", "0 for the 'dist' phase"),
+    ({"phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "start": -1}]}, "phases[1].start",
+     "non-negative integer"),
+    ({"phases": [{"name": "dist", "steps": 1, "begin": 5}]}, "phases[0]", "optionally \"start\""),
     ({"private": -1}, "private", "non-negative integer"),
     ({"latent": 3}, "model.latent", "only the fields"),
 ])

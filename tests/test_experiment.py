@@ -52,7 +52,8 @@ def state(model):
 
 def test_a_resumed_run_starts_from_the_checkpoints_weights_and_optimizer_state(data, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    mib_mm = {"entry": "mib_mm", "overrides": {"shared": TINY_SHARED, "private": 2}}
+    mib_mm = {"entry": "mib_mm", "overrides": {"shared": TINY_SHARED, "private": 2,  # structure from the first step
+                                               "phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1}]}}
     train(data, run, 1, **mib_mm)
     weights, optimizer = state(experiment.load_model(run / "checkpoints" / "epoch_0001.keras"))
     at_fit = {}

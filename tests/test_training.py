@@ -20,8 +20,8 @@ def changed(before, variables):
 def test_phases_alternate_exactly_as_algorithm_1(run_eagerly):
     """steps_dist = 2, steps_str = 1: networks move only on dist steps, ρ only on structure steps."""
     keras.utils.set_random_seed(0)
-    model = mibzoo.load("mib_mm", **tiny_overrides("mib_mm"),
-                        phases=[{"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}])
+    model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "phases": [
+        {"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}]})
     model.compile(optimizer="adam", run_eagerly=run_eagerly)
     arrays = synthetic_batches(model.modality_specs, n=16 * 6)
     structure_vars = model.phase_variables("structure")
@@ -38,6 +38,40 @@ def test_phases_alternate_exactly_as_algorithm_1(run_eagerly):
     assert observed == expected
     assert float(model.structure_masks.structure_steps) == 2.0  # temperature schedule advanced twice
     assert model.structure_optimizer.iterations.numpy() == 2 and model.optimizer.iterations.numpy() == 4
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False])
+def test_a_phase_with_a_start_takes_no_turn_before_it(run_eagerly):
+    """``"start": 3`` on the structure phase: the first 3 steps are network steps and ρ stays at its
+    initial value; from step 3 on the phases alternate as Algorithm 1 (steps 3, 5: structure)."""
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "phases": [
+        {"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "start": 3}]})
+    model.compile(optimizer="adam", run_eagerly=run_eagerly)
+    arrays = synthetic_batches(model.modality_specs, n=16 * 7)
+    structure_vars, network_vars = model.phase_variables("structure"), model.phase_variables("dist")
+    rho0 = snapshot(structure_vars)
+    observed = []
+    for step in range(7):
+        s0, n0 = snapshot(structure_vars), snapshot(network_vars)
+        model.fit(dataset({k: v[16 * step:16 * (step + 1)] for k, v in arrays.items()}, 16), epochs=1, verbose=0)
+        s_moved, n_moved = any(changed(s0, structure_vars)), any(changed(n0, network_vars))
+        assert s_moved != n_moved, f"step {step}: exactly one group must move"
+        observed.append("structure" if s_moved else "dist")
+        if step == 2:
+            assert not any(changed(rho0, structure_vars))
+    assert observed == ["dist"] * 3 + ["structure", "dist", "structure", "dist"]
+    assert model.structure_optimizer.iterations.numpy() == 2 and model.optimizer.iterations.numpy() == 5
+    # The sequence is a function of the position alone, so a resumed run (position = steps taken) continues it.
+    assert [model.phase_at(p) for p in range(7)] == [0, 0, 0, 1, 0, 1, 0]
+    assert model._steps_taken() == 7
+
+
+def test_mib_mm_waits_one_epoch_before_learning_its_structure():
+    """The zoo default: 469 network steps (one MNIST epoch at batch 128) before the first structure step."""
+    model = mibzoo.load("mib_mm")
+    assert model.phases[-1] == {"name": "structure", "steps": 1, "start": 469}
+    assert [model.phase_at(p) for p in (0, 468, 469, 470, 471)] == [0, 0, 1, 0, 1]
 
 
 def test_fixed_structure_entries_never_learn_structure():
@@ -68,8 +102,9 @@ def test_trains_under_mixed_bfloat16_without_nan():
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
         model, arrays = run_model_test("mib_mm", steps=6)
-        assert model.encoders["x"].net.layers[0].compute_dtype == "bfloat16"
-        enc = model.encode({"x": arrays["x"][:4]})
+        first = next(iter(model.modality_specs))  # the binary vector of tiny_overrides
+        assert model.encoders[first].net.layers[0].compute_dtype == "bfloat16"
+        enc = model.encode({first: arrays[first][:4]})
         assert enc["loc"].dtype == "float32" and np.all(np.isfinite(np.asarray(enc["loc"])))
     finally:
         keras.config.set_dtype_policy(previous)
