@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras
 import mibzoo
+from mibzoo.modalities import KINDS, OTHER_MODALITIES
 
 TINY_VECTOR = {"kind": "vector", "size": 12, "likelihood": "bernoulli", "hidden": 32, "layers": 1}
 TINY_LABEL = {"kind": "categorical", "classes": 4, "hidden": 32, "layers": 1}
@@ -19,8 +20,13 @@ def tiny_overrides(entry):
     sizes by modality, as the fairness entries' ``{"a": "alpha_a"}``)."""
     described = mibzoo.describe(entry)["model"]
     default = described["modalities"]
-    keyed = isinstance(described["private"], dict) or any(
-        isinstance(weight, dict) for field in ("dist", "str_reg") for weight, _ in described[field])
+
+    def by_name(mapping):  # keys that are only kinds or "*" apply to the tiny modalities whatever their names
+        return isinstance(mapping, dict) and bool(set(mapping) & set(default) or
+                                                  set(mapping) - set(KINDS) - {OTHER_MODALITIES})
+
+    keyed = by_name(described["private"]) or any(
+        by_name(weight) for field in ("dist", "str_reg") for weight, _ in described[field])
     names = list(default) if keyed else ["x", "y"][:len(default)]
     # The first modality becomes the binary vector, every other one a label (Colored-MNIST's entries
     # have two: the label Y and the environment E).
