@@ -16,50 +16,40 @@ def changed(before, variables):
     return [not np.array_equal(b, np.array(v)) for b, v in zip(before, variables)]
 
 
-@pytest.mark.parametrize("run_eagerly", [True, False])
-def test_phases_alternate_exactly_as_algorithm_1(run_eagerly):
-    """steps_dist = 2, steps_str = 1: networks move only on dist steps, ρ only on structure steps."""
+def phases_taken(phases, steps, run_eagerly):
+    """Trains tiny mib_mm one batch per `fit` for ``steps`` batches with ``phases``; the model and, per
+    batch, which group of variables moved ("dist": the networks, "structure": ρ; exactly one may)."""
     keras.utils.set_random_seed(0)
-    model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "phases": [
-        {"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}]})
+    model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "phases": phases})
     model.compile(optimizer="adam", run_eagerly=run_eagerly)
-    arrays = synthetic_batches(model.modality_specs, n=16 * 6)
-    structure_vars = model.phase_variables("structure")
-    network_vars = model.phase_variables("dist")
+    arrays = synthetic_batches(model.modality_specs, n=16 * steps)
+    structure_vars, network_vars = model.phase_variables("structure"), model.phase_variables("dist")
     assert len(structure_vars) == 2 and network_vars
-    expected = ["dist", "dist", "structure"] * 2
     observed = []
-    for step in range(6):
+    for step in range(steps):
         s0, n0 = snapshot(structure_vars), snapshot(network_vars)
         model.fit(dataset({k: v[16 * step:16 * (step + 1)] for k, v in arrays.items()}, 16), epochs=1, verbose=0)
         s_moved, n_moved = any(changed(s0, structure_vars)), any(changed(n0, network_vars))
         assert s_moved != n_moved, f"step {step}: exactly one group must move"
         observed.append("structure" if s_moved else "dist")
-    assert observed == expected
+    return model, observed
+
+
+@pytest.mark.parametrize("run_eagerly", [True, False])
+def test_phases_alternate_exactly_as_algorithm_1(run_eagerly):
+    """steps_dist = 2, steps_str = 1: networks move only on dist steps, ρ only on structure steps."""
+    model, observed = phases_taken([{"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}], 6, run_eagerly)
+    assert observed == ["dist", "dist", "structure"] * 2
     assert float(model.structure_masks.structure_steps) == 2.0  # temperature schedule advanced twice
     assert model.structure_optimizer.iterations.numpy() == 2 and model.optimizer.iterations.numpy() == 4
 
 
 @pytest.mark.parametrize("run_eagerly", [True, False])
 def test_a_phase_with_a_start_takes_no_turn_before_it(run_eagerly):
-    """``"start": 3`` on the structure phase: the first 3 steps are network steps and ρ stays at its
-    initial value; from step 3 on the phases alternate as Algorithm 1 (steps 3, 5: structure)."""
-    keras.utils.set_random_seed(0)
-    model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "phases": [
-        {"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "start": 3}]})
-    model.compile(optimizer="adam", run_eagerly=run_eagerly)
-    arrays = synthetic_batches(model.modality_specs, n=16 * 7)
-    structure_vars, network_vars = model.phase_variables("structure"), model.phase_variables("dist")
-    rho0 = snapshot(structure_vars)
-    observed = []
-    for step in range(7):
-        s0, n0 = snapshot(structure_vars), snapshot(network_vars)
-        model.fit(dataset({k: v[16 * step:16 * (step + 1)] for k, v in arrays.items()}, 16), epochs=1, verbose=0)
-        s_moved, n_moved = any(changed(s0, structure_vars)), any(changed(n0, network_vars))
-        assert s_moved != n_moved, f"step {step}: exactly one group must move"
-        observed.append("structure" if s_moved else "dist")
-        if step == 2:
-            assert not any(changed(rho0, structure_vars))
+    """``"start": 3`` on the structure phase: ρ does not move in the first 3 steps (network steps);
+    from step 3 on the phases alternate as Algorithm 1 (steps 3, 5: structure)."""
+    model, observed = phases_taken([{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "start": 3}], 7,
+                                   run_eagerly)
     assert observed == ["dist"] * 3 + ["structure", "dist", "structure", "dist"]
     assert model.structure_optimizer.iterations.numpy() == 2 and model.optimizer.iterations.numpy() == 5
     # The sequence is a function of the position alone, so a resumed run (position = steps taken) continues it.
