@@ -11,8 +11,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   a normal block of a model without an inference network may set ``"scale": σ``, its prior is then
   N(0, σ² I) (default 1; the noise of ``infogan``, docs/results.md finding 8);
 - ``private``: size of each private latent U_i (0: no private latents), or ``{modality: size}``
-  (keyed as per-modality weights are, below) when the U_i differ (Sec. 3.1: "the dimension of each U_i and Z_j is arbitrary"; modalities
-  not listed have none, e.g. the fairness entries' ``{"x": 16}``: U_x but no U_a, Figure 4);
+  (keyed as per-modality weights are, below) when the U_i differ (Sec. 3.1: "the dimension of each
+  U_i and Z_j is arbitrary"; modalities not listed have none, e.g. the fairness entries'
+  ``{"x": 16}``: U_x but no U_a, Figure 4);
 - ``inference_structure`` / ``generation_structure``: M^q / M^p, ``"full"``, an N×M matrix,
   or ``{"learned": true, "init": p}``; ``inference_structure: "none"`` means no inference
   network at all (G^q = [], GAN and InfoGAN);
