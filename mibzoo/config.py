@@ -105,7 +105,7 @@ import copy
 import json
 
 from mibzoo.errors import ConfigError
-from mibzoo.modalities import KINDS, OTHER_MODALITIES
+from mibzoo.modalities import NAME_FREE_KEYS
 # The parse of a model section into a `ModelSpec` lives in `mibzoo.spec`; re-exported here.
 from mibzoo.spec import MODEL_FIELDS, ModelSpec, parse_model, private_sizes
 
@@ -175,7 +175,7 @@ def override_spec(model, overrides, source):
         # Private sizes keyed by the old set's modality names are dropped (kind keys and "*" still apply).
         if "private" not in overrides and isinstance(merged.get("private"), dict):
             merged["private"] = {k: v for k, v in merged["private"].items()
-                                 if k in KINDS or k == OTHER_MODALITIES or k in (overrides["modalities"] or {})}
+                                 if k in NAME_FREE_KEYS or k in (overrides["modalities"] or {})}
         # Likelihood weights apply to the modalities of the new set that they name.
         if "likelihood_weights" not in overrides and isinstance(merged.get("likelihood_weights"), dict):
             merged["likelihood_weights"] = {k: v for k, v in merged["likelihood_weights"].items()

@@ -136,6 +136,14 @@ def check_network_options(kind, options, source, field):
 # The key of a per-modality dict (``private`` sizes, per-modality weights) that applies to every
 # modality that neither its name nor its kind keys.
 OTHER_MODALITIES = "*"
+# Keys of a per-modality dict that apply whatever the data set calls its modalities.
+NAME_FREE_KEYS = frozenset(KINDS) | {OTHER_MODALITIES}
+
+
+def modality_keys_allowed(names):
+    """What keys a per-modality dict may have, for error messages: ``names``, a kind or ``"*"``."""
+    return (f"the modalities {list(names)}, the kinds {list(KINDS)} or '{OTHER_MODALITIES}' "
+            f"(every modality keyed by neither)")
 
 
 def modality_key(mapping, name, kind):

@@ -14,8 +14,8 @@ import math
 
 from mibzoo import aggregation, latent_samplers, objectives
 from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import (KINDS, NETWORK_KEYS, OTHER_MODALITIES, check_mlp_only_options, check_network_options,
-                               likelihood_terms, modality_key, normalize_modalities)
+from mibzoo.modalities import (KINDS, NAME_FREE_KEYS, NETWORK_KEYS, check_mlp_only_options, check_network_options,
+                               likelihood_terms, modality_key, modality_keys_allowed, normalize_modalities)
 from mibzoo.schedules import validate_schedule
 from mibzoo.structure import DIST_MASKS, MASK_AT_INFERENCE, SPARSITY_ON, SPARSITY_SCALE, parse_mask
 from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
@@ -114,11 +114,10 @@ def private_sizes(private, modalities, source="private"):
         return value
 
     if isinstance(private, dict):
-        unknown = sorted(set(private) - set(modalities) - set(KINDS) - {OTHER_MODALITIES})
+        unknown = sorted(set(private) - set(modalities) - NAME_FREE_KEYS)
         if unknown:
             raise ConfigError(source, f"private.{unknown[0]}", private[unknown[0]],
-                              f"sizes keyed by the modalities {list(modalities)}, the kinds {list(KINDS)} or "
-                              f"'{OTHER_MODALITIES}' (every modality keyed by neither)")
+                              f"sizes keyed by {modality_keys_allowed(modalities)}")
         keys = {name: modality_key(private, name, spec["kind"]) for name, spec in modalities.items()}
         return {name: size(private[key], f"private.{key}") if key is not None else 0 for name, key in keys.items()}
     return {name: size(private, "private") for name in modalities}

@@ -6,7 +6,7 @@ import math
 import operator
 
 from mibzoo.errors import ConfigError, did_you_mean
-from mibzoo.modalities import KINDS, OTHER_MODALITIES, modality_key
+from mibzoo.modalities import NAME_FREE_KEYS, modality_key, modality_keys_allowed
 
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
@@ -78,9 +78,8 @@ def resolve_weight(weight, term, modality_names, hyperparameters, source, field,
         if modality_kinds is None:
             known, allowed = set(modality_names), f"weights keyed by the modalities {list(modality_names)}"
         else:
-            known = set(modality_names) | set(KINDS) | {OTHER_MODALITIES}
-            allowed = (f"weights keyed by the modalities {list(modality_names)}, the kinds {list(KINDS)} "
-                       f"or '{OTHER_MODALITIES}' (every modality keyed by neither)")
+            known = set(modality_names) | NAME_FREE_KEYS
+            allowed = f"weights keyed by {modality_keys_allowed(modality_names)}"
         unknown = sorted(set(weight) - known)
         if unknown:
             hint = did_you_mean(unknown[0], sorted(known))

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras
 import mibzoo
-from mibzoo.modalities import KINDS, OTHER_MODALITIES
+from mibzoo.modalities import NAME_FREE_KEYS
 
 TINY_VECTOR = {"kind": "vector", "size": 12, "likelihood": "bernoulli", "hidden": 32, "layers": 1}
 TINY_LABEL = {"kind": "categorical", "classes": 4, "hidden": 32, "layers": 1}
@@ -23,7 +23,7 @@ def tiny_overrides(entry):
 
     def by_name(mapping):  # keys that are only kinds or "*" apply to the tiny modalities whatever their names
         return isinstance(mapping, dict) and bool(set(mapping) & set(default) or
-                                                  set(mapping) - set(KINDS) - {OTHER_MODALITIES})
+                                                  set(mapping) - NAME_FREE_KEYS)
 
     keyed = by_name(described["private"]) or any(
         by_name(weight) for field in ("dist", "str_reg") for weight, _ in described[field])
