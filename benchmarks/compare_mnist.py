@@ -73,6 +73,9 @@ def merge(previous, report, models, first_seed, wall):
             raise SystemExit(f"compare_mnist: cannot add seeds to the {report.budget.get('dataset')} results on disk: "
                              f"their budget differs in {changed} ({[previous.budget.get(k) for k in changed]} "
                              f"against {[report.budget.get(k) for k in changed]}); rerun without --resume")
+    versions = first.versions
+    if previous is not None:
+        versions = dict(previous.versions, classifiers=same_scorers(previous, report))
     rows = (previous.rows if previous is not None else []) + report.rows
     digests = {}
     for row in rows:
@@ -87,8 +90,44 @@ def merge(previous, report, models, first_seed, wall):
     samples = dict(previous.samples if previous is not None else {})
     if report.budget.get("seeds") == [first_seed]:
         samples.update(report.samples)
-    return Report(rows, dict(first.budget, seeds=seeds), first.versions, first.chance or report.chance, wall,
+    return Report(rows, dict(first.budget, seeds=seeds), versions, first.chance or report.chance, wall,
                   samples, first.specs or report.specs)
+
+
+def same_scorers(previous, report):
+    """The coherence classifiers' records of rows ``previous`` and ``report`` share, after checking that they
+    are one classifier each: rows read by two classifiers would not be one measurement (a classifier is
+    retrained on a machine whose cache lacks it; `mibzoo.classifiers`). Records written before classifiers
+    had a ``weights_sha256`` can only be matched by their test accuracy; that is accepted, and said.
+
+    Raises:
+        SystemExit: the rows were scored by different classifiers.
+    """
+    from mibzoo import classifiers
+
+    before = previous.versions.get("classifiers") or {}
+    now = report.versions.get("classifiers") or {}
+    merged = dict(before)
+    for name, record in now.items():
+        old = before.get(name)
+        if old is None or classifiers.same_classifier(old, record):
+            merged[name] = record if record.get("weights_sha256") else merged.get(name, record)
+            continue
+        legacy = not (old.get("weights_sha256") and record.get("weights_sha256"))
+        if legacy and old.get("test_accuracy") is not None and old.get("test_accuracy") == record.get("test_accuracy"):
+            print(f"compare_mnist: classifier {name!r}: the rows on disk name a file no longer here "
+                  f"(sha256 {str(old.get('sha256'))[:16]}..., no weights digest); taken as this cache's "
+                  f"(weights {str(record.get('weights_sha256'))[:16]}...) by its equal test accuracy "
+                  f"{record.get('test_accuracy')}", flush=True)
+            merged[name] = dict(record, matched_by="test_accuracy", earlier_sha256=old.get("sha256"))
+            continue
+        raise SystemExit(f"compare_mnist: cannot add rows to the {report.budget.get('dataset')} results on disk: "
+                         f"they were scored by another {name!r} classifier (test accuracy {old.get('test_accuracy')}, "
+                         f"sha256 {str(old.get('sha256'))[:16]}...) than this machine's cache holds (test accuracy "
+                         f"{record.get('test_accuracy')}, weights {str(record.get('weights_sha256'))[:16]}...). "
+                         "Put the classifier that scored them in the cache ($MIBZOO_CLASSIFIER_DIR), "
+                         "or rerun without --resume")
+    return merged
 
 
 @functools.lru_cache(maxsize=None)

@@ -179,7 +179,8 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
               "prior_samples": prior_samples, "optimizer": (f"Adam(learning_rate={learning_rate})" if learning_rate is not None
                             else "Adam, each entry's zoo settings"),
               "metrics": metric_groups, "overrides": overrides or {}, "modality_options": modality_options or {}}
-    report_versions = dict(run_records.versions(), classifiers=experiment.classifier_records(data.spec, classifier_dir))
+    report_versions = dict(run_records.versions(),
+                           classifiers=experiment.classifier_records(data.spec, classifier_dir, readers))
     # Each (model, seed) is a run directory: a comparison killed half-way resumes where it stopped.
     scratch = tempfile.TemporaryDirectory(prefix="mibzoo-compare-") if out is None else None
     runs_root = pathlib.Path(scratch.name if scratch else out) / "runs"
@@ -205,7 +206,7 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
                                           modality_options=modality_options or {}, learning_rate=learning_rate,
                                           data_dir=data_dir, image_examples=0, verbose=verbose)
             t0 = time.perf_counter()
-            values = _reusable_metrics(run_dir, {**wanted, "seed": seed})
+            values = _reusable_metrics(run_dir, {**wanted, "seed": seed}, report_versions["classifiers"])
             if values is None:
                 values = experiment.evaluate_run(run_dir, metrics=metric_groups, iwae_k=iwae_k, limit=test_limit,
                                                  likelihood_limit=likelihood_limit, probe_train_limit=probe_train_limit,
@@ -235,15 +236,22 @@ def compare(models, dataset, epochs=10, seeds=(0,), batch_size=128, limit=None, 
     return report
 
 
-def _reusable_metrics(run_dir, settings):
-    """The metrics of an earlier evaluation of this run with the same settings, or None."""
-    from mibzoo import run_records
+def _reusable_metrics(run_dir, settings, classifier_records):
+    """The metrics of an earlier evaluation of this run with the same settings and the same coherence
+    classifiers (`mibzoo.classifiers.same_classifier`; another machine's cache may hold another), or None."""
+    from mibzoo import classifiers, run_records
 
     path = pathlib.Path(run_dir) / "metrics.json"
     if not path.is_file():
         return None
     stored = run_records.read_json(path)
-    return stored["metrics"] if stored.get("settings") == settings else None
+    if stored.get("settings") != settings:
+        return None
+    scored_by = stored.get("classifiers") or {}
+    if set(scored_by) != set(classifier_records) or not all(
+            classifiers.same_classifier(scored_by[name], record) for name, record in classifier_records.items()):
+        return None
+    return stored["metrics"]
 
 
 def _clear_keras_session():

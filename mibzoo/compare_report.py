@@ -96,8 +96,11 @@ class Report:
         lines.append(f"Versions: {libs}.")
         for name, info in (v.get("classifiers") or {}).items():
             if info.get("test_accuracy") is not None:
-                lines.append(f"Classifier `{name}`: test accuracy {info['test_accuracy']:.4f}, sha256 "
-                             f"`{str(info.get('sha256'))[:16]}…`.")
+                digest = (f"weights sha256 `{info['weights_sha256'][:16]}…`" if info.get("weights_sha256")
+                          else f"sha256 `{str(info.get('sha256'))[:16]}…`")
+                lines.append(f"Classifier `{name}`: test accuracy {info['test_accuracy']:.4f}, {digest}"
+                             + (" (rows measured before weights digests matched by test accuracy)"
+                                if info.get("matched_by") == "test_accuracy" else "") + ".")
         if self.wall_seconds is not None:
             lines.append(f"Wall time: {self.wall_seconds / 60:.1f} min.")
         return lines

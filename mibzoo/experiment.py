@@ -364,7 +364,7 @@ def evaluate_run(run_dir, metrics=None, iwae_k=50, limit=None, likelihood_limit=
         "metrics": values, "evaluated": now(), "seconds": round(time.perf_counter() - started, 2),
         "settings": evaluation_settings(iwae_k, len(next(iter(test.values()))), likelihood_limit,
                                         probe_train_limit, prior_samples, seed, metrics),
-        "classifiers": classifier_records(data.spec, classifier_dir), "versions": versions(),
+        "classifiers": classifier_records(data.spec, classifier_dir, classifiers), "versions": versions(),
         "latent_sampler": {"kind": model.latent_sampler.kind, "fitted": model.latent_sampler.is_fitted()}})
     if plot_examples:
         write_sample_plots(model, {m: v[:plot_examples] for m, v in test.items() if m in model.modality_specs},
@@ -380,15 +380,32 @@ def evaluation_settings(iwae_k, test_examples, likelihood_limit, probe_train_lim
             "metrics": list(metrics) if metrics is not None else None}
 
 
-def classifier_records(spec, classifier_dir=None):
-    """Checksums and test accuracies of the classifiers a dataset's metrics read modalities with."""
+def classifier_records(spec, classifier_dir=None, readers=None):
+    """Checksums and test accuracies of the classifiers a dataset's metrics read modalities with.
+
+    Args:
+        spec: the dataset's `EvaluationSpec`.
+        classifier_dir: the classifier cache.
+        readers: ``{modality: classifier}`` actually used, when given: a reader whose weights are not
+            the cached classifier's (the cache changed since it was loaded, or it was passed in) is
+            recorded by its own ``weights_sha256``, so that a record always names what scored.
+    """
     from mibzoo import classifiers
     out = {}
-    for label in spec.labels.values():
+    for modality, label in spec.labels.items():
         ref = label.classifier
         if isinstance(ref, str) and ref in classifiers.CLASSIFIERS:
             info = classifiers.record(ref, classifier_dir) or {}
-            out[ref] = {"sha256": info.get("sha256"), "test_accuracy": info.get("test_accuracy")}
+            weights = info.get("weights_sha256")
+            if weights is None and info:  # a cache from before weights digests: read them off the file
+                cached = classifiers.load_cached(ref, classifier_dir)
+                weights = classifiers.weights_sha256(cached) if cached is not None else None
+            entry = {"sha256": info.get("sha256"), "test_accuracy": info.get("test_accuracy"),
+                     "weights_sha256": weights}
+            reader = (readers or {}).get(modality)
+            if hasattr(reader, "get_weights") and classifiers.weights_sha256(reader) != weights:
+                entry = {"sha256": None, "test_accuracy": None, "weights_sha256": classifiers.weights_sha256(reader)}
+            out[ref] = entry
         elif isinstance(ref, str):
             out[ref] = {"sha256": classifiers.sha256_file(ref) if os.path.isfile(ref) else None}
     return out

@@ -107,3 +107,18 @@ def test_summary_and_table_are_the_statistics_of_the_seeds():
         assert f"{np.mean(vs):.3f} ± {np.std(vs, ddof=1):.3f}" in table
     assert f"**{np.mean(values['jmvae']):.3f} ± " in table  # the best mean in bold
     np.testing.assert_allclose(summary["mvae"]["train_seconds"]["mean"], 11.0)
+
+
+def test_stored_metrics_are_reused_only_with_the_classifier_that_scored_them(tmp_path):
+    from mibzoo import compare, run_records
+
+    settings = {"iwae_k": 50, "seed": 0}
+    scored_by = {"mnist_digit": {"sha256": "f1", "test_accuracy": 0.9914, "weights_sha256": "w1"}}
+    run_records.write_json(tmp_path / "metrics.json", {"metrics": {"joint_coherence": 0.9}, "settings": settings,
+                                                        "classifiers": scored_by})
+    resaved = {"mnist_digit": dict(scored_by["mnist_digit"], sha256="f2")}  # same weights, saved again
+    assert compare._reusable_metrics(tmp_path, settings, resaved) == {"joint_coherence": 0.9}
+    retrained = {"mnist_digit": {"sha256": "f3", "test_accuracy": 0.9910, "weights_sha256": "w2"}}
+    assert compare._reusable_metrics(tmp_path, settings, retrained) is None
+    assert compare._reusable_metrics(tmp_path, dict(settings, iwae_k=10), scored_by) is None
+    assert compare._reusable_metrics(tmp_path, settings, {}) is None  # scored with a classifier, now without

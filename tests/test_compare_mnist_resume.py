@@ -98,3 +98,32 @@ def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path
     assert f"Command: `python benchmarks/compare_mnist.py --out {tmp_path} --docs {docs}`" in text
     # missing against the full plan: MNIST-Plus-1's seeds 1 and 2, MNIST-Label's mib_mm seed 1
     assert re.search(r"`mnist_plus1`: [^;]*jmvae seed 1", text) and re.search(r"`mnist_label`: [^;]*mib_mm seed 1", text)
+
+
+def _scored(report, **classifier):
+    report.versions["classifiers"] = {"mnist_digit": classifier}
+    return report
+
+
+def test_resume_refuses_rows_scored_by_another_classifier():
+    # A machine whose classifier cache lacks the classifier that scored the rows on disk trains its own;
+    # its readings are another measurement, so they do not join the old rows' table.
+    script = _script()
+    kept = _scored(_report([_row("jmvae", 0, "j1", 0.4)]), sha256="f1", test_accuracy=0.9914, weights_sha256="w1")
+    same = _scored(_report([_row("jmvae", 1, "j1", 0.5)]), sha256="f2", test_accuracy=0.9914, weights_sha256="w1")
+    merged = script.merge(kept, same, MODELS, 0, 60.0)  # same weights, another file (save time): one classifier
+    assert merged.versions["classifiers"]["mnist_digit"]["weights_sha256"] == "w1"
+    other = _scored(_report([_row("jmvae", 1, "j1", 0.5)]), sha256="f3", test_accuracy=0.9910, weights_sha256="w2")
+    with pytest.raises(SystemExit, match="scored by another 'mnist_digit' classifier"):
+        script.merge(kept, other, MODELS, 0, 60.0)
+    # Rows from before weights digests: equal weights cannot be shown, so the test accuracy decides, and says so.
+    legacy = _scored(_report([_row("jmvae", 0, "j1", 0.4)]), sha256="f0", test_accuracy=0.9914)
+    merged = script.merge(legacy, same, MODELS, 0, 60.0)
+    assert merged.versions["classifiers"]["mnist_digit"] == {
+        "sha256": "f2", "test_accuracy": 0.9914, "weights_sha256": "w1", "matched_by": "test_accuracy",
+        "earlier_sha256": "f0"}
+    assert "weights sha256 `w1…` (rows measured before weights digests matched by test accuracy)" in "\n".join(
+        merged.header())
+    with pytest.raises(SystemExit, match="scored by another"):
+        script.merge(legacy, other, MODELS, 0, 60.0)
+
