@@ -9,8 +9,8 @@ when the file is missing or altered.
 The same recipe and seed are not enough for the same classifier: the number of threads an op
 splits its work over changes the order of floating-point sums, and over 2,345 training steps a
 last-bit difference becomes another classifier (measured on one machine: trained with one
-thread, MNIST test accuracy 0.9910; with two, 0.9914, the classifier that scored
-docs/results.md). A classifier trained by whatever process first needed it would depend on that
+thread, MNIST test accuracy 0.9910; with two, 0.9914, as recorded for the classifier that scored
+docs/results.md; see its section 9). A classifier trained by whatever process first needed it would depend on that
 process's thread settings (benchmarks pin one thread per run) and device. So `train` fits it in a
 child process on the CPU with `TRAINING_THREADS` intra- and inter-op threads, whatever the
 caller's settings: on machines with the same CPU instruction set and library versions it is the
