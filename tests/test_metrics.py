@@ -270,10 +270,18 @@ def test_training_runs_in_a_child_with_pinned_threads(tmp_path):
     assert info["recipe"]["train_limit"] == 500 and info["train_examples"] == 500
     assert info["weights_sha256"] == classifiers.weights_sha256(model)
     assert classifiers.record("mnist_digit", tmp_path) == info
-    unknown = dataclasses.replace(TINY_RECIPE, dataset="mnist_nowhere")  # the child fails; nothing is cached
-    with pytest.raises(RuntimeError, match="training failed in its child process"):
-        classifiers.train("mnist_digit", directory=tmp_path / "other", recipe=unknown)
-    assert classifiers.record("mnist_digit", tmp_path / "other") is None
+
+
+def test_a_classifier_under_its_required_accuracy_is_not_cached(tmp_path, monkeypatch):
+    failing = dataclasses.replace(TINY_RECIPE, min_accuracy=1.01)
+    with pytest.raises(RuntimeError, match="is below the required 1.01"):  # the child's work, here
+        classifiers.train_here("mnist_digit", directory=tmp_path, recipe=failing)
+    assert classifiers.record("mnist_digit", tmp_path) is None
+    # In `train` that error ends the child with a non-zero exit, which the parent reports.
+    monkeypatch.setattr(classifiers.subprocess, "run",
+                        lambda command, **kwargs: classifiers.subprocess.CompletedProcess(command, 1, ""))
+    with pytest.raises(RuntimeError, match="training failed in its child process \\(exit 1"):
+        classifiers.train("mnist_digit", directory=tmp_path, recipe=failing)
 
 
 @pytest.mark.slow
