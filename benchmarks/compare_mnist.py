@@ -94,6 +94,9 @@ def merge(previous, report, models, first_seed, wall):
                   samples, first.specs or report.specs)
 
 
+LEGACY_MATCH = ("matched_by", "earlier_sha256")  # how rows from before weights digests were matched
+
+
 def same_scorers(previous, report):
     """The coherence classifiers' records of rows ``previous`` and ``report`` share, after checking that they
     are one classifier each: rows read by two classifiers would not be one measurement (a classifier is
@@ -111,7 +114,8 @@ def same_scorers(previous, report):
     for name, record in now.items():
         old = before.get(name)
         if old is None or classifiers.same_classifier(old, record):
-            merged[name] = record if record.get("weights_sha256") else merged.get(name, record)
+            # The newer record (it may add the weights digest), keeping how earlier rows were matched.
+            merged[name] = dict(record, **{k: old[k] for k in LEGACY_MATCH if k in old}) if old else record
             continue
         legacy = not (old.get("weights_sha256") and record.get("weights_sha256"))
         if legacy and old.get("test_accuracy") is not None and old.get("test_accuracy") == record.get("test_accuracy"):

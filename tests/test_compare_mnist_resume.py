@@ -126,4 +126,9 @@ def test_resume_refuses_rows_scored_by_another_classifier():
         merged.header())
     with pytest.raises(SystemExit, match="scored by another"):
         script.merge(legacy, other, MODELS, 0, 60.0)
+    # Later rows of the same classifier keep the note: the legacy rows are still in the table.
+    later = _scored(_report([_row("jmvae", 2, "j1", 0.5)]), sha256="f4", test_accuracy=0.9914, weights_sha256="w1")
+    again = script.merge(merged, later, MODELS, 0, 60.0)
+    assert again.versions["classifiers"]["mnist_digit"] == dict(
+        merged.versions["classifiers"]["mnist_digit"], sha256="f4")
 
