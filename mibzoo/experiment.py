@@ -388,7 +388,8 @@ def classifier_records(spec, classifier_dir=None, readers=None):
         classifier_dir: the classifier cache.
         readers: ``{modality: classifier}`` actually used, when given: a reader whose weights are not
             the cached classifier's (the cache changed since it was loaded, or it was passed in) is
-            recorded by its own ``weights_sha256``, so that a record always names what scored.
+            recorded by its own ``weights_sha256``, so that a record always names what scored; a
+            reader without weights (a callable) is recorded by its type only, which matches nothing.
     """
     from mibzoo import classifiers
     out = {}
@@ -405,6 +406,9 @@ def classifier_records(spec, classifier_dir=None, readers=None):
             reader = (readers or {}).get(modality)
             if hasattr(reader, "get_weights") and classifiers.weights_sha256(reader) != weights:
                 entry = {"sha256": None, "test_accuracy": None, "weights_sha256": classifiers.weights_sha256(reader)}
+            elif reader is not None and not hasattr(reader, "get_weights"):  # a callable: nothing identifies it
+                entry = {"sha256": None, "test_accuracy": None, "weights_sha256": None,
+                         "reader": type(reader).__name__}
             out[ref] = entry
         elif isinstance(ref, str):
             out[ref] = {"sha256": classifiers.sha256_file(ref) if os.path.isfile(ref) else None}

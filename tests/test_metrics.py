@@ -306,6 +306,9 @@ def test_classifier_records_name_the_classifier_that_scored(tmp_path):
     other = classifiers.fit_classifier(data["image"], data["digit"], CLASSES, epochs=1, batch_size=50, seed=1)
     assert classifier_records(spec, tmp_path, {"image": other}) == {"mnist_digit": {
         "sha256": None, "test_accuracy": None, "weights_sha256": classifiers.weights_sha256(other)}}
+    callable_reader = classifier_records(spec, tmp_path, {"image": NearestPrototype()})["mnist_digit"]
+    assert callable_reader["reader"] == "NearestPrototype" and not classifiers.same_classifier(callable_reader,
+                                                                                              callable_reader)
     # A cache written before weights digests: they are read off its file.
     legacy = {k: v for k, v in info.items() if k != "weights_sha256"}
     (tmp_path / "mnist_digit.json").write_text(json.dumps(legacy))
