@@ -392,24 +392,35 @@ def classifier_records(spec, classifier_dir=None, readers=None):
             reader without weights (a callable) is recorded by its type only, which matches nothing.
     """
     from mibzoo import classifiers
-    out = {}
+    out, cached = {}, {}
     for modality, label in spec.labels.items():
         ref = label.classifier
         if isinstance(ref, str) and ref in classifiers.CLASSIFIERS:
-            info = classifiers.record(ref, classifier_dir) or {}
-            weights = info.get("weights_sha256")
-            if weights is None and info:  # a cache from before weights digests: read them off the file
-                cached = classifiers.load_cached(ref, classifier_dir)
-                weights = classifiers.weights_sha256(cached) if cached is not None else None
-            entry = {"sha256": info.get("sha256"), "test_accuracy": info.get("test_accuracy"),
-                     "weights_sha256": weights}
+            if ref not in cached:  # modalities read by one classifier (image_a, image_b) share its record
+                cached[ref] = _cached_classifier_record(ref, classifier_dir)
+            entry = cached[ref]
             reader = (readers or {}).get(modality)
-            if hasattr(reader, "get_weights") and classifiers.weights_sha256(reader) != weights:
-                entry = {"sha256": None, "test_accuracy": None, "weights_sha256": classifiers.weights_sha256(reader)}
-            elif reader is not None and not hasattr(reader, "get_weights"):  # a callable: nothing identifies it
+            if reader is not None and not hasattr(reader, "get_weights"):  # a callable: nothing identifies it
                 entry = {"sha256": None, "test_accuracy": None, "weights_sha256": None,
                          "reader": type(reader).__name__}
+            elif reader is not None:
+                used = classifiers.weights_sha256(reader)
+                if used != entry["weights_sha256"]:
+                    entry = {"sha256": None, "test_accuracy": None, "weights_sha256": used}
             out[ref] = entry
         elif isinstance(ref, str):
             out[ref] = {"sha256": classifiers.sha256_file(ref) if os.path.isfile(ref) else None}
     return out
+
+
+def _cached_classifier_record(ref, classifier_dir):
+    """``{"sha256", "test_accuracy", "weights_sha256"}`` of the cached classifier ``ref`` (Nones when
+    it is not cached); a cache from before weights digests has them read off its file."""
+    from mibzoo import classifiers
+
+    info = classifiers.record(ref, classifier_dir) or {}
+    weights = info.get("weights_sha256")
+    if weights is None and info:
+        model = classifiers.load_cached(ref, classifier_dir)
+        weights = classifiers.weights_sha256(model) if model is not None else None
+    return {"sha256": info.get("sha256"), "test_accuracy": info.get("test_accuracy"), "weights_sha256": weights}
