@@ -117,7 +117,7 @@ def test_private_sizes_keyed_by_modality_name_or_kind():
     # a data set with other modality names keeps the entry's kind-keyed private latents
     plus1 = mibzoo.load("dmvae", modalities={"image_a": {"kind": "image", "shape": [4, 4, 1]},
                                              "label": {"kind": "categorical", "classes": 3}})
-    assert plus1.private_sizes == {"image_a": 4, "label": 0}
+    assert plus1.private_sizes == {"image_a": 1, "label": 0}
 
 
 def test_per_modality_weights_keyed_by_modality_name_or_kind():

@@ -178,9 +178,11 @@ def zero_noise_pass(model, arrays):
 
 
 @pytest.mark.parametrize("alpha,beta", [(0.9, 1.0), (0.3, 2.5)])
-def test_mvtcae_loss_is_reconstruction_plus_its_weighted_kls(alpha, beta):
+def test_mvtcae_loss_is_reconstruction_plus_its_weighted_kls_plus_cross_generation(alpha, beta):
     """Hwang et al. 2021, Eq. 9: Σ_i −log p(x_i | z) + β((N − α)/N KL(q(z|X) ‖ p(z))
-    + α/N Σ_i KL(q(z|X) ‖ q(z|x_i))), N = 2, with the label likelihood weighted ×3."""
+    + α/N Σ_i KL(q(z|X) ‖ q(z|x_i))), N = 2, with the label likelihood weighted ×3; plus the zoo's
+    addition, the X_i-part of the same cross divergence: β_i · −log p(x_i | z), z ~ q(z | x_{\\i}),
+    β_i = 4β for the label and β otherwise (times its likelihood weight)."""
     model = mibzoo.load("mvtcae", modalities=PAIR, shared=TINY_SHARED, alpha=alpha, beta=beta,
                         likelihood_weights={"y": 3.0})
     arrays = synthetic_batches(PAIR, n=16)
@@ -193,7 +195,11 @@ def test_mvtcae_loss_is_reconstruction_plus_its_weighted_kls(alpha, beta):
     joint_kl = np.mean(numpy_kl_to_standard_normal(loc, logvar))
     cross_kls = sum(np.mean(numpy_gaussian_kl(loc, logvar, *(np.asarray(t) for t in fp.posterior(i)))) for i in range(2))
     want = recon + beta * ((2 - alpha) / 2 * joint_kl + alpha / 2 * cross_kls)
-    np.testing.assert_allclose(float(totals["loss"]), want, rtol=1e-5)
+    # at zero noise z ~ q(z | x_{\i}) is the mean of the other modality's q(z | x_j) (N = 2)
+    cross_generation = sum(weight * np.mean(numpy_nll(name, model.decode_modality(name, np.asarray(fp.posterior(j)[0])),
+                                                      arrays))
+                           for name, j, weight in (("x", 1, beta), ("y", 0, 4 * beta * 3.0)))
+    np.testing.assert_allclose(float(totals["loss"]), want + cross_generation, rtol=1e-5)
 
 
 def test_dmvae_loss_is_the_joint_elbo_plus_every_unimodal_elbo_over_all_modalities():
