@@ -59,7 +59,8 @@ def diagnose(run_dir, examples=2000, probe_examples=5000, seed=0):
 
     out = {"run": str(run_dir), "entry": record["entry"], "examples": len(test[names[0]]), "pairs": {},
            "probes": {}}
-    joint = draw(*_gaussian(model.encode({n: test[n] for n in names})))
+    joint_loc, joint_logvar = _gaussian(model.encode({n: test[n] for n in names}))
+    joint = draw(joint_loc, joint_logvar)
     for source in names:
         post = model.encode({source: test[source]})
         loc, logvar = _gaussian(post)
@@ -89,7 +90,7 @@ def diagnose(run_dir, examples=2000, probe_examples=5000, seed=0):
         for part, read in parts.items():
             probe = LogisticRegression(max_iter=2000).fit(read(fitted), np.asarray(train[key]).reshape(-1))
             out["probes"][f"{part} of {name}"] = round(float(probe.score(read(held), np.asarray(test[key]).reshape(-1))), 3)
-    out["sd q(z|all)"] = round(float(np.exp(0.5 * _gaussian(model.encode({n: test[n] for n in names}))[1]).mean()), 3)
+    out["sd q(z|all)"] = round(float(np.exp(0.5 * joint_logvar).mean()), 3)
     return out
 
 
