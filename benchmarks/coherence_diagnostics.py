@@ -39,16 +39,18 @@ def _kl_diag(m1, lv1, m2, lv2):
     return 0.5 * (lv2 - lv1 + (np.exp(lv1) + (m1 - m2) ** 2) / np.exp(lv2) - 1.0)
 
 
-def _decode(model, name, z, rng):
-    """The likelihood mean of ``name`` at ``z`` [B, Dz] (private latents from their prior)."""
+def _decode(model, name, z, rng, u=None):
+    """The likelihood mean of ``name`` at ``z`` [B, Dz] and its private latent ``u`` (from its prior
+    when not given)."""
     du = model.private_sizes[name]
-    u = rng.standard_normal((len(z), du)).astype("float32") if du else None
+    if du and u is None:
+        u = rng.standard_normal((len(z), du)).astype("float32")
     return _common.to_numpy(model.forward_pass(None).decode(name, z.astype("float32"), u).mean())
 
 
-def _read(model, readers, name, z, rng):
+def _read(model, readers, name, z, rng, u=None):
     specs = _common.modality_specs(model)
-    return _common.read_classes(_decode(model, name, z, rng), specs[name], readers[name])
+    return _common.read_classes(_decode(model, name, z, rng, u), specs[name], readers[name])
 
 
 def _joint_agreement(model, readers, z, rng):
