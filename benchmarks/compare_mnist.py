@@ -55,14 +55,20 @@ SAME_BUDGET = ["dataset", "epochs", "batch_size", "train_examples", "test_exampl
                "probe_train_examples", "iwae_k", "prior_samples", "optimizer", "metrics", "overrides"]
 
 
-def merge(previous, report, models, first_seed, wall):
+def merge(previous, report, models, first_seed, wall, other_classifier=False):
     """One `Report` of ``models`` over the rows of ``previous`` and ``report``: rows in model order, every
     seed with a row as its seeds (`write_docs` names the (model, seed) pairs still missing), samples (for
     the PNGs) from ``first_seed`` only.
 
+    With ``other_classifier``, rows of ``report`` scored by another copy of a coherence classifier than
+    the rows of ``previous`` are kept, each with its own ``"classifiers"`` record, and the table's header
+    names their columns (`Report.header`); all seeds of one model must still share one copy.
+
     Raises:
         SystemExit: ``previous`` (e.g. read back by ``--resume``) was measured with another budget, or a
-            model's config (``config_sha256`` of its rows) differs between rows: its seeds would not be one model's.
+            model's config (``config_sha256`` of its rows) differs between rows: its seeds would not be one
+            model's; or its rows were scored by another classifier (without ``other_classifier``, or
+            within one model).
     """
     from mibzoo.compare import Report
 
@@ -75,7 +81,10 @@ def merge(previous, report, models, first_seed, wall):
                              f"against {[report.budget.get(k) for k in changed]}); rerun without --resume")
     versions = first.versions
     if previous is not None:
-        versions = dict(previous.versions, classifiers=same_scorers(previous, report))
+        scorers, other = same_scorers(previous, report, other_classifier)
+        versions = dict(previous.versions, classifiers=scorers)
+        if other:
+            report.rows = [dict(r, classifiers=other) for r in report.rows]
     rows = (previous.rows if previous is not None else []) + report.rows
     digests = {}
     for row in rows:
@@ -84,6 +93,15 @@ def merge(previous, report, models, first_seed, wall):
     if mixed:
         raise SystemExit(f"compare_mnist: the zoo config of {mixed} differs between rows (or rows predate config "
                          "digests), so their seeds would average different models; rerun without --resume")
+    copies = {}
+    for row in rows:
+        copies.setdefault(row["model"], set()).add(
+            tuple(sorted((n, i.get("weights_sha256")) for n, i in (row.get("classifiers") or {}).items())))
+    mixed = sorted(m for m, c in copies.items() if len(c) > 1)
+    if mixed:
+        raise SystemExit(f"compare_mnist: the seeds of {mixed} would be scored by different copies of the coherence "
+                         "classifier, so their mean would mix two measurements; measure all of a model's seeds "
+                         "with one copy (a changed zoo config re-measures them all)")
     order = {m: k for k, m in enumerate(models)}
     rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
     seeds = sorted({r["seed"] for r in rows})
@@ -97,20 +115,24 @@ def merge(previous, report, models, first_seed, wall):
 LEGACY_MATCH = ("matched_by", "earlier_sha256")  # how rows from before weights digests were matched
 
 
-def same_scorers(previous, report):
+def same_scorers(previous, report, accept_other=False):
     """The coherence classifiers' records of rows ``previous`` and ``report`` share, after checking that they
     are one classifier each: rows read by two classifiers would not be one measurement (a classifier is
     retrained on a machine whose cache lacks it; `mibzoo.classifiers`). Records written before classifiers
     had a ``weights_sha256`` can only be matched by their test accuracy; that is accepted, and said.
 
+    Returns:
+        ``(records, other)``: the table's records, and ``{name: record}`` of ``report``'s classifiers that
+        differ from the table's (empty unless ``accept_other``; those rows keep their own record).
+
     Raises:
-        SystemExit: the rows were scored by different classifiers.
+        SystemExit: the rows were scored by different classifiers and ``accept_other`` is false.
     """
     from mibzoo import classifiers
 
     before = previous.versions.get("classifiers") or {}
     now = report.versions.get("classifiers") or {}
-    merged = dict(before)
+    merged, other = dict(before), {}
     for name, record in now.items():
         old = before.get(name)
         if old is None or classifiers.same_classifier(old, record):
@@ -125,13 +147,20 @@ def same_scorers(previous, report):
                   f"{record.get('test_accuracy')}", flush=True)
             merged[name] = dict(record, matched_by="test_accuracy", earlier_sha256=old.get("sha256"))
             continue
+        if accept_other:
+            print(f"compare_mnist: classifier {name!r}: the new rows are scored by another copy (test accuracy "
+                  f"{record.get('test_accuracy')}, weights {str(record.get('weights_sha256'))[:16]}...) than the "
+                  f"rows on disk ({old.get('test_accuracy')}); kept with their own record (--other-classifier)",
+                  flush=True)
+            other[name] = record
+            continue
         raise SystemExit(f"compare_mnist: cannot add rows to the {report.budget.get('dataset')} results on disk: "
                          f"they were scored by another {name!r} classifier (test accuracy {old.get('test_accuracy')}, "
                          f"sha256 {str(old.get('sha256'))[:16]}...) than this machine's cache holds (test accuracy "
                          f"{record.get('test_accuracy')}, weights {str(record.get('weights_sha256'))[:16]}...). "
                          "Put the classifier that scored them in the cache ($MIBZOO_CLASSIFIER_DIR), "
-                         "or rerun without --resume")
-    return merged
+                         "keep the new rows marked as another copy's (--other-classifier), or rerun without --resume")
+    return merged, other
 
 
 @functools.lru_cache(maxsize=None)
@@ -292,7 +321,8 @@ def kept_section(path):
 # Options that choose which (model, seed) pairs an invocation measures, and options that only continue
 # a run: neither changes the budget, so the command that reproduces the tables leaves them out.
 SELECTION_OPTIONS = ("--datasets", "--models", "--seeds", "--structure-seeds")
-CONTINUATION_OPTIONS = ("--resume", "--runs")
+CONTINUATION_OPTIONS = ("--resume", "--runs", "--other-classifier")
+FLAGS = ("--resume", "--other-classifier")  # options without a value
 
 
 def reproducing_command(argv):
@@ -302,7 +332,7 @@ def reproducing_command(argv):
     for a in argv:
         if a.startswith("--"):
             name = a.split("=", 1)[0]
-            dropping = name in SELECTION_OPTIONS + CONTINUATION_OPTIONS and "=" not in a and name != "--resume"
+            dropping = name in SELECTION_OPTIONS + CONTINUATION_OPTIONS and "=" not in a and name not in FLAGS
             if name in SELECTION_OPTIONS + CONTINUATION_OPTIONS:
                 continue
         elif dropping:
@@ -334,6 +364,10 @@ def main(argv=None):
                         help="keep every (model, seed) run directory under RUNS/<dataset>/runs (checkpoints, "
                              "metrics), so that an interrupted invocation resumes inside a model; default: a "
                              "temporary directory")
+    parser.add_argument("--other-classifier", action="store_true",
+                        help="with --resume, keep rows scored by another copy of a coherence classifier than the "
+                             "rows on disk (another machine kind trains another copy; mibzoo.classifiers), marked "
+                             "per model column in the tables; a model's seeds must share one copy")
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
@@ -388,7 +422,7 @@ def main(argv=None):
             if args.runs is not None:  # a run directory is reused only by the config it was trained with
                 runs = pathlib.Path(args.runs) / dataset / zoo_digest(model, dataset)[:16]
             report = compare([model], dataset, seeds=[seed], out=runs, **budget)
-            merged = merge(merged, report, models, first_seed, time.perf_counter() - started)
+            merged = merge(merged, report, models, first_seed, time.perf_counter() - started, args.other_classifier)
             merged.save(out / dataset)
             if dataset == STRUCTURE_DATASET:
                 print(structure_section(merged), flush=True)

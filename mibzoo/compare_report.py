@@ -101,9 +101,26 @@ class Report:
                 lines.append(f"Classifier `{name}`: test accuracy {info['test_accuracy']:.4f}, {digest}"
                              + (" (rows measured before weights digests matched by test accuracy)"
                                 if info.get("matched_by") == "test_accuracy" else "") + ".")
+        for name, (info, models) in self.other_scorers().items():
+            lines.append(f"Columns {', '.join(f'`{m}`' for m in models)}: scored by another copy of `{name.split('/')[0]}` "
+                         f"(test accuracy {info.get('test_accuracy'):.4f}, weights sha256 "
+                         f"`{str(info.get('weights_sha256'))[:16]}…`), trained from the same recipe on another "
+                         "machine kind; two copies can read a generated digit differently.")
         if self.wall_seconds is not None:
             lines.append(f"Wall time: {self.wall_seconds / 60:.1f} min.")
         return lines
+
+    def other_scorers(self):
+        """``{"classifier/weights digest": (record, [models])}`` of the rows scored by a classifier other than
+        ``versions["classifiers"]`` names (a row's own ``"classifiers"``, set by a merge that accepted them)."""
+        out = {}
+        for row in self.rows:
+            for name, info in (row.get("classifiers") or {}).items():
+                key = f"{name}/{info.get('weights_sha256')}"
+                models = out.setdefault(key, (info, []))[1]
+                if row["model"] not in models:
+                    models.append(row["model"])
+        return out
 
     def table(self):
         """Markdown: the budget and versions, then metrics (rows) × models (columns), mean ± std over

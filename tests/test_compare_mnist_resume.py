@@ -67,7 +67,7 @@ def test_resume_refuses_seeds_of_another_model_or_budget(later, message):
 def test_reproducing_command_keeps_the_budget_and_drops_selection_and_continuation():
     script = _script()
     argv = ["--resume", "--runs", "/work/x", "--datasets", "mnist_label", "--seeds", "0", "1",
-            "--structure-seeds", "--epochs", "2", "--models=jmvae", "--limit", "500"]
+            "--structure-seeds", "--other-classifier", "--epochs", "2", "--models=jmvae", "--limit", "500"]
     assert script.reproducing_command(argv) == "python benchmarks/compare_mnist.py --epochs 2 --limit 500"
 
 
@@ -132,3 +132,35 @@ def test_resume_refuses_rows_scored_by_another_classifier():
     assert again.versions["classifiers"]["mnist_digit"] == dict(
         merged.versions["classifiers"]["mnist_digit"], sha256="f4")
 
+
+
+def test_other_classifier_keeps_another_copys_rows_marked_per_model_and_never_mixed_within_one(tmp_path):
+    # Another machine kind trains another copy of the classifier from the same recipe (docs/results.md
+    # section 12). With --other-classifier its rows join the table marked with their own record; the
+    # seeds of one model must still be read by one copy.
+    script = _script()
+    table = _scored(_report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m-old", 0.3)]),
+                    sha256="f1", test_accuracy=0.9914, weights_sha256="w1")
+    copy = {"sha256": "f9", "test_accuracy": 0.9910, "weights_sha256": "w2"}
+    with pytest.raises(SystemExit, match="--other-classifier"):
+        script.merge(table, _scored(_report([_row("mib_mm", 0, "m-new", 0.9)]), **copy), MODELS, 0, 60.0)
+    table.rows = [table.rows[0]]  # mib_mm's old-config row, dropped by --resume (current_rows)
+    merged = script.merge(table, _scored(_report([_row("mib_mm", 0, "m-new", 0.9)]), **copy), MODELS, 0, 60.0,
+                          other_classifier=True)
+    merged = script.merge(merged, _scored(_report([_row("mib_mm", 1, "m-new", 0.8)]), **copy), MODELS, 0, 90.0,
+                          other_classifier=True)
+    assert merged.versions["classifiers"]["mnist_digit"]["weights_sha256"] == "w1"  # the table's copy
+    assert [r.get("classifiers") for r in merged.rows] == [None, {"mnist_digit": copy}, {"mnist_digit": copy}]
+    assert merged.summary()["mib_mm"]["joint_coherence"]["mean"] == pytest.approx(0.85)
+    header = "\n".join(merged.header())
+    assert "weights sha256 `w1…`" in header
+    assert "Columns `mib_mm`: scored by another copy of `mnist_digit` (test accuracy 0.9910, weights sha256 `w2…`)" in header
+    assert "`jmvae`" not in header.split("Columns")[1]
+    # A further jmvae seed read by the other copy would average two measurements in one column.
+    with pytest.raises(SystemExit, match=r"seeds of \['jmvae'\] would be scored by different copies"):
+        script.merge(merged, _scored(_report([_row("jmvae", 1, "j1", 0.5)]), **copy), MODELS, 0, 120.0,
+                     other_classifier=True)
+    # And the marks survive the JSON round trip that --resume reads.
+    path = tmp_path / "results.json"
+    merged.to_json(path)
+    assert Report.from_json(path).other_scorers() == merged.other_scorers()
