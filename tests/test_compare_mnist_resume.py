@@ -36,7 +36,7 @@ def test_resume_keeps_current_rows_and_measures_the_changed_model_again(tmp_path
     _report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m-old", 0.2)]).save(tmp_path / "mnist_label")
     earlier = script.resumed(tmp_path, ["mnist_label", "mnist_plus1"])
     assert list(earlier) == ["mnist_label"]  # nothing on disk for mnist_plus1
-    monkeypatch.setattr("mibzoo.compare.entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m-new"}[m])
+    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m-new"}[m])
     kept = script.current_rows(earlier["mnist_label"], MODELS, "mnist_label")
     assert script.current_rows(earlier["mnist_label"], ["mib_mm"], "mnist_label") is None  # nothing current
     assert [(r["model"], r["seed"]) for r in kept.rows] == [("jmvae", 0)]
@@ -78,7 +78,7 @@ def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path
                    wall_seconds=60.0)
     plus1.save(tmp_path / "mnist_plus1")
     _report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m1", 0.3)]).save(tmp_path / "mnist_label")
-    monkeypatch.setattr("mibzoo.compare.entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
+    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
     trained = []
 
     def fake_compare(models, dataset, seeds, out=None, **budget):
