@@ -19,6 +19,7 @@ import json
 
 import numpy as np
 from coherence_diagnostics import _decode, load_run  # the benchmarks directory is on sys.path when run as a script
+from cross_read_diagnostics import _gaussian
 
 from mibzoo import classifiers
 from mibzoo.metrics import _common
@@ -42,8 +43,7 @@ def score(run_dir, dirs, examples=2000, seed=0):
     out = {"run": str(run_dir), "entry": record["entry"], "examples": examples, "pairs": {}}
     copies_by_name = {}
     for src in names:
-        post = model.encode({src: arrays[src]})
-        m, lv = _common.to_numpy(post["loc"]), _common.to_numpy(post["logvar"])
+        m, lv = _gaussian(model.encode({src: arrays[src]}))
         z = m + np.exp(0.5 * lv) * rng.standard_normal(m.shape)
         for dst in names:
             if dst == src:
@@ -51,7 +51,9 @@ def score(run_dir, dirs, examples=2000, seed=0):
             reference = spec.labels[dst].classifier
             if reference is None:
                 continue  # a categorical is read by its argmax, the same whatever the classifier
-            copies = copies_by_name.setdefault(reference, _copies(dirs, reference))
+            if reference not in copies_by_name:  # load each classifier's copies once, not once per pair
+                copies_by_name[reference] = _copies(dirs, reference)
+            copies = copies_by_name[reference]
             generated = _decode(model, dst, z, rng)
             reads = {k: _common.read_classes(generated, specs[dst], c) for k, c in copies.items()}
             want = np.asarray(arrays[spec.labels[dst].label_key]).astype(int)

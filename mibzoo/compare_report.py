@@ -101,8 +101,8 @@ class Report:
                 lines.append(f"Classifier `{name}`: test accuracy {info['test_accuracy']:.4f}, {digest}"
                              + (" (rows measured before weights digests matched by test accuracy)"
                                 if info.get("matched_by") == "test_accuracy" else "") + ".")
-        for name, (info, models) in self.other_scorers().items():
-            lines.append(f"Columns {', '.join(f'`{m}`' for m in models)}: scored by another copy of `{name.split('/')[0]}` "
+        for (name, _), (info, models) in self.other_scorers().items():
+            lines.append(f"Columns {', '.join(f'`{m}`' for m in models)}: scored by another copy of `{name}` "
                          f"(test accuracy {info.get('test_accuracy'):.4f}, weights sha256 "
                          f"`{str(info.get('weights_sha256'))[:16]}…`), trained from the same recipe on another "
                          "machine kind; two copies can read a generated digit differently.")
@@ -111,13 +111,12 @@ class Report:
         return lines
 
     def other_scorers(self):
-        """``{"classifier/weights digest": (record, [models])}`` of the rows scored by a classifier other than
+        """``{(classifier name, weights digest): (record, [models])}`` of the rows scored by a classifier other than
         ``versions["classifiers"]`` names (a row's own ``"classifiers"``, set by a merge that accepted them)."""
         out = {}
         for row in self.rows:
             for name, info in (row.get("classifiers") or {}).items():
-                key = f"{name}/{info.get('weights_sha256')}"
-                models = out.setdefault(key, (info, []))[1]
+                models = out.setdefault((name, info.get("weights_sha256")), (info, []))[1]
                 if row["model"] not in models:
                     models.append(row["model"])
         return out
