@@ -198,8 +198,9 @@ def experts_of(model, fp):
 
 def test_mmvae_objective_is_the_stratified_elbo_with_the_same_noise():
     """Shi et al. 2019: (1/N) Σ_m [Σ_i −w_i log p(x_i | z_m) − log p(z_m) + log q(z_m | X)], z_m = μ_m + σ_m ε_m
-    from expert m alone, q(z | X) the uniform mixture of the experts, all in NumPy but the networks."""
-    model = mibzoo.load("mmvae", modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0})
+    from expert m alone, q(z | X) the uniform mixture of the experts, all in NumPy but the networks.
+    (The entry's default adds `cross_generation`, tested below; ``str_reg=[]`` leaves MMVAE's own objective.)"""
+    model = mibzoo.load("mmvae", modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0}, str_reg=[])
     arrays = synthetic_batches(PAIR, n=16)
     noise = RecordedNoise(0)
     fp = model.forward_pass({k: arrays[k] for k in PAIR}, seed=noise)
@@ -221,8 +222,9 @@ def test_mmvae_objective_is_the_stratified_elbo_with_the_same_noise():
 def test_mopoe_objective_is_the_mixture_elbo_with_a_sampled_kl():
     """Sutter et al. 2021: −E_{z ~ q_mix}[Σ_i w_i log p(x_i | z)] + KL(q_mix ‖ p), z drawn from the mixture
     over the subsets' products of experts (Gumbel-max choice of the component), the KL as
-    log q_mix(z) − log p(z) at the same z; NumPy but the networks."""
-    model = mibzoo.load("mopoe", modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0})
+    log q_mix(z) − log p(z) at the same z; NumPy but the networks. (The entry's default adds
+    `cross_generation`, tested below; ``str_reg=[]`` leaves MoPoE's own objective.)"""
+    model = mibzoo.load("mopoe", modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0}, str_reg=[])
     arrays = synthetic_batches(PAIR, n=16)
     noise = RecordedNoise(1)
     fp = model.forward_pass({k: arrays[k] for k in PAIR}, seed=noise)
@@ -245,6 +247,38 @@ def test_mopoe_objective_is_the_mixture_elbo_with_a_sampled_kl():
     kl = numpy_mixture_log_prob(z, means, variances, np.broadcast_to(weights, (16, 4))) - norm.logpdf(z).sum(-1)
     np.testing.assert_allclose(float(totals["loss"]), np.mean(recon + kl), rtol=1e-5)
     assert set(k) == {0, 1, 2}  # every subset is drawn, the prior never
+
+
+@pytest.mark.parametrize("entry", ["mmvae", "mopoe"])
+def test_default_adds_cross_generation_from_the_other_modalitys_component(entry):
+    """The entries' default L_str_reg, [1, cross_generation]: Σ_i −w_i log p(x_i | z), z ~ q(z | x_{\\i}). With two
+    modalities q(z | x_{\\i}) is the other modality's component alone: its expert (mmvae) or its expert times
+    the prior (mopoe). NumPy but the networks, with the term's own recorded draws; the default loss is the
+    entry's objective plus the term, and without it (``str_reg=[]``) the objective alone."""
+    from mibzoo import objectives
+
+    model = mibzoo.load(entry, modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0})
+    arrays = synthetic_batches(PAIR, n=16)
+    noise = RecordedNoise(3)
+    fp = model.forward_pass({k: arrays[k] for k in PAIR}, seed=noise)
+    values = np.asarray(objectives.TERMS["cross_generation"].fn(fp))
+    assert len(noise.draws) == 4  # per generated modality: the component choice, then ε
+    loc, logvar = experts_of(model, fp)
+    var = np.exp(logvar)
+    for i, (name, other, weight) in enumerate((("x", 1, 1.0), ("y", 0, 3.0))):
+        if entry == "mmvae":
+            mean, variance = loc[:, other], var[:, other]
+        else:
+            mean, variance = numpy_poe(0.0, 1.0, loc[:, other:other + 1], var[:, other:other + 1], np.ones((16, 1, 1)))
+        z = mean + np.sqrt(variance) * noise.draws[2 * i + 1]
+        want = weight * numpy_nll(name, model.decode_modality(name, z.astype("float32")), arrays)
+        np.testing.assert_allclose(values[i], np.mean(want), rtol=1e-4)
+    terms, totals = model.compute_terms(fp)
+    np.testing.assert_allclose(float(terms["cross_generation"]), values.sum(), rtol=1e-5)
+    own = "mmvae" if entry == "mmvae" else "C1"
+    np.testing.assert_allclose(float(totals["loss"]), float(terms[own]) + values.sum(), rtol=1e-5)
+    bare = mibzoo.load(entry, modalities=PAIR, shared=TINY_SHARED, str_reg=[])
+    assert "cross_generation" not in bare.compute_terms(bare.forward_pass({k: arrays[k] for k in PAIR}))[0]
 
 
 @pytest.mark.parametrize("entry", ["mmvae", "mopoe"])
