@@ -216,7 +216,7 @@ def test_decoder_network_gives_a_conv_encoder_an_mlp_decoder_computing_what_each
 
     # The spec says which network each side has; a spec without the key does not gain one.
     assert both.network_specs["img"]["decoder_network"] == "mlp"
-    assert "decoder_network" not in json.dumps(mibzoo.load("mvae").get_config())
+    assert "decoder_network" not in json.dumps(mibzoo.load("dmvae").get_config())
     assert mibzoo.load("jmvae").network_specs["image"]["decoder_network"] == "mlp"  # the zoo default (issue 10)
 
 
