@@ -10,7 +10,7 @@ from scipy.stats import norm
 
 import keras
 import mibzoo
-from mibzoo import aggregation, inference
+from mibzoo import aggregation, inference, objectives
 from mibzoo.errors import ConfigError
 from tests.model_test_case import TINY_LABEL, TINY_SHARED, TINY_VECTOR, synthetic_batches
 
@@ -255,8 +255,6 @@ def test_default_adds_cross_generation_from_the_other_modalitys_component(entry)
     modalities q(z | x_{\\i}) is the other modality's component alone: its expert (mmvae) or its expert times
     the prior (mopoe). NumPy but the networks, with the term's own recorded draws; the default loss is the
     entry's objective plus the term, and without it (``str_reg=[]``) the objective alone."""
-    from mibzoo import objectives
-
     model = mibzoo.load(entry, modalities=PAIR, shared=TINY_SHARED, likelihood_weights={"y": 3.0})
     arrays = synthetic_batches(PAIR, n=16)
     noise = RecordedNoise(3)
