@@ -173,15 +173,21 @@ def zoo_digest(model, dataset):
     return compare.entry_digest(model, dataset)
 
 
-def current_rows(report, models, dataset):
+def current_rows(report, models, dataset, remeasure=()):
     """``report`` without the rows whose model config differs from what the zoo builds now (a default
-    changed since they were measured): `--resume` measures those (model, seed) pairs again. None when
-    no row is current."""
+    changed since they were measured): `--resume` measures those (model, seed) pairs again. Pairs in
+    ``remeasure`` (``(model, seed)``, from ``--remeasure``) are dropped although current, so that they are
+    measured again too (their run directories under ``--runs`` are reused, so only what is missing is
+    trained, and this machine's classifier reads them). None when no row is current."""
     from mibzoo.compare import Report
 
     digests = {m: zoo_digest(m, dataset) for m in models}
     kept = [r for r in report.rows if r["model"] in digests and r.get("config_sha256") == digests[r["model"]]]
-    stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept})
+    asked = sorted({(r["model"], r["seed"]) for r in kept} & set(remeasure))
+    kept = [r for r in kept if (r["model"], r["seed"]) not in asked]
+    if asked:
+        print(f"resume: {dataset}: measured again (--remeasure): {asked}", flush=True)
+    stale = sorted({(r["model"], r["seed"]) for r in report.rows} - {(r["model"], r["seed"]) for r in kept} - set(asked))
     if stale:
         print(f"resume: {dataset}: measured again (their zoo config changed, or other models): {stale}", flush=True)
     if not kept:
@@ -321,7 +327,7 @@ def kept_section(path):
 # Options that choose which (model, seed) pairs an invocation measures, and options that only continue
 # a run: neither changes the budget, so the command that reproduces the tables leaves them out.
 SELECTION_OPTIONS = ("--datasets", "--models", "--seeds", "--structure-seeds")
-CONTINUATION_OPTIONS = ("--resume", "--runs", "--other-classifier")
+CONTINUATION_OPTIONS = ("--resume", "--runs", "--other-classifier", "--remeasure")
 FLAGS = ("--resume", "--other-classifier")  # options without a value
 
 
@@ -368,9 +374,19 @@ def main(argv=None):
                         help="with --resume, keep rows scored by another copy of a coherence classifier than the "
                              "rows on disk (another machine kind trains another copy; mibzoo.classifiers), marked "
                              "per model column in the tables; a model's seeds must share one copy")
+    parser.add_argument("--remeasure", nargs="+", default=[], metavar="MODEL",
+                        help="with --resume, measure these models again for the seeds this invocation measures, "
+                             "although their rows on disk are current (e.g. so that this machine's copy of the "
+                             "coherence classifier reads every seed; with --other-classifier)")
     parser.add_argument("--docs-only", action="store_true",
                         help="rewrite --docs from the results.json files under --out, without training")
     args = parser.parse_args(argv)
+    if args.remeasure and not args.resume:
+        parser.error("--remeasure needs --resume (without it every pair is measured anyway)")
+    unknown = sorted(set(args.remeasure) - set(args.models))
+    if unknown:
+        parser.error(f"--remeasure {unknown}: not among --models {args.models}, so they would be dropped and not "
+                     "measured again")
     # The docs show every data set with results under --out and list what is missing against the full
     # plan (the defaults plus whatever this invocation adds): the selection options only choose which of
     # its (model, seed) pairs this invocation measures.
@@ -406,7 +422,9 @@ def main(argv=None):
         reports = resumed(out, args.datasets + [STRUCTURE_DATASET])
         earlier = max((r.wall_seconds or 0.0 for r in reports.values()), default=0.0)
         # Rows of every planned model are kept (not only of --models): the files on disk lose nothing.
-        reports = {d: current_rows(r, planned_models[d], d) for d, r in reports.items()}
+        again = {d: {(m, s) for m in args.remeasure
+                     for s in (args.structure_seeds if d == STRUCTURE_DATASET else args.seeds)} for d in reports}
+        reports = {d: current_rows(r, planned_models[d], d, again[d]) for d, r in reports.items()}
         reports = {d: r for d, r in reports.items() if r is not None}
         structure = reports.pop(STRUCTURE_DATASET, None)
         print("resuming: current rows on disk " + str({d: len(r.rows) for d, r in reports.items()}), flush=True)

@@ -100,6 +100,38 @@ def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path
     assert re.search(r"`mnist_plus1`: [^;]*jmvae seed 1", text) and re.search(r"`mnist_label`: [^;]*mib_mm seed 1", text)
 
 
+def test_remeasure_measures_current_rows_again_for_the_seeds_asked_only(tmp_path, monkeypatch):
+    script = _script()
+    _report([_row("jmvae", 0, "j1", 0.4), _row("jmvae", 1, "j1", 0.45), _row("mib_mm", 0, "m1", 0.3)]).save(
+        tmp_path / "mnist_label")
+    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
+    trained = []
+
+    def fake_compare(models, dataset, seeds, out=None, **budget):
+        trained.append((tuple(models), dataset, tuple(seeds)))
+        return _report([_row(models[0], seeds[0], "j1", 0.9)])
+
+    monkeypatch.setattr("mibzoo.compare.compare", fake_compare)
+    docs = tmp_path / "results.md"
+    script.main(["--resume", "--remeasure", "jmvae", "--models", "jmvae", "mib_mm", "--datasets", "mnist_label",
+                 "--seeds", "0", "--structure-seeds", "--out", str(tmp_path), "--docs", str(docs)])
+    assert trained == [(("jmvae",), "mnist_label", (0,))]  # current, but asked for; mib_mm's row is kept
+    label = Report.from_json(tmp_path / "mnist_label" / "results.json")
+    values = {(r["model"], r["seed"]): r["metrics"]["joint_coherence"] for r in label.rows}
+    assert values == {("jmvae", 0): 0.9, ("jmvae", 1): 0.45, ("mib_mm", 0): 0.3}  # seed 1 not asked: kept
+    assert "--remeasure" not in docs.read_text()  # a continuation option: not in the reproducing command
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--remeasure", "jmvae"], "needs --resume"),
+    (["--resume", "--remeasure", "mib_mm", "--models", "jmvae"], "not among --models"),
+])
+def test_remeasure_refuses_what_it_would_lose(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _script().main(argv + ["--structure-seeds"])
+    assert message in capsys.readouterr().err
+
+
 def _scored(report, **classifier):
     report.versions["classifiers"] = {"mnist_digit": classifier}
     return report
