@@ -129,8 +129,9 @@ def test_marginal_term_is_single_modality_negative_elbo():
 
 def test_mvae_default_is_c1_plus_marginal_elbos_plus_cross_generation():
     """The `mvae` entry since issue 10's thirteenth session: MVAE's C1 + β Σ_i marginal ELBOs, plus
-    `cross_generation` with jmvae's weights (the label's 4β, the rest β); each term against NumPy at
-    zero noise, the cross term's z at the mean of the other modality's q(z | x_j)."""
+    `cross_generation` (the label's 4β as in jmvae; the images' 2β, as mib_mm's, since the fourteenth
+    session); each term against NumPy at zero noise, the cross term's z at the mean of the other
+    modality's q(z | x_j)."""
     model = mibzoo.load("mvae", modalities=PAIR, shared=TINY_SHARED, beta=1.5)
     arrays = synthetic_batches(PAIR, n=16)
     fp = zero_noise_pass(model, arrays)
@@ -139,9 +140,9 @@ def test_mvae_default_is_c1_plus_marginal_elbos_plus_cross_generation():
         loc = np.asarray(fp.posterior(other)[0])
         cross.append(np.mean(numpy_nll(name, model.decode_modality(name, loc), arrays)))
     terms, totals = model.compute_terms(fp)
-    np.testing.assert_allclose(float(terms["cross_generation"]), 1.5 * cross[0] + 4 * 1.5 * cross[1], rtol=1e-4)
+    np.testing.assert_allclose(float(terms["cross_generation"]), 2 * 1.5 * cross[0] + 4 * 1.5 * cross[1], rtol=1e-4)
     marginal = np.asarray(objectives.TERMS["marginal"].fn(fp)).sum()
-    want = float(terms["C1"]) + 1.5 * marginal + 1.5 * cross[0] + 6.0 * cross[1]
+    want = float(terms["C1"]) + 1.5 * marginal + 3.0 * cross[0] + 6.0 * cross[1]
     np.testing.assert_allclose(float(totals["loss"]), want, rtol=1e-4)
 
 
