@@ -71,6 +71,20 @@ def test_reproducing_command_keeps_the_budget_and_drops_selection_and_continuati
     assert script.reproducing_command(argv) == "python benchmarks/compare_mnist.py --epochs 2 --limit 500"
 
 
+def _fake_training(monkeypatch, value):
+    """Zoo digests j1 (jmvae) and m1 (mib_mm), and a `mibzoo.compare.compare` that records what it is asked
+    to train and returns one row of ``value``: the list of what was trained."""
+    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
+    trained = []
+
+    def fake_compare(models, dataset, seeds, out=None, **budget):
+        trained.append((tuple(models), dataset, tuple(seeds)))
+        return _report([_row(models[0], seeds[0], "j1", value)])
+
+    monkeypatch.setattr("mibzoo.compare.compare", fake_compare)
+    return trained
+
+
 def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path, monkeypatch):
     script = _script()
     plus1 = Report([_row("jmvae", 0, "j1", 0.8), _row("mib_mm", 0, "m1", 0.7)],
@@ -78,14 +92,7 @@ def test_a_run_on_one_data_set_keeps_the_others_in_the_docs_and_on_disk(tmp_path
                    wall_seconds=60.0)
     plus1.save(tmp_path / "mnist_plus1")
     _report([_row("jmvae", 0, "j1", 0.4), _row("mib_mm", 0, "m1", 0.3)]).save(tmp_path / "mnist_label")
-    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
-    trained = []
-
-    def fake_compare(models, dataset, seeds, out=None, **budget):
-        trained.append((tuple(models), dataset, tuple(seeds)))
-        return _report([_row(models[0], seeds[0], "j1", 0.5)])
-
-    monkeypatch.setattr("mibzoo.compare.compare", fake_compare)
+    trained = _fake_training(monkeypatch, 0.5)
     docs = tmp_path / "results.md"
     script.main(["--resume", "--models", "jmvae", "--datasets", "mnist_label", "--seeds", "0", "1",
                  "--structure-seeds", "--out", str(tmp_path), "--docs", str(docs)])
@@ -104,14 +111,7 @@ def test_remeasure_measures_current_rows_again_for_the_seeds_asked_only(tmp_path
     script = _script()
     _report([_row("jmvae", 0, "j1", 0.4), _row("jmvae", 1, "j1", 0.45), _row("mib_mm", 0, "m1", 0.3)]).save(
         tmp_path / "mnist_label")
-    monkeypatch.setattr(importlib.import_module("mibzoo.compare"), "entry_digest", lambda m, d: {"jmvae": "j1", "mib_mm": "m1"}.get(m, "new"))
-    trained = []
-
-    def fake_compare(models, dataset, seeds, out=None, **budget):
-        trained.append((tuple(models), dataset, tuple(seeds)))
-        return _report([_row(models[0], seeds[0], "j1", 0.9)])
-
-    monkeypatch.setattr("mibzoo.compare.compare", fake_compare)
+    trained = _fake_training(monkeypatch, 0.9)
     docs = tmp_path / "results.md"
     script.main(["--resume", "--remeasure", "jmvae", "--models", "jmvae", "mib_mm", "--datasets", "mnist_label",
                  "--seeds", "0", "--structure-seeds", "--out", str(tmp_path), "--docs", str(docs)])
