@@ -102,6 +102,7 @@ def merge(previous, report, models, first_seed, wall, other_classifier=False):
         raise SystemExit(f"compare_mnist: the seeds of {mixed} would be scored by different copies of the coherence "
                          "classifier, so their mean would mix two measurements; measure all of a model's seeds "
                          "with one copy (a changed zoo config re-measures them all)")
+    rows, versions = one_copy_for_all(rows, versions)
     order = {m: k for k, m in enumerate(models)}
     rows.sort(key=lambda r: (order.get(r["model"], len(order)), r["seed"]))
     seeds = sorted({r["seed"] for r in rows})
@@ -110,6 +111,17 @@ def merge(previous, report, models, first_seed, wall, other_classifier=False):
         samples.update(report.samples)
     return Report(rows, dict(first.budget, seeds=seeds), versions, first.chance or report.chance, wall,
                   samples, first.specs or report.specs)
+
+
+def one_copy_for_all(rows, versions):
+    """``(rows, versions)`` with the classifiers' record of every row in ``versions`` and the rows unmarked
+    when all rows carry the same ``"classifiers"`` mark (`merge` with ``other_classifier``): once every
+    column has been measured again by this machine's copy, that copy is the table's, and the header
+    should not name the copy that no row was read by any more. Otherwise unchanged."""
+    marks = [r.get("classifiers") for r in rows]
+    if not rows or not marks[0] or any(m != marks[0] for m in marks):
+        return rows, versions
+    return [{k: v for k, v in r.items() if k != "classifiers"} for r in rows], dict(versions, classifiers=marks[0])
 
 
 LEGACY_MATCH = ("matched_by", "earlier_sha256")  # how rows from before weights digests were matched

@@ -196,3 +196,11 @@ def test_other_classifier_keeps_another_copys_rows_marked_per_model_and_never_mi
     path = tmp_path / "results.json"
     merged.to_json(path)
     assert Report.from_json(path).other_scorers() == merged.other_scorers()
+    # Once jmvae's seed is measured again by the other copy too (--remeasure), every row is that copy's:
+    # it becomes the table's classifier and no column is marked.
+    again = script.merge(Report([r for r in merged.rows if r["model"] == "mib_mm"], merged.budget, merged.versions),
+                         _scored(_report([_row("jmvae", 0, "j1", 0.5)]), **copy), MODELS, 0, 150.0,
+                         other_classifier=True)
+    assert again.versions["classifiers"] == {"mnist_digit": copy}
+    assert [r.get("classifiers") for r in again.rows] == [None, None, None]
+    assert "another copy" not in "\n".join(again.header()) and "weights sha256 `w2…`" in "\n".join(again.header())
