@@ -6,10 +6,12 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 
 - ``modalities``: ``{name: spec}`` (see `mibzoo.modalities`);
 - ``shared``: the shared latent blocks Z_1..Z_M, ``[{"name": "z", "size": 16}, ...]``; a block may
-  set ``"prior": "categorical"`` (a uniform one-hot code; only without an inference network) and
+  set ``"prior": "categorical"`` (a uniform one-hot code) or ``"prior": "uniform"`` (U(−1, 1) per
+  dimension, InfoGAN's noise and continuous codes), both only without an inference network, and
   ``"code": true`` (an InfoGAN code, predicted by the ``infogan`` term's auxiliary network);
-  a normal block of a model without an inference network may set ``"scale": σ``, its prior is then
-  N(0, σ² I) (default 1; the noise of ``infogan``, docs/results.md finding 8);
+  a normal or uniform block of a model without an inference network may set ``"scale"``: a normal
+  prior is then N(0, σ² I) (default σ = 1; the noise of ``infogan``, docs/results.md finding 8), a
+  uniform one U(−a, a) (default a = 1);
 - ``private``: size of each private latent U_i (0: no private latents), or ``{modality: size}``
   (keyed as per-modality weights are, below) when the U_i differ (Sec. 3.1: "the dimension of each
   U_i and Z_j is arbitrary"; modalities not listed have none, e.g. the fairness entries'
@@ -44,8 +46,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   (images: ``"conv"``, ``"mlp"``, ``"dcgan"``), ``decoder_network`` (images: ``"conv"`` or ``"mlp"``,
   the decoder's network when it differs from the encoder's: ``{"network": "conv",
   "decoder_network": "mlp"}`` is a conv encoder with an MLP decoder; absent, ``network``),
-  ``hidden``, ``layers``, ``decoder_layers`` (MLP decoders only), ``filters``, ``critic_batch_norm``
-  (`mibzoo.modalities`, `mibzoo.networks`).
+  ``hidden``, ``layers``, ``decoder_layers`` (MLP decoders only), ``filters``, ``critic_batch_norm``,
+  ``critic_hidden`` (the width of C2's DCGAN discriminator's dense layer, default 256; InfoGAN's is
+  1024) (`mibzoo.modalities`, `mibzoo.networks`).
 - ``optimizers``: the entry's default Adam settings per phase group, ``{"dist": {"learning_rate":
   2e-4, "beta_1": 0.5}, "critic": {...}}`` (keys ``learning_rate``, ``beta_1``, ``beta_2``,
   ``epsilon``). ``dist`` is the optimizer of the networks (Adam(1e-3) unless set), ``critic`` that of

@@ -80,13 +80,14 @@ class GenerativeAPI:
                 f"in Table 2, inference_structure 'none'); use sample(), with latents= to fix code blocks")
 
     def prior_sample(self, num_samples, noise, latents=None):
-        """z ~ p(z) block by block: standard normal blocks, uniform one-hot categorical blocks.
+        """z ~ p(z) block by block: normal blocks N(0, σ² I), uniform one-hot categorical blocks,
+        uniform blocks U(−a, a)^size.
 
         Args:
             num_samples: number of draws.
             noise: ``noise(shape)`` standard normal source (`_noise_source`).
             latents: optional ``{block: values}`` fixing blocks (categorical blocks take class ids
-                ``[n]`` or one-hot rows; normal blocks ``[n, size]``).
+                ``[n]`` or one-hot rows; normal and uniform blocks ``[n, size]``).
         """
         latents = latents or {}
         unknown = sorted(set(latents) - set(self.block_names))
@@ -103,6 +104,11 @@ class GenerativeAPI:
                 # A uniform class from a standard normal draw: Φ(ε) is uniform on (0, 1).
                 uniform = 0.5 * (1.0 + ops.erf(noise((num_samples,)) / np.sqrt(2.0)))
                 value = ops.one_hot(ops.minimum(ops.cast(ops.floor(uniform * size), "int32"), size - 1), size)
+            elif prior == "uniform":
+                # U(−a, a) from a standard normal draw: 2Φ(ε) − 1 = erf(ε / √2) is uniform on (−1, 1), and
+                # the block's prior variance is a²/3 (`MIBModel.prior_logvar`).
+                half_width = np.sqrt(3.0) * ops.exp(0.5 * self.prior_logvar[start:start + size])
+                value = half_width * ops.erf(noise((num_samples, size)) / np.sqrt(2.0))
             else:
                 loc = self.prior_loc[start:start + size]
                 value = loc + ops.exp(0.5 * self.prior_logvar[start:start + size]) * noise((num_samples, size))

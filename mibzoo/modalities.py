@@ -29,7 +29,8 @@ from mibzoo.errors import ConfigError, did_you_mean
 
 KINDS = ("image", "vector", "categorical", "tabular")
 REAL_LIKELIHOODS = ("bernoulli", "normal", "laplace")
-NETWORK_KEYS = ("network", "decoder_network", "hidden", "layers", "decoder_layers", "filters", "critic_batch_norm")
+NETWORK_KEYS = ("network", "decoder_network", "hidden", "layers", "decoder_layers", "filters", "critic_batch_norm",
+                "critic_hidden")
 NETWORKS = {"image": ("conv", "mlp", "dcgan"), "vector": ("mlp",), "categorical": ("mlp",), "tabular": ("mlp",)}
 # The networks a decoder may have apart from its encoder's (``"decoder_network"``): DCGAN's generator
 # comes only with DCGAN's encoder and critics (``"network": "dcgan"``).
@@ -110,7 +111,7 @@ def normalize_modality(name, spec, source="modalities"):
 def check_network_options(kind, options, source, field):
     """Validates the network keys (`NETWORK_KEYS`) of a modality spec or of a model's per-kind
     ``networks`` defaults; returns ``options``."""
-    for key in ("hidden", "layers", "decoder_layers"):
+    for key in ("hidden", "layers", "decoder_layers", "critic_hidden"):
         if key in options:
             _positive_int(options[key], source, f"{field}.{key}")
     if "network" in options:

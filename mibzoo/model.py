@@ -40,6 +40,12 @@ def _weighted(term, weight, fp):
     return weight * value
 
 
+
+def _prior_variance(block):
+    """The variance of one dimension of a shared block's prior (`mibzoo.spec` block fields)."""
+    scale = block.get("scale", 1.0)
+    return {"normal": scale ** 2, "uniform": scale ** 2 / 3.0}.get(block["prior"], 1.0)
+
 @keras.saving.register_keras_serializable(package="mibzoo")
 class MIBModel(GenerativeAPI, PhasedTraining):
     """Generative model with explicit dependency structure (Zhang, Koyama & Ishiguro, ICML 2020).
@@ -150,9 +156,11 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             start += size
         self.block_matrix = ops.convert_to_tensor(block_matrix)
         self.prior_loc = ops.zeros((self.shared_size,), "float32")
-        # p(z) = N(0, diag(scale²)) for normal blocks (``"scale"``, default 1; categorical blocks: 1, unused).
+        # p(z) = N(0, diag(scale²)) for normal blocks (``"scale"``, default 1). Categorical and uniform
+        # blocks exist only without an inference network, where no Gaussian term reads their entries:
+        # 1 for categorical ones, a uniform U(−a, a)'s variance a²/3.
         self.prior_logvar = ops.convert_to_tensor(np.concatenate(
-            [np.full(b["size"], 2.0 * np.log(b.get("scale", 1.0)), "float32") for b in cfg["shared"]]))
+            [np.full(b["size"], np.log(_prior_variance(b)), "float32") for b in cfg["shared"]]))
 
         (learn_q, mask_q), (learn_p, mask_p) = spec.inference_mask, spec.generation_mask
         self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **spec.mask_options)

@@ -33,7 +33,10 @@ STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON, "sparsity_scale": SPA
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code", "scale")
-BLOCK_PRIORS = ("normal", "categorical")
+BLOCK_PRIORS = ("normal", "categorical", "uniform")
+# Priors a block may only have without an inference network: the PoE posterior and every inference
+# term are Gaussian.
+GENERATOR_ONLY_PRIORS = ("categorical", "uniform")
 # Options any term of the model may be given in ``term_options`` (see the module docstring); a
 # term adds its own (`mibzoo.objectives.registry.Term.options`).
 TERM_OPTIONS = ("shares_critic", "trains_critic_trunk", "weight_schedule")
@@ -164,19 +167,22 @@ def parse_model(model, source):
         prior = block.setdefault("prior", "normal")
         if prior not in BLOCK_PRIORS:
             raise ConfigError(source, f"shared[{j}].prior", prior, f"one of {list(BLOCK_PRIORS)}")
-        if prior == "categorical" and not no_inference:
+        if prior in GENERATOR_ONLY_PRIORS and not no_inference:
             raise ConfigError(source, f"shared[{j}].prior", prior,
                               "'normal' unless inference_structure is 'none' (the PoE posterior is Gaussian)")
         if not isinstance(block.setdefault("code", False), bool):
             raise ConfigError(source, f"shared[{j}].code", block["code"], "true or false")
-        # "scale": the standard deviation of a normal block's prior N(0, scale² I); absent means 1.
+        # "scale": the standard deviation σ of a normal block's prior N(0, σ² I), or the half-width a of a
+        # uniform block's U(−a, a)^size; absent means 1.
         scale = block.get("scale", 1.0)
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
-            raise ConfigError(source, f"shared[{j}].scale", scale, "a finite number > 0 (the prior's standard deviation)")
+            raise ConfigError(source, f"shared[{j}].scale", scale,
+                              "a finite number > 0 (a normal prior's standard deviation, a uniform prior's half-width)")
         if "scale" in block:
             block["scale"] = float(scale)
-        if scale != 1.0 and prior != "normal":
-            raise ConfigError(source, f"shared[{j}].scale", scale, "1 for a categorical block (only normal blocks are scaled)")
+        if scale != 1.0 and prior == "categorical":
+            raise ConfigError(source, f"shared[{j}].scale", scale,
+                              "1 for a categorical block (only normal and uniform blocks are scaled)")
         if scale != 1.0 and not no_inference:
             raise ConfigError(source, f"shared[{j}].scale", scale,
                               "1 unless inference_structure is 'none' (the inference terms assume p(z) = N(0, I))")
@@ -425,7 +431,8 @@ def _steps_per_execution(value, phases, source):
 
 
 def _networks(networks, source):
-    """``{kind: {network, decoder_network, hidden, layers, decoder_layers, filters, critic_batch_norm}}``:
+    """``{kind: {network, decoder_network, hidden, layers, decoder_layers, filters, critic_batch_norm,
+    critic_hidden}}``:
     default network options per modality kind (`mibzoo.modalities.NETWORK_KEYS`)."""
     if not isinstance(networks, dict):
         raise ConfigError(source, "networks", networks, f"a dict {{kind: options}} with kinds from {list(KINDS)}")

@@ -349,13 +349,54 @@ def test_a_block_scale_sets_the_prior_standard_deviation_and_the_code_entropy():
     ({"name": "noise", "size": 4, "scale": 0.0}, "finite number > 0"),
     ({"name": "noise", "size": 4, "scale": True}, "finite number > 0"),
     ({"name": "noise", "size": 4, "scale": "0.1"}, "finite number > 0"),
-    ({"name": "c", "size": 3, "prior": "categorical", "code": True, "scale": 2.0}, "only normal blocks are scaled"),
+    ({"name": "c", "size": 3, "prior": "categorical", "code": True, "scale": 2.0}, "only normal and uniform blocks"),
 ])
 def test_a_block_scale_is_validated(block, message):
     with pytest.raises(ConfigError, match=message):
         mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": [block, *SCALED_SHARED[1:]]})
     with pytest.raises(ConfigError, match="inference terms assume"):
         mibzoo.load("vae", **{**tiny_overrides("vae"), "shared": [{"name": "z", "size": 4, "scale": 0.5}]})
+
+
+UNIFORM_SHARED = [{"name": "noise", "size": 4, "prior": "uniform"},
+                  {"name": "c", "size": 3, "prior": "categorical", "code": True},
+                  {"name": "s", "size": 1, "prior": "uniform", "code": True, "scale": 0.5}]
+
+
+def test_a_uniform_block_draws_uniformly_and_its_code_bound_uses_log_2a():
+    """``"prior": "uniform"`` (InfoGAN's noise and continuous codes): draws fill U(−a, a) (a
+    Kolmogorov–Smirnov test against the uniform CDF), and the code's bound is InfoGAN's L_I with
+    H(c) = log 2a and a Gaussian Q (NumPy, Chen et al. 2016, Lemma 5.1)."""
+    from scipy import stats
+
+    from mibzoo.objectives.critics import infogan_information
+    keras.utils.set_random_seed(0)
+    model = mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": UNIFORM_SHARED}, term_options=SHARED_Q,
+                        hyperparameters={"lambda_info": 1.0, "q_fixed_std": 1.0, "lambda_continuous": 1.0})
+    z = np.asarray(model.prior_sample(20000, model.forward_pass(None, seed=0).noise))
+    assert np.abs(z[:, :4]).max() < 1.0 and np.abs(z[:, 7]).max() < 0.5
+    for column, half_width in [(0, 1.0), (3, 1.0), (7, 0.5)]:
+        assert stats.kstest(z[:, column], stats.uniform(-half_width, 2 * half_width).cdf).pvalue > 1e-3
+    np.testing.assert_array_equal(z[:, 4:7].sum(1), 1.0)
+    x, present = model._prepare(synthetic_batches(model.modality_specs, n=16), strict=False)
+    fp = model.forward(x, present, training=False, seed=3)
+    z = np.asarray(fp.prior_latents()[0])
+    generated = np.asarray(fp.data_vector(fp.generated()))
+    # numpy_shared_q_bound's continuous part uses the N(0, 1) entropy ½ log 2πe; U(−½, ½)'s is log 1 = 0.
+    gaussian_entropy = 0.5 * (np.log(2 * np.pi) + 1)
+    expected = numpy_shared_q_bound(model, generated, z[:, 4:7], z[:, 7:8], 1.0, 1.0) - gaussian_entropy
+    np.testing.assert_allclose(float(infogan_information(fp)), -expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("block, message", [
+    ({"name": "noise", "size": 4, "prior": "uniform", "scale": -1.0}, "half-width"),
+    ({"name": "noise", "size": 4, "prior": "uniform", "scale": float("inf")}, "half-width"),
+])
+def test_a_uniform_block_is_validated(block, message):
+    with pytest.raises(ConfigError, match=message):
+        mibzoo.load("infogan", **{**tiny_overrides("infogan"), "shared": [block, *UNIFORM_SHARED[1:]]})
+    with pytest.raises(ConfigError, match="PoE posterior is Gaussian"):
+        mibzoo.load("vae", **{**tiny_overrides("vae"), "shared": [{"name": "z", "size": 4, "prior": "uniform"}]})
 
 
 def test_q_input_noise_makes_q_read_the_samples_plus_gaussian_noise():

@@ -172,3 +172,19 @@ def test_critic_batch_norm_follows_the_training_flag_and_normalizes_the_second_c
     np.testing.assert_allclose(keras.ops.convert_to_numpy(norm(h, training=True)), expected, atol=1e-4)
     with pytest.raises(ConfigError, match="critic_batch_norm"):
         mibzoo.load("gan", networks={"image": {"network": "dcgan", "critic_batch_norm": "yes"}})
+
+
+def test_critic_hidden_sets_the_width_of_the_discriminators_dense_layer():
+    """``"critic_hidden"``: the width of C2's dense layer (InfoGAN's 1024), default 256; Q on its
+    trunk reads that width."""
+    image = {"network": "dcgan", "hidden": 16, "filters": [4, 8]}
+    default = mibzoo.load("gan", modalities={"image": {**DCGAN_IMAGE, "shape": [8, 8, 1]}}, networks={"image": image})
+    assert default.critics["C2"].hidden == 256
+    wide = mibzoo.load("infogan", modalities={"image": {**DCGAN_IMAGE, "shape": [8, 8, 1]}},
+                       networks={"image": {**image, "critic_hidden": 24}})
+    dense = [layer for layer in wide.critics["C2"].head.layers if type(layer).__name__ == "Dense"]
+    assert [layer.units for layer in dense] == [24, 1]
+    assert wide.auxiliaries["infogan"].input_size == 24
+    for value in (0, "1024", True):
+        with pytest.raises(ConfigError, match="critic_hidden"):
+            mibzoo.load("gan", networks={"image": {"network": "dcgan", "critic_hidden": value}})

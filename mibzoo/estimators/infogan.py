@@ -16,7 +16,7 @@ from keras import ops
 
 from mibzoo.estimators.total_correlation import log_density_gaussian
 
-__all__ = ["categorical_code_mi_lower_bound", "gaussian_code_mi_lower_bound"]
+__all__ = ["categorical_code_mi_lower_bound", "gaussian_code_mi_lower_bound", "uniform_code_mi_lower_bound"]
 
 _LOG_2PI_E = math.log(2.0 * math.pi) + 1.0
 
@@ -72,3 +72,26 @@ def gaussian_code_mi_lower_bound(code, q_mean, q_logvar, prior_logvar=0.0):
     prior_logvar = ops.cast(prior_logvar, "float32") + ops.zeros_like(code[0])
     entropy = ops.sum(0.5 * (_LOG_2PI_E + prior_logvar))
     return entropy + expected_log_q
+
+
+def uniform_code_mi_lower_bound(code, q_mean, q_logvar, half_width=1.0):
+    """``L_I = H(c) + E[log Q(c | x)]`` for a continuous code ``c ~ U(−a, a)^D``.
+
+    Chen et al. 2016, Lemma 5.1 with a factored Gaussian ``Q(c | x) = N(q_mean, exp(q_logvar))``,
+    as the official InfoGAN code treats its ``Uniform`` codes (MNIST: two of them, and uniform
+    noise); ``H(c) = D log 2a``.
+
+    Args:
+      code: ``[B, D]`` continuous codes the generator was given.
+      q_mean: ``[B, D]`` means of ``Q(c | x)``.
+      q_logvar: ``[B, D]`` log-variances of ``Q(c | x)``.
+      half_width: scalar or ``[D]`` half-width ``a`` of the code prior.
+
+    Returns:
+      Scalar float32 lower bound in nats (sum over the ``D`` code dimensions).
+    """
+    code = ops.cast(code, "float32")
+    log_q = log_density_gaussian(code, q_mean, q_logvar)
+    expected_log_q = ops.mean(ops.sum(log_q, axis=-1))
+    half_width = ops.cast(half_width, "float32") + ops.zeros_like(code[0])
+    return ops.sum(ops.log(2.0 * half_width)) + expected_log_q

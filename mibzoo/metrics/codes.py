@@ -21,6 +21,9 @@ import numpy as np
 
 from mibzoo.metrics import _common
 
+# Latent block priors of continuous codes (`mibzoo.spec.BLOCK_PRIORS`).
+CONTINUOUS_PRIORS = ("normal", "uniform")
+
 
 def best_assignment_accuracy(counts):
     """Accuracy of the best one-to-one assignment of rows (codes) to columns (classes).
@@ -93,8 +96,8 @@ def categorical_code_blocks(model):
 
 
 def continuous_code_blocks(model):
-    """Names of the model's continuous InfoGAN codes (``"code": true`` with a normal prior)."""
-    return [b["name"] for b in model.model_config["shared"] if b.get("code") and b.get("prior") == "normal"]
+    """Names of the model's continuous InfoGAN codes (``"code": true`` with a normal or uniform prior)."""
+    return [b["name"] for b in model.model_config["shared"] if b.get("code") and b.get("prior") in CONTINUOUS_PRIORS]
 
 
 def code_traversal(model, block, dimension, modality, values=(-2.0, -1.0, 0.0, 1.0, 2.0), rows=10, seed=0):
@@ -104,9 +107,9 @@ def code_traversal(model, block, dimension, modality, values=(-2.0, -1.0, 0.0, 1
     InfoGAN's Figure 2 does."""
     _common.check_modalities(model, [modality], "code_traversal")
     sizes = dict(zip(model.block_names, model.block_sizes))
-    if block not in sizes or dict(zip(model.block_names, model.block_priors))[block] != "normal":
+    if block not in sizes or dict(zip(model.block_names, model.block_priors))[block] not in CONTINUOUS_PRIORS:
         raise ValueError(f"code_traversal: {block!r} is not a continuous latent block; continuous blocks are "
-                         f"{[b for b, p in zip(model.block_names, model.block_priors) if p == 'normal']}")
+                         f"{[b for b, p in zip(model.block_names, model.block_priors) if p in CONTINUOUS_PRIORS]}")
     if not 0 <= dimension < sizes[block]:
         raise ValueError(f"code_traversal: dimension {dimension} of block {block!r} (size {sizes[block]})")
     # The block's other dimensions come from the same seeded draw in every column.

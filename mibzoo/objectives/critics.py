@@ -19,16 +19,25 @@ def _data_size(model):
 
 
 # InfoGAN's MNIST networks (Chen et al. 2016, Appendix C.1): D's last hidden layer has 1024 units,
-# Q adds a 128-unit layer to D's features.
+# Q adds a 128-unit layer to D's features. The zoo's default D is narrower (a size this CPU trains
+# in 10 epochs); a DCGAN modality's ``"critic_hidden"`` sets the width (1024: InfoGAN's).
 DCGAN_DISCRIMINATOR_HIDDEN = 256
 DCGAN_CODE_PREDICTOR_HIDDEN = 128
+
+
+def _discriminator_hidden(specs):
+    """The width of C2's DCGAN discriminator's dense layer: the widest ``critic_hidden`` of the
+    modalities that set one, else `DCGAN_DISCRIMINATOR_HIDDEN`."""
+    return max((spec["critic_hidden"] for spec in specs.values() if "critic_hidden" in spec),
+               default=DCGAN_DISCRIMINATOR_HIDDEN)
 
 
 def _data_discriminator(model):
     """C2's discriminator on the joint x: convolutional (`DataCritic`) when a modality selects the
     DCGAN networks, else an MLP on the flattened x."""
     if uses_dcgan(model.network_specs):
-        critic = DataCritic(model.network_specs, 1, hidden=DCGAN_DISCRIMINATOR_HIDDEN, name="critic_C2")
+        critic = DataCritic(model.network_specs, 1, hidden=_discriminator_hidden(model.network_specs),
+                            name="critic_C2")
     else:
         critic = Discriminator(name="critic_C2")
     return built(critic, (None, _data_size(model)))
@@ -171,7 +180,7 @@ def _code_predictor(model):
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
-    categorical codes H(c) + E log Q(c|x), Gaussian codes the same with a Gaussian Q.
+    categorical codes H(c) + E log Q(c|x), Gaussian and uniform codes the same with a Gaussian Q.
 
     A ``q_fixed_std`` hyperparameter fixes the standard deviation of the Gaussian Q (the official
     InfoGAN code's ``fix_std=True``): with a learned variance, log Q of the continuous codes grows
@@ -206,7 +215,13 @@ def infogan_information(fp):
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]
             if fixed_std is not None:
                 logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
-            bound = bound + continuous_weight * infogan.gaussian_code_mi_lower_bound(
-                code, mean, logvar, prior_logvar=fp.model.prior_logvar[start:end])
+            if kind == "uniform":
+                # U(−a, a) has variance a²/3 (`MIBModel.prior_logvar`).
+                half_width = np.sqrt(3.0) * ops.exp(0.5 * fp.model.prior_logvar[start:end])
+                code_bound = infogan.uniform_code_mi_lower_bound(code, mean, logvar, half_width=half_width)
+            else:
+                code_bound = infogan.gaussian_code_mi_lower_bound(code, mean, logvar,
+                                                                  prior_logvar=fp.model.prior_logvar[start:end])
+            bound = bound + continuous_weight * code_bound
             offset += 2 * size
     return -bound
