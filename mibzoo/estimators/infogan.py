@@ -67,11 +67,9 @@ def gaussian_code_mi_lower_bound(code, q_mean, q_logvar, prior_logvar=0.0):
       Scalar float32 lower bound in nats (sum over the ``D`` code dimensions).
     """
     code = ops.cast(code, "float32")
-    log_q = log_density_gaussian(code, q_mean, q_logvar)
-    expected_log_q = ops.mean(ops.sum(log_q, axis=-1))
     prior_logvar = ops.cast(prior_logvar, "float32") + ops.zeros_like(code[0])
     entropy = ops.sum(0.5 * (_LOG_2PI_E + prior_logvar))
-    return entropy + expected_log_q
+    return entropy + _expected_gaussian_log_q(code, q_mean, q_logvar)
 
 
 def uniform_code_mi_lower_bound(code, q_mean, q_logvar, half_width=1.0):
@@ -91,7 +89,10 @@ def uniform_code_mi_lower_bound(code, q_mean, q_logvar, half_width=1.0):
       Scalar float32 lower bound in nats (sum over the ``D`` code dimensions).
     """
     code = ops.cast(code, "float32")
-    log_q = log_density_gaussian(code, q_mean, q_logvar)
-    expected_log_q = ops.mean(ops.sum(log_q, axis=-1))
     half_width = ops.cast(half_width, "float32") + ops.zeros_like(code[0])
-    return ops.sum(ops.log(2.0 * half_width)) + expected_log_q
+    return ops.sum(ops.log(2.0 * half_width)) + _expected_gaussian_log_q(code, q_mean, q_logvar)
+
+
+def _expected_gaussian_log_q(code, q_mean, q_logvar):
+    """``E[log Q(c | x)]`` over the batch for a factored Gaussian Q, summed over the code dimensions."""
+    return ops.mean(ops.sum(log_density_gaussian(ops.cast(code, "float32"), q_mean, q_logvar), axis=-1))

@@ -10,6 +10,7 @@ from scipy import special, stats
 from mibzoo.estimators.infogan import (
     categorical_code_mi_lower_bound,
     gaussian_code_mi_lower_bound,
+    uniform_code_mi_lower_bound,
 )
 
 K = 10
@@ -91,3 +92,26 @@ def test_gaussian_with_true_posterior_equals_channel_mi(run_eagerly, prior_var, 
                           math.log(prior_var))
     assert abs(useless) < 0.02
     assert useless < got - 0.5
+
+
+def test_uniform_matches_numpy(run_eagerly):
+    rng = np.random.default_rng(6)
+    half_width = np.array([1.0, 0.5, 2.0], np.float32)
+    code = (rng.uniform(-1, 1, size=(16, 3)) * half_width).astype(np.float32)
+    mean = rng.normal(size=(16, 3)).astype(np.float32)
+    logvar = rng.uniform(-2, 1, size=(16, 3)).astype(np.float32)
+    want = np.sum(np.log(2 * half_width)) + np.mean(stats.norm.logpdf(code, mean, np.exp(0.5 * logvar)).sum(1))
+    got = run_eagerly(uniform_code_mi_lower_bound, code, mean, logvar, half_width)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_uniform_with_a_blind_q_is_at_most_zero_and_zero_only_at_the_best_gaussian(run_eagerly):
+    # Q ignoring x: E log N(c; 0, s²) with c ~ U(−a, a) is largest at s² = a²/3; the bound there is
+    # log 2a − ½ log(2πe a²/3) = ½ log(6 / (πe)) < 0 per dimension (the uniform's entropy is below
+    # the Gaussian's of the same variance), and it is log 2a + E log Q(c) for any other Q.
+    a, n = 1.0, 400_000
+    code = np.random.default_rng(7).uniform(-a, a, size=(n, 1)).astype(np.float32)
+    zeros = np.zeros_like(code)
+    got = run_eagerly(uniform_code_mi_lower_bound, code, zeros, zeros + np.log(a * a / 3), a)
+    np.testing.assert_allclose(got, 0.5 * np.log(6 / (np.pi * np.e)), atol=2e-3)
+    assert run_eagerly(uniform_code_mi_lower_bound, code, zeros, zeros, a) < got
