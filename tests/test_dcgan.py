@@ -94,7 +94,8 @@ def test_gan_zoo_defaults_use_dcgan_networks_and_gan_optimizers():
     infogan = mibzoo.load("infogan")  # Q: a head on the discriminator's last hidden layer, as in InfoGAN
     assert infogan.shared_critics == {"infogan": "C2"} and isinstance(infogan.critics["C2"], DataCritic)
     assert isinstance(infogan.auxiliaries["infogan"], CodePredictor)
-    assert infogan.auxiliaries["infogan"].input_size == infogan.critics["C2"].features_size == 256
+    # InfoGAN's own widths (Chen et al. 2016, App. C.1; docs/results.md finding 11): D's dense layer of 1,024
+    assert infogan.auxiliaries["infogan"].input_size == infogan.critics["C2"].features_size == 1024
     # InfoGAN's discriminator normalization (docs/results.md: code -> class 0.69 with it, 0.52 without, 10 epochs)
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in infogan.critics["C2"].head.layers)
     assert any(isinstance(layer, keras.layers.BatchNormalization)
@@ -137,13 +138,14 @@ def test_infogan_fixed_q_std_replaces_the_predicted_log_variance():
         model = mibzoo.load("infogan", modalities={"image": image}, hyperparameters=hyper)
         fp = model.forward(x, present, training=False, seed=0)
         got = float(infogan_information(fp))
-        # By hand, from the pass's cached code and Q's outputs: blocks noise (32), digit_code (10), style_code (2).
+        # By hand, from the pass's cached code and Q's outputs: blocks noise (62), digit_code (10), style_code
+        # (2, Uniform(−1, 1)).
         z, _ = fp.prior_latents()
         params = model.auxiliaries["infogan"](shared_critic_features(fp, "infogan", fp.generated()))
         mean = params[:, 10:12]
         logvar = keras.ops.full_like(mean, 2 * np.log(std)) if std else params[:, 12:14]
-        expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 32:42], params[:, :10]))
-                     + float(infogan.gaussian_code_mi_lower_bound(z[:, 42:44], mean, logvar)))
+        expected = -(float(infogan.categorical_code_mi_lower_bound(z[:, 62:72], params[:, :10]))
+                     + float(infogan.uniform_code_mi_lower_bound(z[:, 72:74], mean, logvar)))
         assert got == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ConfigError, match="q_fixed_std"):  # refused when the config is parsed
         mibzoo.load("infogan", modalities={"image": image}, q_fixed_std=0.0)

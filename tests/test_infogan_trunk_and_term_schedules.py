@@ -115,7 +115,7 @@ def test_a_weight_schedule_multiplies_the_term_weight_while_training_only():
 
 def test_the_new_term_options_leave_configs_without_them_unchanged():
     base = mibzoo.describe("infogan")["model"]["term_options"]
-    assert base == {"infogan": {"shares_critic": "C2"}}
+    assert base == {"infogan": {"shares_critic": "C2", "q_batch_norm": True}}
     assert _infogan({"shares_critic": "C2"}).get_config()["term_options"] == {"infogan": {"shares_critic": "C2"}}
 
 
