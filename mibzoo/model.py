@@ -40,11 +40,11 @@ def _weighted(term, weight, fp):
     return weight * value
 
 
-
 def _prior_variance(block):
     """The variance of one dimension of a shared block's prior (`mibzoo.spec` block fields)."""
     scale = block.get("scale", 1.0)
     return {"normal": scale ** 2, "uniform": scale ** 2 / 3.0}.get(block["prior"], 1.0)
+
 
 @keras.saving.register_keras_serializable(package="mibzoo")
 class MIBModel(GenerativeAPI, PhasedTraining):

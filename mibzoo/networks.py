@@ -22,7 +22,8 @@ InfoGAN used on MNIST (Chen et al. 2016, Appendix C.1): a generator of dense lay
 transposed convolutions with batch normalization and ReLU, and discriminators (`DataCritic`)
 of stride-2 convolutions with leaky ReLU (with ``"critic_batch_norm": true``, batch normalization
 after the second and later convolutions and the dense layers, as InfoGAN's discriminator; C2's dense
-layer has ``"critic_hidden"`` units, `mibzoo.objectives.critics`). Batch normalization makes the networks depend on ``training``, which the model passes down.
+layer has ``"critic_hidden"`` units, `mibzoo.objectives.critics`). Batch normalization makes the
+networks depend on ``training``, which the model passes down.
 """
 import math
 

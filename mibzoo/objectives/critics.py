@@ -19,8 +19,8 @@ def _data_size(model):
 
 
 # InfoGAN's MNIST networks (Chen et al. 2016, Appendix C.1): D's last hidden layer has 1024 units,
-# Q adds a 128-unit layer to D's features. The zoo's default D is narrower (a size this CPU trains
-# in 10 epochs); a DCGAN modality's ``"critic_hidden"`` sets the width (1024: InfoGAN's).
+# Q adds a 128-unit layer to D's features. Without ``"critic_hidden"`` (a DCGAN modality's network
+# option) D is narrower, as `gan`'s default (a size this CPU trains in 10 epochs); `infogan` sets 1024.
 DCGAN_DISCRIMINATOR_HIDDEN = 256
 DCGAN_CODE_PREDICTOR_HIDDEN = 128
 
