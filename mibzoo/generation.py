@@ -105,10 +105,8 @@ class GenerativeAPI:
                 uniform = 0.5 * (1.0 + ops.erf(noise((num_samples,)) / np.sqrt(2.0)))
                 value = ops.one_hot(ops.minimum(ops.cast(ops.floor(uniform * size), "int32"), size - 1), size)
             elif prior == "uniform":
-                # U(−a, a) from a standard normal draw: 2Φ(ε) − 1 = erf(ε / √2) is uniform on (−1, 1), and
-                # the block's prior variance is a²/3 (`MIBModel.prior_logvar`).
-                half_width = np.sqrt(3.0) * ops.exp(0.5 * self.prior_logvar[start:start + size])
-                value = half_width * ops.erf(noise((num_samples, size)) / np.sqrt(2.0))
+                # U(−a, a) from a standard normal draw: 2Φ(ε) − 1 = erf(ε / √2) is uniform on (−1, 1).
+                value = self.prior_scale[start:start + size] * ops.erf(noise((num_samples, size)) / np.sqrt(2.0))
             else:
                 loc = self.prior_loc[start:start + size]
                 value = loc + ops.exp(0.5 * self.prior_logvar[start:start + size]) * noise((num_samples, size))

@@ -161,6 +161,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         # 1 for categorical ones, a uniform U(−a, a)'s variance a²/3.
         self.prior_logvar = ops.convert_to_tensor(np.concatenate(
             [np.full(b["size"], np.log(_prior_variance(b)), "float32") for b in cfg["shared"]]))
+        # Each dimension's block ``"scale"``: σ of a normal block, the half-width a of a uniform one.
+        self.prior_scale = ops.convert_to_tensor(np.concatenate(
+            [np.full(b["size"], b.get("scale", 1.0), "float32") for b in cfg["shared"]]))
 
         (learn_q, mask_q), (learn_p, mask_p) = spec.inference_mask, spec.generation_mask
         self.structure_masks = StructureMasks(mask_q, mask_p, learn_q, learn_p, name="structure", **spec.mask_options)

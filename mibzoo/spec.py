@@ -37,6 +37,8 @@ BLOCK_PRIORS = ("normal", "categorical", "uniform")
 # Priors a block may only have without an inference network: the PoE posterior and every inference
 # term are Gaussian.
 GENERATOR_ONLY_PRIORS = ("categorical", "uniform")
+# Priors of continuous blocks (InfoGAN's continuous codes, traversals: `mibzoo.metrics.codes`).
+CONTINUOUS_PRIORS = ("normal", "uniform")
 # Options any term of the model may be given in ``term_options`` (see the module docstring); a
 # term adds its own (`mibzoo.objectives.registry.Term.options`).
 TERM_OPTIONS = ("shares_critic", "trains_critic_trunk", "weight_schedule")

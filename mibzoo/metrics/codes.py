@@ -20,9 +20,7 @@ code_class_accuracy(model, "digit_code", "image", clf)
 import numpy as np
 
 from mibzoo.metrics import _common
-
-# Latent block priors of continuous codes (`mibzoo.spec.BLOCK_PRIORS`).
-CONTINUOUS_PRIORS = ("normal", "uniform")
+from mibzoo.spec import CONTINUOUS_PRIORS
 
 
 def best_assignment_accuracy(counts):

@@ -216,9 +216,8 @@ def infogan_information(fp):
             if fixed_std is not None:
                 logvar = ops.full_like(mean, 2.0 * float(np.log(fixed_std)))
             if kind == "uniform":
-                # U(−a, a) has variance a²/3 (`MIBModel.prior_logvar`).
-                half_width = np.sqrt(3.0) * ops.exp(0.5 * fp.model.prior_logvar[start:end])
-                code_bound = infogan.uniform_code_mi_lower_bound(code, mean, logvar, half_width=half_width)
+                code_bound = infogan.uniform_code_mi_lower_bound(code, mean, logvar,
+                                                                 half_width=fp.model.prior_scale[start:end])
             else:
                 code_bound = infogan.gaussian_code_mi_lower_bound(code, mean, logvar,
                                                                   prior_logvar=fp.model.prior_logvar[start:end])
