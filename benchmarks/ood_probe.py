@@ -66,7 +66,8 @@ def main():
         train, present = hide_labels(train, "label", args.hide, args.seed)
     test_part = {k: v[:2000] for k, v in test.items()}
     train_part = {k: v[::25] for k, v in original.items()}
-    shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm")
+    shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm",
+             "environment_recalibration")
 
     class Trajectory(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

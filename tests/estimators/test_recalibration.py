@@ -1,0 +1,115 @@
+"""The per-group recalibration gain: a NumPy version of the formula, the calibrated limit (0) and
+the exact risk drop of refitting the recalibration to convergence."""
+
+import numpy as np
+import pytest
+
+from mibzoo.estimators.recalibration import recalibration_gain
+
+
+def _np_gain(logits, labels, groups, weights, ridge=1e-4):
+    """Independent float64 version with explicit loops: per group, the gradient and Hessian of the
+    mean cross-entropy of softmax(a · l + b) (b_K = 0) at (1, 0), even rows against odd rows."""
+    logits, labels = logits.astype(np.float64), labels.astype(np.float64)
+    n, k = logits.shape
+    gains, counts = [], []
+    for g in range(groups.shape[1]):
+        rows = [i for i in range(n) if groups[i, g] and weights[i]]
+        even = [i for i in rows if i % 2 == 0]
+        odd = [i for i in rows if i % 2 == 1]
+        if not even or not odd:
+            continue
+        def grad(i):
+            p = np.exp(logits[i] - logits[i].max())
+            p /= p.sum()
+            phi = np.array([[logits[i, c]] + [1.0 if c == j else 0.0 for j in range(k - 1)] for c in range(k)])
+            mu = p @ phi
+            return (p - labels[i]) @ phi, phi.T @ np.diag(p) @ phi - np.outer(mu, mu)
+        hess = sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(k)
+        g_even = sum(grad(i)[0] for i in even) / len(even)
+        g_odd = sum(grad(i)[0] for i in odd) / len(odd)
+        gains.append(0.5 * g_even @ np.linalg.solve(hess, g_odd))
+        counts.append(len(rows))
+    counts = np.array(counts, np.float64)
+    return float(np.sum(counts / counts.sum() * np.array(gains)))
+
+
+def _sample(rng, n, scales, shifts, classes=2):
+    """Logits, one-hot labels drawn from softmax(scale_g · logits + shift_g e_0) in group g, one-hot groups."""
+    logits = rng.normal(0.0, 1.5, (n, classes)).astype(np.float32)
+    group = rng.integers(0, len(scales), n)
+    true = logits * np.asarray(scales)[group, None]
+    true[:, 0] += np.asarray(shifts)[group]
+    probs = np.exp(true - true.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    y = (rng.random(n)[:, None] > np.cumsum(probs, 1)).sum(1)
+    return logits, np.eye(classes, dtype=np.float32)[y], np.eye(len(scales), dtype=np.float32)[group]
+
+
+def _exact_refit_drop(logits, labels, groups):
+    """Σ_g P(g) (CE(logits) − min_{a, b} CE(a · logits + b)) on group g, refitted by Newton to
+    convergence in float64: the risk drop the one-step estimate approximates."""
+    logits, labels = logits.astype(np.float64), labels.astype(np.float64)
+    k = logits.shape[1]
+    total = 0.0
+    for g in range(groups.shape[1]):
+        rows = groups[:, g] > 0
+        l, y = logits[rows], labels[rows]
+        phi = np.concatenate([l[:, :, None], np.broadcast_to(np.eye(k, k - 1), (len(l), k, k - 1))], -1)
+        def risk(theta):
+            o = np.einsum("nkp,p->nk", phi, theta)
+            o -= o.max(1, keepdims=True)
+            return -np.mean(np.sum(y * (o - np.log(np.exp(o).sum(1, keepdims=True))), 1))
+        theta = np.concatenate([[1.0], np.zeros(k - 1)])
+        start = risk(theta)
+        for _ in range(50):
+            o = np.einsum("nkp,p->nk", phi, theta)
+            p = np.exp(o - o.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            mu = np.einsum("nk,nkp->np", p, phi)
+            grad = np.einsum("nk,nkp->p", p - y, phi) / len(l)
+            hess = (np.einsum("nk,nkp,nkq->pq", p, phi, phi) - mu.T @ mu) / len(l)
+            theta = theta - np.linalg.solve(hess, grad)
+        total += rows.mean() * (start - risk(theta))
+    return total
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_matches_numpy_reference(run_eagerly, classes):
+    rng = np.random.default_rng(0)
+    logits, labels, groups = _sample(rng, 64, [1.3, 0.8, 1.0], [0.2, -0.1, 0.0], classes)
+    weights = (rng.random(64) > 0.2).astype(np.float32)
+    got = run_eagerly(recalibration_gain, logits, labels, groups, weights)
+    np.testing.assert_allclose(got, _np_gain(logits, labels, groups, weights), rtol=1e-4, atol=1e-6)
+
+
+def test_calibrated_classifier_gains_nothing(run_eagerly):
+    """Labels drawn from softmax(logits) in every group (E ⊥ Y | Z): the gain is 0 up to noise,
+    where the square of the full-batch gradient would be biased upwards by about K / (2 n_g)."""
+    rng = np.random.default_rng(1)
+    logits, labels, groups = _sample(rng, 20000, [1.0, 1.0], [0.0, 0.0])
+    got = run_eagerly(recalibration_gain, logits, labels, groups)
+    assert abs(got) < 2e-4
+
+
+def test_approximates_the_exact_refit_for_group_dependent_scales(run_eagerly):
+    """Each group's labels follow its own scale of the logits: the one-step gain is close to the
+    risk drop of the exact per-group refit (second order: within 10% for scales 0.8 and 1.25)."""
+    rng = np.random.default_rng(2)
+    logits, labels, groups = _sample(rng, 40000, [1.25, 0.8], [0.15, -0.15])
+    exact = _exact_refit_drop(logits, labels, groups)
+    got = run_eagerly(recalibration_gain, logits, labels, groups)
+    assert exact > 0.005
+    np.testing.assert_allclose(got, exact, rtol=0.1)
+
+
+def test_weight_zero_rows_and_empty_groups_are_left_out(run_eagerly):
+    rng = np.random.default_rng(3)
+    logits, labels, groups = _sample(rng, 200, [1.4, 0.7], [0.0, 0.0])
+    weights = (np.arange(200) % 5 != 0).astype(np.float32)
+    base = run_eagerly(recalibration_gain, logits, labels, groups, weights)
+    flipped = labels.copy()
+    flipped[weights == 0] = flipped[weights == 0, ::-1]
+    assert run_eagerly(recalibration_gain, logits, flipped, groups, weights) == pytest.approx(base, rel=1e-5)
+    with_empty = np.concatenate([groups, np.zeros((200, 1), np.float32)], axis=1)
+    assert run_eagerly(recalibration_gain, logits, labels, with_empty, weights) == pytest.approx(base, rel=1e-5)
