@@ -122,7 +122,7 @@ def test_conditional_independence_matches_numpy(rng, form):
 
     # None: the option left out, which is the residual critic
     options = {} if form is None else {"conditional_independence": {"critic": form}}
-    model = _small_model("ood_cmnist", term_options=options)
+    model = _small_model("ood_cmnist_irm", term_options=options)
     batch = _batch(rng)
     labelled = np.array([1, 1, 0] * 4, "float32")
     fp = _forward(model, batch, labelled)
@@ -142,12 +142,15 @@ def test_conditional_independence_matches_numpy(rng, form):
                                rtol=1e-4)
 
 
-def test_zoo_critic_forms():
+def test_zoo_estimators_of_the_conditional_independence():
+    """``ood_cmnist`` estimates I(E; Y | Z) in closed form (no critic, no critic phase);
+    ``ood_cmnist_irm`` with the MLP critic."""
     from mibzoo.objectives import TERMS
 
-    forms = {entry: TERMS["conditional_independence"].option(_small_model(entry).model_config, "critic")
-             for entry in ("ood_cmnist", "ood_cmnist_irm")}
-    assert forms == {"ood_cmnist": "residual", "ood_cmnist_irm": "mlp"}
+    ours, irm = _small_model("ood_cmnist"), _small_model("ood_cmnist_irm")
+    assert [name for _, name in ours.model_config["str_reg"]] == ["cross", "sufficiency", "environment_recalibration"]
+    assert ours.critics == {} and [p["name"] for p in ours.phases] == ["dist"]
+    assert TERMS["conditional_independence"].option(irm.model_config, "critic") == "mlp"
 
 
 @pytest.mark.parametrize("options, message", [
@@ -159,7 +162,7 @@ def test_critic_option_is_validated(options, message):
     from mibzoo.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        _small_model("ood_cmnist", term_options={"conditional_independence": options})
+        _small_model("ood_cmnist_irm", term_options={"conditional_independence": options})
 
 
 def test_irm_term_matches_numpy_finite_differences(rng):
@@ -197,12 +200,48 @@ def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
     np.testing.assert_allclose(closed, autodiff, rtol=1e-4)
 
 
-def test_ood_terms_refuse_models_without_label_and_environment():
+def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng):
+    """The term is `recalibration_gain` (tested against NumPy in tests/estimators) of the label
+    decoder's logits at z ~ q(z | x), the one-hot labels, the one-hot environments and the label
+    presence; a zero weight removes the rows of unlabelled examples."""
+    from mibzoo.estimators.recalibration import recalibration_gain
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist")
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    labelled[[5, 10]] = 0.0
+    fp = _forward(model, batch, labelled)
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float32")
+    expected = float(recalibration_gain(logits, np.eye(2, dtype="float32")[batch["label"]],
+                                        np.eye(3, dtype="float32")[batch["env"]], labelled))
+    np.testing.assert_allclose(float(ood.environment_recalibration(fp)), expected, rtol=1e-5, atol=1e-9)
+    relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
+    np.testing.assert_allclose(float(ood.environment_recalibration(_forward(model, relabelled, labelled))), expected,
+                               rtol=1e-5, atol=1e-9)
+
+
+def test_ood_cmnist_enters_its_penalty_annealed():
+    """IRM's annealing as the entry's weight schedule: beta2 at 1e-4 of its value for the first 200
+    network updates, then in full."""
+    model = _small_model("ood_cmnist")
+    schedule = model.term_schedules["environment_recalibration"]
+    assert float(schedule(0)) == pytest.approx(1e-4) and float(schedule(199)) == pytest.approx(1e-4)
+    assert float(schedule(201)) == pytest.approx(1.0)
+
+
+def test_ood_terms_refuse_models_without_label_and_environment(rng):
+    """A critic's term refuses the model when it is built; the closed-form terms when the loss is
+    first computed."""
     import mibzoo
 
+    modalities = {"image": {"kind": "image", "shape": [14, 14, 2]}, "label": {"kind": "categorical", "classes": 2}}
     with pytest.raises(ValueError, match="'env'"):
-        mibzoo.load("ood_cmnist", modalities={"image": {"kind": "image", "shape": [14, 14, 2]},
-                                              "label": {"kind": "categorical", "classes": 2}})
+        mibzoo.load("ood_cmnist_irm", modalities=modalities)
+    model = mibzoo.load("ood_cmnist", modalities=modalities)
+    batch = {k: v for k, v in _batch(rng).items() if k != "env"}
+    with pytest.raises(ValueError, match="term needs categorical modalities 'label' \(Y\) and 'env'"):
+        model.compute_terms(_forward(model, batch, np.ones(12, "float32")))
 
 
 def test_predict_target_is_the_mean_of_generated_class_probabilities(rng):
