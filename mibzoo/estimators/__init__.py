@@ -11,6 +11,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
   (Chen et al. 2018) and the density-ratio discriminator (Kim & Mnih 2018).
 * ``mine`` — MINE lower bound on I(X; Y) with the bias-corrected gradient.
 * ``infogan`` — variational lower bounds on I(c; x) with an auxiliary Q(c | x).
+* ``recalibration`` — the cross-entropy a per-group affine recalibration of a classifier's logits
+  would save (G_ood's I(E; Y | Z) without a critic).
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
 """
 
@@ -26,6 +28,7 @@ from mibzoo.estimators.infogan import (
 )
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
 from mibzoo.estimators.mmd import hsic, kernel_matrix, mmd
+from mibzoo.estimators.recalibration import recalibration_gain
 from mibzoo.estimators.total_correlation import (
     aggregate_posterior_log_densities,
     density_ratio_discriminator_loss,
@@ -56,6 +59,7 @@ __all__ = [
     "mine_loss",
     "categorical_code_mi_lower_bound",
     "gaussian_code_mi_lower_bound",
+    "recalibration_gain",
     "Discriminator",
     "MINEStatistics",
 ]
