@@ -22,21 +22,28 @@ from keras import ops
 __all__ = ["recalibration_gain"]
 
 
-def _features(logits):
-    """``[B, K, K]``: for each class k the vector (l_k, e_k) of the derivatives of the recalibrated
-    logit a · l_k + b_k along (a, b_1..b_{K-1}) (b_K = 0 fixes softmax's shift invariance)."""
-    classes = ops.shape(logits)[-1]
+def _features(logits, inputs=None):
+    """``[B, K, P]``: for each class k the derivatives of the recalibrated logit
+    a · l_k + b_k + w_kᵀ x along the parameters (a, b_1..b_{K-1}, w_1..w_{K-1}): (l_k, e_k, e_k ⊗ x),
+    e_k the first K − 1 entries of class k's one-hot (b_K = 0 and w_K = 0 fix softmax's shift
+    invariance); without ``inputs`` x, (l_k, e_k), P = K."""
+    rows, classes = ops.shape(logits)[0], ops.shape(logits)[-1]
     offsets = ops.eye(classes, classes - 1, dtype=logits.dtype)  # [K, K-1]
-    offsets = ops.broadcast_to(offsets[None], (ops.shape(logits)[0], classes, classes - 1))
-    return ops.concatenate([logits[..., None], offsets], axis=-1)
+    offsets = ops.broadcast_to(offsets[None], (rows, classes, classes - 1))
+    parts = [logits[..., None], offsets]
+    if inputs is not None:
+        blocks = offsets[..., None] * inputs[:, None, None, :]  # [B, K, K-1, D]
+        parts.append(ops.reshape(blocks, (rows, classes, (classes - 1) * ops.shape(inputs)[-1])))
+    return ops.concatenate(parts, axis=-1)
 
 
-def recalibration_gain(logits, labels, groups, weights=None, ridge=1e-4):
+def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=1e-4):
     """Σ_g P(g) · ½ ĝ_gᵀ (H_g + ridge · I)⁻¹ ĝ_g: the cross-entropy a per-group affine
-    recalibration softmax(a_g · logits + b_g) would save, to second order around (a, b) = (1, 0).
+    recalibration softmax(a_g · logits + b_g [+ W_g x]) would save, to second order around
+    (a, b, W) = (1, 0, 0).
 
-    ĝ_g and H_g are the gradient and Hessian of group g's mean cross-entropy along (a, b) at
-    (1, 0): with π = softmax(logits) and φ_k = (l_k, e_k) (`_features`),
+    ĝ_g and H_g are the gradient and Hessian of group g's mean cross-entropy along (a, b, W) at
+    (1, 0, 0): with π = softmax(logits) and φ_k = (l_k, e_k[, e_k ⊗ x]) (`_features`),
     ĝ_g = mean_{n ∈ g} Σ_k (π_nk − y_nk) φ_nk and H_g = mean_{n ∈ g} Cov_{π_n}(φ_n). One Newton step
     from (1, 0) lowers the risk by ½ ĝᵀ H⁻¹ ĝ, exactly so for a quadratic risk. The square of a
     minibatch mean is biased upwards by its variance (about K / (2 n_g) nats, the size of the
@@ -48,6 +55,9 @@ def recalibration_gain(logits, labels, groups, weights=None, ridge=1e-4):
       labels: ``[B, K]`` one-hot labels.
       groups: ``[B, G]`` one-hot group (environment) of each row.
       weights: ``[B]`` 0/1 weights (e.g. 0 where the label is missing); ``None``: all 1.
+      inputs: ``[B, D]`` features the recalibration may also read linearly (e.g. the classifier's
+        own input z): a correction that rescales the whole logit cannot tell apart a spurious part
+        of it from the rest when both move together, one linear in x can. ``None``: logits only.
       ridge: added to the Hessian's diagonal, so that a group whose logits are constant
         (no curvature along the scale) gives a finite gain.
 
@@ -60,7 +70,8 @@ def recalibration_gain(logits, labels, groups, weights=None, ridge=1e-4):
     groups = ops.cast(groups, "float32")
     rows = ops.shape(logits)[0]
     weights = ops.ones((rows,), "float32") if weights is None else ops.cast(weights, "float32")
-    features = _features(logits)  # [B, K, P], P = K parameters (a, b_1..b_{K-1})
+    inputs = None if inputs is None else ops.cast(inputs, "float32")
+    features = _features(logits, inputs)  # [B, K, P]
     probs = ops.softmax(logits, axis=-1)
     grads = ops.einsum("bk,bkp->bp", probs - labels, features)  # [B, P]
     means = ops.einsum("bk,bkp->bp", probs, features)

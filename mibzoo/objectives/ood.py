@@ -124,7 +124,13 @@ def conditional_independence(fp):
     return ops.maximum(estimate, 0.0)
 
 
-@register_term("environment_recalibration", "regularizer", options={"latent": LATENTS})
+# What the per-environment recalibration of `environment_recalibration` may read (``term_options:
+# {"environment_recalibration": {"recalibrate": ...}}``, the first the default): "logits", a scale
+# and a shift of p(y | z)'s logits; "logits_and_z", also a linear function of z itself.
+RECALIBRATIONS = ("logits", "logits_and_z")
+
+
+@register_term("environment_recalibration", "regularizer", options={"latent": LATENTS, "recalibrate": RECALIBRATIONS})
 def environment_recalibration(fp):
     """D(q ‖ G^str_ood) through I_q(E; Y | Z), as `conditional_independence`, without a critic: the
     cross-entropy that recalibrating p(y | z) per environment (softmax(a_e · logits + b_e)) would
@@ -135,10 +141,15 @@ def environment_recalibration(fp):
     neither lags behind z nor can be fooled as a trained critic r(y | z, e) can (the second and
     fifteenth sessions' finding, docs/results_ood.md); within its family of corrections it is
     I(E; Y | Z) = E_z KL(p(y | z, e) ‖ p(y | z)) when p(y | z) is calibrated. z ~ q(z | x) (or its mean,
-    option ``latent``), labelled examples only."""
+    option ``latent``), labelled examples only. With option ``recalibrate`` ``"logits_and_z"`` the
+    recalibration also adds a linear function of z per environment: a rescaling of the whole logit
+    misses a colour whose part of the logit moves together with the shape's."""
     _ood_modalities(fp.model, "environment_recalibration")
-    return recalibration_gain(predictive_label_logits(fp, "environment_recalibration"), fp.x[LABEL],
-                              fp.x[ENVIRONMENT], weights=_labelled(fp))
+    term = TERMS["environment_recalibration"]
+    z = predictive_latent(fp, "environment_recalibration")
+    logits = fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, z))
+    inputs = z if term.option(fp.model.model_config, "recalibrate") == "logits_and_z" else None
+    return recalibration_gain(logits, fp.x[LABEL], fp.x[ENVIRONMENT], weights=_labelled(fp), inputs=inputs)
 
 
 @register_term("sufficiency", "regularizer", options={"latent": LATENTS})

@@ -7,11 +7,13 @@ import pytest
 from mibzoo.estimators.recalibration import recalibration_gain
 
 
-def _np_gain(logits, labels, groups, weights, ridge=1e-4):
+def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4):
     """Independent float64 version with explicit loops: per group, the gradient and Hessian of the
-    mean cross-entropy of softmax(a · l + b) (b_K = 0) at (1, 0), even rows against odd rows."""
+    mean cross-entropy of softmax(a · l + b + W x) (b_K = 0, W's last row 0) at (1, 0, 0), even
+    rows against odd rows."""
     logits, labels = logits.astype(np.float64), labels.astype(np.float64)
     n, k = logits.shape
+    x = np.zeros((n, 0)) if inputs is None else inputs.astype(np.float64)
     gains, counts = [], []
     for g in range(groups.shape[1]):
         rows = [i for i in range(n) if groups[i, g] and weights[i]]
@@ -22,10 +24,12 @@ def _np_gain(logits, labels, groups, weights, ridge=1e-4):
         def grad(i):
             p = np.exp(logits[i] - logits[i].max())
             p /= p.sum()
-            phi = np.array([[logits[i, c]] + [1.0 if c == j else 0.0 for j in range(k - 1)] for c in range(k)])
+            phi = np.array([[logits[i, c]] + [1.0 if c == j else 0.0 for j in range(k - 1)]
+                            + [x[i, d] if c == j else 0.0 for j in range(k - 1) for d in range(x.shape[1])]
+                            for c in range(k)])
             mu = p @ phi
             return (p - labels[i]) @ phi, phi.T @ np.diag(p) @ phi - np.outer(mu, mu)
-        hess = sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(k)
+        hess = sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(k + (k - 1) * x.shape[1])
         g_even = sum(grad(i)[0] for i in even) / len(even)
         g_odd = sum(grad(i)[0] for i in odd) / len(odd)
         gains.append(0.5 * g_even @ np.linalg.solve(hess, g_odd))
@@ -75,12 +79,37 @@ def _exact_refit_drop(logits, labels, groups):
 
 
 @pytest.mark.parametrize("classes", [2, 3])
-def test_matches_numpy_reference(run_eagerly, classes):
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_matches_numpy_reference(run_eagerly, classes, with_inputs):
     rng = np.random.default_rng(0)
     logits, labels, groups = _sample(rng, 64, [1.3, 0.8, 1.0], [0.2, -0.1, 0.0], classes)
     weights = (rng.random(64) > 0.2).astype(np.float32)
-    got = run_eagerly(recalibration_gain, logits, labels, groups, weights)
-    np.testing.assert_allclose(got, _np_gain(logits, labels, groups, weights), rtol=1e-4, atol=1e-6)
+    inputs = rng.normal(size=(64, 3)).astype(np.float32) if with_inputs else None
+    got = run_eagerly(recalibration_gain, logits, labels, groups, weights, inputs)
+    np.testing.assert_allclose(got, _np_gain(logits, labels, groups, weights, inputs), rtol=1e-4, atol=1e-6)
+
+
+def test_a_linear_recalibration_sees_a_spurious_part_the_scale_misses(run_eagerly):
+    """The logit is shape + colour, and each group wants the colour's part scaled its own way while
+    the shape's stays: with the logit alone the correction must rescale both and recovers only part
+    of the gain; reading [shape, colour] linearly it can reach the groups' true laws, and the gain is
+    close to E KL(p(y | x, g) ‖ p(y | x)), computed in closed form from the two Bernoulli laws."""
+    rng = np.random.default_rng(4)
+    n = 40000
+    group = rng.integers(0, 2, n)
+    shape, colour = rng.normal(0.0, 1.0, n), rng.choice([-1.0, 1.0], n)
+    base = 0.8 * shape + 1.7 * colour
+    true = 0.8 * shape + np.array([2.2, 1.4])[group] * colour
+    y = (rng.random(n) < 1 / (1 + np.exp(-true))).astype(int)
+    logits = np.stack([np.zeros(n), base], 1).astype(np.float32)
+    labels, groups = np.eye(2, dtype=np.float32)[y], np.eye(2, dtype=np.float32)[group]
+    inputs = np.stack([shape, colour], 1).astype(np.float32)
+    scale_only = run_eagerly(recalibration_gain, logits, labels, groups)
+    linear = run_eagerly(recalibration_gain, logits, labels, groups, None, inputs)
+    p_true, p_base = 1 / (1 + np.exp(-true)), 1 / (1 + np.exp(-base))
+    kl = np.mean(p_true * np.log(p_true / p_base) + (1 - p_true) * np.log((1 - p_true) / (1 - p_base)))
+    np.testing.assert_allclose(linear, kl, rtol=0.15)
+    assert 0 < scale_only < 0.85 * linear
 
 
 def test_calibrated_classifier_gains_nothing(run_eagerly):
