@@ -1,5 +1,6 @@
 """How much a classifier would gain from being recalibrated per group: the drop of its
-cross-entropy that a per-group affine map of its logits gives, in one Newton step.
+cross-entropy that a per-group affine map of its logits (optionally plus a linear function of its
+inputs) gives, in one Newton step.
 
 Used for the paper's G_ood (Sec. 6, Eq. 18), whose E ⊥ Y | Z makes the label decoder p(y | z) the
 best predictor of Y in every environment: then no environment can lower its risk by rescaling or
@@ -45,7 +46,7 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     ĝ_g and H_g are the gradient and Hessian of group g's mean cross-entropy along (a, b, W) at
     (1, 0, 0): with π = softmax(logits) and φ_k = (l_k, e_k[, e_k ⊗ x]) (`_features`),
     ĝ_g = mean_{n ∈ g} Σ_k (π_nk − y_nk) φ_nk and H_g = mean_{n ∈ g} Cov_{π_n}(φ_n). One Newton step
-    from (1, 0) lowers the risk by ½ ĝᵀ H⁻¹ ĝ, exactly so for a quadratic risk. The square of a
+    from there lowers the risk by ½ ĝᵀ H⁻¹ ĝ, exactly so for a quadratic risk. The square of a
     minibatch mean is biased upwards by its variance (about K / (2 n_g) nats, the size of the
     signal on Colored-MNIST at a batch of 250), so, as IRMv1's unbiased estimate (its Sec. 3.2),
     the quadratic form pairs the gradients of the even and the odd rows of each group.

@@ -130,7 +130,8 @@ def conditional_independence(fp):
 RECALIBRATIONS = ("logits", "logits_and_z")
 
 
-@register_term("environment_recalibration", "regularizer", options={"latent": LATENTS, "recalibrate": RECALIBRATIONS})
+@register_term("environment_recalibration", "regularizer",
+               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS})
 def environment_recalibration(fp):
     """D(q ‖ G^str_ood) through I_q(E; Y | Z), as `conditional_independence`, without a critic: the
     cross-entropy that recalibrating p(y | z) per environment (softmax(a_e · logits + b_e)) would
