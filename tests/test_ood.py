@@ -148,7 +148,8 @@ def test_zoo_estimators_of_the_conditional_independence():
     from mibzoo.objectives import TERMS
 
     ours, irm = _small_model("ood_cmnist"), _small_model("ood_cmnist_irm")
-    assert [name for _, name in ours.model_config["str_reg"]] == ["cross", "sufficiency", "environment_recalibration"]
+    terms = [name for _, name in ours.model_config["str_reg"]]
+    assert terms == ["cross", "sufficiency", "environment_recalibration"]
     assert ours.critics == {} and [p["name"] for p in ours.phases] == ["dist"]
     assert TERMS["conditional_independence"].option(irm.model_config, "critic") == "mlp"
 
