@@ -146,11 +146,10 @@ def environment_recalibration(fp):
     recalibration also adds a linear function of z per environment: a rescaling of the whole logit
     misses a colour whose part of the logit moves together with the shape's."""
     _ood_modalities(fp.model, "environment_recalibration")
-    term = TERMS["environment_recalibration"]
-    z = predictive_latent(fp, "environment_recalibration")
-    logits = fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, z))
-    inputs = z if term.option(fp.model.model_config, "recalibrate") == "logits_and_z" else None
-    return recalibration_gain(logits, fp.x[LABEL], fp.x[ENVIRONMENT], weights=_labelled(fp), inputs=inputs)
+    name = "environment_recalibration"
+    with_z = TERMS[name].option(fp.model.model_config, "recalibrate") == "logits_and_z"
+    return recalibration_gain(predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT],
+                              weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None)
 
 
 @register_term("sufficiency", "regularizer", options={"latent": LATENTS})
