@@ -201,16 +201,17 @@ def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
     np.testing.assert_allclose(closed, autodiff, rtol=1e-4)
 
 
-@pytest.mark.parametrize("recalibrate", ["logits", "logits_and_z"])
-def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate):
+@pytest.mark.parametrize("recalibrate, pairs", [("logits", "halves"), ("logits_and_z", "halves"), ("logits", "all")])
+def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs):
     """The term is `recalibration_gain` (tested against NumPy in tests/estimators) of the label
     decoder's logits at z ~ q(z | x), the one-hot labels, the one-hot environments and the label
-    presence (and z itself with ``recalibrate`` "logits_and_z"); a zero weight removes the rows of
-    unlabelled examples."""
+    presence (and z itself with ``recalibrate`` "logits_and_z"), with the option ``pairs`` as the
+    estimator's pairing; a zero weight removes the rows of unlabelled examples."""
     from mibzoo.estimators.recalibration import recalibration_gain
     from mibzoo.objectives import ood
 
-    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"recalibrate": recalibrate}})
+    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"recalibrate": recalibrate,
+                                                                                   "pairs": pairs}})
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     labelled[[5, 10]] = 0.0
@@ -219,7 +220,7 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
     logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float32")
     expected = float(recalibration_gain(logits, np.eye(2, dtype="float32")[batch["label"]],
                                         np.eye(3, dtype="float32")[batch["env"]], labelled,
-                                        z if recalibrate == "logits_and_z" else None))
+                                        z if recalibrate == "logits_and_z" else None, pairs=pairs))
     np.testing.assert_allclose(float(ood.environment_recalibration(fp)), expected, rtol=1e-5, atol=1e-9)
     relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
     np.testing.assert_allclose(float(ood.environment_recalibration(_forward(model, relabelled, labelled))), expected,

@@ -2,7 +2,7 @@
 of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."""
 from keras import ops
 
-from mibzoo.estimators.recalibration import recalibration_gain
+from mibzoo.estimators.recalibration import PAIRINGS, recalibration_gain
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 
@@ -131,7 +131,7 @@ RECALIBRATIONS = ("logits", "logits_and_z")
 
 
 @register_term("environment_recalibration", "regularizer",
-               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS})
+               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS, "pairs": PAIRINGS})
 def environment_recalibration(fp):
     """D(q ‖ G^str_ood) through I_q(E; Y | Z), as `conditional_independence`, without a critic: the
     cross-entropy that recalibrating p(y | z) per environment (softmax(a_e · logits + b_e)) would
@@ -144,12 +144,14 @@ def environment_recalibration(fp):
     I(E; Y | Z) = E_z KL(p(y | z, e) ‖ p(y | z)) when p(y | z) is calibrated. z ~ q(z | x) (or its mean,
     option ``latent``), labelled examples only. With option ``recalibrate`` ``"logits_and_z"`` the
     recalibration also adds a linear function of z per environment: a rescaling of the whole logit
-    misses a colour whose part of the logit moves together with the shape's."""
+    misses a colour whose part of the logit moves together with the shape's. Option ``pairs``: how
+    the squared mean gradient is estimated without bias (`recalibration_gain`'s ``pairs``)."""
     _ood_modalities(fp.model, "environment_recalibration")
     name = "environment_recalibration"
     with_z = TERMS[name].option(fp.model.model_config, "recalibrate") == "logits_and_z"
     return recalibration_gain(predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT],
-                              weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None)
+                              weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None,
+                              pairs=TERMS[name].option(fp.model.model_config, "pairs"))
 
 
 @register_term("sufficiency", "regularizer", options={"latent": LATENTS})
