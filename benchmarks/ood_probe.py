@@ -3,6 +3,7 @@
 weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
+        [--beta1 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -44,6 +45,11 @@ def main():
     parser.add_argument("--warmup", type=int, nargs=2, metavar=("EPOCHS", "BATCH"),
                         help="first train EPOCHS at batch BATCH, then EPOCHS/BATCH as given (irm_anneal_steps "
                              "counts the network updates of both)")
+    parser.add_argument("--beta1", type=float, default=0.9, help="Adam's beta_1 of the networks")
+    parser.add_argument("--weight-decay", type=float, default=None,
+                        help="Adam's decoupled weight decay of the networks (Keras' weight_decay)")
+    parser.add_argument("--cosine", action="store_true",
+                        help="the learning rate follows a cosine decay to 0 over the run's network updates")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
@@ -81,10 +87,16 @@ def main():
 
     started = time.perf_counter()
     first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
+    rate = args.lr
+    if args.cosine:
+        if args.warmup:
+            parser.error("--cosine decays over one fit; it cannot be combined with --warmup")
+        rate = keras.optimizers.schedules.CosineDecay(args.lr, first_epochs * -(-len(train["image"]) // first_batch))
+    adam = {"beta_1": args.beta1, **({"weight_decay": args.weight_decay} if args.weight_decay else {})}
     model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
-                            first_batch, args.seed, args.lr, overrides=json.loads(args.overrides), present=present,
+                            first_batch, args.seed, rate, overrides=json.loads(args.overrides), present=present,
                             compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)},
-                            callbacks=[Trajectory()])
+                            callbacks=[Trajectory()], adam_options=adam)
     if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
         import tensorflow as tf
 
@@ -98,7 +110,9 @@ def main():
     seconds = time.perf_counter() - started
     env = label_accuracies(model, original, 8, args.seed)
     te = label_accuracies(model, test, 8, args.seed)
-    print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} {args.overrides}: "
+    optimizer = f"beta1 {args.beta1} weight decay {args.weight_decay} cosine {args.cosine}"
+    print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
+          f"{optimizer} {args.overrides}: "
           f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
           f"({seconds:.0f} s training)")
 

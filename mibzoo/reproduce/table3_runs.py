@@ -109,13 +109,15 @@ def splits(dataset, seeds, budget, data_dir=None):
 # ----- models -----------------------------------------------------------------------------------
 
 def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning_rate=1e-3, overrides=None,
-                    run_eagerly=False, present=None, compile_options=None, callbacks=None):
+                    run_eagerly=False, present=None, compile_options=None, callbacks=None, adam_options=None):
     """Trains a zoo entry at its defaults (plus ``overrides``) on in-memory arrays; returns the model.
 
     The seed fixes the weights, the training noise and the data order, as `mibzoo train` does.
     ``present`` (``{modality: [N] 0/1}``) marks the examples that lack a modality (semi-supervised
     training, `mibzoo.experiment_data.hide_labels`); ``compile_options`` go to ``model.compile``,
-    ``callbacks`` (Keras callbacks, e.g. scoring after every epoch) to ``model.fit``.
+    ``callbacks`` (Keras callbacks, e.g. scoring after every epoch) to ``model.fit``, ``adam_options``
+    (e.g. ``{"beta_1": 0.99}``) to the networks' ``keras.optimizers.Adam`` beside ``learning_rate``
+    (a number or a Keras learning-rate schedule).
     """
     import keras
     import tensorflow as tf
@@ -125,7 +127,8 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     keras.utils.set_random_seed(seed)
     specs = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in modalities.items()}
     model = mibzoo.load(entry, modalities=specs, seed=seed, **(overrides or {}))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), run_eagerly=run_eagerly, **(compile_options or {}))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **(adam_options or {})), run_eagerly=run_eagerly,
+                  **(compile_options or {}))
     columns = {name: train[name] for name in specs}
     if present is not None:
         columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
