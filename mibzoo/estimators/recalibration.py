@@ -111,17 +111,19 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
 
 
 def _all_pairs_gain(grads, hessians, membership, ridge):
-    """`recalibration_gain` with ``pairs="all"``: per group, ½ of the mean of g_iᵀ H⁻¹ g_j over the
-    ordered pairs of distinct weighted rows, from the sum S of the rows' gradients as
-    (SᵀH⁻¹S − Σ_i g_iᵀ H⁻¹ g_i) / (n(n − 1)); groups with fewer than two rows are left out."""
+    """`recalibration_gain` with ``pairs="all"``: per group, ½ of the weighted mean of g_iᵀ H⁻¹ g_j
+    over the ordered pairs of distinct rows, from the weighted sum S = Σ_i w_i g_i as
+    (SᵀH⁻¹S − Σ_i w_i² g_iᵀ H⁻¹ g_i) / ((Σ_i w_i)² − Σ_i w_i²), i.e. / (n(n − 1)) for 0/1 weights;
+    groups with fewer than two rows are left out."""
     counts = ops.sum(membership, axis=0)  # [G]
     hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
     size = ops.shape(grads)[-1]
     inverse = ops.inv(hessian + ridge * ops.eye(size, dtype="float32")[None])  # [G, P, P]
     sums = ops.einsum("bg,bp->gp", membership, grads)  # [G, P]
     total = ops.einsum("gp,gpq,gq->g", sums, inverse, sums)
-    own = ops.einsum("bg,bp,gpq,bq->g", membership, grads, inverse, grads)
-    gains = 0.5 * (total - own) / ops.maximum(counts * (counts - 1.0), 1.0)
+    own = ops.einsum("bg,bp,gpq,bq->g", ops.square(membership), grads, inverse, grads)
+    pair_weight = ops.square(counts) - ops.sum(ops.square(membership), axis=0)
+    gains = 0.5 * (total - own) / ops.maximum(pair_weight, 1e-12)
     kept = ops.cast(counts > 1.5, "float32")
     shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
     return ops.sum(shares * gains)
