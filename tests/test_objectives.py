@@ -158,7 +158,7 @@ def test_per_modality_weights_select_modalities():
 def test_cross_generation_is_the_likelihood_of_each_modality_generated_from_the_others():
     """β Σ_i −log p(x_i | z, u_i), z ~ q(z | x_{\\i}), u_i ~ p(u_i), in NumPy with zero noise (z at the
     mean of q(z | x_j), u_i = 0); the default mib_mm loss is Eq. 16 plus this term (the label's ×4, the
-    image's ×2)."""
+    image's ×1.5)."""
     model = mibzoo.load("mib_mm", modalities=PAIR, shared=TINY_SHARED, private=2, beta=1.5)
     arrays = synthetic_batches(PAIR, n=16)
     fp = zero_noise_pass(model, arrays)
@@ -175,8 +175,8 @@ def test_cross_generation_is_the_likelihood_of_each_modality_generated_from_the_
             nll = -(params - np.log(np.exp(params).sum(-1, keepdims=True)))[np.arange(16), arrays["y"]]
         np.testing.assert_allclose(values[i], np.mean(nll), rtol=1e-4)
     terms, totals = model.compute_terms(fp)
-    # mib_mm weighs the label's cross-generation 4 β and every other modality's 2 β (keyed by kind and "*")
-    weighted = 2 * 1.5 * values[0] + 4 * 1.5 * values[1]
+    # mib_mm weighs the label's cross-generation 4 β and every other modality's 1.5 β (keyed by kind and "*")
+    weighted = 1.5 * 1.5 * values[0] + 4 * 1.5 * values[1]
     np.testing.assert_allclose(float(terms["cross_generation"]), weighted, rtol=1e-5)
     np.testing.assert_allclose(float(totals["loss"]), float(terms["C0"]) + float(terms["cross"]) + weighted, rtol=1e-5)
 
