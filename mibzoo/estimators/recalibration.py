@@ -92,38 +92,36 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     hessians = ops.einsum("bk,bkp,bkq->bpq", probs, features, features) - means[:, :, None] * means[:, None, :]
 
     membership = weights[:, None] * groups  # [B, G]
-    if pairs == "all":
-        return _all_pairs_gain(grads, hessians, membership, ridge)
-    parity = ops.cast(ops.arange(rows) % 2, "float32")[:, None]
-    halves = [membership * (1.0 - parity), membership * parity]
     counts = ops.sum(membership, axis=0)  # [G]
-    half_counts = [ops.sum(h, axis=0) for h in halves]
-    half_grads = [ops.einsum("bg,bp->gp", h, grads) / ops.maximum(c, 1.0)[:, None]
-                  for h, c in zip(halves, half_counts)]  # [G, P] each
     hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
-    size = ops.shape(features)[-1]
-    hessian = hessian + ridge * ops.eye(size, dtype="float32")[None]
-    step = ops.solve(hessian, half_grads[1][:, :, None])[:, :, 0]  # H⁻¹ ĝ_odd, [G, P]
-    gains = 0.5 * ops.sum(half_grads[0] * step, axis=-1)  # [G]
-    kept = ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
+    hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
+    pairing = _all_pairs_gains if pairs == "all" else _halves_gains
+    gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
     shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
     return ops.sum(shares * gains)
 
 
-def _all_pairs_gain(grads, hessians, membership, ridge):
-    """`recalibration_gain` with ``pairs="all"``: per group, ½ of the weighted mean of g_iᵀ H⁻¹ g_j
-    over the ordered pairs of distinct rows, from the weighted sum S = Σ_i w_i g_i as
-    (SᵀH⁻¹S − Σ_i w_i² g_iᵀ H⁻¹ g_i) / ((Σ_i w_i)² − Σ_i w_i²), i.e. / (n(n − 1)) for 0/1 weights;
-    groups with fewer than two rows are left out."""
-    counts = ops.sum(membership, axis=0)  # [G]
-    hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
-    size = ops.shape(grads)[-1]
-    inverse = ops.inv(hessian + ridge * ops.eye(size, dtype="float32")[None])  # [G, P, P]
+def _halves_gains(grads, hessian, membership, counts):
+    """Per group, ½ ĝ_evenᵀ H⁻¹ ĝ_odd from the means of the even and the odd rows' gradients, and
+    whether the group is kept (a weighted row in both halves)."""
+    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
+    halves = [membership * (1.0 - parity), membership * parity]
+    half_counts = [ops.sum(h, axis=0) for h in halves]
+    half_grads = [ops.einsum("bg,bp->gp", h, grads) / ops.maximum(c, 1.0)[:, None]
+                  for h, c in zip(halves, half_counts)]  # [G, P] each
+    step = ops.solve(hessian, half_grads[1][:, :, None])[:, :, 0]  # H⁻¹ ĝ_odd, [G, P]
+    gains = 0.5 * ops.sum(half_grads[0] * step, axis=-1)
+    return gains, ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
+
+
+def _all_pairs_gains(grads, hessian, membership, counts):
+    """Per group, ½ of the weighted mean of g_iᵀ H⁻¹ g_j over the ordered pairs of distinct rows, from
+    the weighted sum S = Σ_i w_i g_i as (SᵀH⁻¹S − Σ_i w_i² g_iᵀ H⁻¹ g_i) / ((Σ_i w_i)² − Σ_i w_i²),
+    i.e. / (n(n − 1)) for 0/1 weights, and whether the group is kept (at least two rows)."""
+    inverse = ops.inv(hessian)  # [G, P, P]
     sums = ops.einsum("bg,bp->gp", membership, grads)  # [G, P]
     total = ops.einsum("gp,gpq,gq->g", sums, inverse, sums)
     own = ops.einsum("bg,bp,gpq,bq->g", ops.square(membership), grads, inverse, grads)
     pair_weight = ops.square(counts) - ops.sum(ops.square(membership), axis=0)
     gains = 0.5 * (total - own) / ops.maximum(pair_weight, 1e-12)
-    kept = ops.cast(counts > 1.5, "float32")
-    shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
-    return ops.sum(shares * gains)
+    return gains, ops.cast(counts > 1.5, "float32")

@@ -148,10 +148,11 @@ def environment_recalibration(fp):
     the squared mean gradient is estimated without bias (`recalibration_gain`'s ``pairs``)."""
     _ood_modalities(fp.model, "environment_recalibration")
     name = "environment_recalibration"
-    with_z = TERMS[name].option(fp.model.model_config, "recalibrate") == "logits_and_z"
+    term, config = TERMS[name], fp.model.model_config
+    with_z = term.option(config, "recalibrate") == "logits_and_z"
     return recalibration_gain(predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT],
                               weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None,
-                              pairs=TERMS[name].option(fp.model.model_config, "pairs"))
+                              pairs=term.option(config, "pairs"))
 
 
 @register_term("sufficiency", "regularizer", options={"latent": LATENTS})
