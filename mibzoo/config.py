@@ -27,7 +27,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``hyperparameters``: named numbers that weights may refer to (``{"beta": 4.0}``), and numbers a
   term reads itself, declared with the term and checked when the config is parsed
   (`mibzoo.objectives.registry.HyperParameter`): ``infogan``'s ``q_fixed_std`` (> 0),
-  ``lambda_continuous`` and ``q_input_noise`` (>= 0), ``irm``'s ``irm_anneal_steps`` (an integer
+  ``lambda_continuous`` and ``q_input_noise`` (>= 0), ``q_categorical_rotation`` (radians, in
+  [0, π]) and ``q_categorical_stroke_jitter`` (in [0, 1]), ``irm``'s ``irm_anneal_steps`` (an integer
   >= 0) and ``irm_anneal_scale`` (>= 0), ``tc``'s ``dataset_size`` (an integer >= 1);
 - ``dist``: L_dist as ``[[weight, cost], ...]`` with costs from Table 1 (C0, C1, C3, C4, ...);
 - ``str_reg``: L_str_reg as ``[[weight, bayesian_network], ...]``;

@@ -186,6 +186,8 @@ def test_a_zoo_entry_is_parsed_once_into_the_spec_its_model_is_built_from(monkey
     ("infogan", "q_input_noise", -0.1, "a number >= 0 (the standard deviation of the Gaussian noise"),
     ("infogan", "q_fixed_std", 0.0, "a number > 0 (the fixed standard deviation of Q's Gaussian codes"),
     ("infogan", "lambda_continuous", -1.0, "a number >= 0 (the weight of the continuous codes' bounds)"),
+    ("infogan", "q_categorical_stroke_jitter", 1.5, "a number >= 0 and <= 1 (the largest stroke-width jitter"),
+    ("infogan", "q_categorical_rotation", 4.0, "a number >= 0 and <= 3.14159 (the largest rotation in radians"),
     ("ood_cmnist_irm", "irm_anneal_steps", 2.5, "an integer >= 0"),
     ("ood_cmnist_irm", "irm_anneal_scale", -1e-6, "a number >= 0"),
     ("beta_tcvae", "dataset_size", 0, "an integer >= 1"),
@@ -200,6 +202,7 @@ def test_hyperparameters_a_term_reads_are_checked_when_the_config_is_parsed(entr
     assert f"hyperparameters.{key}" in message and repr(value) in message and allowed in message
     assert "read by term" in message
     in_range = {"q_input_noise": 0.5, "q_fixed_std": 0.3, "lambda_continuous": 0.0, "irm_anneal_steps": 7,
+                "q_categorical_stroke_jitter": 1.0, "q_categorical_rotation": 0.25,
                 "irm_anneal_scale": 0.0, "dataset_size": 60000}[key]
     loaded = mibzoo.load(entry, hyperparameters={**own, key: in_range})
     assert loaded.model_config["hyperparameters"][key] == in_range

@@ -5,6 +5,7 @@ critic phase that trains it (Algorithm 1, generalized)."""
 import numpy as np
 from keras import ops
 
+from mibzoo import image_jitter
 from mibzoo.estimators import adversarial, infogan
 from mibzoo.estimators.mmd import mmd as mmd_estimate
 from mibzoo.estimators import total_correlation as total_correlation_lib
@@ -176,7 +177,13 @@ def _code_predictor(model):
                                                  "without it Q learns its variance", exclusive_minimum=True),
                    "lambda_continuous": HyperParameter(1.0, "the weight of the continuous codes' bounds"),
                    "q_input_noise": HyperParameter(0.0, "the standard deviation of the Gaussian noise added to "
-                                                   "the samples Q reads")})
+                                                   "the samples Q reads"),
+                   "q_categorical_rotation": HyperParameter(
+                       0.0, "the largest rotation in radians of the images Q reads the categorical codes from",
+                       maximum=float(np.pi)),
+                   "q_categorical_stroke_jitter": HyperParameter(
+                       0.0, "the largest stroke-width jitter (1: a one-pixel dilation or erosion) of the images "
+                            "Q reads the categorical codes from", maximum=1.0)})
 def infogan_information(fp):
     """D(q ‖ G^InfoGAN): the negative variational lower bound on I(c; x) of InfoGAN (Chen et al.
     2016), summed over code blocks, with Q(c | x) the term's auxiliary network on generated x:
@@ -191,6 +198,12 @@ def infogan_information(fp):
     bound on I(c; G(z, c) + σ ε) ≤ I(c; G(z, c)), which the generator can only raise with differences
     between codes larger than the noise (docs/results.md, finding 8: without it Q tells the codes apart
     on generated images before they show digits).
+    ``q_categorical_rotation`` θ and ``q_categorical_stroke_jitter`` s (default 0) make Q read the
+    categorical codes from the image modalities jittered by `mibzoo.image_jitter.jitter_images`
+    (a rotation ~ U(−θ, θ) and a stroke-width change ~ U(−s, s) per sample, differentiable, so the
+    generator is trained through them), while the continuous codes are read from the unjittered
+    samples: a bound on I(c; jitter(G(z, c))), which two codes drawing the same digits in different
+    stroke widths or slants cannot raise (docs/results.md, finding 13). It costs Q a second pass.
 
     With ``term_options: {"infogan": {"shares_critic": "C2"}}`` Q is a head on C2's discriminator's
     last hidden layer, as in InfoGAN, trained with the discriminator in its phase on the
@@ -202,14 +215,23 @@ def infogan_information(fp):
     input_noise = term.hyperparameter(config, "q_input_noise")
     if input_noise > 0:
         generated = {name: value + input_noise * fp.noise(ops.shape(value)) for name, value in generated.items()}
-    params = fp.auxiliary("infogan")(shared_critic_features(fp, "infogan", generated), training=fp.training)
+    q = fp.auxiliary("infogan")
+    params = q(shared_critic_features(fp, "infogan", generated), training=fp.training)
+    categorical_params = params
+    rotation = term.hyperparameter(config, "q_categorical_rotation")
+    stroke_jitter = term.hyperparameter(config, "q_categorical_stroke_jitter")
+    if rotation > 0 or stroke_jitter > 0:
+        jittered = {name: image_jitter.jitter_images(value, rotation, stroke_jitter, seed=fp.model.seed_generator)
+                    if config["modalities"][name]["kind"] == "image" else value
+                    for name, value in generated.items()}
+        categorical_params = q(shared_critic_features(fp, "infogan", jittered), training=fp.training)
     fixed_std = term.hyperparameter(config, "q_fixed_std")
     continuous_weight = term.hyperparameter(config, "lambda_continuous")
     bound, offset = 0.0, 0
     for _, start, end, kind in _code_layout(fp.model):
         code, size = z[:, start:end], end - start
         if kind == "categorical":
-            bound = bound + infogan.categorical_code_mi_lower_bound(code, params[:, offset:offset + size])
+            bound = bound + infogan.categorical_code_mi_lower_bound(code, categorical_params[:, offset:offset + size])
             offset += size
         else:
             mean, logvar = params[:, offset:offset + size], params[:, offset + size:offset + 2 * size]

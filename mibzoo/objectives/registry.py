@@ -19,6 +19,7 @@ class HyperParameter:
         minimum: the smallest value allowed.
         exclusive_minimum: whether ``minimum`` itself is refused.
         integer: whether the value must be a whole number.
+        maximum: the largest value allowed (``None``: no upper bound).
     """
 
     default: Optional[float]
@@ -26,16 +27,21 @@ class HyperParameter:
     minimum: float = 0.0
     exclusive_minimum: bool = False
     integer: bool = False
+    maximum: Optional[float] = None
 
     def accepts(self, value):
         """Whether ``value`` (a finite number, as `mibzoo.spec` already checked) is allowed."""
         if self.integer and float(value) != int(value):
+            return False
+        if self.maximum is not None and value > self.maximum:
             return False
         return value > self.minimum if self.exclusive_minimum else value >= self.minimum
 
     def allowed(self):
         """The allowed values in words, for `mibzoo.errors.ConfigError`."""
         bound = f"> {self.minimum:g}" if self.exclusive_minimum else f">= {self.minimum:g}"
+        if self.maximum is not None:
+            bound += f" and <= {self.maximum:g}"
         return f"{'an integer' if self.integer else 'a number'} {bound} ({self.meaning})"
 
 
