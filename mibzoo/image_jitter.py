@@ -36,7 +36,7 @@ def stroke_width_jitter(images, amounts):
     Returns:
       ``[B, H, W, C]`` images.
     """
-    images = ops.convert_to_tensor(images, "float32")
+    images = ops.cast(images, "float32")  # also bfloat16 decoder outputs under mixed precision
     a = ops.reshape(ops.cast(amounts, "float32"), (-1, 1, 1, 1))
     thicker = images + ops.maximum(a, 0.0) * (_dilate(images) - images)
     return thicker + ops.minimum(a, 0.0) * (images - _erode(images))
@@ -55,7 +55,7 @@ def rotate(images, angles):
     Returns:
       ``[B, H, W, C]`` images.
     """
-    images = ops.convert_to_tensor(images, "float32")
+    images = ops.cast(images, "float32")  # also bfloat16 decoder outputs under mixed precision
     height, width = images.shape[1], images.shape[2]
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
     angles = ops.cast(angles, "float32")
@@ -90,7 +90,7 @@ def jitter_images(images, max_rotation=0.0, stroke_jitter=0.0, seed=None):
         raise ValueError(f"jitter_images: max_rotation must be in [0, pi] radians, got {max_rotation}")
     if not 0.0 <= stroke_jitter <= 1.0:
         raise ValueError(f"jitter_images: stroke_jitter must be in [0, 1], got {stroke_jitter}")
-    images = ops.convert_to_tensor(images, "float32")
+    images = ops.cast(images, "float32")  # also bfloat16 decoder outputs under mixed precision
     batch = (ops.shape(images)[0],)
     if stroke_jitter > 0:
         images = stroke_width_jitter(images, keras.random.uniform(batch, -stroke_jitter, stroke_jitter, seed=seed))

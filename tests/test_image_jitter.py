@@ -88,3 +88,13 @@ def test_the_gradient_reaches_the_images_through_both_transforms(rng, run_mode):
     turned, thickened = (np.asarray(g) for g in run_mode(grads))
     np.testing.assert_allclose(turned, np.rot90(np.asarray(weights), -1, axes=(1, 2)), atol=1e-5)
     assert np.isfinite(thickened).all() and np.abs(thickened).sum() > 0
+
+
+def test_jitter_takes_low_precision_images_and_computes_in_float32(rng):
+    """Under a mixed-precision policy a decoder may hand over bfloat16 images."""
+    images = rng.random((2, 8, 8, 1)).astype("float32")
+    low = tf.cast(images, tf.bfloat16)
+    got = jitter_images(low, max_rotation=0.2, stroke_jitter=0.5, seed=keras.random.SeedGenerator(1))
+    assert got.dtype == tf.float32 and np.isfinite(np.asarray(got)).all()
+    np.testing.assert_allclose(np.asarray(rotate(low, tf.constant([math.pi / 2] * 2))),
+                               np.rot90(np.asarray(tf.cast(low, tf.float32)), 1, axes=(1, 2)), atol=1e-6)
