@@ -3,7 +3,7 @@
 weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
-        [--beta1 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour]
+        [--beta1 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -50,6 +50,9 @@ def main():
                         help="Adam's decoupled weight decay of the networks (Keras' weight_decay)")
     parser.add_argument("--cosine", action="store_true",
                         help="the learning rate follows a cosine decay to 0 over the run's network updates")
+    parser.add_argument("--ema", type=float, default=None,
+                        help="also report the accuracies of an exponential moving average of the weights with this "
+                             "momentum, updated after every training batch (Polyak averaging)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
@@ -85,6 +88,17 @@ def main():
             print(f"  epoch {epoch + 1} network updates {int(self.model.optimizer.iterations)}: train "
                   f"{100 * np.mean([tr[0], tr[1]]):.1f} test {100 * np.mean(list(te.values())):.1f} {terms}", flush=True)
 
+    class WeightAverage(keras.callbacks.Callback):
+        """An exponential moving average of every trainable weight, updated after each batch."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            weights = [np.asarray(v) for v in self.model.trainable_weights]
+            if not hasattr(self, "average"):
+                self.average = weights
+            else:
+                self.average = [args.ema * a + (1 - args.ema) * w for a, w in zip(self.average, weights)]
+
+    averaging = WeightAverage() if args.ema else None
     started = time.perf_counter()
     first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
     rate = args.lr
@@ -96,7 +110,7 @@ def main():
     model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
                             first_batch, args.seed, rate, overrides=json.loads(args.overrides), present=present,
                             compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)},
-                            callbacks=[Trajectory()], adam_options=adam)
+                            callbacks=[Trajectory()] + ([averaging] if averaging else []), adam_options=adam)
     if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
         import tensorflow as tf
 
@@ -106,7 +120,8 @@ def main():
         ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
               .batch(args.batch))
         print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
-        model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False, callbacks=[Trajectory()])
+        model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False,
+                  callbacks=[Trajectory()] + ([averaging] if averaging else []))
     seconds = time.perf_counter() - started
     env = label_accuracies(model, original, 8, args.seed)
     te = label_accuracies(model, test, 8, args.seed)
@@ -115,6 +130,13 @@ def main():
           f"{optimizer} {args.overrides}: "
           f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
           f"({seconds:.0f} s training)")
+    if averaging:
+        for variable, value in zip(model.trainable_weights, averaging.average):
+            variable.assign(value)
+        env = label_accuracies(model, original, 8, args.seed)
+        te = label_accuracies(model, test, 8, args.seed)
+        print(f"  weights averaged (momentum {args.ema}): train envs {100 * np.mean([env[0], env[1]]):.1f} "
+              f"test env {100 * np.mean(list(te.values())):.1f}")
 
 
 if __name__ == "__main__":
