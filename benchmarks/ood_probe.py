@@ -56,6 +56,8 @@ def main():
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
+    if args.ema is not None and not 0.0 < args.ema < 1.0:
+        parser.error(f"--ema: got {args.ema}, expected a momentum strictly between 0 and 1")
 
     import keras
 
