@@ -103,6 +103,7 @@ def main():
                 self.average = [args.ema * a + (1 - args.ema) * w for a, w in zip(self.average, weights)]
 
     averaging = WeightAverage() if args.ema else None
+    callbacks = [Trajectory()] + ([averaging] if averaging else [])
     started = time.perf_counter()
     first_epochs, first_batch = args.warmup or (args.epochs, args.batch)
     rate = args.lr
@@ -115,7 +116,7 @@ def main():
     model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
                             first_batch, args.seed, rate, overrides=json.loads(args.overrides), present=present,
                             compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)},
-                            callbacks=[Trajectory()] + ([averaging] if averaging else []), adam_options=adam)
+                            callbacks=callbacks, adam_options=adam)
     if args.warmup:  # the same model, optimizers and phase schedule continue at the main batch size
         import tensorflow as tf
 
@@ -125,23 +126,22 @@ def main():
         ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
               .batch(args.batch))
         print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
-        model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False,
-                  callbacks=[Trajectory()] + ([averaging] if averaging else []))
+        model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
     seconds = time.perf_counter() - started
-    env = label_accuracies(model, original, 8, args.seed)
-    te = label_accuracies(model, test, 8, args.seed)
+
+    def accuracies():
+        """The table's accuracies (8 draws of z, all images): train envs, test env."""
+        env = label_accuracies(model, original, 8, args.seed)
+        te = label_accuracies(model, test, 8, args.seed)
+        return f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f}"
+
     optimizer = f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine}"
     print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
-          f"{optimizer} {args.overrides}: "
-          f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
-          f"({seconds:.0f} s training)")
+          f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
     if averaging:
         for variable, value in zip(model.trainable_weights, averaging.average):
             variable.assign(value)
-        env = label_accuracies(model, original, 8, args.seed)
-        te = label_accuracies(model, test, 8, args.seed)
-        print(f"  weights averaged (momentum {args.ema}): train envs {100 * np.mean([env[0], env[1]]):.1f} "
-              f"test env {100 * np.mean(list(te.values())):.1f}")
+        print(f"  weights averaged (momentum {args.ema}): {accuracies()}")
 
 
 if __name__ == "__main__":
