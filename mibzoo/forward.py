@@ -214,6 +214,10 @@ class ForwardPass:
     def auxiliary(self, term):
         return self.model.auxiliaries[term]
 
+    def term_state(self, term):
+        """The variables ``term`` keeps across training steps (`Term.state`)."""
+        return self.model.term_states[term]
+
     # ----- divergences -----------------------------------------------------------------------
     def presence(self, name):
         return self.present[:, self.names.index(name)]

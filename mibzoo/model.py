@@ -192,6 +192,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.shared_critics = dict(spec.shared_critics)
         self.critics = {t.name: t.critic(self) for _, t, _ in self.loss_terms if t.critic}
         self.auxiliaries = {t.name: t.auxiliary(self) for _, t, _ in self.loss_terms if t.auxiliary}
+        # Running statistics a term keeps across steps (`Term.state`), for the configs that need them.
+        states = {t.name: t.state(self) for _, t, _ in self.loss_terms if t.state}
+        self.term_states = {name: layer for name, layer in states.items() if layer is not None}
         self.phases = cfg["phases"]
         self._phase_schedule = [k for k, p in enumerate(self.phases) for _ in range(p["steps"])]
         self._schedule_position = 0

@@ -227,6 +227,65 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
                                rtol=1e-5, atol=1e-9)
 
 
+def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng, tmp_path):
+    """``pairs`` "running": in a training step of the network phase the term is `paired_gain` of the
+    running means (momentum ρ) of the even and the odd rows' gradients and of the Hessian
+    (`recalibration_half_means`, both tested against NumPy in tests/estimators), which the step
+    updates: on the first batch it is the halves estimate, on the second the pairing of
+    (ρ(1 − ρ) m_1 + (1 − ρ) m_2) / (1 − ρ²) for every statistic m;
+    evaluation uses the halves and leaves the means alone; `fit` updates them once per network
+    step and `.keras` saving keeps them."""
+    import keras
+    from mibzoo.estimators.recalibration import paired_gain, recalibration_gain, recalibration_half_means
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"pairs": "running"}})
+    running = model.term_states["environment_recalibration"]
+    assert running.momentum == 0.9 and running.total.shape == (3, 2 + 2 + 4)
+    labelled = np.ones(24, "float32")
+    labelled[[5, 10]] = 0.0
+
+    def training_forward(batch):
+        x, present = model._prepare({**batch, "present": {"label": labelled}}, strict=False)
+        return model.forward(x, present, training=True, phase="dist")
+
+    def arguments(fp, batch):
+        z = np.asarray(fp.z(0), "float32")
+        logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float32")
+        return logits, np.eye(2, dtype="float32")[batch["label"]], np.eye(3, dtype="float32")[batch["env"]], labelled
+
+    first, second = _batch(rng, 24), _batch(rng, 24)
+    fp = training_forward(first)
+    got = float(ood.environment_recalibration(fp))
+    np.testing.assert_allclose(got, float(recalibration_gain(*arguments(fp, first))), rtol=1e-5, atol=1e-9)
+    first_stats = recalibration_half_means(*arguments(fp, first))
+
+    fp = training_forward(second)
+    got = float(ood.environment_recalibration(fp))
+    second_stats = recalibration_half_means(*arguments(fp, second))
+    means, hessian = [(0.9 * 0.1 * np.asarray(a) + 0.1 * np.asarray(b)) / (1 - 0.9 ** 2)
+                      for a, b in zip(first_stats[::2], second_stats[::2])]
+    np.testing.assert_allclose(got, float(paired_gain(means[0], means[1], hessian, second_stats[3])), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(running.value()[0], np.concatenate([means[0], means[1], hessian.reshape(3, 4)], -1),
+                               rtol=1e-5, atol=1e-7)
+
+    state = [np.asarray(v) for v in running.weights]
+    fp = _forward(model, first, labelled)
+    np.testing.assert_allclose(float(ood.environment_recalibration(fp)),
+                               float(recalibration_gain(*arguments(fp, first))), rtol=1e-5, atol=1e-9)
+    for before, after in zip(state, running.weights):
+        np.testing.assert_array_equal(before, np.asarray(after))
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.fit({**first, "present": {"label": labelled}}, batch_size=12, epochs=2, verbose=0, shuffle=False)
+    np.testing.assert_array_equal(np.asarray(running.updates), [2.0 + 4.0] * 3)
+    path = str(tmp_path / "running.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for want, got in zip(running.weights, loaded.term_states["environment_recalibration"].weights):
+        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
 def test_ood_cmnist_enters_its_penalty_annealed():
     """IRM's annealing as the entry's weight schedule: beta2 at 2e-5 of its value for the first 200
     network updates, then in full."""

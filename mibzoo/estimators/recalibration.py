@@ -20,10 +20,13 @@ with them.
 
 from keras import ops
 
-__all__ = ["PAIRINGS", "recalibration_gain"]
+__all__ = ["PAIRINGS", "paired_gain", "recalibration_gain", "recalibration_half_means"]
 
-# How the squared mean gradient is estimated without any row's own square (`recalibration_gain`).
-PAIRINGS = ("halves", "all")
+# How the squared mean gradient is estimated without any row's own square: within the batch
+# (`recalibration_gain`: "halves", "all"), or from running means of the even and the odd halves'
+# gradients over batches that the caller keeps ("running": `recalibration_half_means`,
+# `paired_gain`).
+PAIRINGS = ("halves", "all", "running")
 
 
 def _features(logits, inputs=None):
@@ -77,8 +80,47 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
       fewer than two weighted rows) are left out, and P(g) is the weighted share of the rows of the
       groups kept.
     """
-    if pairs not in PAIRINGS:
-        raise ValueError(f"recalibration_gain: pairs={pairs!r}; allowed: {list(PAIRINGS)}")
+    if pairs not in ("halves", "all"):
+        raise ValueError(f"recalibration_gain: pairs={pairs!r}; allowed: ['halves', 'all'] "
+                         "(running means go through recalibration_half_means and paired_gain)")
+    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
+    pairing = _all_pairs_gains if pairs == "all" else _halves_gains
+    gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
+    return _weighted_by_share(gains, counts * kept)
+
+
+def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, ridge=1e-4):
+    """The statistics `recalibration_gain`'s ``pairs="halves"`` pairs, for a caller that averages
+    them over batches before pairing them (`paired_gain`): per group, the mean gradient of the
+    even rows and of the odd rows along the recalibration parameters, and the Hessian.
+
+    Args:
+      logits, labels, groups, weights, inputs, ridge: as `recalibration_gain`.
+
+    Returns:
+      ``(half_means, half_counts, hessian, counts)``: ``[2, G, P]`` the even rows' and the odd
+      rows' mean gradient per group (0 for an empty half), ``[2, G]`` their weighted row counts,
+      ``[G, P, P]`` each group's Hessian plus ``ridge`` · I, and ``[G]`` the groups' weighted
+      row counts.
+    """
+    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
+    half_means, half_counts = _half_means(grads, membership)
+    return half_means, half_counts, hessian, counts
+
+
+def paired_gain(first, second, hessian, group_weights):
+    """Σ_g P(g) · ½ a_gᵀ H_g⁻¹ b_g for two independent estimates a, b ``[G, P]`` of each group's mean
+    gradient (unbiased for ½ μ_gᵀ H_g⁻¹ μ_g when both are), P(g) ∝ ``group_weights`` ``[G]`` (0
+    leaves a group out)."""
+    step = ops.solve(hessian, ops.cast(second, "float32")[:, :, None])[:, :, 0]  # H⁻¹ b, [G, P]
+    gains = 0.5 * ops.sum(ops.cast(first, "float32") * step, axis=-1)
+    return _weighted_by_share(gains, group_weights)
+
+
+def _group_statistics(logits, labels, groups, weights, inputs, ridge):
+    """Each row's gradient ``[B, P]`` of its cross-entropy along the recalibration parameters at
+    (1, 0, 0), each group's Hessian of its mean cross-entropy plus ``ridge`` · I ``[G, P, P]``, the
+    weighted membership ``[B, G]`` and the weighted counts ``[G]``."""
     logits = ops.cast(logits, "float32")
     labels = ops.cast(labels, "float32")
     groups = ops.cast(groups, "float32")
@@ -95,22 +137,31 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     counts = ops.sum(membership, axis=0)  # [G]
     hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
     hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
-    pairing = _all_pairs_gains if pairs == "all" else _halves_gains
-    gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
-    shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
+    return grads, hessian, membership, counts
+
+
+def _weighted_by_share(gains, kept_counts):
+    """Σ_g P(g) gain_g, P(g) the share of the kept groups' weighted rows."""
+    shares = kept_counts / ops.maximum(ops.sum(kept_counts), 1.0)
     return ops.sum(shares * gains)
+
+
+def _half_means(grads, membership):
+    """``([2, G, P], [2, G])``: per group, the mean gradient and the weighted count of the even rows
+    and of the odd rows."""
+    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
+    halves = [membership * (1.0 - parity), membership * parity]
+    half_counts = ops.stack([ops.sum(h, axis=0) for h in halves])
+    sums = ops.stack([ops.einsum("bg,bp->gp", h, grads) for h in halves])
+    return sums / ops.maximum(half_counts, 1.0)[:, :, None], half_counts
 
 
 def _halves_gains(grads, hessian, membership, counts):
     """Per group, ½ ĝ_evenᵀ H⁻¹ ĝ_odd from the means of the even and the odd rows' gradients, and
     whether the group is kept (a weighted row in both halves)."""
-    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
-    halves = [membership * (1.0 - parity), membership * parity]
-    half_counts = [ops.sum(h, axis=0) for h in halves]
-    half_grads = [ops.einsum("bg,bp->gp", h, grads) / ops.maximum(c, 1.0)[:, None]
-                  for h, c in zip(halves, half_counts)]  # [G, P] each
-    step = ops.solve(hessian, half_grads[1][:, :, None])[:, :, 0]  # H⁻¹ ĝ_odd, [G, P]
-    gains = 0.5 * ops.sum(half_grads[0] * step, axis=-1)
+    half_means, half_counts = _half_means(grads, membership)
+    step = ops.solve(hessian, half_means[1][:, :, None])[:, :, 0]  # H⁻¹ ĝ_odd, [G, P]
+    gains = 0.5 * ops.sum(half_means[0] * step, axis=-1)
     return gains, ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
 
 

@@ -2,9 +2,10 @@
 of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."""
 from keras import ops
 
-from mibzoo.estimators.recalibration import PAIRINGS, recalibration_gain
+from mibzoo.estimators.recalibration import PAIRINGS, paired_gain, recalibration_gain, recalibration_half_means
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
+from mibzoo.running_mean import RunningMean
 
 # The OOD terms read two modalities by name: the label Y (categorical) and the environment index E
 # (categorical), as the `colored_mnist` dataset provides them.
@@ -130,8 +131,29 @@ def conditional_independence(fp):
 RECALIBRATIONS = ("logits", "logits_and_z")
 
 
+def _recalibration_running_mean(model):
+    """With ``pairs`` ``"running"``: per environment, the running mean (`RunningMean`, momentum
+    ``recalibration_momentum``) of the even rows' and the odd rows' mean gradients along the P
+    recalibration parameters and of the Hessian, concatenated (2P + P² numbers); else None."""
+    name = "environment_recalibration"
+    term, config = TERMS[name], model.model_config
+    if term.option(config, "pairs") != "running":
+        return None
+    label, env = _ood_modalities(model, name)
+    classes = label["classes"]
+    size = classes + ((classes - 1) * model.shared_size if term.option(config, "recalibrate") == "logits_and_z" else 0)
+    state = RunningMean(env["classes"], 2 * size + size * size, term.hyperparameter(config, "recalibration_momentum"),
+                        name="running_recalibration_statistics")
+    state.build()
+    return state
+
+
 @register_term("environment_recalibration", "regularizer",
-               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS, "pairs": PAIRINGS})
+               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS, "pairs": PAIRINGS},
+               hyperparameters={"recalibration_momentum": HyperParameter(
+                   0.9, "with pairs 'running': the weight of the past in the running mean of each environment's "
+                   "gradient", maximum=0.999)},
+               state=_recalibration_running_mean)
 def environment_recalibration(fp):
     """D(q ‖ G^str_ood) through I_q(E; Y | Z), as `conditional_independence`, without a critic: the
     cross-entropy that recalibrating p(y | z) per environment (softmax(a_e · logits + b_e)) would
@@ -144,15 +166,38 @@ def environment_recalibration(fp):
     I(E; Y | Z) = E_z KL(p(y | z, e) ‖ p(y | z)) when p(y | z) is calibrated. z ~ q(z | x) (or its mean,
     option ``latent``), labelled examples only. With option ``recalibrate`` ``"logits_and_z"`` the
     recalibration also adds a linear function of z per environment: a rescaling of the whole logit
-    misses a colour whose part of the logit moves together with the shape's. Option ``pairs``: how
-    the squared mean gradient is estimated without bias (`recalibration_gain`'s ``pairs``)."""
+    misses a colour whose part of the logit moves together with the shape's.
+
+    Option ``pairs``: how the squared mean gradient is estimated without bias. ``"halves"`` and
+    ``"all"`` pair rows within the batch (`recalibration_gain`). ``"running"`` computes the halves
+    estimate from running means over batches (momentum ρ = ``recalibration_momentum``, kept in the
+    model's `term_states`) of the even rows' and the odd rows' mean gradients and of the Hessian,
+    the current batch entering each with weight 1 − ρ (`recalibration_half_means`,
+    `paired_gain`): the penalty's gradient is then the batch's derivative times the other half's
+    running mean instead of times the other half's batch mean, whose noise is what that gradient
+    carries near invariance. Every path of the gradient is (1 − ρ) times that of ``"halves"`` (the
+    past is a constant), so β2 must grow by 1 / (1 − ρ) for the same pull. The means are updated
+    in the network phase of training only (where an environment has rows in both halves);
+    evaluation uses ``"halves"``."""
     _ood_modalities(fp.model, "environment_recalibration")
     name = "environment_recalibration"
     term, config = TERMS[name], fp.model.model_config
     with_z = term.option(config, "recalibrate") == "logits_and_z"
-    return recalibration_gain(predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT],
-                              weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None,
-                              pairs=term.option(config, "pairs"))
+    pairs = term.option(config, "pairs")
+    args = (predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT])
+    kwargs = dict(weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None)
+    if pairs != "running":
+        return recalibration_gain(*args, pairs=pairs, **kwargs)
+    if not (fp.training and fp.phase == "dist"):
+        return recalibration_gain(*args, pairs="halves", **kwargs)
+    half_means, half_counts, hessian, counts = recalibration_half_means(*args, **kwargs)
+    groups, size = ops.shape(hessian)[0], ops.shape(hessian)[-1]
+    statistics = ops.concatenate([half_means[0], half_means[1], ops.reshape(hessian, (groups, size * size))], axis=-1)
+    seen = ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
+    means, known = fp.term_state(name).update(statistics, seen)
+    # An environment not seen yet has zero means and a zero Hessian: an identity keeps its solve finite.
+    hessian = ops.reshape(means[:, 2 * size:], (groups, size, size)) + (1.0 - known)[:, None, None] * ops.eye(size)
+    return paired_gain(means[:, :size], means[:, size:2 * size], hessian, counts * known)
 
 
 @register_term("sufficiency", "regularizer", options={"latent": LATENTS})

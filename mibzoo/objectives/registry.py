@@ -59,6 +59,9 @@ class Term:
             the default), read with `Term.option`.
         hyperparameters: ``{name: HyperParameter}``: the model hyperparameters the term reads,
             read with `Term.hyperparameter`.
+        state: ``state(model) -> keras layer or None``: variables the term keeps across training
+            steps and updates itself (running statistics, never trained by an optimizer), built
+            by the term from the model's config; ``None`` where the config does not need them.
     """
 
     name: str
@@ -73,6 +76,7 @@ class Term:
     needs_gaussian_posterior: bool = False
     options: dict = dataclasses.field(default_factory=dict)
     hyperparameters: dict = dataclasses.field(default_factory=dict)
+    state: Optional[Callable] = None
 
     def option(self, model_config, key):
         """The value of this term's option ``key`` in a model's config (``term_options``), else
@@ -90,7 +94,7 @@ TERMS = {}
 
 def register_term(name, kind, per_modality=False, description="", needs_inference=True,
                   critic=None, critic_loss=None, auxiliary=None, needs_gaussian_posterior=False,
-                  options=None, hyperparameters=None):
+                  options=None, hyperparameters=None, state=None):
     """Decorator registering ``fn(forward_pass)`` as the term ``name``.
 
     Args:
@@ -113,6 +117,8 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
             allowed value is the default.
         hyperparameters: ``{name: HyperParameter}``: the numbers ``fn`` reads from the model's
             ``hyperparameters``, validated by `mibzoo.spec` when a config using the term is parsed.
+        state: ``state(model) -> keras layer or None``: non-trainable variables ``fn`` keeps across
+            training steps (read with ``forward_pass.term_state(name)``), saved with the model.
     """
     if kind not in ("cost", "regularizer"):
         raise ValueError(f"register_term({name!r}): kind must be 'cost' or 'regularizer', got {kind!r}")
@@ -125,7 +131,7 @@ def register_term(name, kind, per_modality=False, description="", needs_inferenc
         TERMS[name] = Term(name, kind, per_modality, fn, description or (fn.__doc__ or "").strip(),
                            needs_inference, critic, critic_loss, auxiliary, needs_gaussian_posterior,
                            {key: tuple(values) for key, values in (options or {}).items()},
-                           dict(hyperparameters or {}))
+                           dict(hyperparameters or {}), state)
         return fn
 
     return decorate

@@ -4,7 +4,20 @@ the exact risk drop of refitting the recalibration to convergence."""
 import numpy as np
 import pytest
 
-from mibzoo.estimators.recalibration import recalibration_gain
+from mibzoo.estimators.recalibration import paired_gain, recalibration_gain, recalibration_half_means
+
+
+def _np_row(logit, label, x):
+    """One row's gradient and Hessian of −log softmax(a · l + b + W x)[y] along (a, b_1..b_{K-1},
+    W's first K − 1 rows) at (1, 0, 0), in float64 with explicit features."""
+    k = len(logit)
+    p = np.exp(logit - logit.max())
+    p /= p.sum()
+    phi = np.array([[logit[c]] + [1.0 if c == j else 0.0 for j in range(k - 1)]
+                    + [x[d] if c == j else 0.0 for j in range(k - 1) for d in range(len(x))]
+                    for c in range(k)])
+    mu = p @ phi
+    return (p - label) @ phi, phi.T @ np.diag(p) @ phi - np.outer(mu, mu)
 
 
 def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4, pairs="halves"):
@@ -23,13 +36,7 @@ def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4, pairs="ha
         if (pairs == "halves" and (not even or not odd)) or len(rows) < 2:
             continue
         def grad(i):
-            p = np.exp(logits[i] - logits[i].max())
-            p /= p.sum()
-            phi = np.array([[logits[i, c]] + [1.0 if c == j else 0.0 for j in range(k - 1)]
-                            + [x[i, d] if c == j else 0.0 for j in range(k - 1) for d in range(x.shape[1])]
-                            for c in range(k)])
-            mu = p @ phi
-            return (p - labels[i]) @ phi, phi.T @ np.diag(p) @ phi - np.outer(mu, mu)
+            return _np_row(logits[i], labels[i], x[i])
         hess = sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(k + (k - 1) * x.shape[1])
         if pairs == "halves":
             g_even = sum(grad(i)[0] for i in even) / len(even)
@@ -178,3 +185,56 @@ def test_weight_zero_rows_and_empty_groups_are_left_out(run_eagerly, pairs):
     with_empty = np.concatenate([groups, np.zeros((200, 1), np.float32)], axis=1)
     assert run_eagerly(recalibration_gain, logits, labels, with_empty, weights, pairs=pairs) == pytest.approx(base,
                                                                                                      rel=1e-5)
+
+
+def _np_half_means(logits, labels, groups, weights, inputs=None, ridge=1e-4):
+    """Independent float64 version of `recalibration_half_means`: per group, the mean row gradient
+    of the even and of the odd rows (0 where a half is empty), their counts, and the Hessian."""
+    logits, labels = logits.astype(np.float64), labels.astype(np.float64)
+    x = np.zeros((len(logits), 0)) if inputs is None else inputs.astype(np.float64)
+    size = logits.shape[1] + (logits.shape[1] - 1) * x.shape[1]
+    means, counts = np.zeros((2, groups.shape[1], size)), np.zeros((2, groups.shape[1]))
+    hessians = np.tile(ridge * np.eye(size), (groups.shape[1], 1, 1))
+    for g in range(groups.shape[1]):
+        rows = [i for i in range(len(logits)) if groups[i, g] and weights[i]]
+        for i in rows:
+            grad, hess = _np_row(logits[i], labels[i], x[i])
+            means[i % 2, g] += grad
+            counts[i % 2, g] += 1
+            hessians[g] += hess / len(rows)
+    return means / np.maximum(counts, 1)[:, :, None], counts, hessians
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_half_means_and_their_pairing_match_numpy_and_the_halves_gain(run_eagerly, classes, with_inputs):
+    """`recalibration_half_means` against explicit loops (a fourth group has no rows), and
+    `paired_gain` of the batch's own halves with the counts of the groups kept is
+    `recalibration_gain` with ``pairs="halves"``."""
+
+    rng = np.random.default_rng(7)
+    logits, labels, groups = _sample(rng, 48, [1.3, 0.8, 1.0], [0.2, -0.1, 0.0], classes)
+    groups = np.concatenate([groups, np.zeros((48, 1), np.float32)], 1)
+    weights = (rng.random(48) > 0.2).astype(np.float32)
+    inputs = rng.normal(size=(48, 3)).astype(np.float32) if with_inputs else None
+    half_means, half_counts, hessian, counts = run_eagerly(recalibration_half_means, logits, labels, groups,
+                                                           weights, inputs)
+    want_means, want_counts, want_hessian = _np_half_means(logits, labels, groups, weights, inputs)
+    np.testing.assert_allclose(half_means, want_means, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(half_counts, want_counts)
+    np.testing.assert_allclose(hessian, want_hessian, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(counts, want_counts.sum(0))
+    kept = counts * (half_counts[0] > 0) * (half_counts[1] > 0)
+    paired = run_eagerly(paired_gain, half_means[0], half_means[1], hessian, kept)
+    np.testing.assert_allclose(paired, _np_gain(logits, labels, groups, weights, inputs), rtol=1e-4, atol=1e-6)
+
+
+def test_paired_gain_weighs_groups_by_share_and_leaves_out_weight_zero():
+    """Σ_g P(g) ½ a_gᵀ H_g⁻¹ b_g in closed form for diagonal Hessians; a group of weight 0 is left out."""
+
+    first = np.array([[1.0, 2.0], [0.5, -1.0], [9.0, 9.0]], np.float32)
+    second = np.array([[2.0, 1.0], [1.0, 1.0], [9.0, 9.0]], np.float32)
+    hessian = np.stack([np.diag([2.0, 4.0]), np.diag([1.0, 0.5]), np.eye(2)]).astype(np.float32)
+    gain = float(paired_gain(first, second, hessian, np.array([30.0, 10.0, 0.0], np.float32)))
+    want = 0.75 * 0.5 * (1.0 * 2.0 / 2.0 + 2.0 * 1.0 / 4.0) + 0.25 * 0.5 * (0.5 * 1.0 / 1.0 - 1.0 * 1.0 / 0.5)
+    np.testing.assert_allclose(gain, want, rtol=1e-6)
