@@ -4,6 +4,7 @@ weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
+        [--adam-restart 201]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -48,6 +49,9 @@ def main():
     parser.add_argument("--beta1", type=float, default=0.9, help="Adam's beta_1 of the networks")
     parser.add_argument("--adam-beta2", type=float, default=0.999,
                         help="Adam's beta_2 of the networks (the memory of its squared-gradient average)")
+    parser.add_argument("--adam-restart", type=int, nargs="*", default=[],
+                        help="network updates at which Adam's moments restart with their bias correction "
+                             "(mibzoo.optimizers.RestartingAdam), e.g. the penalty's onset")
     parser.add_argument("--weight-decay", type=float, default=None,
                         help="Adam's decoupled weight decay of the networks (Keras' weight_decay)")
     parser.add_argument("--cosine", action="store_true",
@@ -112,7 +116,8 @@ def main():
             parser.error("--cosine decays over one fit; it cannot be combined with --warmup")
         rate = keras.optimizers.schedules.CosineDecay(args.lr, first_epochs * -(-len(train["image"]) // first_batch))
     adam = {"beta_1": args.beta1, "beta_2": args.adam_beta2,
-            **({"weight_decay": args.weight_decay} if args.weight_decay else {})}
+            **({"weight_decay": args.weight_decay} if args.weight_decay else {}),
+            **({"restarts": args.adam_restart} if args.adam_restart else {})}
     model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, first_epochs,
                             first_batch, args.seed, rate, overrides=json.loads(args.overrides), present=present,
                             compile_options={"critic_optimizer": keras.optimizers.Adam(args.critic_lr)},
@@ -135,7 +140,8 @@ def main():
         te = label_accuracies(model, test, 8, args.seed)
         return f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f}"
 
-    optimizer = f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine}"
+    optimizer = (f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine} "
+                 f"restarts {args.adam_restart}")
     print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
           f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
     if averaging:

@@ -117,7 +117,8 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     training, `mibzoo.experiment_data.hide_labels`); ``compile_options`` go to ``model.compile``,
     ``callbacks`` (Keras callbacks, e.g. scoring after every epoch) to ``model.fit``, ``adam_options``
     (e.g. ``{"beta_1": 0.99}``) to the networks' ``keras.optimizers.Adam`` beside ``learning_rate``
-    (a number or a Keras learning-rate schedule).
+    (a number or a Keras learning-rate schedule); with ``"restarts"`` among them the optimizer is a
+    `mibzoo.optimizers.RestartingAdam`.
     """
     import keras
     import tensorflow as tf
@@ -127,7 +128,10 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     keras.utils.set_random_seed(seed)
     specs = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in modalities.items()}
     model = mibzoo.load(entry, modalities=specs, seed=seed, **(overrides or {}))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **(adam_options or {})), run_eagerly=run_eagerly,
+    from mibzoo.optimizers import RestartingAdam
+
+    adam = RestartingAdam if "restarts" in (adam_options or {}) else keras.optimizers.Adam
+    model.compile(optimizer=adam(learning_rate, **(adam_options or {})), run_eagerly=run_eagerly,
                   **(compile_options or {}))
     columns = {name: train[name] for name in specs}
     if present is not None:
