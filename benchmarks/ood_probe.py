@@ -4,7 +4,7 @@ weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
-        [--adam-restart 201]
+        [--adam-restart 201] [--calibration]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -33,6 +33,46 @@ def scramble_colour(arrays, rng):
     return {**arrays, "image": images.astype("float32")}
 
 
+def single_draw_logits(model, images, seed, chunk=5000):
+    """``[N]``: the logit log p(y=1 | z) − log p(y=0 | z) at one draw z ~ q(z | x) per image, the
+    view of p(y | z) the training terms have (`MIBModel.generate`, class probabilities)."""
+    out = []
+    for i in range(0, len(images), chunk):
+        p = np.asarray(model.generate({"image": images[i:i + chunk]}, "label", num_samples=1, seed=seed, mode="mean"))[0]
+        out.append(np.log(p[:, 1] + 1e-7) - np.log(p[:, 0] + 1e-7))
+    return np.concatenate(out)
+
+
+def calibration_report(logits, labels, envs):
+    """Lines: per training environment, the accuracy, the halves recalibration gain (the term's
+    estimate at n ≈ 25,000) and the refitted logistic recalibration y ~ a · logit + b (scikit-learn,
+    unregularized) with its cross-entropy drop; and the same refit pooled over the environments.
+    The gain over the pooled refit is what E tells about Y beyond p(y | z); the rest is a
+    miscalibration every environment shares."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mibzoo.estimators.recalibration import recalibration_gain
+
+    def refit(rows):
+        x, y = logits[rows, None], labels[rows]
+        fit = LogisticRegression(C=1e6).fit(x, y)
+        p0, p1 = 1 / (1 + np.exp(-logits[rows])), fit.predict_proba(x)[:, 1]
+        ce = [-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)) for p in (p0, p1)]
+        return ce[0], ce[0] - ce[1], fit.coef_[0][0], fit.intercept_[0]
+
+    lines = []
+    for e in sorted(set(envs.tolist())):
+        rows = envs == e
+        two = np.stack([np.zeros(rows.sum()), logits[rows]], 1).astype("float32")
+        gain = float(recalibration_gain(two, np.eye(2, dtype="float32")[labels[rows]], np.ones((rows.sum(), 1), "float32")))
+        ce, drop, a, b = refit(rows)
+        lines.append(f"  env {e}: accuracy {100 * np.mean((logits[rows] > 0) == labels[rows]):.1f} cross-entropy {ce:.4f} "
+                     f"gain {gain:.5f} refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
+    ce, drop, a, b = refit(np.ones(len(envs), bool))
+    lines.append(f"  pooled: refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("entry")
@@ -59,6 +99,9 @@ def main():
     parser.add_argument("--ema", type=float, default=None,
                         help="also report the accuracies of an exponential moving average of the weights with this "
                              "momentum, updated after every training batch (Polyak averaging)")
+    parser.add_argument("--calibration", action="store_true",
+                        help="at the end, per training environment: the recalibration gain and the refitted scale and "
+                             "shift of p(y | z)'s logit at one draw of z, and the same pooled (calibration_report)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
@@ -144,6 +187,11 @@ def main():
                  f"restarts {args.adam_restart}")
     print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
           f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
+    if args.calibration:
+        logits = single_draw_logits(model, np.asarray(original["image"]), args.seed)
+        print("  calibration of p(y | z), one draw of z, all training images and labels:")
+        print("\n".join(calibration_report(logits, np.asarray(original["label"]).astype(int),
+                                         np.asarray(original["env"]).astype(int))))
     if averaging:
         for variable, value in zip(model.trainable_weights, averaging.average):
             variable.assign(value)

@@ -201,17 +201,21 @@ def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
     np.testing.assert_allclose(closed, autodiff, rtol=1e-4)
 
 
-@pytest.mark.parametrize("recalibrate, pairs", [("logits", "halves"), ("logits_and_z", "halves"), ("logits", "all")])
-def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs):
+@pytest.mark.parametrize("recalibrate, pairs, relative_to", [("logits", "halves", "identity"),
+                                                             ("logits_and_z", "halves", "identity"),
+                                                             ("logits", "all", "identity"),
+                                                             ("logits", "halves", "pooled")])
+def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs, relative_to):
     """The term is `recalibration_gain` (tested against NumPy in tests/estimators) of the label
     decoder's logits at z ~ q(z | x), the one-hot labels, the one-hot environments and the label
     presence (and z itself with ``recalibrate`` "logits_and_z"), with the option ``pairs`` as the
-    estimator's pairing; a zero weight removes the rows of unlabelled examples."""
+    estimator's pairing and ``relative_to`` its reference; a zero weight removes the rows of
+    unlabelled examples."""
     from mibzoo.estimators.recalibration import recalibration_gain
     from mibzoo.objectives import ood
 
-    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"recalibrate": recalibrate,
-                                                                                   "pairs": pairs}})
+    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {
+        "recalibrate": recalibrate, "pairs": pairs, "relative_to": relative_to}})
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     labelled[[5, 10]] = 0.0
@@ -220,7 +224,8 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
     logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float32")
     expected = float(recalibration_gain(logits, np.eye(2, dtype="float32")[batch["label"]],
                                         np.eye(3, dtype="float32")[batch["env"]], labelled,
-                                        z if recalibrate == "logits_and_z" else None, pairs=pairs))
+                                        z if recalibrate == "logits_and_z" else None, pairs=pairs,
+                                        relative_to=relative_to))
     np.testing.assert_allclose(float(ood.environment_recalibration(fp)), expected, rtol=1e-5, atol=1e-9)
     relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
     np.testing.assert_allclose(float(ood.environment_recalibration(_forward(model, relabelled, labelled))), expected,
@@ -284,6 +289,16 @@ def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng
     loaded = keras.saving.load_model(path)
     for want, got in zip(running.weights, loaded.term_states["environment_recalibration"].weights):
         np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
+def test_running_pairs_refuse_a_pooled_reference(rng):
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"pairs": "running",
+                                                                                   "relative_to": "pooled"}})
+    x, present = model._prepare(_batch(rng), strict=False)
+    with pytest.raises(ValueError, match="relative_to='pooled' is not implemented with pairs 'running'"):
+        ood.environment_recalibration(model.forward(x, present, training=True, phase="dist"))
 
 
 def test_ood_cmnist_enters_its_penalty_annealed():

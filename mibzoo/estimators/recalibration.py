@@ -20,13 +20,17 @@ with them.
 
 from keras import ops
 
-__all__ = ["PAIRINGS", "paired_gain", "recalibration_gain", "recalibration_half_means"]
+__all__ = ["PAIRINGS", "REFERENCES", "paired_gain", "recalibration_gain", "recalibration_half_means"]
 
 # How the squared mean gradient is estimated without any row's own square: within the batch
 # (`recalibration_gain`: "halves", "all"), or from running means of the even and the odd halves'
 # gradients over batches that the caller keeps ("running": `recalibration_half_means`,
 # `paired_gain`).
 PAIRINGS = ("halves", "all", "running")
+
+# What each group's own recalibration is compared with (`recalibration_gain`'s ``relative_to``):
+# no recalibration at all, or the one recalibration that is best for all groups pooled.
+REFERENCES = ("identity", "pooled")
 
 
 def _features(logits, inputs=None):
@@ -44,7 +48,8 @@ def _features(logits, inputs=None):
     return ops.concatenate(parts, axis=-1)
 
 
-def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=1e-4, pairs="halves"):
+def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=1e-4, pairs="halves",
+                       relative_to="identity"):
     """Σ_g P(g) · ½ ĝ_gᵀ (H_g + ridge · I)⁻¹ ĝ_g: the cross-entropy a per-group affine
     recalibration softmax(a_g · logits + b_g [+ W_g x]) would save, to second order around
     (a, b, W) = (1, 0, 0).
@@ -74,6 +79,14 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
       ridge: added to the Hessian's diagonal, so that a group whose logits are constant
         (no curvature along the scale) gives a finite gain.
       pairs: ``"halves"`` (even rows against odd rows) or ``"all"`` (every pair of distinct rows).
+      relative_to: ``"identity"`` (the gain of each group's recalibration over none) or
+        ``"pooled"``: over the one recalibration best for the kept groups pooled, i.e. the gain
+        above minus the pooled gain ½ ĝᵀ H⁻¹ ĝ (ĝ, H the kept rows' mean gradient and Hessian,
+        estimated with the same pairing). A classifier miscalibrated the same way in every group
+        (e.g. too cautious everywhere) has a gain over the identity but none over the pooled
+        recalibration: only the part that differs between groups is left, which is what the
+        group tells about the label beyond the classifier (I(G; Y | logits) within the family).
+        It is ≥ 0 in expectation (the per-group quadratic forms are jointly convex).
 
     Returns:
       A float32 scalar in nats; groups with fewer than one weighted row in either half (``"all"``:
@@ -83,10 +96,20 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     if pairs not in ("halves", "all"):
         raise ValueError(f"recalibration_gain: pairs={pairs!r}; allowed: ['halves', 'all'] "
                          "(running means go through recalibration_half_means and paired_gain)")
+    if relative_to not in REFERENCES:
+        raise ValueError(f"recalibration_gain: relative_to={relative_to!r}; allowed: {list(REFERENCES)}")
     grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
     pairing = _all_pairs_gains if pairs == "all" else _halves_gains
     gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
-    return _weighted_by_share(gains, counts * kept)
+    gain = _weighted_by_share(gains, counts * kept)
+    if relative_to == "identity":
+        return gain
+    # The kept groups as one: their rows, and the row-weighted mean of their Hessians (ridge included).
+    shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
+    pooled_membership = ops.einsum("bg,g->b", membership, kept)[:, None]  # [B, 1]
+    pooled_hessian = ops.einsum("g,gpq->pq", shares, hessian)[None]
+    pooled, _ = pairing(grads, pooled_hessian, pooled_membership, ops.sum(pooled_membership, axis=0))
+    return gain - pooled[0]
 
 
 def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, ridge=1e-4):

@@ -2,7 +2,7 @@
 of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."""
 from keras import ops
 
-from mibzoo.estimators.recalibration import PAIRINGS, paired_gain, recalibration_gain, recalibration_half_means
+from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 from mibzoo.running_mean import RunningMean
@@ -149,7 +149,7 @@ def _recalibration_running_mean(model):
 
 
 @register_term("environment_recalibration", "regularizer",
-               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS, "pairs": PAIRINGS},
+               options={"latent": LATENTS, "recalibrate": RECALIBRATIONS, "pairs": PAIRINGS, "relative_to": REFERENCES},
                hyperparameters={"recalibration_momentum": HyperParameter(
                    0.9, "with pairs 'running': the weight of the past in the running mean of each environment's "
                    "gradient", maximum=0.999)},
@@ -178,16 +178,25 @@ def environment_recalibration(fp):
     carries near invariance. Every path of the gradient is (1 − ρ) times that of ``"halves"`` (the
     past is a constant), so β2 must grow by 1 / (1 − ρ) for the same pull. The means are updated
     in the network phase of training only (where an environment has rows in both halves);
-    evaluation uses ``"halves"``."""
+    evaluation uses ``"halves"``.
+
+    Option ``relative_to``: ``"identity"`` (default) measures each environment's recalibration
+    against none, so a p(y | z) miscalibrated the same way in every environment also pays;
+    ``"pooled"`` against the one recalibration best for all environments together, which leaves
+    only what E says about Y beyond p(y | z): I_q(E; Y | Z) within the family even where p(y | z)
+    is not calibrated (`recalibration_gain`'s ``relative_to``; not with ``pairs`` "running")."""
     _ood_modalities(fp.model, "environment_recalibration")
     name = "environment_recalibration"
     term, config = TERMS[name], fp.model.model_config
     with_z = term.option(config, "recalibrate") == "logits_and_z"
-    pairs = term.option(config, "pairs")
+    pairs, relative_to = term.option(config, "pairs"), term.option(config, "relative_to")
+    if pairs == "running" and relative_to != "identity":
+        raise ValueError(f"{fp.model.name}: environment_recalibration: relative_to={relative_to!r} is not implemented "
+                         "with pairs 'running' (allowed there: 'identity')")
     args = (predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT])
     kwargs = dict(weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None)
     if pairs != "running":
-        return recalibration_gain(*args, pairs=pairs, **kwargs)
+        return recalibration_gain(*args, pairs=pairs, relative_to=relative_to, **kwargs)
     if not (fp.training and fp.phase == "dist"):
         return recalibration_gain(*args, pairs="halves", **kwargs)
     half_means, half_counts, hessian, counts = recalibration_half_means(*args, **kwargs)

@@ -238,3 +238,44 @@ def test_paired_gain_weighs_groups_by_share_and_leaves_out_weight_zero():
     gain = float(paired_gain(first, second, hessian, np.array([30.0, 10.0, 0.0], np.float32)))
     want = 0.75 * 0.5 * (1.0 * 2.0 / 2.0 + 2.0 * 1.0 / 4.0) + 0.25 * 0.5 * (0.5 * 1.0 / 1.0 - 1.0 * 1.0 / 0.5)
     np.testing.assert_allclose(gain, want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("pairs", ["halves", "all"])
+@pytest.mark.parametrize("with_inputs", [False, True])
+def test_relative_to_pooled_is_the_group_gain_minus_the_pooled_gain(run_eagerly, pairs, with_inputs):
+    """Against NumPy: the per-group gain minus the gain of one recalibration for every weighted row
+    of the kept groups, pooled (the same pairing, the pooled Hessian)."""
+    rng = np.random.default_rng(9)
+    logits, labels, groups = _sample(rng, 60, [1.3, 0.8, 1.0], [0.2, -0.1, 0.0])
+    weights = (rng.random(60) > 0.2).astype(np.float32)
+    inputs = rng.normal(size=(60, 2)).astype(np.float32) if with_inputs else None
+    got = run_eagerly(recalibration_gain, logits, labels, groups, weights, inputs, pairs=pairs, relative_to="pooled")
+    pooled = np.ones((60, 1), np.float32)
+    want = (_np_gain(logits, labels, groups, weights, inputs, pairs=pairs)
+            - _np_gain(logits, labels, pooled, weights, inputs, pairs=pairs))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_relative_to_pooled_ignores_a_miscalibration_shared_by_every_group():
+    """40,000 rows whose true law rescales the logits by 1.6 in both groups: each group gains from
+    a recalibration (the identity gain is large), but no group more than the pooled one does (the
+    pooled-relative gain is ≈ 0). With scales 1.6 and 0.7 the pooled-relative gain is close to the
+    exact refits' difference, Σ_g P(g) CE_g(best pooled) − Σ_g P(g) CE_g(best own)."""
+    rng = np.random.default_rng(10)
+    logits, labels, groups = _sample(rng, 40000, [1.6, 1.6], [0.0, 0.0])
+    shared = float(recalibration_gain(logits, labels, groups))
+    relative = float(recalibration_gain(logits, labels, groups, relative_to="pooled"))
+    assert shared > 0.01 and abs(relative) < 0.001, (shared, relative)
+
+    logits, labels, groups = _sample(rng, 40000, [1.6, 0.7], [0.0, 0.0])
+    relative = float(recalibration_gain(logits, labels, groups, relative_to="pooled"))
+    exact = _exact_refit_drop(logits, labels, groups) - _exact_refit_drop(logits, labels, np.ones((40000, 1)))
+    assert exact > 0.01
+    np.testing.assert_allclose(relative, exact, rtol=0.25)
+
+
+def test_unknown_reference_is_refused():
+    rng = np.random.default_rng(11)
+    logits, labels, groups = _sample(rng, 8, [1.0], [0.0])
+    with pytest.raises(ValueError, match="relative_to='mean'.*pooled"):
+        recalibration_gain(logits, labels, groups, relative_to="mean")
