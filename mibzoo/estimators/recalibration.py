@@ -86,7 +86,8 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
         (e.g. too cautious everywhere) has a gain over the identity but none over the pooled
         recalibration: only the part that differs between groups is left, which is what the
         group tells about the label beyond the classifier (I(G; Y | logits) within the family).
-        It is ≥ 0 in expectation (the per-group quadratic forms are jointly convex).
+        Its population value is ≥ 0: gᵀH⁻¹g is jointly convex in (g, H), so the share-weighted
+        mean of the groups' forms is at least the form of their weighted means.
 
     Returns:
       A float32 scalar in nats; groups with fewer than one weighted row in either half (``"all"``:
@@ -135,9 +136,13 @@ def paired_gain(first, second, hessian, group_weights):
     """Σ_g P(g) · ½ a_gᵀ H_g⁻¹ b_g for two independent estimates a, b ``[G, P]`` of each group's mean
     gradient (unbiased for ½ μ_gᵀ H_g⁻¹ μ_g when both are), P(g) ∝ ``group_weights`` ``[G]`` (0
     leaves a group out)."""
+    return _weighted_by_share(_paired_gains(first, second, hessian), group_weights)
+
+
+def _paired_gains(first, second, hessian):
+    """``[G]``: ½ a_gᵀ H_g⁻¹ b_g."""
     step = ops.solve(hessian, ops.cast(second, "float32")[:, :, None])[:, :, 0]  # H⁻¹ b, [G, P]
-    gains = 0.5 * ops.sum(ops.cast(first, "float32") * step, axis=-1)
-    return _weighted_by_share(gains, group_weights)
+    return 0.5 * ops.sum(ops.cast(first, "float32") * step, axis=-1)
 
 
 def _group_statistics(logits, labels, groups, weights, inputs, ridge):
@@ -183,9 +188,7 @@ def _halves_gains(grads, hessian, membership, counts):
     """Per group, ½ ĝ_evenᵀ H⁻¹ ĝ_odd from the means of the even and the odd rows' gradients, and
     whether the group is kept (a weighted row in both halves)."""
     half_means, half_counts = _half_means(grads, membership)
-    step = ops.solve(hessian, half_means[1][:, :, None])[:, :, 0]  # H⁻¹ ĝ_odd, [G, P]
-    gains = 0.5 * ops.sum(half_means[0] * step, axis=-1)
-    return gains, ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
+    return _paired_gains(half_means[0], half_means[1], hessian), ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
 
 
 def _all_pairs_gains(grads, hessian, membership, counts):
