@@ -43,8 +43,16 @@ def single_draw_logits(model, images, seed, chunk=5000):
     return np.concatenate(out)
 
 
-def calibration_report(logits, labels, envs):
-    """Lines: per training environment, the accuracy, the halves recalibration gain (the term's
+def colour_of(images):
+    """``[N]`` 0/1: the channel that holds the digit (Colored-MNIST's colour)."""
+    images = np.asarray(images)
+    return (images[..., 1].sum((1, 2)) > images[..., 0].sum((1, 2))).astype(int)
+
+
+def calibration_report(logits, labels, envs, colours):
+    """Lines: per training environment, the accuracy where the colour agrees with the (noisy) label
+    and where it does not (equal for a predictor that ignores the colour), the halves recalibration
+    gain (the term's
     estimate at n ≈ 25,000) and the refitted logistic recalibration y ~ a · logit + b (scikit-learn,
     unregularized) with its cross-entropy drop; and the same refit pooled over the environments.
     The gain over the pooled refit is what E tells about Y beyond p(y | z); the rest is a
@@ -66,8 +74,10 @@ def calibration_report(logits, labels, envs):
         two = np.stack([np.zeros(rows.sum()), logits[rows]], 1).astype("float32")
         gain = float(recalibration_gain(two, np.eye(2, dtype="float32")[labels[rows]], np.ones((rows.sum(), 1), "float32")))
         ce, drop, a, b = refit(rows)
-        lines.append(f"  env {e}: accuracy {100 * np.mean((logits[rows] > 0) == labels[rows]):.1f} cross-entropy {ce:.4f} "
-                     f"gain {gain:.5f} refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
+        right = (logits > 0) == labels
+        agree = [100 * np.mean(right[rows & ((colours == labels) == match)]) for match in (True, False)]
+        lines.append(f"  env {e}: accuracy {100 * np.mean(right[rows]):.1f} (colour agrees {agree[0]:.1f} / not "
+                     f"{agree[1]:.1f}) cross-entropy {ce:.4f} gain {gain:.5f} refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
     ce, drop, a, b = refit(np.ones(len(envs), bool))
     lines.append(f"  pooled: refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
     return lines
@@ -191,7 +201,7 @@ def main():
         logits = single_draw_logits(model, np.asarray(original["image"]), args.seed)
         print("  calibration of p(y | z), one draw of z, all training images and labels:")
         print("\n".join(calibration_report(logits, np.asarray(original["label"]).astype(int),
-                                         np.asarray(original["env"]).astype(int))))
+                                         np.asarray(original["env"]).astype(int), colour_of(original["image"]))))
     if averaging:
         for variable, value in zip(model.trainable_weights, averaging.average):
             variable.assign(value)
