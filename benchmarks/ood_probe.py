@@ -52,9 +52,9 @@ def colour_of(images):
 def calibration_report(logits, labels, envs, colours):
     """Lines: per training environment, the accuracy where the colour agrees with the (noisy) label
     and where it does not (equal for a predictor that ignores the colour), the halves recalibration
-    gain (the term's
-    estimate at n ≈ 25,000) and the refitted logistic recalibration y ~ a · logit + b (scikit-learn,
-    unregularized) with its cross-entropy drop; and the same refit pooled over the environments.
+    gain (the term's estimate at n ≈ 25,000) and the refitted logistic recalibration
+    y ~ a · logit + b (scikit-learn, unregularized) with its cross-entropy drop; and the same refit
+    pooled over the environments.
     The gain over the pooled refit is what E tells about Y beyond p(y | z); the rest is a
     miscalibration every environment shares."""
     from sklearn.linear_model import LogisticRegression
@@ -68,13 +68,13 @@ def calibration_report(logits, labels, envs, colours):
         ce = [-np.mean(y * np.log(p + 1e-9) + (1 - y) * np.log(1 - p + 1e-9)) for p in (p0, p1)]
         return ce[0], ce[0] - ce[1], fit.coef_[0][0], fit.intercept_[0]
 
+    right = (logits > 0) == labels
     lines = []
     for e in sorted(set(envs.tolist())):
         rows = envs == e
         two = np.stack([np.zeros(rows.sum()), logits[rows]], 1).astype("float32")
         gain = float(recalibration_gain(two, np.eye(2, dtype="float32")[labels[rows]], np.ones((rows.sum(), 1), "float32")))
         ce, drop, a, b = refit(rows)
-        right = (logits > 0) == labels
         agree = [100 * np.mean(right[rows & ((colours == labels) == match)]) for match in (True, False)]
         lines.append(f"  env {e}: accuracy {100 * np.mean(right[rows]):.1f} (colour agrees {agree[0]:.1f} / not "
                      f"{agree[1]:.1f}) cross-entropy {ce:.4f} gain {gain:.5f} refit drop {drop:.5f} (a {a:.2f}, b {b:.2f})")
@@ -117,6 +117,8 @@ def main():
     args = parser.parse_args()
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         parser.error(f"--ema: got {args.ema}, expected a momentum strictly between 0 and 1")
+    if any(step < 1 for step in args.adam_restart):
+        parser.error(f"--adam-restart: got {args.adam_restart}, expected network updates >= 1")
 
     import keras
 

@@ -50,7 +50,7 @@ class RestartingAdam(keras.optimizers.Adam):
         last = ops.zeros((), "int64")
         for restart in self.restarts:
             last = ops.where(step >= restart, ops.cast(restart, "int64"), last)
-        restarting = ops.any(ops.stack([ops.equal(step, r) for r in self.restarts]))
+        restarting = ops.logical_and(ops.equal(step, last), last > 0)  # restarts are >= 1
 
         lr = ops.cast(learning_rate, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
