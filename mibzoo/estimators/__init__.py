@@ -13,6 +13,7 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 * ``infogan`` — variational lower bounds on I(c; x) with an auxiliary Q(c | x).
 * ``recalibration`` — the cross-entropy a per-group affine recalibration of a classifier's logits
   would save (G_ood's I(E; Y | Z) without a critic).
+* ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty).
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
 """
 
@@ -29,6 +30,7 @@ from mibzoo.estimators.infogan import (
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
 from mibzoo.estimators.mmd import hsic, kernel_matrix, mmd
 from mibzoo.estimators.recalibration import recalibration_gain
+from mibzoo.estimators.risk_variance import risk_variance
 from mibzoo.estimators.total_correlation import (
     aggregate_posterior_log_densities,
     density_ratio_discriminator_loss,
@@ -60,6 +62,7 @@ __all__ = [
     "categorical_code_mi_lower_bound",
     "gaussian_code_mi_lower_bound",
     "recalibration_gain",
+    "risk_variance",
     "Discriminator",
     "MINEStatistics",
 ]

@@ -1,8 +1,9 @@
 """Out-of-distribution generalization terms (Sec. 6, Eq. 18): G_ood's E ⊥ Y | Z and the sufficiency
-of Z for Y, and IRMv1's penalty on p(y | z) across environments (Appendix A.5)."""
+of Z for Y, and IRMv1's and V-REx's penalties on p(y | z) across environments (Appendix A.5)."""
 from keras import ops
 
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
+from mibzoo.estimators.risk_variance import risk_variance
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 from mibzoo.running_mean import RunningMean
@@ -222,6 +223,21 @@ def sufficiency(fp):
     also the risk IRM's penalty (the ``irm`` term) is a penalty on."""
     _ood_modalities(fp.model, "sufficiency")
     return _masked_mean(label_cross_entropy(predictive_label_logits(fp, "sufficiency"), fp.x[LABEL]), _labelled(fp))
+
+
+@register_term("risk_variance", "regularizer", options={"latent": LATENTS})
+def environment_risk_variance(fp):
+    """V-REx's penalty on p(y | z) (Krueger et al. 2021): the variance over the training
+    environments of each environment's risk R^e = E_e[−log p(y | z)], z ~ q(z | x) (option
+    ``latent``), estimated without bias from the even and the odd rows (`mibzoo.estimators.risk_variance`),
+    labelled examples only. Like ``irm``, a way of asking M^p to be stable across environments (the
+    paper's Appendix A.5). A predictor that reads Colored-MNIST's colour has a lower risk in the
+    environment where colour agrees with the label more often; one that reads the shape alone has
+    the same risk (the label noise) in both, which a per-environment recalibration
+    (``environment_recalibration``) cannot tell from a colour use each environment finds calibrated."""
+    _ood_modalities(fp.model, "risk_variance")
+    losses = label_cross_entropy(predictive_label_logits(fp, "risk_variance"), fp.x[LABEL])
+    return risk_variance(losses, fp.x[ENVIRONMENT], _labelled(fp))
 
 
 def scale_gradient(logits, labels):

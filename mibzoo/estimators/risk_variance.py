@@ -1,0 +1,55 @@
+"""The variance of a classifier's risk across groups, estimated without bias from a minibatch.
+
+V-REx (Krueger et al. 2021, "Out-of-Distribution Generalization via Risk Extrapolation") penalizes
+Var_e(R_e), the variance over the training environments of each environment's risk. A predictor
+that reads a feature whose link with the label differs between environments (Colored-MNIST's
+colour, which agrees with the label 90% of the time in one environment and 80% in the other) has a
+lower risk where the link is stronger, so the risks differ; an invariant predictor's do not (on
+Colored-MNIST both are the 25% label noise). Unlike IRMv1's penalty or a per-environment
+recalibration of the logits, the risk difference does not vanish for a predictor that uses the
+colour in a way each environment finds calibrated (Kamath et al. 2021's blind spot of IRMv1).
+
+On a minibatch, the square of each environment's mean risk is biased upwards by its variance; as
+IRMv1's unbiased estimate (Arjovsky et al. 2019, Sec. 3.2), the deviations computed from the even
+rows are multiplied by those from the odd rows, which is unbiased for (R_e − R̄)² since the two
+halves are independent.
+"""
+
+from keras import ops
+
+__all__ = ["risk_variance"]
+
+
+def risk_variance(losses, groups, weights=None):
+    """(1 / G') Σ_g (R_g − R̄)²: the variance over the groups present of their mean losses, R̄ the
+    unweighted mean of the G' groups' risks, estimated as (1 / G') Σ_g (R_g^even − R̄^even)
+    (R_g^odd − R̄^odd) from the means over the even and the odd rows of each group.
+
+    For two groups it is (R_1 − R_2)² / 4 (V-REx's code takes the variance with Bessel's correction,
+    (R_1 − R_2)² / 2: a factor of 2 in the weight).
+
+    Args:
+      losses: ``[B]`` each row's loss (e.g. the cross-entropy of the label).
+      groups: ``[B, G]`` one-hot group (environment) of each row.
+      weights: ``[B]`` 0/1 weights (0 where the loss is not defined, e.g. a hidden label);
+        ``None``: all 1.
+
+    Returns:
+      A float32 scalar in squared units of the loss; groups without a weighted row in either half
+      are left out, and fewer than two groups kept give 0.
+    """
+    losses = ops.cast(losses, "float32")
+    groups = ops.cast(groups, "float32")
+    rows = ops.shape(losses)[0]
+    weights = ops.ones((rows,), "float32") if weights is None else ops.cast(weights, "float32")
+    membership = weights[:, None] * groups  # [B, G]
+    parity = ops.cast(ops.arange(rows) % 2, "float32")[:, None]
+    halves = [membership * (1.0 - parity), membership * parity]
+    counts = [ops.sum(h, axis=0) for h in halves]  # [G] each
+    kept = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
+    groups_kept = ops.maximum(ops.sum(kept), 1.0)
+    deviations = []
+    for half, count in zip(halves, counts):
+        risks = ops.sum(losses[:, None] * half, axis=0) / ops.maximum(count, 1.0)
+        deviations.append((risks - ops.sum(risks * kept) / groups_kept) * kept)
+    return ops.sum(deviations[0] * deviations[1]) / groups_kept
