@@ -153,12 +153,12 @@ class ForwardPass:
         log_prob = self.decode(name, self.z(only), u).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 
-    def distortion(self, name, only=None, cross=False):
+    def distortion(self, name, only=None, cross=False, private="prior"):
         """``[B]``: w_i · −log p(x_i | ·), the likelihood term of x_i in the objective, weighted by the
         model's ``likelihood_weights`` (w_i = 1 unless configured); ``cross=True`` for x_i generated
-        from the other modalities (`cross_negative_log_likelihood`)."""
+        from the other modalities (`cross_negative_log_likelihood`, with ``private`` the draw of u_i)."""
         weight = self.model.likelihood_weights[self.names.index(name)]
-        nll = self.cross_negative_log_likelihood(name) if cross else self.negative_log_likelihood(name, only)
+        nll = self.cross_negative_log_likelihood(name, private) if cross else self.negative_log_likelihood(name, only)
         return nll if weight == 1.0 else weight * nll
 
     def rate(self, kl):
@@ -166,12 +166,23 @@ class ForwardPass:
         return kl if isinstance(self.kl_weight, float) and self.kl_weight == 1.0 else self.kl_weight * kl
 
     @_cached
-    def cross_negative_log_likelihood(self, name):
-        """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z ~ q(z | x_{\\i}) (the other modalities) and
-        u_i ~ p(u_i) (x_i unobserved): x_i generated across modalities; 0 where x_i is absent."""
+    def cross_negative_log_likelihood(self, name, private="prior"):
+        """``[B]``: −log p(x_i | z ⊙ m_i^p, u_i) with z ~ q(z | x_{\\i}) (the other modalities): x_i
+        generated across modalities; 0 where x_i is absent. u_i, drawn independently of x_{\\i}:
+
+        - ``private="prior"``: u_i ~ p(u_i), x_i unobserved;
+        - ``private="shuffled"``: u_i ~ q(u_i | x_i') of another row i' of the batch (the previous
+          one, cyclically; a prior draw where that row lacks x_i), i.e. a draw from the aggregate
+          posterior q(u_i), the marginal that U_i has under q, independent of this row's x_{\\i}.
+        """
         z = self.aggregate(None, self.names.index(name)).sample(self.noise)
         du = self.model.private_sizes[name]
         u = self.noise((ops.shape(z)[0], du)) if du else None
+        if du and private == "shuffled":
+            other_present = ops.roll(self.presence(name), 1, axis=0)[:, None]
+            u = other_present * ops.roll(self.u(name), 1, axis=0) + (1.0 - other_present) * u
+        elif private != "prior":
+            raise ValueError(f"cross_negative_log_likelihood: private={private!r}; allowed: ['prior', 'shuffled']")
         log_prob = self.decode(name, z, u).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 

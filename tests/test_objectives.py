@@ -181,6 +181,41 @@ def test_cross_generation_is_the_likelihood_of_each_modality_generated_from_the_
     np.testing.assert_allclose(float(totals["loss"]), float(terms["C0"]) + float(terms["cross"]) + weighted, rtol=1e-5)
 
 
+def test_cross_generation_shuffled_private_latents_come_from_the_previous_rows_posterior():
+    """Option ``private: "shuffled"``: u_i is q(u_i | x_i) of the previous row (cyclically), in NumPy
+    with zero noise (u at that row's posterior mean), and a prior draw (0 here) where that row lacks
+    x_i; z ~ q(z | x_{\\i}) as with prior draws. With every u_i at 0 (``private: "prior"``) the two
+    differ."""
+    options = {"cross_generation": {"private": "shuffled"}}
+    model = mibzoo.load("mib_mm", modalities=PAIR, shared=TINY_SHARED, private=2, term_options=options)
+    arrays = synthetic_batches(PAIR, n=16)
+    present = {"x": np.ones(16, "float32"), "y": np.ones(16, "float32")}
+    present["x"][[3, 15]] = 0.0  # rows 4 and 0 then draw u_x from the prior
+    noise = lambda shape: np.zeros(shape, "float32")  # noqa: E731
+    fp = model.forward_pass({k: v for k, v in arrays.items() if k in PAIR}, present, seed=noise)
+    values = np.asarray(objectives.TERMS["cross_generation"].fn(fp))
+    gate = np.asarray(fp.mask_p)[:, 0]
+    for i, (name, other) in enumerate((("x", 1), ("y", 0))):
+        loc = np.asarray(fp.posterior(other)[0])
+        private_loc = np.asarray(fp.encoder_outputs()[name][2])
+        previous = np.roll(np.arange(16), 1)
+        u = np.where(present[name][previous][:, None] > 0, private_loc[previous], 0.0)
+        latent = np.concatenate([loc * gate[i], u], axis=-1).astype("float32")
+        nll = numpy_nll(name, model.decode_modality(name, latent), arrays) * present[name]
+        np.testing.assert_allclose(values[i], np.mean(nll), rtol=1e-4)
+    prior = mibzoo.load("mib_mm", modalities=PAIR, shared=TINY_SHARED, private=2)
+    prior.set_weights(model.get_weights())
+    prior_fp = prior.forward_pass({k: v for k, v in arrays.items() if k in PAIR}, present, seed=noise)
+    assert np.abs(np.asarray(objectives.TERMS["cross_generation"].fn(prior_fp)) - values).max() > 1e-3
+
+
+def test_cross_generation_private_option_is_validated():
+    from mibzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"term_options.cross_generation.private.*one of \['prior', 'shuffled'\]"):
+        mibzoo.load("mib_mm", modalities=PAIR, shared=TINY_SHARED, term_options={"cross_generation": {"private": "own"}})
+
+
 def numpy_nll(name, params, arrays):
     """−log p(x | params) in NumPy for the tiny pair: Bernoulli logits for x, a categorical for y."""
     params = np.asarray(params, "float64")

@@ -5,7 +5,7 @@ from keras import ops
 
 from mibzoo import inference
 from mibzoo.estimators.aggregate import aggregate_kl_to_prior
-from mibzoo.objectives.registry import register_term
+from mibzoo.objectives.registry import TERMS, register_term
 
 
 def _per_modality(fp, values_by_name):
@@ -134,7 +134,7 @@ def cross(fp):
     return _per_modality(fp, fp.kl_joint_to_single)
 
 
-@register_term("cross_generation", "regularizer", per_modality=True)
+@register_term("cross_generation", "regularizer", per_modality=True, options={"private": ("prior", "shuffled")})
 def cross_generation(fp):
     """The x-part of D(q ‖ G^str_cross(x_i)) (Sec. 3.5, 4.2): G_cross makes Z the only shared parent
     of X_i given the other modalities X_{\\i}, so D contains −I_q(X_i; Z) with z ~ q(z | x_{\\i}).
@@ -142,8 +142,17 @@ def cross_generation(fp):
     E[−log p(x_i | z ⊙ m_i^p, u_i)] − H(X_i), z ~ q(z | x_{\\i}), u_i ~ p(u_i) (U_i is independent
     of X_{\\i} in G_cross), dropping the constant H(X_i). Eq. 16's KL terms bound the Z-part; this
     one makes the content X_i shares with the others flow through Z rather than through U_i.
-    Likelihood weights apply as in the ELBO."""
-    return _per_modality(fp, lambda name: fp.distortion(name, cross=True))
+    Likelihood weights apply as in the ELBO.
+
+    Option ``private`` (``term_options: {"cross_generation": {"private": ...}}``): where u_i comes
+    from. ``"prior"`` (default): p(u_i). ``"shuffled"``: q(u_i | x_i') of another example of the batch,
+    a draw from the aggregate posterior q(u_i), which is U_i's marginal under q (the distribution
+    the M-projection onto G_cross keeps; `ForwardPass.cross_negative_log_likelihood`). A private latent
+    that carries the shared content (the digit) then misleads the decoder here, so the decoder learns
+    to read that content from z alone, also for the u_i it meets in reconstruction; with prior draws
+    it only learns to do so near p(u_i), which the aggregate posterior can exceed."""
+    private = TERMS["cross_generation"].option(fp.model.model_config, "private")
+    return _per_modality(fp, lambda name: fp.distortion(name, cross=True, private=private))
 
 
 @register_term("cross_reconstruction", "regularizer", per_modality=True)
