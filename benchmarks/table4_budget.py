@@ -20,6 +20,7 @@ and prints the seconds per step, the FLOP/s reached, and the baselines' minutes 
 the measured speed and at the ceiling. Device and threads are TensorFlow's defaults.
 """
 import argparse
+import dataclasses
 import os
 import time
 
@@ -65,7 +66,7 @@ def timed_steps(steps, warmup=3):
 
     def run(count):
         start = time.perf_counter()
-        ood_baselines.train_baseline(ood_baselines.Settings(**{**settings.__dict__, "steps": count}), train, test, seed=0)
+        ood_baselines.train_baseline(dataclasses.replace(settings, steps=count), train, test, seed=0)
         return time.perf_counter() - start
 
     run(warmup)  # loads and caches what the first run of a process pays once

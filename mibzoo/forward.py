@@ -175,14 +175,14 @@ class ForwardPass:
           one, cyclically; a prior draw where that row lacks x_i), i.e. a draw from the aggregate
           posterior q(u_i), the marginal that U_i has under q, independent of this row's x_{\\i}.
         """
+        if private not in ("prior", "shuffled"):
+            raise ValueError(f"cross_negative_log_likelihood: private={private!r}; allowed: ['prior', 'shuffled']")
         z = self.aggregate(None, self.names.index(name)).sample(self.noise)
         du = self.model.private_sizes[name]
         u = self.noise((ops.shape(z)[0], du)) if du else None
         if du and private == "shuffled":
             other_present = ops.roll(self.presence(name), 1, axis=0)[:, None]
             u = other_present * ops.roll(self.u(name), 1, axis=0) + (1.0 - other_present) * u
-        elif private != "prior":
-            raise ValueError(f"cross_negative_log_likelihood: private={private!r}; allowed: ['prior', 'shuffled']")
         log_prob = self.decode(name, z, u).log_prob(self.x[name])
         return -log_prob * self.presence(name)
 

@@ -209,6 +209,20 @@ def test_cross_generation_shuffled_private_latents_come_from_the_previous_rows_p
     assert np.abs(np.asarray(objectives.TERMS["cross_generation"].fn(prior_fp)) - values).max() > 1e-3
 
 
+def test_cross_generation_shuffled_is_prior_draws_without_private_latents():
+    """A model without private latents (jmvae) has nothing to shuffle: both options give one value."""
+    arrays = synthetic_batches(PAIR, n=16)
+    values = []
+    for private in ("prior", "shuffled"):
+        model = mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED,
+                            term_options={"cross_generation": {"private": private}})
+        if values:
+            model.set_weights(weights)
+        weights = model.get_weights()
+        values.append(np.asarray(objectives.TERMS["cross_generation"].fn(zero_noise_pass(model, arrays))))
+    np.testing.assert_allclose(values[0], values[1], rtol=1e-6)
+
+
 def test_cross_generation_private_option_is_validated():
     from mibzoo.errors import ConfigError
 
