@@ -14,6 +14,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 * ``recalibration`` — the cross-entropy a per-group affine recalibration of a classifier's logits
   would save (G_ood's I(E; Y | Z) without a critic).
 * ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty).
+* ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
+  squared means above (and IRMv1's penalty) unbiased.
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
 """
 

@@ -20,6 +20,8 @@ with them.
 
 from keras import ops
 
+from mibzoo.estimators.halves import group_half_means
+
 __all__ = ["PAIRINGS", "REFERENCES", "paired_gain", "recalibration_gain", "recalibration_half_means"]
 
 # How the squared mean gradient is estimated without any row's own square: within the batch
@@ -128,7 +130,7 @@ def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, 
       row counts.
     """
     grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
-    half_means, half_counts = _half_means(grads, membership)
+    half_means, half_counts, _ = group_half_means(grads, membership)
     return half_means, half_counts, hessian, counts
 
 
@@ -174,21 +176,11 @@ def _weighted_by_share(gains, kept_counts):
     return ops.sum(shares * gains)
 
 
-def _half_means(grads, membership):
-    """``([2, G, P], [2, G])``: per group, the mean gradient and the weighted count of the even rows
-    and of the odd rows."""
-    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
-    halves = [membership * (1.0 - parity), membership * parity]
-    half_counts = ops.stack([ops.sum(h, axis=0) for h in halves])
-    sums = ops.stack([ops.einsum("bg,bp->gp", h, grads) for h in halves])
-    return sums / ops.maximum(half_counts, 1.0)[:, :, None], half_counts
-
-
 def _halves_gains(grads, hessian, membership, counts):
     """Per group, ½ ĝ_evenᵀ H⁻¹ ĝ_odd from the means of the even and the odd rows' gradients, and
     whether the group is kept (a weighted row in both halves)."""
-    half_means, half_counts = _half_means(grads, membership)
-    return _paired_gains(half_means[0], half_means[1], hessian), ops.cast(ops.logical_and(half_counts[0] > 0, half_counts[1] > 0), "float32")
+    half_means, _, kept = group_half_means(grads, membership)
+    return _paired_gains(half_means[0], half_means[1], hessian), kept
 
 
 def _all_pairs_gains(grads, hessian, membership, counts):

@@ -20,6 +20,8 @@ halves are independent.
 
 from keras import ops
 
+from mibzoo.estimators.halves import group_half_means
+
 __all__ = ["risk_variance"]
 
 
@@ -43,16 +45,9 @@ def risk_variance(losses, groups, weights=None):
     """
     losses = ops.cast(losses, "float32")
     groups = ops.cast(groups, "float32")
-    rows = ops.shape(losses)[0]
-    weights = ops.ones((rows,), "float32") if weights is None else ops.cast(weights, "float32")
-    membership = weights[:, None] * groups  # [B, G]
-    parity = ops.cast(ops.arange(rows) % 2, "float32")[:, None]
-    halves = [membership * (1.0 - parity), membership * parity]
-    counts = [ops.sum(h, axis=0) for h in halves]  # [G] each
-    kept = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
+    weights = ops.ones_like(losses) if weights is None else ops.cast(weights, "float32")
+    means, _, kept = group_half_means(losses[:, None], weights[:, None] * groups)
+    risks = means[:, :, 0]  # [2, G]: the even and the odd rows' risk of each group
     groups_kept = ops.maximum(ops.sum(kept), 1.0)
-    deviations = []
-    for half, count in zip(halves, counts):
-        risks = ops.sum(losses[:, None] * half, axis=0) / ops.maximum(count, 1.0)
-        deviations.append((risks - ops.sum(risks * kept) / groups_kept) * kept)
+    deviations = (risks - ops.sum(risks * kept, axis=-1, keepdims=True) / groups_kept) * kept
     return ops.sum(deviations[0] * deviations[1]) / groups_kept

@@ -2,6 +2,7 @@
 of Z for Y, and IRMv1's and V-REx's penalties on p(y | z) across environments (Appendix A.5)."""
 from keras import ops
 
+from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
 from mibzoo.estimators.risk_variance import risk_variance
 from mibzoo.networks import ModalityDecoder
@@ -273,12 +274,8 @@ def invariant_risk(fp):
     # shrinking the logits removes (the predictor collapses to a constant). As IRM (Arjovsky et
     # al. 2019, Sec. 3.2) suggests: the product of the estimates from two halves of the batch
     # (even and odd rows), unbiased for (∂R^e/∂s)².
-    parity = ops.cast(ops.arange(ops.shape(grads)[0]) % 2, "float32")[:, None]
-    halves = [weights * (1.0 - parity), weights * parity]
-    counts = [ops.sum(h, axis=0) for h in halves]
-    risk_grads = [ops.sum(grads[:, None] * h, axis=0) / ops.maximum(c, 1.0) for h, c in zip(halves, counts)]
-    seen = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
-    penalty = ops.sum(risk_grads[0] * risk_grads[1] * seen) / ops.maximum(ops.sum(seen), 1.0)
+    risk_grads, _, seen = group_half_means(grads[:, None], weights)  # [2, E, 1]
+    penalty = ops.sum(risk_grads[0, :, 0] * risk_grads[1, :, 0] * seen) / ops.maximum(ops.sum(seen), 1.0)
     config, term = fp.model.model_config, TERMS["irm"]
     anneal_steps = term.hyperparameter(config, "irm_anneal_steps")
     if fp.training and anneal_steps:
