@@ -4,7 +4,7 @@ weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
-        [--adam-restart 201] [--calibration]
+        [--adam-restart 201] [--calibration] [--drop-unlabelled | --hide-env-too]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -112,6 +112,12 @@ def main():
     parser.add_argument("--calibration", action="store_true",
                         help="at the end, per training environment: the recalibration gain and the refitted scale and "
                              "shift of p(y | z)'s logit at one draw of z, and the same pooled (calibration_report)")
+    parser.add_argument("--drop-unlabelled", action="store_true",
+                        help="with --hide: train on the labelled examples only (the hidden ones are removed, not "
+                             "kept without a label); accuracies are still read on every training image")
+    parser.add_argument("--hide-env-too", action="store_true",
+                        help="with --hide: the examples whose label is hidden lose their environment index too "
+                             "(they train as image-only rows)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
@@ -136,6 +142,15 @@ def main():
     present = None
     if args.hide:
         train, present = hide_labels(train, "label", args.hide, args.seed)
+        if args.drop_unlabelled:
+            kept = present["label"] > 0
+            train, present = {k: np.asarray(v)[kept] for k, v in train.items()}, None
+        elif args.hide_env_too:
+            env = np.asarray(train["env"]).copy()
+            env[present["label"] == 0] = 0
+            train, present = dict(train, env=env), dict(present, env=present["label"].copy())
+    elif args.drop_unlabelled or args.hide_env_too:
+        parser.error("--drop-unlabelled and --hide-env-too need --hide (the share of examples whose label is hidden)")
     test_part = {k: v[:2000] for k, v in test.items()}
     train_part = {k: v[::25] for k, v in original.items()}
     shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm",
