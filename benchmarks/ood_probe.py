@@ -112,12 +112,13 @@ def main():
     parser.add_argument("--calibration", action="store_true",
                         help="at the end, per training environment: the recalibration gain and the refitted scale and "
                              "shift of p(y | z)'s logit at one draw of z, and the same pooled (calibration_report)")
-    parser.add_argument("--drop-unlabelled", action="store_true",
-                        help="with --hide: train on the labelled examples only (the hidden ones are removed, not "
-                             "kept without a label); accuracies are still read on every training image")
-    parser.add_argument("--hide-env-too", action="store_true",
-                        help="with --hide: the examples whose label is hidden lose their environment index too "
-                             "(they train as image-only rows)")
+    hidden_rows = parser.add_mutually_exclusive_group()  # what becomes of the rows whose label --hide hides
+    hidden_rows.add_argument("--drop-unlabelled", action="store_true",
+                             help="with --hide: train on the labelled examples only (the hidden ones are removed, not "
+                                  "kept without a label); accuracies are still read on every training image")
+    hidden_rows.add_argument("--hide-env-too", action="store_true",
+                             help="with --hide: the examples whose label is hidden lose their environment index too "
+                                  "(they train as image-only rows)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
     args = parser.parse_args()
