@@ -130,7 +130,7 @@ def main():
     import keras
 
     import mibzoo.data
-    from mibzoo.experiment_data import hide_labels
+    from mibzoo.experiment_data import hide_all_labels
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import label_accuracies
 
@@ -142,14 +142,13 @@ def main():
         test = scramble_colour(test, rng)
     present = None
     if args.hide:
-        train, present = hide_labels(train, "label", args.hide, args.seed)
+        # hide_labels draws its rows from the seed and the size alone, so with --hide-env-too E is
+        # hidden on exactly the rows whose Y is
+        hidden = {"label": args.hide, **({"env": args.hide} if args.hide_env_too else {})}
+        train, present = hide_all_labels(train, hidden, args.seed)
         if args.drop_unlabelled:
             kept = present["label"] > 0
             train, present = {k: np.asarray(v)[kept] for k, v in train.items()}, None
-        elif args.hide_env_too:
-            env = np.asarray(train["env"]).copy()
-            env[present["label"] == 0] = 0
-            train, present = dict(train, env=env), dict(present, env=present["label"].copy())
     elif args.drop_unlabelled or args.hide_env_too:
         parser.error("--drop-unlabelled and --hide-env-too need --hide (the share of examples whose label is hidden)")
     test_part = {k: v[:2000] for k, v in test.items()}
