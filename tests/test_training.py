@@ -58,10 +58,14 @@ def test_a_phase_with_a_start_takes_no_turn_before_it(run_eagerly):
 
 
 def test_mib_mm_waits_one_epoch_before_learning_its_structure():
-    """The zoo default: 469 network steps (one MNIST epoch at batch 128) before the first structure step."""
+    """The zoo default: 469 network steps (one MNIST epoch at batch 128) before the first structure step,
+    then four network steps per structure step (docs/results.md section 18)."""
     model = mibzoo.load("mib_mm")
-    assert model.phases[-1] == {"name": "structure", "steps": 1, "start": 469}
-    assert [model.phase_at(p) for p in (0, 468, 469, 470, 471)] == [0, 0, 1, 0, 1]
+    assert model.phases == [{"name": "dist", "steps": 4}, {"name": "structure", "steps": 1, "start": 469}]
+    taken = [model.phase_at(p) for p in range(2345)]  # 5 MNIST epochs at batch 128
+    assert taken[:469] == [0] * 469 and 1 in taken[469:474]
+    assert taken.count(0) == 469 + 1500 and taken.count(1) == 376
+    assert all(taken[p:p + 5].count(1) == 1 for p in range(469, 2340))  # one structure step in any five
 
 
 def test_fixed_structure_entries_never_learn_structure():
