@@ -119,7 +119,8 @@ def test_structure_optimizer_defaults_and_can_be_set():
 
 
 def test_keras_file_restores_both_optimizers_for_resuming(tmp_path):
-    model, arrays = run_model_test("mib_mm", steps=4)
+    # mib_mm takes four network steps per structure step: 6 steps train both optimizers.
+    model, arrays = run_model_test("mib_mm", steps=6)
     model.save(tmp_path / "m.keras")
     restored = keras.saving.load_model(tmp_path / "m.keras")
     for a, b in ((model.optimizer, restored.optimizer), (model.structure_optimizer, restored.structure_optimizer)):
