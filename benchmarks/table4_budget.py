@@ -1,20 +1,22 @@
-"""What `mibzoo reproduce table4`'s baselines cost on this machine, and the least any fp32
-implementation of their recipe could cost: issue 12 asks for the whole table in 30 minutes on
-2 cores.
+"""What `mibzoo reproduce table4`'s baselines cost on this machine, and the least any
+implementation of their recipe built from matrix products could cost: issue 12 asks for the whole
+table in 30 minutes on 2 cores.
 
     python benchmarks/table4_budget.py [--steps 20] [--seeds 5] [--gemm 2048]
+        [--precision float32 | mixed_bfloat16]
 
 IRM's recipe (Arjovsky et al. 2019) trains an MLP 392 → 390 → 390 → 1 for 501 full-batch steps on
 the 50,000 training images; the table has three such baselines (ERM, IRMv1, the grayscale oracle)
 times the seeds. The script
 
-1. times full-batch steps of `mibzoo.reproduce.ood_baselines.train_baseline`'s IRMv1 step (the
-   XLA-compiled step the table runs; its first steps, which trace and compile, are left out);
+1. times full-batch steps of `mibzoo.reproduce.ood_baselines.train_baseline`'s IRMv1 step at the
+   given precision (default: the table's, `ood_baselines.default_precision()`; its first steps,
+   which trace and compile, are left out);
 2. counts the step's floating-point operations: the forward pass is 2 · N · (392·h + h·h + h)
    FLOPs, the backward pass twice that (the gradients of the activations and of the weights; the
    input's gradient is not needed, so the first layer's backward is one product, not two);
-3. measures what this machine's matrix multiply reaches (a square float32 `tf.matmul`), the
-   ceiling for any implementation made of such products;
+3. measures what this machine's matrix multiply reaches (a square `tf.matmul` in float32 and
+   in bfloat16), the ceiling for any implementation made of such products;
 
 and prints the seconds per step, the FLOP/s reached, and the baselines' minutes for the table at
 the measured speed and at the ceiling. Device and threads are TensorFlow's defaults.
@@ -42,10 +44,10 @@ def step_flops(rows, inputs, hidden):
     return forward + backward
 
 
-def gemm_flops_per_second(size, repeats=10):
-    """float32 FLOP/s of a ``size`` × ``size`` matrix product (best of ``repeats``, after a warm-up)."""
-    a = tf.random.normal((size, size))
-    b = tf.random.normal((size, size))
+def gemm_flops_per_second(size, repeats=10, dtype="float32"):
+    """FLOP/s of a ``size`` × ``size`` matrix product in ``dtype`` (best of ``repeats``, after a warm-up)."""
+    a = tf.cast(tf.random.normal((size, size)), dtype)
+    b = tf.cast(tf.random.normal((size, size)), dtype)
     product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
     product(a, b).numpy()
     best = float("inf")
@@ -56,7 +58,7 @@ def gemm_flops_per_second(size, repeats=10):
     return 2 * size ** 3 / best
 
 
-def timed_steps(steps, warmup=3):
+def timed_steps(steps, precision, warmup=3):
     """Seconds per full-batch IRMv1 step of the table's baseline and the rows of a step: a run of
     ``warmup + steps`` steps less a run of ``warmup`` (both pay the same data set-up, tracing and
     compile), divided by ``steps``."""
@@ -66,7 +68,8 @@ def timed_steps(steps, warmup=3):
 
     def run(count):
         start = time.perf_counter()
-        ood_baselines.train_baseline(dataclasses.replace(settings, steps=count), train, test, seed=0)
+        ood_baselines.train_baseline(dataclasses.replace(settings, steps=count), train, test, seed=0,
+                                     precision=precision)
         return time.perf_counter() - start
 
     run(warmup)  # loads and caches what the first run of a process pays once
@@ -78,20 +81,25 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="timed full-batch steps")
     parser.add_argument("--seeds", type=int, default=5, help="seeds per baseline in the table")
     parser.add_argument("--gemm", type=int, default=2048, help="size of the square matrix product")
+    parser.add_argument("--precision", default=None, choices=ood_baselines.PRECISIONS,
+                        help="precision of the timed step (default: the table's on this machine)")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.seeds < 1 or args.gemm < 64:
         parser.error("--steps and --seeds must be ≥ 1 and --gemm ≥ 64")
 
+    precision = args.precision or ood_baselines.default_precision()
     settings = ood_baselines.IRM_SETTINGS
-    seconds, rows = timed_steps(args.steps)
+    seconds, rows = timed_steps(args.steps, precision)
     flops = step_flops(rows, 392, settings.hidden)
-    peak = gemm_flops_per_second(args.gemm)
+    peaks = {dtype: gemm_flops_per_second(args.gemm, dtype=dtype) for dtype in ("float32", "bfloat16")}
+    peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]
     runs = 3 * args.seeds
     print(f"machine: {machine()}; tensorflow {tf.__version__}")
-    print(f"baseline step: {rows} rows, MLP 392-{settings.hidden}-{settings.hidden}-1, "
+    print(f"baseline step ({precision}): {rows} rows, MLP 392-{settings.hidden}-{settings.hidden}-1, "
           f"{flops / 1e9:.1f} GFLOP; {seconds:.3f} s per step ({flops / seconds / 1e9:.1f} GFLOP/s)")
-    print(f"float32 matrix product {args.gemm}x{args.gemm}: {peak / 1e9:.1f} GFLOP/s")
-    print(f"baselines of the table ({runs} runs x {settings.steps} steps): "
+    for dtype, speed in peaks.items():
+        print(f"{dtype} matrix product {args.gemm}x{args.gemm}: {speed / 1e9:.1f} GFLOP/s")
+    print(f"baselines of the table ({runs} runs x {settings.steps} steps, {precision}): "
           f"{runs * settings.steps * seconds / 60:.1f} min at the measured step, "
           f"{runs * settings.steps * flops / peak / 60:.1f} min at the matrix-product ceiling "
           "(issue 12's budget for the whole table: 30 min)")

@@ -89,6 +89,49 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
     assert 0.65 < oracle["test_acc"] < 0.85  # shape only: 75% everywhere
 
 
+def test_mixed_bfloat16_mlp_is_the_float32_function_to_bfloat16_rounding(rng):
+    import keras
+
+    x = rng.random((64, 392)).astype("float32")
+    exact = ood_baselines.build_mlp(392, 32, seed=3)
+    mixed = ood_baselines.build_mlp(392, 32, seed=3, precision="mixed_bfloat16")
+    assert all(w.dtype == "float32" for w in mixed.trainable_variables)  # the weights Adam updates
+    assert mixed.layers[0].compute_dtype == "bfloat16"
+    for a, b in zip(exact.trainable_variables, mixed.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())  # the same seeded initialization
+    want = np.asarray(exact(x))
+    got = np.asarray(keras.ops.cast(mixed(x), "float32"))
+    # bfloat16 keeps 8 bits of mantissa: each product and activation is off by at most 2^-8 relative
+    scale = np.abs(want).max()
+    assert np.abs(got - want).max() < 0.05 * scale and np.abs(got - want).max() > 0  # rounded, not float32
+
+
+def test_mixed_bfloat16_baseline_learns_what_float32_learns(rng):
+    train = _toy_colored(rng, 200, (0.1, 0.2))
+    test = _toy_colored(rng, 200, (0.9,))
+    test["env"][:] = 2
+    quick = dict(hidden=16, steps=40, learning_rate=0.02)
+    runs = {p: ood_baselines.train_baseline(dataclasses.replace(ood_baselines.ERM_SETTINGS, **quick), train, test, 0,
+                                            jit_compile=False, precision=p) for p in ood_baselines.PRECISIONS}
+    for key in ("train_acc", "test_acc"):
+        assert abs(runs["mixed_bfloat16"][key] - runs["float32"][key]) < 0.05, (key, runs)
+    assert runs["mixed_bfloat16"]["train_acc"] > 0.8
+
+
+def test_bfloat16_is_the_default_only_where_the_cpu_multiplies_it(tmp_path):
+    from mibzoo.errors import ConfigError
+
+    assert ood_baselines.default_precision({"avx2", "amx_bf16", "amx_tile"}) == "mixed_bfloat16"
+    assert ood_baselines.default_precision({"avx512f", "avx512_bf16"}) == "mixed_bfloat16"
+    assert ood_baselines.default_precision({"avx2", "avx512f", "fma"}) == "float32"  # emulated there: slower
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n\nprocessor\t: 1\n")
+    assert ood_baselines.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}
+    assert ood_baselines.cpu_flags(tmp_path / "absent") == set()
+    with pytest.raises(ConfigError, match=r"precision.*'bf16'.*one of \['float32', 'mixed_bfloat16'\]"):
+        ood_baselines.build_mlp(4, 2, 0, precision="bf16")
+
+
 # ----- the terms of Eq. 18 and IRM's penalty on p(y | z) ------------------------------------------
 
 def _small_model(entry="ood_cmnist_irm", **overrides):

@@ -15,10 +15,12 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 # The budget fields each kind of row depends on: a change of the zoo entries' training keeps the
 # baselines' records (20+ min each) and the other way round.
 SHARED_FIELDS = ("test_limit", "run_eagerly")
-BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden") + SHARED_FIELDS
+BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden", "baseline_precision") + SHARED_FIELDS
 ENTRY_FIELDS = ("epochs", "batch_size", "learning_rate", "critic_learning_rate", "train_limit", "predict_samples",
                 "hidden_fraction") + SHARED_FIELDS
 BASELINE_METHODS = ("ERM", "IRM", "oracle")
+# Budget fields added after records were first written, with the value those records had.
+ADDED_FIELDS = {"baseline_precision": "float32"}
 
 
 # The zoo entry each entry row trains (the semi-supervised row: ``ood_cmnist`` with hidden labels).
@@ -33,7 +35,7 @@ def budget_fields(method):
 def _budget_value(budget, field, method):
     """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
     single number in records written before they were)."""
-    value = budget[field]
+    value = budget.get(field, ADDED_FIELDS.get(field))
     return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
 
 
@@ -74,7 +76,7 @@ def keep_same_budget(record, budget):
     None when nothing is kept."""
     old, new = record.get("budget") or {}, dataclasses.asdict(budget)
     kept = [r for r in record.get("runs", [])
-            if all(field in old and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
+            if all((field in old or field in ADDED_FIELDS) and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
                    for field in budget_fields(r["method"]))]
     if not kept:
         return None
