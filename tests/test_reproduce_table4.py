@@ -46,6 +46,22 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     assert "**oracle** (ours, oracle (ERM on grayscale))" in (out / "results_ood_quick.md").read_text()
 
 
+def test_runs_shared_among_worker_processes_give_the_records_of_one_process(mnist_data_dir):
+    """``jobs=2``: the runs go to two spawned workers and come back in the order methods × seeds with
+    the scores one process gives (baselines of 16 units: too small for threads to change a sum)."""
+    seen = []
+    kwargs = dict(methods=["ERM", "oracle"], seeds=[0, 1], budget=table4.QUICK, data_dir=mnist_data_dir,
+                  progress=seen.append, existing=[{"method": "IRM", "seed": 0, "train_acc": 0.5, "test_acc": 0.5,
+                                                   "env_acc": {}, "seconds": 1.0}])
+    serial, shared = table4.run_table(jobs=1, **kwargs), table4.run_table(jobs=2, **kwargs)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(shared) == strip(serial)
+    assert [(r["method"], r["seed"]) for r in shared] == [("IRM", 0), ("ERM", 0), ("ERM", 1), ("oracle", 0), ("oracle", 1)]
+    assert len(seen) == 2 * 4 and all(line.startswith("table4: ") for line in seen)
+    with pytest.raises(ValueError, match="jobs got 0"):
+        table4.run_table(jobs=0, **kwargs)
+
+
 def test_summary_in_percent_with_sample_std_and_target_statements():
     runs = [{"method": "ERM", "seed": s, "train_acc": a, "test_acc": b, "seconds": 1.0}
             for s, (a, b) in enumerate([(0.87, 0.16), (0.88, 0.18)])]
@@ -136,6 +152,17 @@ def test_a_change_of_one_entrys_budget_keeps_the_other_rows_records():
                                    "batch_size": old.batch_size["ood_cmnist"]}}
     assert [r["method"] for r in table4_records.keep_same_budget(legacy, old)["runs"]] == [
         "IRM", "ERM", "ood_cmnist", "ood_cmnist_semi"]
+
+
+def test_records_from_before_the_precision_field_are_float32_baselines():
+    old = dataclasses.asdict(table4.Budget())
+    del old["baseline_precision"]
+    runs = [{"method": m, "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0} for m in ("IRM", "ood_cmnist")]
+    record = {"budget": old, "runs": runs, "commands": ["mibzoo reproduce table4 --seeds 0 --methods IRM ood_cmnist"],
+              "wall_seconds": [1.0]}
+    assert table4_records.keep_same_budget(record, table4.Budget(baseline_precision="float32"))["runs"] == runs
+    mixed = table4_records.keep_same_budget(record, table4.Budget(baseline_precision="mixed_bfloat16"))
+    assert [r["method"] for r in mixed["runs"]] == ["ood_cmnist"]  # bfloat16 baselines are other runs
 
 
 def test_a_command_whose_runs_are_all_redone_leaves_the_report():

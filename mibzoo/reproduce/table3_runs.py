@@ -239,8 +239,9 @@ def measure(planned_run, budget, data_dir=None):
                   None if beta2 is None else {"beta2": beta2})
 
 
-def _worker_threads(threads):
-    # Runs in each worker process before it imports TensorFlow: the cores are shared among the jobs.
+def worker_threads(threads):
+    """A worker process's initializer: ``threads`` TensorFlow threads. It runs before the worker
+    imports TensorFlow, so that the jobs share the cores instead of each taking all of them."""
     import os
 
     for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
@@ -299,7 +300,7 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=_worker_threads, initargs=(threads,)) as pool:
+                                                initializer=worker_threads, initargs=(threads,)) as pool:
         futures = {pool.submit(measure, planned_run, budget, data_dir): k for k, planned_run in enumerate(planned)}
         for future in concurrent.futures.as_completed(futures):
             done(futures[future], future.result())

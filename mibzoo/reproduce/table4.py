@@ -31,7 +31,7 @@ import numpy as np
 
 from mibzoo.reproduce import Table, write_generated_block
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
-from mibzoo.reproduce.table4_records import DEFAULT_SEEDS, METHODS, drop_superseded, load_existing
+from mibzoo.reproduce.table4_records import BASELINE_METHODS, DEFAULT_SEEDS, METHODS, drop_superseded, load_existing
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
@@ -57,6 +57,9 @@ class Budget:
             split interleaves environments 0 and 1, so a prefix holds both equally).
         baseline_steps: full-batch steps of the baselines (IRM's 501).
         baseline_hidden: MLP width of the baselines (IRM's 390).
+        baseline_precision: ``"float32"`` (IRM's) or ``"mixed_bfloat16"`` (matrix products in
+            bfloat16, `mibzoo.reproduce.ood_baselines`); the full budget takes
+            `ood_baselines.default_precision()`, bfloat16 where the CPU multiplies it in hardware.
         epochs: ``{zoo entry: epochs}`` (the semi-supervised row trains ``ood_cmnist``).
         batch_size: ``{zoo entry: minibatch size}``. Both entries train with large batches
             (``ood_cmnist`` 2,500 images, ``ood_cmnist_irm`` 5,000), as their penalties compare
@@ -75,6 +78,7 @@ class Budget:
     baseline_train_limit: int = None
     baseline_steps: int = 501
     baseline_hidden: int = 390
+    baseline_precision: str = "float32"
     epochs: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 30, "ood_cmnist_irm": 30})
     batch_size: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 2500, "ood_cmnist_irm": 5000})
     learning_rate: float = 1e-3
@@ -107,7 +111,8 @@ def run_baseline(name, settings):
         def progress(step, logs):
             _log(f"table4: {name} seed {seed} step {step}: nll {logs['nll']:.4f} penalty {logs['penalty']:.2e}")
         return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed,
-                                            progress=progress, jit_compile=not budget.run_eagerly)
+                                            progress=progress, jit_compile=not budget.run_eagerly,
+                                            precision=budget.baseline_precision)
     return run
 
 
@@ -169,34 +174,81 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None):
+_ARRAYS = {}  # (test_limit, data_dir) -> (train, test) of this process
+
+
+def _arrays(test_limit, data_dir):
+    """The training split and the test split (its first ``test_limit`` examples) of `colored_mnist`,
+    loaded once per process."""
+    key = (test_limit, None if data_dir is None else str(data_dir))
+    if key not in _ARRAYS:
+        import mibzoo.data
+
+        train = mibzoo.data.load_arrays("colored_mnist", "train", data_dir=data_dir)
+        test = _limited(mibzoo.data.load_arrays("colored_mnist", "test", data_dir=data_dir), test_limit)
+        _ARRAYS.clear()
+        _ARRAYS[key] = (train, test)
+    return _ARRAYS[key]
+
+
+def measure(method, seed, budget, data_dir=None):
+    """Trains and scores one ``method`` (a key of `METHODS`) with ``seed``; returns ``(scores, seconds)``."""
+    train, test = _arrays(budget.test_limit, data_dir)
+    started = time.perf_counter()
+    scores = _methods()[method][1](train, test, seed, budget)
+    return scores, round(time.perf_counter() - started, 1)
+
+
+def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None, jobs=1):
     """Runs every (method, seed); returns the run records, ``existing`` ones for other pairs kept.
 
-    Returns:
-        ``[{"method", "seed", "train_acc", "test_acc", "env_acc", "seconds"}]``.
-    """
-    import mibzoo.data
+    With ``jobs`` > 1 the runs are shared among that many worker processes (started with "spawn":
+    TensorFlow is not fork-safe), each with ``cores // jobs`` TensorFlow threads, as
+    `mibzoo.reproduce.table3_runs.run_table` does: a zoo entry's step is small enough to be bound by
+    one thread's op dispatch. Every run is seeded on its own, so what a run measures does not depend
+    on the worker that trains it (only, as always, on the thread settings).
 
+    Returns:
+        ``[{"method", "seed", "train_acc", "test_acc", "env_acc", "seconds"}]``: the kept records,
+        then the new ones in the order methods × seeds.
+    """
     known = _methods()
     unknown = [m for m in methods if m not in known]
     if unknown:
         from mibzoo.errors import ConfigError, did_you_mean
         raise ConfigError("table4", "methods", unknown[0], f"one of {list(known)}" + did_you_mean(unknown[0], known))
-    train = mibzoo.data.load_arrays("colored_mnist", "train", data_dir=data_dir)
-    test = _limited(mibzoo.data.load_arrays("colored_mnist", "test", data_dir=data_dir), budget.test_limit)
-    records = [r for r in existing if not (r["method"] in methods and r["seed"] in seeds)]
-    for method in methods:
-        for seed in seeds:
-            started = time.perf_counter()
-            scores = known[method][1](train, test, seed, budget)
-            seconds = round(time.perf_counter() - started, 1)
-            records.append({"method": method, "seed": seed, "train_acc": scores["train_acc"],
-                            "test_acc": scores["test_acc"], "env_acc": scores["env_acc"], "seconds": seconds})
-            progress(f"table4: {method} seed {seed}: train envs {100 * scores['train_acc']:.1f}% test env "
-                     f"{100 * scores['test_acc']:.1f}% ({seconds:.0f} s)")
-            if on_run:
-                on_run(records)
-    return records
+    if jobs < 1:
+        raise ValueError(f"table4: jobs got {jobs}, expected a positive number of worker processes")
+    kept = [r for r in existing if not (r["method"] in methods and r["seed"] in seeds)]
+    planned = [(method, seed) for method in methods for seed in seeds]
+    finished = {}
+
+    def done(k, outcome):
+        (method, seed), (scores, seconds) = planned[k], outcome
+        finished[k] = {"method": method, "seed": seed, "train_acc": scores["train_acc"], "test_acc": scores["test_acc"],
+                       "env_acc": scores["env_acc"], "seconds": seconds}
+        progress(f"table4: {method} seed {seed}: train envs {100 * scores['train_acc']:.1f}% test env "
+                 f"{100 * scores['test_acc']:.1f}% ({seconds:.0f} s)")
+        if on_run:
+            on_run(kept + [finished[i] for i in sorted(finished)])
+
+    if jobs == 1:
+        for k, (method, seed) in enumerate(planned):
+            done(k, measure(method, seed, budget, data_dir))
+    else:
+        import concurrent.futures
+        import multiprocessing
+        import os
+
+        from mibzoo.reproduce.table3_runs import worker_threads
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=worker_threads, initargs=(threads,)) as pool:
+            futures = {pool.submit(measure, method, seed, budget, data_dir): k for k, (method, seed) in enumerate(planned)}
+            for future in concurrent.futures.as_completed(futures):
+                done(futures[future], future.result())
+    return kept + [finished[k] for k in sorted(finished)]
 
 
 # ----- the report -------------------------------------------------------------------------------
@@ -246,7 +298,9 @@ def render(record, suffix=""):
     budget = record["budget"]
     lines = [MARKER_BEGIN, "", "## Measured (generated by the commands below)", "", "```"]
     lines += record["commands"] + ["```", "",
-                                   f"Machine: {record['machine']}. Versions: "
+                                   f"Machine: {record['machine']}"
+                                   + (f" ({record['jobs']} worker processes sharing the runs)" if record.get("jobs", 1) > 1 else "")
+                                   + ". Versions: "
                                    + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + ".",
                                    f"**Wall time: {sum(record['wall_seconds']) / 60:.1f} min** over the commands "
                                    f"({', '.join(f'{w / 60:.1f}' for w in record['wall_seconds'])} min).", "",
@@ -283,7 +337,8 @@ def plot(records, path):
     plots.train_test_accuracy(ours, published, path)
 
 
-def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False):
+def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False, baseline_precision=None,
+        jobs=None):
     """`mibzoo reproduce table4`: runs the chosen rows and writes the report, its JSON and its figure.
 
     Args:
@@ -295,13 +350,26 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         data_dir: data directory (None: ``$MIBZOO_DATA_DIR`` or ``~/.cache/mibzoo/data``).
         report_only: train nothing; rewrite the report and figure from the JSON's records (after
             a command was stopped, its finished runs are in the JSON).
+        baseline_precision: ``"float32"`` or ``"mixed_bfloat16"`` for the baselines (None: float32
+            with ``quick``, else `ood_baselines.default_precision()`).
+        jobs: worker processes that share the runs (`run_table`; None: 1 with ``quick``, else
+            `mibzoo.reproduce.table3.default_jobs`, one per core without a GPU).
 
     Returns:
         The path of the written markdown file.
     """
+    from mibzoo.reproduce import ood_baselines
     from mibzoo.run_records import machine, versions, write_json
 
     budget = QUICK if quick else FULL
+    if baseline_precision is None and not quick:
+        baseline_precision = ood_baselines.default_precision()
+    if baseline_precision is not None:
+        budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
+    given_jobs = jobs
+    if jobs is None:
+        from mibzoo.reproduce.table3 import default_jobs
+        jobs = 1 if quick else default_jobs()
     seeds = [int(s) for s in seeds]
     methods = list(methods or METHODS)
     if not seeds:
@@ -319,17 +387,19 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     command = "mibzoo reproduce table4" + (" --quick" if quick else "") + (
         f" --seeds {' '.join(map(str, seeds))}" if seeds != list(TABLE.default_seeds) else "") + (
         f" --methods {' '.join(methods)}" if methods != list(METHODS) else "") + (
-        f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "")
+        f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "") + (
+        f" --baseline-precision {budget.baseline_precision}" if set(methods) & set(BASELINE_METHODS) else "") + (
+        f" --jobs {given_jobs}" if given_jobs is not None else "")
     record = {"commands": (previous or {}).get("commands", []) + [command],
               "wall_seconds": (previous or {}).get("wall_seconds", []), "machine": machine(),
-              "versions": versions(), "budget": dataclasses.asdict(budget)}
+              "versions": versions(), "budget": dataclasses.asdict(budget), "jobs": jobs}
     started = time.perf_counter()
 
     def save(records):
         write_json(json_path, {**record, "wall_seconds": record["wall_seconds"] + [round(time.perf_counter() - started, 1)],
                                "runs": records})
 
-    runs = run_table(methods, seeds, budget, (previous or {}).get("runs", []), on_run=save, data_dir=data_dir)
+    runs = run_table(methods, seeds, budget, (previous or {}).get("runs", []), on_run=save, data_dir=data_dir, jobs=jobs)
     record["wall_seconds"] = record["wall_seconds"] + [round(time.perf_counter() - started, 1)]
     record["runs"] = runs
     write_json(json_path, record)
@@ -350,6 +420,12 @@ def _add_arguments(parser):
                         help="forget the records of earlier commands (default: keep other rows' records)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite the report and figure from the records in the JSON")
+    parser.add_argument("--baseline-precision", default=None, choices=("float32", "mixed_bfloat16"),
+                        help="precision of the baselines' matrix products (default: bfloat16 where the CPU "
+                             "multiplies it in hardware, else float32; float32 with --quick)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="worker processes that share the runs (default: one per CPU core, at most 4, "
+                             "without a GPU; 1 with a GPU or --quick)")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
 
 
