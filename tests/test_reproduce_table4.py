@@ -62,6 +62,17 @@ def test_runs_shared_among_worker_processes_give_the_records_of_one_process(mnis
         table4.run_table(jobs=0, **kwargs)
 
 
+def test_budget_statement_sums_the_commands_and_needs_every_row_at_five_seeds():
+    runs = [{"method": m, "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
+            for m in table4_records.METHODS for s in range(5)]
+    record = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "M, 2 cores"}
+    assert table4.budget_line(record) == ("- The whole table in under 30 minutes on 2 cores: **met** "
+                                          "(28.3 min over 2 commands on M, 2 cores).")
+    assert "**missed** (30.0 min over 1 command on" in table4.budget_line({**record, "wall_seconds": [1800.0]})
+    short = {**record, "runs": [r for r in runs if not (r["method"] == "IRM" and r["seed"] == 4)]}
+    assert "not measured (not every row has 5 seeds; 28.3 min" in table4.budget_line(short)
+
+
 def test_summary_in_percent_with_sample_std_and_target_statements():
     runs = [{"method": "ERM", "seed": s, "train_acc": a, "test_acc": b, "seconds": 1.0}
             for s, (a, b) in enumerate([(0.87, 0.16), (0.88, 0.18)])]

@@ -291,6 +291,24 @@ def target_lines(summary):
     return lines
 
 
+BUDGET_MINUTES = 30  # issue 12: the whole table on a CPU of 2 cores
+
+
+def budget_line(record):
+    """The statement of issue 12's CPU budget: every row at least 5 seeds, the commands' wall time
+    summed, and the machine they ran on (the budget is for 2 cores)."""
+    summary = summarize(record["runs"])
+    complete = all(m in summary and summary[m]["n"] >= len(DEFAULT_SEEDS) for m in METHODS)
+    minutes = sum(record["wall_seconds"]) / 60
+    commands = len(record["wall_seconds"])
+    where = f"{minutes:.1f} min over {commands} command{'s' if commands != 1 else ''} on {record['machine']}"
+    if not complete:
+        return f"- The whole table in under {BUDGET_MINUTES} minutes on 2 cores: not measured (not every row has " \
+               f"{len(DEFAULT_SEEDS)} seeds; {where})."
+    return f"- The whole table in under {BUDGET_MINUTES} minutes on 2 cores: " \
+           f"**{'met' if minutes < BUDGET_MINUTES else 'missed'}** ({where})."
+
+
 def render(record, suffix=""):
     """The generated part of docs/results_ood.md (between the markers)."""
     known = _methods()
@@ -315,6 +333,7 @@ def render(record, suffix=""):
         lines.append(f"| {label} | {_cell(stats['train'])} | {_cell(stats['test'])} | "
                      f"{', '.join(map(str, stats['seeds']))} | {stats['seconds'] / 60:.1f} |")
     lines += ["", "### Targets (issue 12; mean over seeds, test environment)", ""] + target_lines(summary)
+    lines.append(budget_line(record))
     lines += ["", f"![train-env against test-env accuracy](results_ood{suffix}.png)", "",
               f"Per-run numbers (with the accuracy of each environment): `results_ood{suffix}.json` beside this file.",
               "", MARKER_END]
@@ -352,8 +371,9 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
             a command was stopped, its finished runs are in the JSON).
         baseline_precision: ``"float32"`` or ``"mixed_bfloat16"`` for the baselines (None: float32
             with ``quick``, else `ood_baselines.default_precision()`).
-        jobs: worker processes that share the runs (`run_table`; None: 1 with ``quick``, else
-            `mibzoo.reproduce.table3.default_jobs`, one per core without a GPU).
+        jobs: worker processes that share the runs (`run_table`; None: 1). On 2 cores two
+            one-thread workers were no faster than one process: the baselines' bfloat16 steps took
+            8% longer and the zoo entries' 10% less (docs/results_ood.md, twenty-fifth session).
 
     Returns:
         The path of the written markdown file.
@@ -366,10 +386,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         baseline_precision = ood_baselines.default_precision()
     if baseline_precision is not None:
         budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
-    given_jobs = jobs
-    if jobs is None:
-        from mibzoo.reproduce.table3 import default_jobs
-        jobs = 1 if quick else default_jobs()
+    given_jobs, jobs = jobs, 1 if jobs is None else int(jobs)
     seeds = [int(s) for s in seeds]
     methods = list(methods or METHODS)
     if not seeds:
@@ -424,8 +441,7 @@ def _add_arguments(parser):
                         help="precision of the baselines' matrix products (default: bfloat16 where the CPU "
                              "multiplies it in hardware, else float32; float32 with --quick)")
     parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes that share the runs (default: one per CPU core, at most 4, "
-                             "without a GPU; 1 with a GPU or --quick)")
+                        help="worker processes that share the runs, each with cores / jobs threads (default 1)")
     parser.add_argument("--data-dir", default=None, help="data directory (default $MIBZOO_DATA_DIR or ~/.cache/mibzoo/data)")
 
 
