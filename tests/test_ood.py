@@ -124,6 +124,7 @@ def test_bfloat16_is_the_default_only_where_the_cpu_multiplies_it(tmp_path):
     assert ood_baselines.default_precision({"avx2", "amx_bf16", "amx_tile"}) == "mixed_bfloat16"
     assert ood_baselines.default_precision({"avx512f", "avx512_bf16"}) == "mixed_bfloat16"
     assert ood_baselines.default_precision({"avx2", "avx512f", "fma"}) == "float32"  # emulated there: slower
+    assert ood_baselines.default_precision({"amx_bf16"}, gpu=True) == "float32"  # the step runs on the GPU
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: X\nflags\t\t: fpu sse2 avx512_bf16\n\nprocessor\t: 1\n")
     assert ood_baselines.cpu_flags(cpuinfo) == {"fpu", "sse2", "avx512_bf16"}

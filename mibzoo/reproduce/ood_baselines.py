@@ -86,10 +86,17 @@ def cpu_flags(cpuinfo="/proc/cpuinfo"):
     return set()
 
 
-def default_precision(flags=None):
-    """``"mixed_bfloat16"`` where the CPU multiplies bfloat16 matrices in hardware (``flags``:
-    `cpu_flags` by default), else ``"float32"``: without those units bfloat16 products are emulated
-    and slower than float32 ones."""
+def default_precision(flags=None, gpu=None):
+    """``"mixed_bfloat16"`` where the baselines run on a CPU that multiplies bfloat16 matrices in
+    hardware (``flags``: `cpu_flags` by default), else ``"float32"``: without those units bfloat16
+    products are emulated and slower than float32 ones. With a GPU (``gpu``: whether TensorFlow sees
+    one, by default) the step runs there, where float32 is fast and bfloat16 depends on the GPU, so
+    float32."""
+    if gpu is None:
+        import tensorflow as tf
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    if gpu:
+        return "float32"
     flags = cpu_flags() if flags is None else set(flags)
     return "mixed_bfloat16" if flags & set(BFLOAT16_CPU_FLAGS) else "float32"
 
