@@ -31,7 +31,8 @@ import numpy as np
 
 from mibzoo.reproduce import Table, write_generated_block
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
-from mibzoo.reproduce.table4_records import BASELINE_METHODS, DEFAULT_SEEDS, METHODS, drop_superseded, load_existing
+from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_SEEDS, METHODS, drop_superseded, load_existing,
+                                             recorded_precision)
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
@@ -356,6 +357,19 @@ def plot(records, path):
     plots.train_test_accuracy(ours, published, path)
 
 
+def default_baseline_precision(trains_baselines, recorded):
+    """The baselines' precision of a command that gives none: the machine's
+    (`ood_baselines.default_precision`) when the command trains a baseline. Otherwise the precision of
+    the records it would keep (``recorded``; None without records), so that a command that trains only
+    zoo entries, or only rewrites the report, on a machine of another kind keeps the baselines'
+    records instead of dropping them as another budget's."""
+    from mibzoo.reproduce import ood_baselines
+
+    if trains_baselines or recorded is None:
+        return ood_baselines.default_precision()
+    return recorded
+
+
 def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_only=False, baseline_precision=None,
         jobs=None):
     """`mibzoo reproduce table4`: runs the chosen rows and writes the report, its JSON and its figure.
@@ -370,7 +384,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         report_only: train nothing; rewrite the report and figure from the JSON's records (after
             a command was stopped, its finished runs are in the JSON).
         baseline_precision: ``"float32"`` or ``"mixed_bfloat16"`` for the baselines (None: float32
-            with ``quick``, else `ood_baselines.default_precision()`).
+            with ``quick``, else `default_baseline_precision`).
         jobs: worker processes that share the runs (`run_table`; None: 1). On 2 cores two
             one-thread workers were no faster than one process: the baselines' bfloat16 steps took
             8% longer and the zoo entries' 10% less (docs/results_ood.md, twenty-fifth session).
@@ -382,10 +396,6 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     from mibzoo.run_records import machine, versions, write_json
 
     budget = QUICK if quick else FULL
-    if baseline_precision is None and not quick:
-        baseline_precision = ood_baselines.default_precision()
-    if baseline_precision is not None:
-        budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
     given_jobs, jobs = jobs, 1 if jobs is None else int(jobs)
     seeds = [int(s) for s in seeds]
     methods = list(methods or METHODS)
@@ -394,6 +404,11 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     suffix = "_quick" if quick else ""
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
+    if baseline_precision is None and not quick:
+        trains_baselines = not report_only and bool(set(methods) & set(BASELINE_METHODS))
+        baseline_precision = default_baseline_precision(trains_baselines, None if fresh else recorded_precision(json_path))
+    if baseline_precision is not None:
+        budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
     previous = None if fresh else load_existing(json_path, budget)
     if previous is not None and not report_only:
         previous = drop_superseded(previous, methods, seeds)

@@ -94,3 +94,12 @@ def load_existing(path, budget):
     if not path.exists():
         return None
     return keep_same_budget(read_json(path), budget)
+
+
+def recorded_precision(path):
+    """The baselines' precision in the budget of the records in ``path`` (None without the file)."""
+    from mibzoo.run_records import read_json
+
+    if not path.exists():
+        return None
+    return _budget_value(read_json(path).get("budget") or {}, "baseline_precision", "IRM")
