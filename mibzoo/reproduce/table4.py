@@ -387,7 +387,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
             with ``quick``, else `default_baseline_precision`).
         jobs: worker processes that share the runs (`run_table`; None: 1). On 2 cores two
             one-thread workers were no faster than one process: the baselines' bfloat16 steps took
-            8% longer and the zoo entries' 10% less (docs/results_ood.md, twenty-fifth session).
+            8% longer and the zoo entries' 9% less (docs/results_ood.md, twenty-fifth session).
 
     Returns:
         The path of the written markdown file.
