@@ -176,19 +176,17 @@ def test_records_from_before_the_precision_field_are_float32_baselines():
     assert [r["method"] for r in mixed["runs"]] == ["ood_cmnist"]  # bfloat16 baselines are other runs
 
 
-def test_a_command_without_baselines_keeps_the_recorded_precision(tmp_path, monkeypatch):
+def test_a_command_without_baselines_keeps_the_recorded_precision(monkeypatch):
     from mibzoo.reproduce import ood_baselines
 
     monkeypatch.setattr(ood_baselines, "default_precision", lambda: "float32")  # a machine without AMX
     assert table4.default_baseline_precision(False, "mixed_bfloat16") == "mixed_bfloat16"  # only zoo rows
     assert table4.default_baseline_precision(True, "mixed_bfloat16") == "float32"  # it trains baselines
     assert table4.default_baseline_precision(False, None) == "float32"  # nothing recorded
-    path = tmp_path / "results_ood.json"
-    assert table4_records.recorded_precision(path) is None
-    path.write_text(json.dumps({"budget": {**dataclasses.asdict(table4.Budget()), "baseline_precision": "mixed_bfloat16"}}))
-    assert table4_records.recorded_precision(path) == "mixed_bfloat16"
-    path.write_text(json.dumps({"budget": {"baseline_steps": 501}}))  # written before the field
-    assert table4_records.recorded_precision(path) == "float32"
+    assert table4_records.recorded_precision(None) is None
+    record = {"budget": {**dataclasses.asdict(table4.Budget()), "baseline_precision": "mixed_bfloat16"}}
+    assert table4_records.recorded_precision(record) == "mixed_bfloat16"
+    assert table4_records.recorded_precision({"budget": {"baseline_steps": 501}}) == "float32"  # written before the field
 
 
 def test_a_command_whose_runs_are_all_redone_leaves_the_report():

@@ -239,16 +239,6 @@ def measure(planned_run, budget, data_dir=None):
                   None if beta2 is None else {"beta2": beta2})
 
 
-def worker_threads(threads):
-    """A worker process's initializer: ``threads`` TensorFlow threads. It runs before the worker
-    imports TensorFlow, so that the jobs share the cores instead of each taking all of them."""
-    import os
-
-    for variable in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-        os.environ[variable] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-
-
 def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES, progress=_log, on_row=None,
               jobs=1):
     """Every row of the table on both data sets, and the β2 sweep.
@@ -290,18 +280,8 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
         progress(f"table3: {dataset} seed {seed} {label}: ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} "
                  f"DP {scores['dp']:.3f} ({seconds:.0f} s)")
 
-    if jobs <= 1:
-        for k, planned_run in enumerate(planned):
-            done(k, measure(planned_run, budget, data_dir))
-        return results()
-    import concurrent.futures
-    import multiprocessing
-    import os
+    from mibzoo.reproduce.workers import run_shared
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=worker_threads, initargs=(threads,)) as pool:
-        futures = {pool.submit(measure, planned_run, budget, data_dir): k for k, planned_run in enumerate(planned)}
-        for future in concurrent.futures.as_completed(futures):
-            done(futures[future], future.result())
+    for k, outcome in run_shared(measure, [(planned_run, budget, data_dir) for planned_run in planned], jobs):
+        done(k, outcome)
     return results()

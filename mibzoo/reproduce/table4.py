@@ -23,6 +23,7 @@ mibzoo reproduce table4 --quick              # a pipeline check: tiny budget, *_
 ```
 """
 import dataclasses
+import functools
 import pathlib
 import sys
 import time
@@ -30,8 +31,9 @@ import time
 import numpy as np
 
 from mibzoo.reproduce import Table, write_generated_block
+from mibzoo.reproduce.workers import run_shared
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
-from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_SEEDS, METHODS, drop_superseded, load_existing,
+from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_SEEDS, METHODS, drop_superseded, keep_same_budget,
                                              recorded_precision)
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
@@ -175,21 +177,15 @@ def _log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-_ARRAYS = {}  # (test_limit, data_dir) -> (train, test) of this process
-
-
+@functools.lru_cache(maxsize=1)
 def _arrays(test_limit, data_dir):
     """The training split and the test split (its first ``test_limit`` examples) of `colored_mnist`,
     loaded once per process."""
-    key = (test_limit, None if data_dir is None else str(data_dir))
-    if key not in _ARRAYS:
-        import mibzoo.data
+    import mibzoo.data
 
-        train = mibzoo.data.load_arrays("colored_mnist", "train", data_dir=data_dir)
-        test = _limited(mibzoo.data.load_arrays("colored_mnist", "test", data_dir=data_dir), test_limit)
-        _ARRAYS.clear()
-        _ARRAYS[key] = (train, test)
-    return _ARRAYS[key]
+    train = mibzoo.data.load_arrays("colored_mnist", "train", data_dir=data_dir)
+    test = _limited(mibzoo.data.load_arrays("colored_mnist", "test", data_dir=data_dir), test_limit)
+    return train, test
 
 
 def measure(method, seed, budget, data_dir=None):
@@ -203,11 +199,8 @@ def measure(method, seed, budget, data_dir=None):
 def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None, jobs=1):
     """Runs every (method, seed); returns the run records, ``existing`` ones for other pairs kept.
 
-    With ``jobs`` > 1 the runs are shared among that many worker processes (started with "spawn":
-    TensorFlow is not fork-safe), each with ``cores // jobs`` TensorFlow threads, as
-    `mibzoo.reproduce.table3_runs.run_table` does: a zoo entry's step is small enough to be bound by
-    one thread's op dispatch. Every run is seeded on its own, so what a run measures does not depend
-    on the worker that trains it (only, as always, on the thread settings).
+    With ``jobs`` > 1 the runs are shared among that many worker processes
+    (`mibzoo.reproduce.workers.run_shared`, as `mibzoo.reproduce.table3_runs.run_table` does).
 
     Returns:
         ``[{"method", "seed", "train_acc", "test_acc", "env_acc", "seconds"}]``: the kept records,
@@ -233,22 +226,8 @@ def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, d
         if on_run:
             on_run(kept + [finished[i] for i in sorted(finished)])
 
-    if jobs == 1:
-        for k, (method, seed) in enumerate(planned):
-            done(k, measure(method, seed, budget, data_dir))
-    else:
-        import concurrent.futures
-        import multiprocessing
-        import os
-
-        from mibzoo.reproduce.table3_runs import worker_threads
-
-        threads = max(1, (os.cpu_count() or 1) // jobs)
-        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                                    initializer=worker_threads, initargs=(threads,)) as pool:
-            futures = {pool.submit(measure, method, seed, budget, data_dir): k for k, (method, seed) in enumerate(planned)}
-            for future in concurrent.futures.as_completed(futures):
-                done(futures[future], future.result())
+    for k, outcome in run_shared(measure, [(method, seed, budget, data_dir) for method, seed in planned], jobs):
+        done(k, outcome)
     return kept + [finished[k] for k in sorted(finished)]
 
 
@@ -393,7 +372,7 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         The path of the written markdown file.
     """
     from mibzoo.reproduce import ood_baselines
-    from mibzoo.run_records import machine, versions, write_json
+    from mibzoo.run_records import machine, read_json, versions, write_json
 
     budget = QUICK if quick else FULL
     given_jobs, jobs = jobs, 1 if jobs is None else int(jobs)
@@ -404,12 +383,13 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     suffix = "_quick" if quick else ""
     out = pathlib.Path(out_dir)
     json_path = out / f"results_ood{suffix}.json"
+    recorded = None if fresh or not json_path.exists() else read_json(json_path)
     if baseline_precision is None and not quick:
         trains_baselines = not report_only and bool(set(methods) & set(BASELINE_METHODS))
-        baseline_precision = default_baseline_precision(trains_baselines, None if fresh else recorded_precision(json_path))
+        baseline_precision = default_baseline_precision(trains_baselines, recorded_precision(recorded))
     if baseline_precision is not None:
         budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
-    previous = None if fresh else load_existing(json_path, budget)
+    previous = None if recorded is None else keep_same_budget(recorded, budget)
     if previous is not None and not report_only:
         previous = drop_superseded(previous, methods, seeds)
     if report_only:
@@ -446,13 +426,15 @@ def _write_report(record, out, suffix):
 
 
 def _add_arguments(parser):
+    from mibzoo.reproduce import ood_baselines
+
     parser.add_argument("--methods", nargs="+", default=None, choices=METHODS,
                         help=f"rows to run (default all: {' '.join(METHODS)})")
     parser.add_argument("--fresh", action="store_true",
                         help="forget the records of earlier commands (default: keep other rows' records)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: rewrite the report and figure from the records in the JSON")
-    parser.add_argument("--baseline-precision", default=None, choices=("float32", "mixed_bfloat16"),
+    parser.add_argument("--baseline-precision", default=None, choices=ood_baselines.PRECISIONS,
                         help="precision of the baselines' matrix products (default: bfloat16 where the CPU "
                              "multiplies it in hardware, else float32; float32 with --quick)")
     parser.add_argument("--jobs", type=int, default=None,

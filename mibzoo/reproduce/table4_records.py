@@ -87,19 +87,8 @@ def keep_same_budget(record, budget):
             "budget": new}
 
 
-def load_existing(path, budget):
-    """Run records of ``path`` whose method's budget fields are those of ``budget`` (`keep_same_budget`)."""
-    from mibzoo.run_records import read_json
-
-    if not path.exists():
+def recorded_precision(record):
+    """The baselines' precision in the budget of ``record`` (None without a record)."""
+    if record is None:
         return None
-    return keep_same_budget(read_json(path), budget)
-
-
-def recorded_precision(path):
-    """The baselines' precision in the budget of the records in ``path`` (None without the file)."""
-    from mibzoo.run_records import read_json
-
-    if not path.exists():
-        return None
-    return _budget_value(read_json(path).get("budget") or {}, "baseline_precision", "IRM")
+    return _budget_value(record.get("budget") or {}, "baseline_precision", "IRM")
