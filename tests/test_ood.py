@@ -509,3 +509,38 @@ def test_irm_ignores_the_spurious_colour_on_the_toy_problem(rng):
     erm = ood_baselines.train_baseline(dataclasses.replace(ood_baselines.ERM_SETTINGS, **quick), train, test, 0,
                                        jit_compile=False)
     assert irm["test_acc"] > 0.6 > erm["test_acc"]
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decoder(rng, graph):
+    """``term_options: {"environment_recalibration": {"through": "encoder"}}``: the same value, the
+    same gradient on the image encoder, and no gradient on the label decoder, which the default
+    ("encoder_and_decoder") does train; eagerly and under `tf.function`."""
+    from mibzoo.objectives import ood
+
+    plain = _small_model("ood_cmnist")
+    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {"through": "encoder"}})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    for model in (plain, frozen):
+        _forward(model, batch, labelled)  # builds the networks
+    frozen.set_weights(plain.get_weights())
+
+    def value_and_gradients(model):
+        with tf.GradientTape() as tape:
+            value = ood.environment_recalibration(_forward(model, batch, labelled))
+        variables = model.encoders["image"].trainable_variables + model.decoders["label"].trainable_variables
+        return value, tape.gradient(value, variables)
+
+    results = [(tf.function(value_and_gradients) if graph else value_and_gradients)(m) for m in (plain, frozen)]
+    (plain_value, plain_grads), (frozen_value, frozen_grads) = results
+    encoder_count = len(plain.encoders["image"].trainable_variables)
+    assert abs(float(plain_value)) > 1e-6  # the halves estimate is unbiased, so it may be negative
+    np.testing.assert_allclose(float(frozen_value), float(plain_value), rtol=1e-6)
+    for p, f in zip(plain_grads[:encoder_count], frozen_grads[:encoder_count]):
+        np.testing.assert_allclose(np.asarray(f), np.asarray(p), rtol=1e-4, atol=1e-7)
+    decoder_grads = list(zip(plain_grads[encoder_count:], frozen_grads[encoder_count:]))
+    assert decoder_grads and max(float(tf.reduce_max(tf.abs(p))) for p, _ in decoder_grads) > 1e-6
+    for _, f in decoder_grads:
+        assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
+
