@@ -544,3 +544,27 @@ def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decode
     for _, f in decoder_grads:
         assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
 
+
+def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_per_environment(rng):
+    """The term is `kernel_calibration_error` (tested against NumPy in tests/estimators) of p(y | z)'s
+    class probabilities at z ~ q(z | x), the one-hot labels and environments and the label presence,
+    with the declared bandwidth; rows without a label do not count."""
+    from mibzoo.estimators.calibration import kernel_calibration_error
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 1.0, "alpha_y": 1.0, "beta3": 1.0,
+                                                        "calibration_bandwidth": 0.7},
+                         str_reg=[["beta3", "environment_calibration"]], term_options={})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    labelled[[4, 11]] = 0.0
+    fp = _forward(model, batch, labelled)
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    expected = float(kernel_calibration_error(probabilities.astype("float32"), np.eye(2, dtype="float32")[batch["label"]],
+                                              np.eye(3, dtype="float32")[batch["env"]], labelled, 0.7))
+    np.testing.assert_allclose(float(ood.environment_calibration(fp)), expected, rtol=1e-4, atol=1e-8)
+    relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
+    np.testing.assert_allclose(float(ood.environment_calibration(_forward(model, relabelled, labelled))), expected,
+                               rtol=1e-4, atol=1e-8)

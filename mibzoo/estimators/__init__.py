@@ -14,6 +14,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 * ``recalibration`` — the cross-entropy a per-group affine recalibration of a classifier's logits
   would save (G_ood's I(E; Y | Z) without a critic).
 * ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty).
+* ``calibration`` — the squared kernel calibration error of a classifier within each group
+  (multi-environment calibration, Wald et al. 2021).
 * ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
   squared means above (and IRMv1's penalty) unbiased.
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
@@ -24,6 +26,7 @@ from mibzoo.estimators.adversarial import (
     generator_loss,
     js_divergence_estimate,
 )
+from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.critics import Discriminator, MINEStatistics
 from mibzoo.estimators.infogan import (
     categorical_code_mi_lower_bound,
@@ -65,6 +68,7 @@ __all__ = [
     "gaussian_code_mi_lower_bound",
     "recalibration_gain",
     "risk_variance",
+    "kernel_calibration_error",
     "Discriminator",
     "MINEStatistics",
 ]
