@@ -72,7 +72,8 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   critic's loss only and the term trains the auxiliary's own layers (as InfoGAN reimplementations that
   step D's optimizer on D's loss alone train it); default true (the official InfoGAN code).
   One option for every term: ``"weight_schedule"``, a schedule γ_t (`mibzoo.schedules`, serialized,
-  e.g. ``{"class_name": "LinearWarmup", "config": {"warmup_steps": 235, "delay_steps": 938}}``) that
+  e.g. ``{"class_name": "LinearWarmup", "config": {"warmup_steps": 235, "delay_steps": 938}}``, or
+  ``"GeometricWarmup"`` for a weight that ramps over orders of magnitude) that
   multiplies the term's weight at network update t while training (in every phase the term enters;
   γ = 1 at evaluation). Both options are written into the config only when given.
   A term may declare options of its own (`mibzoo.objectives.registry.Term.options`, checked

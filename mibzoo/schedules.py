@@ -13,6 +13,8 @@ docs/mib_mm.md).
 A schedule is a small serializable object like a Keras learning-rate schedule: it is called with
 the step (the count of network updates, ``model.optimizer.iterations``) and written into a zoo
 config in its serialized form ``{"class_name": "LinearWarmup", "config": {"warmup_steps": 1000}}``.
+The same schedules weight any term over training (``term_options: {term: {"weight_schedule": ...}}``):
+`LinearWarmup` ramps linearly, `GeometricWarmup` log-linearly, for a weight that spans decades.
 
 Example:
 
@@ -30,32 +32,21 @@ from keras import ops
 from mibzoo.errors import ConfigError, did_you_mean
 
 
-@keras.saving.register_keras_serializable(package="mibzoo")
-class LinearWarmup:
-    """γ_t = start + (1 − start) · clip((t − delay_steps) / warmup_steps, 0, 1): ``start`` for the
-    first ``delay_steps`` updates, then a linear ramp to 1, then constant.
-
-    Args:
-        warmup_steps: network updates the ramp takes (a positive integer).
-        start: γ at step 0, in [0, 1].
-        delay_steps: network updates before the ramp starts (a non-negative integer; default 0).
-            Written into the config only when not 0, so schedules without a delay serialize as before.
-
-    Example:
-
-    ```python
-    LinearWarmup(warmup_steps=100, start=0.2)(50)   # 0.6
-    ```
-    """
+class _Warmup:
+    """What the warm-up schedules share: a start weight held for ``delay_steps`` updates, a ramp of
+    ``warmup_steps`` updates to 1, then 1; subclasses say how the ramp interpolates (``_ramp``)."""
 
     def __init__(self, warmup_steps, start=0.0, delay_steps=0):
         self.warmup_steps = int(warmup_steps)
         self.start = float(start)
         self.delay_steps = int(delay_steps)
 
+    def progress(self, step):
+        """clip((t − delay_steps) / warmup_steps, 0, 1): how far along the ramp step ``t`` is."""
+        return ops.clip((ops.cast(step, "float32") - float(self.delay_steps)) / float(self.warmup_steps), 0.0, 1.0)
+
     def __call__(self, step):
-        progress = (ops.cast(step, "float32") - float(self.delay_steps)) / float(self.warmup_steps)
-        return self.start + (1.0 - self.start) * ops.clip(progress, 0.0, 1.0)
+        return self._ramp(self.progress(step))
 
     def get_config(self):
         config = {"warmup_steps": self.warmup_steps, "start": self.start}
@@ -72,10 +63,65 @@ class LinearWarmup:
         return {"class_name": type(self).__name__, "config": self.get_config()}
 
 
-SCHEDULES = {"LinearWarmup": LinearWarmup}
+@keras.saving.register_keras_serializable(package="mibzoo")
+class LinearWarmup(_Warmup):
+    """γ_t = start + (1 − start) · clip((t − delay_steps) / warmup_steps, 0, 1): ``start`` for the
+    first ``delay_steps`` updates, then a linear ramp to 1, then constant.
+
+    Args:
+        warmup_steps: network updates the ramp takes (a positive integer).
+        start: γ at step 0, in [0, 1].
+        delay_steps: network updates before the ramp starts (a non-negative integer; default 0).
+            Written into the config only when not 0, so schedules without a delay serialize as before.
+
+    Example:
+
+    ```python
+    LinearWarmup(warmup_steps=100, start=0.2)(50)   # 0.6
+    ```
+    """
+
+    def _ramp(self, progress):
+        return self.start + (1.0 - self.start) * progress
 
 
-def _check_linear_warmup(config, source, field):
+@keras.saving.register_keras_serializable(package="mibzoo")
+class GeometricWarmup(_Warmup):
+    """γ_t = start^(1 − clip((t − delay_steps) / warmup_steps, 0, 1)): ``start`` for the first
+    ``delay_steps`` updates, then a ramp that multiplies γ by the same factor start^(−1 / warmup_steps)
+    at every update until it reaches 1, then constant.
+
+    For a weight that spans orders of magnitude. A linear ramp from ``start`` = 2e-5 passes 1 % of
+    the full weight after 1 % of its steps, so it is a step in all but name; this ramp spends the same
+    number of updates on every decade, so the objective's balance between the weighted term and the
+    others moves gradually (a continuation).
+
+    Args:
+        warmup_steps: network updates the ramp takes (a positive integer).
+        start: γ at step 0, in (0, 1].
+        delay_steps: network updates before the ramp starts (a non-negative integer; default 0).
+
+    Example:
+
+    ```python
+    GeometricWarmup(warmup_steps=100, start=1e-4)(50)   # 0.01
+    ```
+    """
+
+    def __init__(self, warmup_steps, start, delay_steps=0):
+        if not 0.0 < float(start) <= 1.0:
+            raise ValueError(f"GeometricWarmup: start {start!r} must be in (0, 1]: the ramp interpolates log γ, "
+                             f"and log 0 is not finite")
+        super().__init__(warmup_steps, start, delay_steps)
+
+    def _ramp(self, progress):
+        return ops.exp((1.0 - progress) * math.log(self.start))
+
+
+SCHEDULES = {"LinearWarmup": LinearWarmup, "GeometricWarmup": GeometricWarmup}
+
+
+def _check_warmup(config, source, field, zero_start=True):
     unknown = sorted(set(config) - {"warmup_steps", "start", "delay_steps"})
     if unknown:
         raise ConfigError(source, f"{field}.config.{unknown[0]}", config[unknown[0]],
@@ -84,10 +130,11 @@ def _check_linear_warmup(config, source, field):
     steps = config.get("warmup_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ConfigError(source, f"{field}.config.warmup_steps", steps, "a positive integer (network updates)")
-    start = config.get("start", 0.0)
+    start = config.get("start", 0.0 if zero_start else None)
     if isinstance(start, bool) or not isinstance(start, (int, float)) or not math.isfinite(start) \
-            or not 0.0 <= start <= 1.0:
-        raise ConfigError(source, f"{field}.config.start", start, "a number in [0, 1]")
+            or not (0.0 <= start if zero_start else 0.0 < start) or start > 1.0:
+        raise ConfigError(source, f"{field}.config.start", start,
+                          "a number in [0, 1]" if zero_start else "a number in (0, 1] (the ramp is geometric)")
     out = {"warmup_steps": steps, "start": float(start)}
     if "delay_steps" in config:
         delay = config["delay_steps"]
@@ -99,7 +146,8 @@ def _check_linear_warmup(config, source, field):
     return out
 
 
-_CHECKS = {"LinearWarmup": _check_linear_warmup}
+_CHECKS = {"LinearWarmup": _check_warmup,
+           "GeometricWarmup": lambda config, source, field: _check_warmup(config, source, field, zero_start=False)}
 
 
 def validate_schedule(spec, source, field="kl_schedule"):
