@@ -96,6 +96,12 @@ def main():
     parser.add_argument("--warmup", type=int, nargs=2, metavar=("EPOCHS", "BATCH"),
                         help="first train EPOCHS at batch BATCH, then EPOCHS/BATCH as given (irm_anneal_steps "
                              "counts the network updates of both)")
+    parser.add_argument("--fork-seed", type=int, default=None,
+                        help="with --warmup: the main stage's data order and training noise (z draws) come from "
+                             "this seed instead of --seed + 1, so that runs forked from one warmed-up state "
+                             "differ only in what happens after the fork")
+    parser.add_argument("--main-lr", type=float, default=None,
+                        help="with --warmup: the networks' learning rate of the main stage (default: --lr)")
     parser.add_argument("--beta1", type=float, default=0.9, help="Adam's beta_1 of the networks")
     parser.add_argument("--adam-beta2", type=float, default=0.999,
                         help="Adam's beta_2 of the networks (the memory of its squared-gradient average)")
@@ -151,6 +157,9 @@ def main():
             train, present = {k: np.asarray(v)[kept] for k, v in train.items()}, None
     elif args.drop_unlabelled or args.hide_env_too:
         parser.error("--drop-unlabelled and --hide-env-too need --hide (the share of examples whose label is hidden)")
+    for flag, value in (("--fork-seed", args.fork_seed), ("--main-lr", args.main_lr)):
+        if value is not None and not args.warmup:
+            parser.error(f"{flag} sets the main stage after the warm-up; it needs --warmup")
     test_part = {k: v[:2000] for k, v in test.items()}
     train_part = {k: v[::25] for k, v in original.items()}
     shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm",
@@ -198,7 +207,12 @@ def main():
         columns = {name: train[name] for name in ("image", "label", "env")}
         if present is not None:
             columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
-        ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=args.seed + 1)
+        if args.main_lr is not None:
+            model.optimizer.learning_rate.assign(args.main_lr)
+        fork = args.seed + 1 if args.fork_seed is None else args.fork_seed
+        if args.fork_seed is not None:  # the training noise after the fork: a new stream, as a new seed starts one
+            model.seed_generator.state.assign(np.array([args.fork_seed, 0], model.seed_generator.state.dtype))
+        ds = (tf.data.Dataset.from_tensor_slices(columns).shuffle(len(columns["image"]), seed=fork)
               .batch(args.batch))
         print(f"  warm-up done ({first_epochs} epochs at batch {first_batch}); continuing", flush=True)
         model.fit(ds, epochs=args.epochs, verbose=0, shuffle=False, callbacks=callbacks)
@@ -212,7 +226,7 @@ def main():
 
     optimizer = (f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine} "
                  f"restarts {args.adam_restart}")
-    print(f"{args.entry} warm-up {args.warmup} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
+    print(f"{args.entry} warm-up {args.warmup} fork {args.fork_seed} main lr {args.main_lr} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
           f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
     if args.calibration:
         logits = single_draw_logits(model, np.asarray(original["image"]), args.seed)
