@@ -222,7 +222,8 @@ def main():
         """The table's accuracies (8 draws of z, all images): train envs, test env."""
         env = label_accuracies(model, original, 8, args.seed)
         te = label_accuracies(model, test, 8, args.seed)
-        return f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f}"
+        return (f"train envs {100 * np.mean([env[0], env[1]]):.1f} test env {100 * np.mean(list(te.values())):.1f} "
+                f"(env 0 {100 * env[0]:.2f}, env 1 {100 * env[1]:.2f})")
 
     optimizer = (f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine} "
                  f"restarts {args.adam_restart}")
