@@ -86,6 +86,19 @@ def test_summary_in_percent_with_sample_std_and_target_statements():
     assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines
 
 
+def test_environment_gap_reads_the_training_environments_of_each_record():
+    # JSON turns the environments' keys into strings; a fresh record has ints.
+    runs = [{"method": "ood_cmnist", "seed": s, "train_acc": 0.7, "test_acc": 0.6, "seconds": 1.0, "env_acc": acc}
+            for s, acc in enumerate([{"0": 0.71, "1": 0.69, "2": 0.6}, {0: 0.66, 1: 0.67, 2: 0.6}])]
+    assert table4.environment_gap(runs[0]) == pytest.approx(2.0)
+    assert table4.environment_gap(runs[1]) == pytest.approx(-1.0)
+    assert table4.environment_gap({"env_acc": {"0": 0.7}}) is None and table4.environment_gap({}) is None
+    summary = table4.summarize(runs)
+    np.testing.assert_allclose(summary["ood_cmnist"]["gap"], (0.5, np.std([2.0, -1.0], ddof=1)))
+    # One run without the environments' accuracies leaves the method without a gap, not a partial mean.
+    assert table4.summarize(runs + [{**runs[0], "seed": 2, "env_acc": None}])["ood_cmnist"]["gap"] is None
+
+
 def test_hide_labels_is_deterministic_per_seed_and_hides_the_values():
     from mibzoo.errors import ConfigError
     from mibzoo.experiment_data import hide_labels
