@@ -227,7 +227,8 @@ def main():
 
     optimizer = (f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine} "
                  f"restarts {args.adam_restart}")
-    print(f"{args.entry} warm-up {args.warmup} fork {args.fork_seed} main lr {args.main_lr} epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
+    print(f"{args.entry} warm-up {args.warmup} fork {args.fork_seed} main lr {args.main_lr} "
+          f"epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
           f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
     if args.calibration:
         logits = single_draw_logits(model, np.asarray(original["image"]), args.seed)
