@@ -47,10 +47,11 @@ def kernel_calibration_error(probabilities, labels, groups, weights=None, bandwi
     members = weights[:, None] * ops.cast(groups, "float32")  # [B, G]
     distance = 0.5 * ops.sum(ops.abs(probabilities[:, None, :] - probabilities[None, :, :]), axis=-1)
     pairs = ops.exp(-distance / bandwidth) * ops.matmul(residuals, ops.transpose(residuals))  # [B, B]
+    squared = members * members  # w_i² per group: what the diagonal i = j adds to the sums of pairs
     all_pairs = ops.sum(members * ops.matmul(pairs, members), axis=0)  # [G]: Σ_ij w_i w_j h_ij
-    diagonal = ops.sum(members * members * ops.diagonal(pairs)[:, None], axis=0)  # [G]: Σ_i w_i² h_ii
+    diagonal = ops.sum(squared * ops.diagonal(pairs)[:, None], axis=0)  # [G]: Σ_i w_i² h_ii
     counts = ops.sum(members, axis=0)
-    pair_counts = counts * counts - ops.sum(members * members, axis=0)
+    pair_counts = counts * counts - ops.sum(squared, axis=0)
     kept = ops.cast(pair_counts > 0.5, "float32")
     per_group = (all_pairs - diagonal) / ops.maximum(pair_counts, 1.0) * kept
     return ops.sum(per_group) / ops.maximum(ops.sum(kept), 1.0)
