@@ -273,6 +273,68 @@ def test_risk_variance_term_is_the_variance_of_the_environments_risks_in_numpy(r
     assert np.isfinite(history.history["risk_variance"]).all()
 
 
+def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_risks(rng, tmp_path):
+    """``reference`` "running": in a training step of the network phase the term is
+    `lagged_risk_variance` (tested against NumPy in tests/estimators) of the batch's cross-entropies
+    against the running mean (momentum ρ = 0.95) of earlier batches' per-environment risks, which the
+    step then updates: 0 on the first batch (no reference yet), on the second the first batch's
+    risks as reference; the mean after two is (ρ(1 − ρ) r_1 + (1 − ρ) r_2) / (1 − ρ²). Evaluation
+    uses the halves and leaves the mean alone; `fit` updates it once per network step and `.keras`
+    saving keeps it."""
+    import keras
+    from mibzoo.estimators.risk_variance import group_risks, lagged_risk_variance, risk_variance
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 0.0, "alpha_y": 1.0, "beta3": 10.0},
+                         str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
+                                  ["beta3", "risk_variance"]], term_options={"risk_variance": {"reference": "running"}})
+    running = model.term_states["risk_variance"]
+    assert running.momentum == 0.95 and running.total.shape == (3, 1)
+    labelled = np.ones(24, "float32")
+    labelled[[4, 9]] = 0.0
+    envs = np.eye(3, dtype="float32")
+
+    def losses(fp, batch):
+        logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", fp.z(0))), "float64")
+        return _numpy_ce(logits, batch["label"]).astype("float32")
+
+    def training_forward(batch):
+        x, present = model._prepare({**batch, "present": {"label": labelled}}, strict=False)
+        return model.forward(x, present, training=True, phase="dist")
+
+    first, second = _batch(rng, 24), _batch(rng, 24)
+    fp = training_forward(first)
+    assert float(ood.environment_risk_variance(fp)) == 0.0
+    first_risks = np.asarray(group_risks(losses(fp, first), envs[first["env"]], labelled)[0])
+    np.testing.assert_allclose(running.value()[0][:, 0], first_risks, rtol=1e-5)
+
+    fp = training_forward(second)
+    got = float(ood.environment_risk_variance(fp))
+    second_losses = losses(fp, second)
+    want = float(lagged_risk_variance(second_losses, envs[second["env"]], first_risks, np.ones(3, "float32"), labelled))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-9)
+    second_risks = np.asarray(group_risks(second_losses, envs[second["env"]], labelled)[0])
+    np.testing.assert_allclose(running.value()[0][:, 0],
+                               (0.95 * 0.05 * first_risks + 0.05 * second_risks) / (1 - 0.95 ** 2), rtol=1e-5)
+
+    state = [np.asarray(v) for v in running.weights]
+    fp = _forward(model, first, labelled)
+    np.testing.assert_allclose(float(ood.environment_risk_variance(fp)),
+                               float(risk_variance(losses(fp, first), envs[first["env"]], labelled)), rtol=1e-4, atol=1e-9)
+    for before, after in zip(state, running.weights):
+        np.testing.assert_array_equal(before, np.asarray(after))
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit({**first, "present": {"label": labelled}}, batch_size=12, epochs=2, verbose=0, shuffle=False)
+    assert np.isfinite(history.history["risk_variance"]).all()
+    np.testing.assert_array_equal(np.asarray(running.updates), [2.0 + 4.0] * 3)
+    path = str(tmp_path / "running_risks.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for want, got in zip(running.weights, loaded.term_states["risk_variance"].weights):
+        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
 @pytest.mark.parametrize("recalibrate, pairs, relative_to", [("logits", "halves", "identity"),
                                                              ("logits_and_z", "halves", "identity"),
                                                              ("logits", "all", "identity"),

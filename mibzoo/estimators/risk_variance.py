@@ -16,13 +16,21 @@ On a minibatch, the square of each environment's mean risk is biased upwards by 
 IRMv1's unbiased estimate (Arjovsky et al. 2019, Sec. 3.2), the deviations computed from the even
 rows are multiplied by those from the odd rows, which is unbiased for (R_e − R̄)² since the two
 halves are independent.
+
+Near a predictor's landing that product is mostly noise: on Colored-MNIST at batch 2,500 a colour
+use worth 5 points of test accuracy moves the two risks apart by about 0.01 nats, while one half's
+deviation has a noise of about 0.02. `lagged_risk_variance` replaces one of the two factors by the
+deviations of a reference the caller keeps across batches (a running mean of earlier batches'
+risks, `mibzoo.running_mean.RunningMean`), independent of the batch, so the product stays unbiased
+for Var_e(R_e) where the reference tracks the risks, and its gradient, the reference's deviations
+times the batch risks' gradients, carries the reference's much smaller noise.
 """
 
 from keras import ops
 
 from mibzoo.estimators.halves import group_half_means
 
-__all__ = ["risk_variance"]
+__all__ = ["group_risks", "lagged_risk_variance", "risk_variance"]
 
 
 def risk_variance(losses, groups, weights=None):
@@ -51,3 +59,39 @@ def risk_variance(losses, groups, weights=None):
     groups_kept = ops.maximum(ops.sum(kept), 1.0)
     deviations = (risks - ops.sum(risks * kept, axis=-1, keepdims=True) / groups_kept) * kept
     return ops.sum(deviations[0] * deviations[1]) / groups_kept
+
+
+def group_risks(losses, groups, weights=None):
+    """``(risks [G], seen [G])``: each group's weighted mean loss over the whole batch (0 for a group
+    without a weighted row) and 1.0 where the group has one (arguments as `risk_variance`)."""
+    losses = ops.cast(losses, "float32")
+    membership = ops.cast(groups, "float32")
+    if weights is not None:
+        membership = membership * ops.cast(weights, "float32")[:, None]
+    counts = ops.sum(membership, axis=0)
+    risks = ops.einsum("bg,b->g", membership, losses) / ops.maximum(counts, 1.0)
+    return risks, ops.cast(counts > 0, "float32")
+
+
+def lagged_risk_variance(losses, groups, reference, known, weights=None):
+    """(1 / G') Σ_g (R_g − R̄)(m_g − m̄): the deviations of the batch's per-group risks R_g
+    (`group_risks`) times those of a reference m_g independent of the batch (e.g. a running mean of
+    earlier batches' risks), each centred on its mean over the G' groups kept (present in the batch
+    and known in the reference). Unbiased for Var_g(R_g) where m equals the risks in expectation;
+    its gradient is the reference's deviations times the batch risks' gradients.
+
+    Args:
+      losses, groups, weights: as `risk_variance`.
+      reference: ``[G]`` each group's reference risk (taken as a constant: no gradient flows into it).
+      known: ``[G]`` 1.0 where the reference of a group is defined, else 0.0.
+
+    Returns:
+      A float32 scalar; fewer than two groups kept give 0.
+    """
+    risks, seen = group_risks(losses, groups, weights)
+    reference = ops.stop_gradient(ops.cast(reference, "float32"))
+    kept = seen * ops.cast(known, "float32")
+    groups_kept = ops.maximum(ops.sum(kept), 1.0)
+    deviation = (risks - ops.sum(risks * kept) / groups_kept) * kept
+    reference_deviation = (reference - ops.sum(reference * kept) / groups_kept) * kept
+    return ops.sum(deviation * reference_deviation) / groups_kept

@@ -5,7 +5,7 @@ from keras import ops
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
-from mibzoo.estimators.risk_variance import risk_variance
+from mibzoo.estimators.risk_variance import group_risks, lagged_risk_variance, risk_variance
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 from mibzoo.running_mean import RunningMean
@@ -262,7 +262,30 @@ def sufficiency(fp):
     return _masked_mean(label_cross_entropy(predictive_label_logits(fp, "sufficiency"), fp.x[LABEL]), _labelled(fp))
 
 
-@register_term("risk_variance", "regularizer", options={"latent": LATENTS})
+# What `risk_variance` multiplies the batch's risk deviations by (``term_options: {"risk_variance":
+# {"reference": ...}}``, the first the default): "halves", the other half of the batch's; "running",
+# a running mean of earlier batches' risks (`lagged_risk_variance`).
+RISK_REFERENCES = ("halves", "running")
+
+
+def _risk_running_mean(model):
+    """With ``reference`` ``"running"``: per environment, the running mean (`RunningMean`, momentum
+    ``risk_momentum``) of the risk; else None."""
+    name = "risk_variance"
+    term, config = TERMS[name], model.model_config
+    if term.option(config, "reference") != "running":
+        return None
+    _, env = _ood_modalities(model, name)
+    state = RunningMean(env["classes"], 1, term.hyperparameter(config, "risk_momentum"), name="running_environment_risks")
+    state.build()
+    return state
+
+
+@register_term("risk_variance", "regularizer", options={"latent": LATENTS, "reference": RISK_REFERENCES},
+               hyperparameters={"risk_momentum": HyperParameter(
+                   0.95, "with reference 'running': the weight of the past in the running mean of each "
+                   "environment's risk", maximum=0.999)},
+               state=_risk_running_mean)
 def environment_risk_variance(fp):
     """V-REx's penalty on p(y | z) (Krueger et al. 2021): the variance over the training
     environments of each environment's risk R^e = E_e[−log p(y | z)], z ~ q(z | x) (option
@@ -275,10 +298,26 @@ def environment_risk_variance(fp):
     finds calibrated; the risks can. Measured on ``ood_cmnist`` (docs/results_ood.md, twenty-first
     session), in place of the recalibration or beside it, it did no better than the defaults: at batch
     2,500 the noise of its estimate is about five times the risk difference that a colour use worth 5
-    points of test accuracy makes. No entry uses it."""
-    _ood_modalities(fp.model, "risk_variance")
-    losses = label_cross_entropy(predictive_label_logits(fp, "risk_variance"), fp.x[LABEL])
-    return risk_variance(losses, fp.x[ENVIRONMENT], _labelled(fp))
+    points of test accuracy makes. No entry uses it.
+
+    Option ``reference``: ``"halves"`` (default) multiplies the even rows' deviations by the odd rows';
+    ``"running"`` multiplies the whole batch's deviations by those of a running mean of earlier
+    batches' risks (momentum ρ = ``risk_momentum``, kept in the model's `term_states`, updated after
+    the product in the network phase of training only; evaluation uses ``"halves"``), so that the
+    gradient carries the running mean's smaller noise (`lagged_risk_variance`). The first batch of
+    a run has no reference and gives 0."""
+    name = "risk_variance"
+    _ood_modalities(fp.model, name)
+    losses = label_cross_entropy(predictive_label_logits(fp, name), fp.x[LABEL])
+    weights = _labelled(fp)
+    if TERMS[name].option(fp.model.model_config, "reference") != "running" or not (fp.training and fp.phase == "dist"):
+        return risk_variance(losses, fp.x[ENVIRONMENT], weights)
+    state = fp.term_state(name)
+    reference, known = state.value()
+    penalty = lagged_risk_variance(losses, fp.x[ENVIRONMENT], reference[:, 0], known, weights)
+    risks, seen = group_risks(losses, fp.x[ENVIRONMENT], weights)
+    state.update(ops.stop_gradient(risks)[:, None], seen)
+    return penalty
 
 
 @register_term("environment_calibration", "regularizer", options={"latent": LATENTS},

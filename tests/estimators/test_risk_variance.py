@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from mibzoo.estimators.risk_variance import risk_variance
+from mibzoo.estimators.risk_variance import group_risks, lagged_risk_variance, risk_variance
 
 
 def _np_risk_variance(losses, groups, weights):
@@ -72,3 +72,84 @@ def test_unbiased_where_the_square_of_the_means_is_not():
     standard_error = np.std(estimates) / np.sqrt(len(estimates))
     assert abs(np.mean(estimates) - 0.01) < 4 * standard_error
     assert np.mean(naive) - 0.01 > 0.003
+
+
+def _np_lagged_risk_variance(losses, groups, reference, known, weights):
+    """float64 loops: per group with a weighted row in the batch and a known reference, the batch's
+    mean loss and the reference; the product of their deviations from their means over those
+    groups, averaged over them."""
+    kept = {}
+    for g in range(groups.shape[1]):
+        rows = [losses[i] for i in range(len(losses)) if groups[i, g] and weights[i]]
+        if rows and known[g]:
+            kept[g] = (np.mean(rows), reference[g])
+    if not kept:
+        return 0.0
+    centre = [np.mean([k[h] for k in kept.values()]) for h in (0, 1)]
+    return float(np.mean([(k[0] - centre[0]) * (k[1] - centre[1]) for k in kept.values()]))
+
+
+@pytest.mark.parametrize("known", [(1.0, 1.0, 1.0), (1.0, 0.0, 1.0), (1.0, 1.0, 0.0)])
+def test_lagged_matches_numpy_loops(run_eagerly, known):
+    rng = np.random.default_rng(4)
+    losses, groups = _sample(rng, 90, (0.0, 0.3, -0.2))
+    weights = (rng.random(90) > 0.3).astype(np.float32)
+    reference = np.array([1.05, 1.2, 0.7], np.float32)
+    known = np.asarray(known, np.float32)
+    got = run_eagerly(lagged_risk_variance, losses, groups, reference, known, weights)
+    np.testing.assert_allclose(got, _np_lagged_risk_variance(losses, groups, reference, known, weights),
+                               rtol=1e-4, atol=1e-7)
+
+
+def test_lagged_limits(run_eagerly):
+    rng = np.random.default_rng(5)
+    losses, groups = _sample(rng, 64, (0.0, 0.5))
+    # A reference equal in every group has no deviation: 0 whatever the batch.
+    assert run_eagerly(lagged_risk_variance, losses, groups, np.full(2, 0.9, np.float32),
+                       np.ones(2, np.float32)) == pytest.approx(0.0, abs=1e-7)
+    # One group kept: nothing to compare.
+    assert run_eagerly(lagged_risk_variance, losses, groups, np.array([1.0, 1.5], np.float32),
+                       np.array([1.0, 0.0], np.float32)) == pytest.approx(0.0, abs=1e-7)
+    # Two groups with the exact risks as reference: (R_1 − R_2)² / 4, as `risk_variance`.
+    constant = np.where(groups[:, 0] > 0, 0.4, 0.9).astype(np.float32)
+    np.testing.assert_allclose(run_eagerly(lagged_risk_variance, constant, groups, np.array([0.4, 0.9], np.float32),
+                                           np.ones(2, np.float32)), (0.9 - 0.4) ** 2 / 4, rtol=1e-6)
+
+
+def test_group_risks_are_the_weighted_means(run_eagerly):
+    rng = np.random.default_rng(6)
+    losses, groups = _sample(rng, 40, (0.0, 0.3, 0.1))
+    weights = (rng.random(40) > 0.5).astype(np.float32)
+    weights[groups[:, 2] > 0] = 0.0
+    risks, seen = run_eagerly(group_risks, losses, groups, weights)
+    want = [losses[(groups[:, g] > 0) & (weights > 0)].mean() for g in range(2)]
+    np.testing.assert_allclose(risks, want + [0.0], rtol=1e-5)
+    np.testing.assert_array_equal(seen, [1.0, 1.0, 0.0])
+
+
+def test_lagged_is_unbiased_and_its_gradient_carries_the_references_noise_only():
+    """Fresh batches as above (true variance 0.01), the true risks (1.0 and 1.2) as reference: the
+    lagged estimate averages to 0.01. Its gradient in each row's loss is the reference's deviation
+    over the group's rows, the same on every batch, where the halves' gradient multiplies by the
+    other half's deviation, whose noise at 100 rows a group is larger than the signal 0.1."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    reference, known = np.array([1.0, 1.2], np.float32), np.ones(2, np.float32)
+    estimates, lagged_grads, halves_grads = [], [], []
+    for _ in range(400):
+        losses, groups = _sample(rng, 200, (0.0, 0.2))
+        estimates.append(float(lagged_risk_variance(losses, groups, reference, known)))
+        for fn, out in ((lambda v: lagged_risk_variance(v, groups, reference, known), lagged_grads),
+                        (lambda v: risk_variance(v, groups), halves_grads)):
+            v = tf.constant(losses)
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                value = fn(v)
+            grad = tape.gradient(value, v).numpy()
+            # Per row of group 1: the lagged estimate's is (m_1 − m̄) / (2 n_1) with m_1 − m̄ = 0.1.
+            out.append(grad[groups[:, 1] > 0].sum())
+    standard_error = np.std(estimates) / np.sqrt(len(estimates))
+    assert abs(np.mean(estimates) - 0.01) < 4 * standard_error
+    np.testing.assert_allclose(lagged_grads, 0.05, rtol=1e-4)
+    assert np.std(halves_grads) > 10 * np.std(lagged_grads) and np.std(halves_grads) > 0.02
