@@ -13,7 +13,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 * ``infogan`` — variational lower bounds on I(c; x) with an auxiliary Q(c | x).
 * ``recalibration`` — the cross-entropy a per-group affine recalibration of a classifier's logits
   would save (G_ood's I(E; Y | Z) without a critic).
-* ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty).
+* ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty), from the
+  batch's halves or against a reference kept across batches.
 * ``calibration`` — the squared kernel calibration error of a classifier within each group
   (multi-environment calibration, Wald et al. 2021).
 * ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
@@ -35,7 +36,7 @@ from mibzoo.estimators.infogan import (
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
 from mibzoo.estimators.mmd import hsic, kernel_matrix, mmd
 from mibzoo.estimators.recalibration import recalibration_gain
-from mibzoo.estimators.risk_variance import risk_variance
+from mibzoo.estimators.risk_variance import lagged_risk_variance, risk_variance
 from mibzoo.estimators.total_correlation import (
     aggregate_posterior_log_densities,
     density_ratio_discriminator_loss,
@@ -68,6 +69,7 @@ __all__ = [
     "gaussian_code_mi_lower_bound",
     "recalibration_gain",
     "risk_variance",
+    "lagged_risk_variance",
     "kernel_calibration_error",
     "Discriminator",
     "MINEStatistics",
