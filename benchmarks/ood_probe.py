@@ -43,6 +43,33 @@ def single_draw_logits(model, images, seed, chunk=5000):
     return np.concatenate(out)
 
 
+def mean_latent_accuracies(model, arrays, batch_size=2000):
+    """``{env: accuracy}`` of argmax p(y | z) at z the mean of q(z | x) (`MIBModel.reconstruct`)."""
+    correct = []
+    for start in range(0, len(arrays["image"]), batch_size):
+        probs = model.reconstruct({"image": arrays["image"][start:start + batch_size]})["label"]
+        correct.append(np.argmax(np.asarray(probs), -1) == arrays["label"][start:start + batch_size])
+    correct, env = np.concatenate(correct), np.asarray(arrays["env"])
+    return {int(e): float(correct[env == e].mean()) for e in np.unique(env)}
+
+
+def predict_sweep(model, train, test, seed):
+    """Lines of train envs / test env / env 0 − env 1 / swapped accuracy (%) of the predictor at several
+    numbers of draws of z, and at the posterior mean. Swapped: the test environment with the two colour
+    channels exchanged, so the colour agrees with the label 90 % of the time instead of 10 %; a
+    predictor that ignores the colour scores the same on both, and their mean is its shape alone."""
+    from mibzoo.reproduce.table4 import label_accuracies
+
+    swapped = {**test, "image": np.asarray(test["image"])[..., ::-1]}
+    lines = ["  prediction sweep (train envs / test env / env 0 - env 1 / test env with the colours swapped):"]
+    readers = [(f"{k} draws", lambda arrays, k=k: label_accuracies(model, arrays, k, seed)) for k in (1, 2, 8, 32, 128)]
+    for name, read in readers + [("mean of q(z | x)", lambda arrays: mean_latent_accuracies(model, arrays))]:
+        env, te, sw = read(train), read(test), read(swapped)
+        lines.append(f"    {name}: {100 * (env[0] + env[1]) / 2:.1f} / {100 * np.mean(list(te.values())):.1f} / "
+                     f"{100 * (env[0] - env[1]):+.2f} / {100 * np.mean(list(sw.values())):.1f}")
+    return "\n".join(lines)
+
+
 def colour_of(images):
     """``[N]`` 0/1: the channel that holds the digit (Colored-MNIST's colour)."""
     images = np.asarray(images)
@@ -115,6 +142,10 @@ def main():
     parser.add_argument("--ema", type=float, default=None,
                         help="also report the accuracies of an exponential moving average of the weights with this "
                              "momentum, updated after every training batch (Polyak averaging)")
+    parser.add_argument("--predict-sweep", action="store_true",
+                        help="after training, also print the accuracies of p(y | x) = E_q(z|x) p(y | z) at 1, 2, 8, 32 "
+                             "and 128 draws of z, and of p(y | z) at the mean of q(z | x), each also on the test "
+                             "images with the colour channels swapped")
     parser.add_argument("--calibration", action="store_true",
                         help="at the end, per training environment: the recalibration gain and the refitted scale and "
                              "shift of p(y | z)'s logit at one draw of z, and the same pooled (calibration_report)")
@@ -230,6 +261,8 @@ def main():
     print(f"{args.entry} warm-up {args.warmup} fork {args.fork_seed} main lr {args.main_lr} "
           f"epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
           f"{optimizer} {args.overrides}: {accuracies()} ({seconds:.0f} s training)")
+    if args.predict_sweep:
+        print(predict_sweep(model, original, test, args.seed))
     if args.calibration:
         logits = single_draw_logits(model, np.asarray(original["image"]), args.seed)
         print("  calibration of p(y | z), one draw of z, all training images and labels:")

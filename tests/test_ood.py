@@ -87,6 +87,20 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
                                           jit_compile=False)
     assert erm["train_acc"] > 0.8 and erm["test_acc"] < 0.3  # colour: 85% in train, 10% in test
     assert 0.65 < oracle["test_acc"] < 0.85  # shape only: 75% everywhere
+    # Colours swapped, the test environment's colour agrees with the label 90% of the time: ERM
+    # follows it there; the grayscale oracle sees the same images.
+    assert erm["swapped_acc"] > 0.8
+    assert oracle["swapped_acc"] == oracle["test_acc"]
+
+
+def test_swap_colours_exchanges_the_two_channels(rng):
+    test = _toy_colored(rng, 50, (0.9,))
+    swapped = ood_baselines.swap_colours(test)
+    np.testing.assert_array_equal(swapped["image"][..., 0], test["image"][..., 1])
+    np.testing.assert_array_equal(swapped["image"][..., 1], test["image"][..., 0])
+    assert swapped["label"] is test["label"] and test["image"][..., 0].any()  # labels kept, input untouched
+    with pytest.raises(ValueError, match="images of 1 channel"):
+        ood_baselines.swap_colours({"image": np.zeros((3, 14, 14, 1))})
 
 
 def test_mixed_bfloat16_mlp_is_the_float32_function_to_bfloat16_rounding(rng):

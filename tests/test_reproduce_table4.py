@@ -211,3 +211,25 @@ def test_a_command_whose_runs_are_all_redone_leaves_the_report():
     # fewer seeds than the earlier command ran: it still holds runs of its own
     assert table4_records.drop_superseded(record, ["ood_cmnist", "ood_cmnist_irm"], [0])["commands"] == record["commands"]
     assert table4_records.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]
+
+
+def test_colour_neutral_accuracy_is_the_mean_of_the_test_env_and_its_colours_swapped():
+    """A predictor that reads the colour alone, right where the colour agrees with the label: 10% on
+    the test environment, 90% swapped, so 50% colour-neutral; one that ignores the colour scores the
+    same on both, and that is its colour-neutral accuracy."""
+    colour = {"method": "ERM", "seed": 0, "train_acc": 0.85, "test_acc": 0.1, "swapped_acc": 0.9, "seconds": 1.0}
+    shape = {"method": "oracle", "seed": 0, "train_acc": 0.75, "test_acc": 0.73, "swapped_acc": 0.73, "seconds": 1.0}
+    assert table4.colour_neutral_accuracy(colour) == pytest.approx(50.0)
+    assert table4.colour_neutral_accuracy(shape) == pytest.approx(73.0)
+    assert table4.colour_neutral_accuracy({**shape, "swapped_acc": None}) is None
+    runs = [colour, {**colour, "seed": 1, "test_acc": 0.2, "swapped_acc": 0.86}, shape]
+    summary = table4.summarize(runs)
+    np.testing.assert_allclose(summary["ERM"]["swapped"], (88.0, np.std([90.0, 86.0], ddof=1)))
+    np.testing.assert_allclose(summary["ERM"]["neutral"], (51.5, np.std([50.0, 53.0], ddof=1)))
+    # One run without it (a record from before the column) leaves the method without the columns.
+    assert table4.summarize(runs + [{**shape, "seed": 1, "swapped_acc": None}])["oracle"]["neutral"] is None
+    record = {"commands": ["mibzoo reproduce table4"], "machine": "m", "versions": {}, "wall_seconds": [60.0],
+              "budget": {}, "runs": runs}
+    text = table4.render(record)
+    assert "| test env, colours swapped | colour-neutral |" in text
+    assert "| 15.0 ± 7.1 |  | 88.0 ± 2.8 | 51.5 ± 2.1 | 0, 1 |" in text

@@ -158,6 +158,19 @@ def accuracy(logits, labels):
     return float(np.mean((logits > 0).astype(labels.dtype) == labels))
 
 
+def swap_colours(arrays):
+    """The arrays with the two colour channels of every image exchanged (``[..., 2]`` images), so
+    that each digit is drawn in the other colour. In Colored-MNIST's test environment the colour
+    agrees with the label 10 % of the time; swapped, 90 %. A predictor's accuracy is linear in that
+    agreement rate, so the mean of its accuracies on the two is its accuracy where the colour says
+    nothing about the label (the shape alone), and half their difference is what the colour adds
+    (positive: it reverses the colour, negative: it follows it)."""
+    images = np.asarray(arrays["image"])
+    if images.shape[-1] != 2:
+        raise ValueError(f"swap_colours: images of {images.shape[-1]} channel(s); expected Colored-MNIST's 2")
+    return {**arrays, "image": images[..., ::-1]}
+
+
 def _environments(arrays, grayscale):
     env = np.asarray(arrays["env"])
     x = features(arrays["image"], grayscale)
@@ -180,7 +193,8 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile=True,
         precision: ``"float32"`` (IRM's) or ``"mixed_bfloat16"`` (see the module's docstring).
 
     Returns:
-        ``{"train_acc", "test_acc", "env_acc": {env: acc}, "train_nll", "penalty"}``.
+        ``{"train_acc", "test_acc", "swapped_acc", "env_acc": {env: acc}, "train_nll", "penalty"}``;
+        ``swapped_acc`` on the test split with its colours swapped (`swap_colours`).
     """
     import keras
     import tensorflow as tf
@@ -230,5 +244,8 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile=True,
     test_x = np.concatenate([x for x, _ in test_envs.values()])
     test_y = np.concatenate([y for _, y in test_envs.values()])
     test_acc = accuracy(logits_of(test_x), test_y)
+    swapped = _environments(swap_colours(test), settings.grayscale)
+    swapped_acc = accuracy(logits_of(np.concatenate([x for x, _ in swapped.values()])),
+                           np.concatenate([y for _, y in swapped.values()]))
     return {"train_acc": float(np.mean([env_acc[e] for e in ENVIRONMENTS])), "test_acc": test_acc,
-            "env_acc": env_acc, "train_nll": float(nll), "penalty": float(penalty)}
+            "swapped_acc": swapped_acc, "env_acc": env_acc, "train_nll": float(nll), "penalty": float(penalty)}
