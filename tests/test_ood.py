@@ -156,6 +156,19 @@ def _small_model(entry="ood_cmnist_irm", **overrides):
                                  "categorical": {"hidden": 8, "layers": 1}}, **overrides)
 
 
+# The critic-based estimator of Eq. 18's I(E; Y | Z) (`conditional_independence`) is in no entry
+# since the twenty-eighth session; its tests declare it beside IRM's penalty, as `ood_cmnist_irm` did.
+CRITIC_TERMS = {"hyperparameters": {"beta1": 1.0, "beta2": 100.0, "alpha_y": 20.0, "gamma": 1e6, "irm_anneal_steps": 100,
+                                    "irm_anneal_scale": 1e-6},
+                "str_reg": [[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"], ["beta2", "conditional_independence"],
+                            ["gamma", "irm"]],
+                "phases": [{"name": "dist", "steps": 1}, {"name": "critic:conditional_independence", "steps": 1}]}
+
+
+def _critic_model(term_options=None):
+    return _small_model("ood_cmnist", **CRITIC_TERMS, term_options=term_options or {})
+
+
 def _batch(rng, n=12):
     return {"image": rng.random((n, 14, 14, 2)).astype("float32"),
             "label": rng.integers(0, 2, n).astype("int32"),
@@ -180,7 +193,7 @@ def test_conditional_independence_matches_numpy(rng, form):
 
     # None: the option left out, which is the residual critic
     options = {} if form is None else {"conditional_independence": {"critic": form}}
-    model = _small_model("ood_cmnist_irm", term_options=options)
+    model = _critic_model(options)
     batch = _batch(rng)
     labelled = np.array([1, 1, 0] * 4, "float32")
     fp = _forward(model, batch, labelled)
@@ -202,14 +215,14 @@ def test_conditional_independence_matches_numpy(rng, form):
 
 def test_zoo_estimators_of_the_conditional_independence():
     """``ood_cmnist`` estimates I(E; Y | Z) in closed form (no critic, no critic phase);
-    ``ood_cmnist_irm`` with the MLP critic."""
-    from mibzoo.objectives import TERMS
-
+    ``ood_cmnist_irm`` the same, with IRM's penalty beside it entering in full at the same update."""
     ours, irm = _small_model("ood_cmnist"), _small_model("ood_cmnist_irm")
     terms = [name for _, name in ours.model_config["str_reg"]]
     assert terms == ["cross", "sufficiency", "environment_recalibration"]
-    assert ours.critics == {} and [p["name"] for p in ours.phases] == ["dist"]
-    assert TERMS["conditional_independence"].option(irm.model_config, "critic") == "mlp"
+    assert [name for _, name in irm.model_config["str_reg"]] == terms + ["irm"]
+    for model in (ours, irm):
+        assert model.critics == {} and [p["name"] for p in model.phases] == ["dist"]
+    assert irm.model_config["hyperparameters"]["irm_anneal_steps"] == 200
 
 
 @pytest.mark.parametrize("options, message", [
@@ -221,7 +234,7 @@ def test_critic_option_is_validated(options, message):
     from mibzoo.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        _small_model("ood_cmnist_irm", term_options={"conditional_independence": options})
+        _critic_model({"conditional_independence": options})
 
 
 def test_irm_term_matches_numpy_finite_differences(rng):
@@ -465,7 +478,7 @@ def test_ood_terms_refuse_models_without_label_and_environment(rng):
 
     modalities = {"image": {"kind": "image", "shape": [14, 14, 2]}, "label": {"kind": "categorical", "classes": 2}}
     with pytest.raises(ValueError, match="'env'"):
-        mibzoo.load("ood_cmnist_irm", modalities=modalities)
+        mibzoo.load("ood_cmnist", modalities=modalities, **CRITIC_TERMS, term_options={})
     model = mibzoo.load("ood_cmnist", modalities=modalities)
     batch = {k: v for k, v in _batch(rng).items() if k != "env"}
     with pytest.raises(ValueError, match="term needs categorical modalities 'label' \(Y\) and 'env'"):
@@ -529,7 +542,7 @@ def test_latent_mean_option_predicts_from_the_posterior_mean(rng, term):
     from mibzoo.objectives import ood
 
     options = {term: {"latent": "mean"}}
-    model = _small_model("ood_cmnist_irm", term_options={**options, "conditional_independence": {
+    model = _critic_model({**options, "conditional_independence": {
         "critic": "mlp", **options.get("conditional_independence", {})}})
     batch = _batch(rng, 18)
     labelled = np.ones(18, "float32")
