@@ -73,10 +73,10 @@ class Budget:
         critic_learning_rate: Adam learning rate of the critics of the entries' terms.
         train_limit: training examples of the zoo entries (None: all).
         test_limit: test examples (None: all 10,000).
-        predict_samples: draws of z per example in p(y | x) = E_q(z|x) p(y | z). 128: at 8 draws the
-            Monte Carlo average still moved the training environments' accuracy by 0.6 points against
-            32 draws, at 128 by 0.1 (`ood_cmnist`, seeds 10-18, docs/results_ood.md, twenty-eighth
-            session); the draws cost little beside training.
+        predict_samples: draws of z per example in p(y | x) = E_q(z|x) p(y | z). 128: from 8 draws to
+            32 the training environments' accuracy still moved by 0.6 points on average, from 32 to 128
+            by 0.2 (`ood_cmnist`, seeds 10-19, docs/results_ood.md, twenty-eighth session); the draws
+            cost little beside training.
         hidden_fraction: share of training labels hidden in the semi-supervised row.
         run_eagerly: train without compiling the steps (the quick path: entries eagerly, baselines
             without XLA).
