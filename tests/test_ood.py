@@ -300,6 +300,24 @@ def test_risk_variance_term_is_the_variance_of_the_environments_risks_in_numpy(r
     assert np.isfinite(history.history["risk_variance"]).all()
 
 
+def _check_running_state_trains_and_saves(model, term, batch, tmp_path):
+    """After two training forward passes, `fit` on the 24-row ``batch`` (2 epochs of 2 batches)
+    gives finite values of ``term`` and updates its running state once per network step (2 + 4 in
+    every group); `.keras` saving keeps the state."""
+    import keras
+
+    running = model.term_states[term]
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(batch, batch_size=12, epochs=2, verbose=0, shuffle=False)
+    assert np.isfinite(history.history[term]).all()
+    np.testing.assert_array_equal(np.asarray(running.updates), [2.0 + 4.0] * running.groups)
+    path = str(tmp_path / f"{term}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    for want, got in zip(running.weights, loaded.term_states[term].weights):
+        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+
+
 def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_risks(rng, tmp_path):
     """``reference`` "running": in a training step of the network phase the term is
     `lagged_risk_variance` (tested against NumPy in tests/estimators) of the batch's cross-entropies
@@ -308,7 +326,6 @@ def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_ri
     risks as reference; the mean after two is (ρ(1 − ρ) r_1 + (1 − ρ) r_2) / (1 − ρ²). Evaluation
     uses the halves and leaves the mean alone; `fit` updates it once per network step and `.keras`
     saving keeps it."""
-    import keras
     from mibzoo.estimators.risk_variance import group_risks, lagged_risk_variance, risk_variance
     from mibzoo.objectives import ood
 
@@ -351,15 +368,7 @@ def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_ri
     for before, after in zip(state, running.weights):
         np.testing.assert_array_equal(before, np.asarray(after))
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    history = model.fit({**first, "present": {"label": labelled}}, batch_size=12, epochs=2, verbose=0, shuffle=False)
-    assert np.isfinite(history.history["risk_variance"]).all()
-    np.testing.assert_array_equal(np.asarray(running.updates), [2.0 + 4.0] * 3)
-    path = str(tmp_path / "running_risks.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    for want, got in zip(running.weights, loaded.term_states["risk_variance"].weights):
-        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+    _check_running_state_trains_and_saves(model, "risk_variance", {**first, "present": {"label": labelled}}, tmp_path)
 
 
 @pytest.mark.parametrize("recalibrate, pairs, relative_to", [("logits", "halves", "identity"),
@@ -401,7 +410,6 @@ def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng
     (ρ(1 − ρ) m_1 + (1 − ρ) m_2) / (1 − ρ²) for every statistic m;
     evaluation uses the halves and leaves the means alone; `fit` updates them once per network
     step and `.keras` saving keeps them."""
-    import keras
     from mibzoo.estimators.recalibration import paired_gain, recalibration_gain, recalibration_half_means
     from mibzoo.objectives import ood
 
@@ -442,14 +450,8 @@ def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng
     for before, after in zip(state, running.weights):
         np.testing.assert_array_equal(before, np.asarray(after))
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.fit({**first, "present": {"label": labelled}}, batch_size=12, epochs=2, verbose=0, shuffle=False)
-    np.testing.assert_array_equal(np.asarray(running.updates), [2.0 + 4.0] * 3)
-    path = str(tmp_path / "running.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    for want, got in zip(running.weights, loaded.term_states["environment_recalibration"].weights):
-        np.testing.assert_array_equal(np.asarray(want), np.asarray(got))
+    _check_running_state_trains_and_saves(model, "environment_recalibration", {**first, "present": {"label": labelled}},
+                                          tmp_path)
 
 
 def test_running_pairs_refuse_a_pooled_reference(rng):
