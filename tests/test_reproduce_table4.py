@@ -154,7 +154,11 @@ def test_train_run_with_hidden_labels_trains_and_records_them(tmp_path):
 
 
 def test_a_change_of_one_entrys_budget_keeps_the_other_rows_records():
-    old = table4.Budget()
+    # ood_cmnist_irm's batch size set apart from ood_cmnist's, whatever the defaults are, so that the
+    # legacy budget below (one batch size for every entry) matches one entry and not the other
+    defaults = table4.Budget()
+    old = dataclasses.replace(defaults, batch_size={**defaults.batch_size,
+                                                    "ood_cmnist_irm": 2 * defaults.batch_size["ood_cmnist"]})
     runs = [{"method": m, "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
             for m in ("IRM", "ERM", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")]
     record = {"budget": dataclasses.asdict(old), "runs": runs,
