@@ -58,9 +58,10 @@ def predict_sweep(model, train, test, seed):
     numbers of draws of z, and at the posterior mean. Swapped: the test environment with the two colour
     channels exchanged, so the colour agrees with the label 90 % of the time instead of 10 %; a
     predictor that ignores the colour scores the same on both, and their mean is its shape alone."""
+    from mibzoo.reproduce.ood_baselines import swap_colours
     from mibzoo.reproduce.table4 import label_accuracies
 
-    swapped = {**test, "image": np.asarray(test["image"])[..., ::-1]}
+    swapped = swap_colours(test)
     lines = ["  prediction sweep (train envs / test env / env 0 - env 1 / test env with the colours swapped):"]
     readers = [(f"{k} draws", lambda arrays, k=k: label_accuracies(model, arrays, k, seed)) for k in (1, 2, 8, 32, 128)]
     for name, read in readers + [("mean of q(z | x)", lambda arrays: mean_latent_accuracies(model, arrays))]:
