@@ -4,7 +4,7 @@ weights and other estimators).
 
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
-        [--adam-restart 201] [--calibration] [--drop-unlabelled | --hide-env-too]
+        [--adam-restart 201] [--predict-sweep] [--calibration] [--drop-unlabelled | --hide-env-too]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
