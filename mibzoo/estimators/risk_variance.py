@@ -30,7 +30,7 @@ from keras import ops
 
 from mibzoo.estimators.halves import group_half_means
 
-__all__ = ["group_risks", "lagged_risk_variance", "risk_variance"]
+__all__ = ["group_risks", "lagged_risk_variance", "risk_deviation_product", "risk_variance"]
 
 
 def risk_variance(losses, groups, weights=None):
@@ -89,6 +89,20 @@ def lagged_risk_variance(losses, groups, reference, known, weights=None):
       A float32 scalar; fewer than two groups kept give 0.
     """
     risks, seen = group_risks(losses, groups, weights)
+    return risk_deviation_product(risks, seen, reference, known)
+
+
+def risk_deviation_product(risks, seen, reference, known):
+    """`lagged_risk_variance` from the batch's per-group risks and their ``seen`` flags
+    (`group_risks`), for a caller that also needs the risks (e.g. to update the reference with them).
+
+    Args:
+      risks, seen: ``[G]`` as `group_risks` returns them.
+      reference, known: as `lagged_risk_variance`.
+
+    Returns:
+      A float32 scalar; fewer than two groups kept give 0.
+    """
     reference = ops.stop_gradient(ops.cast(reference, "float32"))
     kept = seen * ops.cast(known, "float32")
     groups_kept = ops.maximum(ops.sum(kept), 1.0)

@@ -5,7 +5,7 @@ from keras import ops
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
-from mibzoo.estimators.risk_variance import group_risks, lagged_risk_variance, risk_variance
+from mibzoo.estimators.risk_variance import group_risks, risk_deviation_product, risk_variance
 from mibzoo.networks import ModalityDecoder
 from mibzoo.objectives.registry import TERMS, HyperParameter, register_term
 from mibzoo.running_mean import RunningMean
@@ -168,6 +168,15 @@ def conditional_independence(fp):
 RECALIBRATIONS = ("logits", "logits_and_z")
 
 
+def _environment_running_mean(model, name, size, momentum, state_name):
+    """A built `RunningMean` of ``size`` numbers per class of the model's environment modality, with
+    the term ``name``'s hyperparameter ``momentum`` (the state of a term's running option)."""
+    _, env = _ood_modalities(model, name)
+    state = RunningMean(env["classes"], size, TERMS[name].hyperparameter(model.model_config, momentum), name=state_name)
+    state.build()
+    return state
+
+
 def _recalibration_running_mean(model):
     """With ``pairs`` ``"running"``: per environment, the running mean (`RunningMean`, momentum
     ``recalibration_momentum``) of the even rows' and the odd rows' mean gradients along the P
@@ -176,13 +185,10 @@ def _recalibration_running_mean(model):
     term, config = TERMS[name], model.model_config
     if term.option(config, "pairs") != "running":
         return None
-    label, env = _ood_modalities(model, name)
-    classes = label["classes"]
+    classes = _ood_modalities(model, name)[0]["classes"]
     size = classes + ((classes - 1) * model.shared_size if term.option(config, "recalibrate") == "logits_and_z" else 0)
-    state = RunningMean(env["classes"], 2 * size + size * size, term.hyperparameter(config, "recalibration_momentum"),
-                        name="running_recalibration_statistics")
-    state.build()
-    return state
+    return _environment_running_mean(model, name, 2 * size + size * size, "recalibration_momentum",
+                                     "running_recalibration_statistics")
 
 
 @register_term("environment_recalibration", "regularizer",
@@ -272,13 +278,9 @@ def _risk_running_mean(model):
     """With ``reference`` ``"running"``: per environment, the running mean (`RunningMean`, momentum
     ``risk_momentum``) of the risk; else None."""
     name = "risk_variance"
-    term, config = TERMS[name], model.model_config
-    if term.option(config, "reference") != "running":
+    if TERMS[name].option(model.model_config, "reference") != "running":
         return None
-    _, env = _ood_modalities(model, name)
-    state = RunningMean(env["classes"], 1, term.hyperparameter(config, "risk_momentum"), name="running_environment_risks")
-    state.build()
-    return state
+    return _environment_running_mean(model, name, 1, "risk_momentum", "running_environment_risks")
 
 
 @register_term("risk_variance", "regularizer", options={"latent": LATENTS, "reference": RISK_REFERENCES},
@@ -314,8 +316,8 @@ def environment_risk_variance(fp):
         return risk_variance(losses, fp.x[ENVIRONMENT], weights)
     state = fp.term_state(name)
     reference, known = state.value()
-    penalty = lagged_risk_variance(losses, fp.x[ENVIRONMENT], reference[:, 0], known, weights)
     risks, seen = group_risks(losses, fp.x[ENVIRONMENT], weights)
+    penalty = risk_deviation_product(risks, seen, reference[:, 0], known)  # = `lagged_risk_variance`
     state.update(ops.stop_gradient(risks)[:, None], seen)
     return penalty
 
