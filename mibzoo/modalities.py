@@ -15,7 +15,8 @@ A spec is a plain dict (JSON-serializable, so it lives in zoo configs and in
 Optional for every kind: ``"hidden"`` (int, width of the MLP layers), ``"layers"`` (int, number
 of hidden layers), ``"decoder_layers"`` (int, number of hidden layers of an MLP decoder when it
 differs from the encoder's ``layers``, as in MultiVae's default networks: encoders of two 512-unit
-layers, decoders of one; MLP networks only), ``"filters"`` (list of ints, conv channels for images), ``"network"``
+layers, decoders of one; 0 makes the decoder one linear map, a generalized linear model of the
+latents; MLP networks only), ``"filters"`` (list of ints, conv channels for images), ``"network"``
 (``"conv"``, the default for images, ``"mlp"``, or ``"dcgan"``, the DCGAN generator and
 discriminators of `mibzoo.networks`; other kinds are always MLPs), ``"decoder_network"``
 (``"conv"`` or ``"mlp"``, images only: the decoder's network when it differs from the encoder's,
@@ -111,9 +112,14 @@ def normalize_modality(name, spec, source="modalities"):
 def check_network_options(kind, options, source, field):
     """Validates the network keys (`NETWORK_KEYS`) of a modality spec or of a model's per-kind
     ``networks`` defaults; returns ``options``."""
-    for key in ("hidden", "layers", "decoder_layers", "critic_hidden"):
+    for key in ("hidden", "layers", "critic_hidden"):
         if key in options:
             _positive_int(options[key], source, f"{field}.{key}")
+    if "decoder_layers" in options:  # 0: the MLP decoder is one linear map to the likelihood's parameters
+        value = options["decoder_layers"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(source, f"{field}.decoder_layers", value,
+                              "a non-negative integer (0: a linear decoder, no hidden layer)")
     if "network" in options:
         check_mlp_only_options(kind, options, source, field)
     if "filters" in options:

@@ -175,6 +175,23 @@ def test_decoder_layers_gives_mlp_decoders_their_own_depth_with_the_parameter_co
     assert sum(int(np.prod(v.shape)) for v in model.trainable_variables) == want
 
 
+def test_decoder_layers_zero_makes_the_decoder_one_linear_map_and_negative_depths_are_refused():
+    """``decoder_layers`` 0: p(y | z) is a generalized linear model of z, one dense layer of
+    z's size × classes weights plus biases; the encoder keeps its hidden layers."""
+    label = {"kind": "categorical", "classes": 4}
+    model = mibzoo.load("jmvae", modalities={"img": SMALL_IMAGE, "y": label}, shared=TINY_SHARED,
+                        networks={"categorical": {"hidden": 16, "layers": 1, "decoder_layers": 0}})
+    dense = [l for l in model.decoders["y"].net.layers if isinstance(l, keras.layers.Dense)]
+    latent = sum(b["size"] for b in TINY_SHARED)
+    assert [l.units for l in dense] == [4] and dense[0].kernel.shape == (latent, 4)
+    z = np.random.default_rng(0).normal(size=(3, latent)).astype("float32")
+    np.testing.assert_allclose(model.decode_modality("y", z), z @ np.asarray(dense[0].kernel) + np.asarray(dense[0].bias),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="decoder_layers"):
+        mibzoo.load("jmvae", modalities={"img": SMALL_IMAGE, "y": label}, shared=TINY_SHARED,
+                    networks={"categorical": {"decoder_layers": -1}})
+
+
 CONV_MLP = {"network": "conv", "decoder_network": "mlp", "hidden": 24, "layers": 2, "filters": [4, 8]}
 SMALL_IMAGE = {"kind": "image", "shape": [6, 5, 1]}
 
@@ -274,8 +291,8 @@ def test_steps_per_execution_from_the_config_runs_the_same_steps_as_one_per_call
     ({"networks": {"categorical": {"network": "conv"}}}, "networks.categorical.network", "['mlp']"),
     ({"networks": {"image": {"hidden": 0}}}, "networks.image.hidden", "positive integer"),
     ({"networks": {"image": {"width": 3}}}, "networks.image", "keys from"),
-    ({"networks": {"image": {"network": "mlp", "decoder_layers": 0}}}, "networks.image.decoder_layers",
-     "positive integer"),
+    ({"networks": {"image": {"network": "mlp", "decoder_layers": -1}}}, "networks.image.decoder_layers",
+     "non-negative integer"),
     ({"networks": {"image": {"network": "conv", "decoder_layers": 1}}}, "networks.image.decoder_layers",
      "MLP networks only"),
     ({"networks": {"image": {"decoder_layers": 1}}}, "modalities.image.decoder_layers", "MLP networks only"),

@@ -5,8 +5,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
 
 * ``adversarial`` — C2 (Table 1), Jensen–Shannon between data and model through
   a discriminator: GAN discriminator / non-saturating generator losses.
-* ``mmd`` — unbiased kernel MMD² (RBF, inverse multiquadric) and HSIC, the MMD between a
-  joint law and the product of its marginals.
+* ``mmd`` — unbiased kernel MMD² (RBF, inverse multiquadric), HSIC, the MMD between a
+  joint law and the product of its marginals, and the label-conditional MMD between groups.
 * ``total_correlation`` — TC of the aggregate posterior: minibatch estimators
   (Chen et al. 2018) and the density-ratio discriminator (Kim & Mnih 2018).
 * ``mine`` — MINE lower bound on I(X; Y) with the bias-corrected gradient.
@@ -34,7 +34,7 @@ from mibzoo.estimators.infogan import (
     gaussian_code_mi_lower_bound,
 )
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
-from mibzoo.estimators.mmd import hsic, kernel_matrix, mmd
+from mibzoo.estimators.mmd import group_conditional_mmd, hsic, kernel_matrix, mmd
 from mibzoo.estimators.recalibration import recalibration_gain
 from mibzoo.estimators.risk_variance import lagged_risk_variance, risk_variance
 from mibzoo.estimators.total_correlation import (
@@ -54,6 +54,7 @@ __all__ = [
     "js_divergence_estimate",
     "mmd",
     "hsic",
+    "group_conditional_mmd",
     "kernel_matrix",
     "log_density_gaussian",
     "aggregate_posterior_log_densities",

@@ -8,7 +8,7 @@ Eq. (14) in the style of Wasserstein auto-encoders (Tolstikhin et al. 2018).
 
 from keras import ops
 
-__all__ = ["mmd", "hsic", "pairwise_squared_distances", "kernel_matrix"]
+__all__ = ["mmd", "hsic", "group_conditional_mmd", "unit_scale", "pairwise_squared_distances", "kernel_matrix"]
 
 KERNELS = ("rbf", "imq")
 
@@ -20,6 +20,14 @@ def _flatten_2d(t):
     if len(t.shape) > 2:
         return ops.reshape(t, (ops.shape(t)[0], -1))
     return t
+
+
+def unit_scale(values):
+    """``values`` divided by their batch standard deviation (root mean variance over dimensions),
+    as a constant: the scale of a kernel's input, not a path for gradients, so that a penalty on
+    a learned representation cannot be lowered by shrinking or growing it."""
+    std = ops.sqrt(ops.mean(ops.var(values, axis=0)) + 1e-8)
+    return values / ops.stop_gradient(std)
 
 
 def pairwise_squared_distances(x, y):
@@ -142,3 +150,50 @@ def hsic(x, y, kernel="imq", scales=(1.0,)):
     sums = ops.sum(k) * ops.sum(l) / ((n - 1.0) * (n - 2.0))
     cross = 2.0 / (n - 2.0) * ops.sum(ops.sum(k, axis=0) * ops.sum(l, axis=1))  # 1ᵀ K̃ L̃ 1
     return (trace + sums - cross) / (n * (n - 3.0))
+
+
+def group_conditional_mmd(x, labels, groups, weights=None, kernel="rbf", scales=(1.0,)):
+    """Σ_y P(y) · mean over pairs of groups g < h of MMD_u²(x | y, g ; x | y, h): how far the law of
+    ``x`` given the label still differs between groups (0 iff x ⊥ G | Y, for a characteristic kernel).
+
+    Each pair's MMD² is the unbiased estimate of `mmd` (Gretton et al. 2012, Lemma 6) computed with
+    0/1 row weights instead of slices, so one kernel matrix over the batch serves every (label,
+    group) cell and the shapes stay static under ``tf.function``: with a, b the weights of the two
+    cells and K the kernel matrix with a zeroed diagonal,
+    ``aᵀKa / ((Σa)² − Σa²) + bᵀKb / ((Σb)² − Σb²) − 2 aᵀK°b / (Σa Σb)`` (K° keeps the diagonal;
+    two cells of one batch share no row). A (label, pair) term needs at least two weighted rows in
+    both cells; labels without a usable pair are left out and P(y) is renormalized over the rest.
+
+    Args:
+      x: ``[B, D]`` samples (e.g. a representation z).
+      labels: ``[B, K]`` one-hot labels (the conditioning variable).
+      groups: ``[B, G]`` one-hot groups (e.g. environments), G ≥ 2.
+      weights: ``[B]`` 0/1 row weights (0 where the label is missing); ``None``: all 1.
+      kernel, scales: as `kernel_matrix`.
+
+    Returns:
+      Scalar float32 estimate (unbiased per term, so it can be slightly negative under x ⊥ G | Y).
+    """
+    x = _flatten_2d(x)
+    labels = ops.cast(labels, "float32")
+    groups = ops.cast(groups, "float32")
+    rows = ops.shape(x)[0]
+    weights = ops.ones((rows,), "float32") if weights is None else ops.cast(weights, "float32")
+    k = kernel_matrix(x, x, kernel, scales)
+    cells = weights[:, None, None] * labels[:, :, None] * groups[:, None, :]  # [B, K, G]
+    n_labels, n_groups = ops.shape(labels)[-1], ops.shape(groups)[-1]
+    flat = ops.reshape(cells, (rows, n_labels * n_groups))
+    k_cells = ops.reshape(ops.matmul(k, flat), (rows, n_labels, n_groups))  # K a for every cell a
+    k_off_cells = k_cells - ops.diagonal(k)[:, None, None] * cells  # the same without each row's own k(x, x)
+    counts = ops.sum(cells, axis=0)  # [K, G]
+    squares = ops.sum(ops.square(cells), axis=0)
+    within = ops.sum(cells * k_off_cells, axis=0) / ops.maximum(ops.square(counts) - squares, 1e-12)  # [K, G]
+    between = ops.einsum("bkg,bkh->kgh", cells, k_cells) / ops.maximum(counts[:, :, None] * counts[:, None, :], 1e-12)
+    pairs = within[:, :, None] + within[:, None, :] - 2.0 * between  # [K, G, G]
+    usable = ops.cast(counts > 1.5, "float32")  # two weighted rows at least
+    upper = ops.triu(ops.ones((n_groups, n_groups), "float32"), k=1)
+    pair_mask = usable[:, :, None] * usable[:, None, :] * upper[None]  # [K, G, G]
+    n_pairs = ops.sum(pair_mask, axis=(1, 2))  # [K]
+    per_label = ops.sum(pairs * pair_mask, axis=(1, 2)) / ops.maximum(n_pairs, 1.0)
+    label_share = ops.sum(counts, axis=1) * ops.cast(n_pairs > 0, "float32")  # [K]
+    return ops.sum(per_label * label_share) / ops.maximum(ops.sum(label_share), 1.0)

@@ -5,7 +5,7 @@ from keras import ops
 
 from mibzoo import inference
 from mibzoo.estimators import mine
-from mibzoo.estimators.mmd import hsic
+from mibzoo.estimators.mmd import hsic, unit_scale
 from mibzoo.estimators import total_correlation as total_correlation_lib
 from mibzoo.estimators.critics import MovingAverageMINE
 from mibzoo.objectives.registry import TERMS, built, register_term
@@ -21,13 +21,6 @@ def _shared_private(fp):
     if not fp.model.private_size:
         raise ValueError(f"{fp.model.name}: I(z; u) terms need private latents (private > 0)")
     return fp.z(), ops.concatenate([fp.u(name) for name in _private_names(fp)], axis=-1)
-
-
-def _unit_scale(values):
-    """``values`` divided by their batch standard deviation (root mean variance over dimensions),
-    as a constant: the scale of a kernel's input, not a path for gradients."""
-    std = ops.sqrt(ops.mean(ops.var(values, axis=0)) + 1e-8)
-    return values / ops.stop_gradient(std)
 
 
 def _shuffled(fp, u):
@@ -46,7 +39,7 @@ def shared_private_mmd(fp):
     standard deviation (no gradient) before the kernel, so the penalty cannot be escaped by
     growing u (Eq. 17 puts no rate on U_x) while the decoder undoes the scale."""
     z, u = _shared_private(fp)
-    return hsic(_unit_scale(z), _unit_scale(u), kernel="imq", scales=(1.0,))
+    return hsic(unit_scale(z), unit_scale(u), kernel="imq", scales=(1.0,))
 
 
 @register_term("mi_zu_tc", "regularizer", needs_gaussian_posterior=True)
@@ -80,12 +73,12 @@ def _private_means(fp):
 
 def _mine_unit_scaled(fp):
     z, u = _shared_private(fp)
-    return _unit_scale(z), _unit_scale(u)
+    return unit_scale(z), unit_scale(u)
 
 
 def _mine_means(fp):
     z, _ = _shared_private(fp)
-    return _unit_scale(z), _unit_scale(_private_means(fp))
+    return unit_scale(z), unit_scale(_private_means(fp))
 
 
 # What the statistics network of ``mi_zu_mine`` reads (``term_options: {"mi_zu_mine": {"inputs": ...}}``):

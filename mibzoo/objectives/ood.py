@@ -4,6 +4,7 @@ from keras import ops
 
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.halves import group_half_means
+from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
 from mibzoo.estimators.risk_variance import group_risks, risk_deviation_product, risk_variance
 from mibzoo.networks import ModalityDecoder
@@ -266,6 +267,29 @@ def sufficiency(fp):
     also the risk IRM's penalty (the ``irm`` term) is a penalty on."""
     _ood_modalities(fp.model, "sufficiency")
     return _masked_mean(label_cross_entropy(predictive_label_logits(fp, "sufficiency"), fp.x[LABEL]), _labelled(fp))
+
+
+@register_term("label_conditional_invariance", "regularizer", options={"latent": LATENTS})
+def label_conditional_invariance(fp):
+    """Z ⊥ E | Y on the representation itself: Σ_y P(y) MMD²(q(z | x, y, e₁) ‖ q(z | x, y, e₂)), the
+    unbiased kernel MMD between the environments of the z of q(z | x) given the label
+    (`mibzoo.estimators.mmd.group_conditional_mmd`; inverse multiquadric kernel on z divided by its
+    batch standard deviation, no gradient through the scale, as the fairness MMD does). Labelled
+    examples only; z ~ q(z | x), or its mean (option ``latent``).
+
+    Derived, not in the paper (its G_ood asks E ⊥ Y | Z of p(y | z), `environment_recalibration`):
+    on Colored-MNIST the digit's shape has one law given Y in every environment, while the colour
+    agrees with Y 90 % of the time in one training environment and 80 % in the other, so every
+    function of the colour has environment-dependent laws given Y and only a colour-free z makes
+    this 0 (the conditional domain invariance of Li et al. 2018, CIDDG). E ⊥ Y | Z asks that of
+    the predictor only, and z can keep the colour for a predictor to ignore: docs/results_ood.md
+    (twenty-ninth session) found the colour linearly decodable from `ood_cmnist`'s z at the end of
+    every run (a logistic regression on z reads it as ERM does, test environment 14–21 %). The term
+    pushes the colour out of z (into the image's private latent, which the ELBO still lets carry
+    it)."""
+    _ood_modalities(fp.model, "label_conditional_invariance")
+    z = unit_scale(predictive_latent(fp, "label_conditional_invariance"))
+    return group_conditional_mmd(z, fp.x[LABEL], fp.x[ENVIRONMENT], weights=_labelled(fp), kernel="imq", scales=(1.0,))
 
 
 # What `risk_variance` multiplies the batch's risk deviations by (``term_options: {"risk_variance":

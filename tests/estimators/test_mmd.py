@@ -151,3 +151,79 @@ def test_hsic_near_zero_for_independent_and_positive_for_dependent_samples(run_e
     alternative = run_eagerly(hsic, x, dependent.astype(np.float32))
     # Measured: |null| ≈ 1e-5 (its std over seeds ≈ 3e-5), alternative ≈ 8e-3.
     assert abs(null) < 2e-4 and alternative > 20 * 2e-4, (null, alternative)
+
+
+def _np_group_conditional_mmd(x, labels, groups, weights, kernel, scales):
+    """Independent reference: the P(y)-weighted mean over labels of the mean over group pairs of
+    `_np_mmd` on the slices themselves (rows with weight 0 dropped)."""
+    total = share = 0.0
+    for y in np.unique(labels):
+        values = []
+        for g in range(groups.max() + 1):
+            for h in range(g + 1, groups.max() + 1):
+                a = x[(labels == y) & (groups == g) & (weights > 0)]
+                b = x[(labels == y) & (groups == h) & (weights > 0)]
+                if len(a) >= 2 and len(b) >= 2:
+                    values.append(_np_mmd(a, b, kernel, scales))
+        if values:
+            n = np.sum((labels == y) & (weights > 0))
+            total, share = total + n * np.mean(values), share + n
+    return total / share
+
+
+@pytest.mark.parametrize("kernel,scales", [("rbf", (0.5, 2.0)), ("imq", 1.0)])
+def test_group_conditional_mmd_matches_slices_of_the_numpy_reference(run_eagerly, kernel, scales):
+    """Three groups (one pair of them left with a single row for label 1, so that pair is skipped),
+    two labels, some rows weighted 0."""
+    from mibzoo.estimators.mmd import group_conditional_mmd
+
+    rng = np.random.default_rng(3)
+    rows = 40
+    x = rng.normal(size=(rows, 2)).astype(np.float32)
+    labels, groups = rng.integers(0, 2, rows), rng.integers(0, 3, rows)
+    groups[(labels == 1) & (groups == 2)] = 0
+    groups[np.flatnonzero(labels == 1)[0]] = 2  # a single labelled row of label 1 in group 2
+    weights = (rng.random(rows) > 0.25).astype(np.float32)
+    weights[np.flatnonzero(labels == 1)[0]] = 1.0
+    x[groups == 1] += 0.7 * labels[groups == 1, None]
+    got = run_eagerly(group_conditional_mmd, x, np.eye(2, dtype=np.float32)[labels],
+                      np.eye(3, dtype=np.float32)[groups], weights, kernel=kernel, scales=scales)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, _np_group_conditional_mmd(x, labels, groups, weights, kernel, scales),
+                               atol=1e-5)
+
+
+def test_group_conditional_mmd_is_zero_for_label_driven_shifts_and_matches_the_closed_form_of_a_colour(run_eagerly):
+    """x depends on the label alike in both groups (a 'shape'): ≈ 0, although x's marginal law differs
+    between the groups, whose label shares differ. Then x also carries a 'colour' that agrees with the
+    label 90 % of the time in one group and 80 % in the other (Colored-MNIST's construction): within
+    a label the two groups' laws are the mixtures (1 − f_g) P_agree + f_g P_flip, whose MMD² is
+    (f_0 − f_1)² ‖μ_agree − μ_flip‖², with ‖μ_agree − μ_flip‖² = 2 (E k(same colour) − E k(other
+    colour)) in closed form for the RBF kernel (Gaussian shape and colour noise); f_g are the flip
+    shares the sample realized."""
+    from mibzoo.estimators.mmd import group_conditional_mmd
+
+    rng = np.random.default_rng(0)
+    rows = 4000
+    groups = rng.integers(0, 2, rows)
+    labels = (rng.random(rows) < np.where(groups == 0, 0.3, 0.7)).astype(int)
+    one_hot = np.eye(2, dtype=np.float32)
+    shape = labels[:, None] * 2.0 + rng.normal(size=(rows, 1))
+    invariant = run_eagerly(group_conditional_mmd, shape.astype(np.float32), one_hot[labels], one_hot[groups],
+                            kernel="rbf", scales=1.0)
+    assert abs(invariant) < H0_TOL
+    flip = rng.random(rows) < np.where(groups == 0, 0.1, 0.2)
+    noise, gap = 0.1, 3.0
+    colour = np.where(flip, 1 - labels, labels)[:, None] * gap + noise * rng.normal(size=(rows, 1))
+    leaking = run_eagerly(group_conditional_mmd, np.concatenate([shape, colour], 1).astype(np.float32),
+                          one_hot[labels], one_hot[groups], kernel="rbf", scales=1.0)
+    # E exp(-|d|²/2) for d ~ N(m, v) in one dimension: (1 + v)^(-1/2) exp(-m² / (2 (1 + v)))
+    expected_k = lambda m, v: (1 + v) ** -0.5 * np.exp(-m ** 2 / (2 * (1 + v)))  # noqa: E731
+    same = expected_k(0.0, 2.0) * expected_k(0.0, 2 * noise ** 2)
+    other = expected_k(0.0, 2.0) * expected_k(gap, 2 * noise ** 2)
+    want = 0.0
+    for y in (0, 1):
+        shares = [flip[(labels == y) & (groups == g)].mean() for g in (0, 1)]
+        want += np.mean(labels == y) * (shares[0] - shares[1]) ** 2 * 2 * (same - other)
+    assert want > 5 * H0_TOL / 3
+    np.testing.assert_allclose(leaking, want, atol=H0_TOL / 3)
