@@ -661,24 +661,30 @@ def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_
                                rtol=1e-4, atol=1e-8)
 
 
-def test_label_conditional_invariance_is_the_label_conditional_mmd_of_z_between_environments(rng):
-    """The term is `group_conditional_mmd` (tested against NumPy in tests/estimators/test_mmd.py) of
-    z ~ q(z | x) divided by its batch standard deviation, with the one-hot labels and environments
-    and the label presence (inverse multiquadric kernel of scale 1); rows without a label do not
-    count; its gradient reaches the networks."""
+@pytest.mark.parametrize("statistic", [None, "mmd", "whitened_means"])
+def test_label_conditional_invariance_compares_z_given_y_between_environments(rng, statistic):
+    """The term is `group_conditional_mmd` (the default, inverse multiquadric kernel of scale 1) or
+    `group_conditional_mean_gap` (``statistic: "whitened_means"``), both tested against NumPy in
+    tests/estimators, of z ~ q(z | x) divided by its batch standard deviation, with the one-hot
+    labels and environments and the label presence; rows without a label do not count; its
+    gradient reaches the networks."""
+    from mibzoo.estimators.conditional_means import group_conditional_mean_gap
     from mibzoo.estimators.mmd import group_conditional_mmd
     from mibzoo.objectives import ood
 
+    options = {} if statistic is None else {"label_conditional_invariance": {"statistic": statistic}}
     model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 1.0, "alpha_y": 1.0, "gamma_z": 1.0},
-                         str_reg=[["gamma_z", "label_conditional_invariance"]], term_options={})
+                         str_reg=[["gamma_z", "label_conditional_invariance"]], term_options=options)
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     labelled[[4, 11]] = 0.0
     fp = _forward(model, batch, labelled)
     z = np.asarray(fp.z(0), "float64")
     scaled = z / np.sqrt(z.var(0).mean() + 1e-8)
-    expected = float(group_conditional_mmd(scaled.astype("float32"), np.eye(2, dtype="float32")[batch["label"]],
-                                           np.eye(3, dtype="float32")[batch["env"]], labelled, kernel="imq"))
+    args = (scaled.astype("float32"), np.eye(2, dtype="float32")[batch["label"]], np.eye(3, dtype="float32")[batch["env"]],
+            labelled)
+    expected = float(group_conditional_mean_gap(*args) if statistic == "whitened_means" else
+                     group_conditional_mmd(*args, kernel="imq"))
     np.testing.assert_allclose(float(ood.label_conditional_invariance(fp)), expected, rtol=1e-4, atol=1e-7)
     relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
     np.testing.assert_allclose(float(ood.label_conditional_invariance(_forward(model, relabelled, labelled))), expected,

@@ -17,6 +17,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
   batch's halves or against a reference kept across batches.
 * ``calibration`` — the squared kernel calibration error of a classifier within each group
   (multi-environment calibration, Wald et al. 2021).
+* ``conditional_means`` — the whitened (Mahalanobis) distance between groups' label-conditional
+  means of a representation, paired across the batch's halves.
 * ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
   squared means above (and IRMv1's penalty) unbiased.
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.
@@ -28,6 +30,7 @@ from mibzoo.estimators.adversarial import (
     js_divergence_estimate,
 )
 from mibzoo.estimators.calibration import kernel_calibration_error
+from mibzoo.estimators.conditional_means import group_conditional_mean_gap
 from mibzoo.estimators.critics import Discriminator, MINEStatistics
 from mibzoo.estimators.infogan import (
     categorical_code_mi_lower_bound,
@@ -55,6 +58,7 @@ __all__ = [
     "mmd",
     "hsic",
     "group_conditional_mmd",
+    "group_conditional_mean_gap",
     "kernel_matrix",
     "log_density_gaussian",
     "aggregate_posterior_log_densities",

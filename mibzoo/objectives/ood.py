@@ -3,6 +3,7 @@ of Z for Y, and IRMv1's and V-REx's penalties on p(y | z) across environments (A
 from keras import ops
 
 from mibzoo.estimators.calibration import kernel_calibration_error
+from mibzoo.estimators.conditional_means import group_conditional_mean_gap
 from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
@@ -269,7 +270,15 @@ def sufficiency(fp):
     return _masked_mean(label_cross_entropy(predictive_label_logits(fp, "sufficiency"), fp.x[LABEL]), _labelled(fp))
 
 
-@register_term("label_conditional_invariance", "regularizer", options={"latent": LATENTS})
+# How `label_conditional_invariance` measures Z ⊥ E | Y (``term_options: {...: {"statistic": ...}}``, the
+# first the default): "mmd", the kernel MMD between the environments' label-conditional laws of z;
+# "whitened_means", the squared Mahalanobis distance between their label-conditional means
+# (`group_conditional_mean_gap`), which sees a feature however small the amplitude it is encoded at.
+INVARIANCE_STATISTICS = ("mmd", "whitened_means")
+
+
+@register_term("label_conditional_invariance", "regularizer",
+               options={"latent": LATENTS, "statistic": INVARIANCE_STATISTICS})
 def label_conditional_invariance(fp):
     """Z ⊥ E | Y on the representation itself: Σ_y P(y) MMD²(q(z | x, y, e₁) ‖ q(z | x, y, e₂)), the
     unbiased kernel MMD between the environments of the z of q(z | x) given the label
@@ -287,9 +296,13 @@ def label_conditional_invariance(fp):
     every run (a logistic regression on z reads it as ERM does, test environment 14–21 %). The term
     pushes the colour out of z (into the image's private latent, which the ELBO still lets carry
     it)."""
-    _ood_modalities(fp.model, "label_conditional_invariance")
-    z = unit_scale(predictive_latent(fp, "label_conditional_invariance"))
-    return group_conditional_mmd(z, fp.x[LABEL], fp.x[ENVIRONMENT], weights=_labelled(fp), kernel="imq", scales=(1.0,))
+    name = "label_conditional_invariance"
+    _ood_modalities(fp.model, name)
+    z = unit_scale(predictive_latent(fp, name))
+    args = (z, fp.x[LABEL], fp.x[ENVIRONMENT], _labelled(fp))
+    if TERMS[name].option(fp.model.model_config, "statistic") == "whitened_means":
+        return group_conditional_mean_gap(*args)
+    return group_conditional_mmd(*args, kernel="imq", scales=(1.0,))
 
 
 # What `risk_variance` multiplies the batch's risk deviations by (``term_options: {"risk_variance":
