@@ -111,16 +111,22 @@ def calibration_report(logits, labels, envs, colours):
     return lines
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def run_arguments(parser):
+    """The arguments every Colored-MNIST probe takes: the entry, its epochs and batch size, JSON
+    overrides, the seed and the share of training labels hidden. Returns ``parser``."""
     parser.add_argument("entry")
     parser.add_argument("epochs", type=int)
     parser.add_argument("batch", type=int)
     parser.add_argument("overrides", nargs="?", default="{}", help="JSON: hyperparameters or model fields")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hide", type=float, default=0.0, help="share of training labels hidden")
+    return parser
+
+
+def main():
+    parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--critic-lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, nargs=2, metavar=("EPOCHS", "BATCH"),
                         help="first train EPOCHS at batch BATCH, then EPOCHS/BATCH as given (irm_anneal_steps "
                              "counts the network updates of both)")

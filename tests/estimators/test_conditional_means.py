@@ -46,24 +46,19 @@ def test_matches_numpy_reference(run_eagerly):
     np.testing.assert_allclose(got, _np_gap(x, labels, groups, weights, 0.1), rtol=1e-4, atol=1e-6)
 
 
-def test_near_zero_for_label_driven_shifts_and_amplitude_free_for_a_colour(run_eagerly):
+def test_near_zero_for_label_driven_shifts_and_amplitude_free_for_a_colour(run_eagerly, coloured_groups):
     """A 'shape' that depends on the label alike in both groups: ≈ 0, although the groups' label
     shares differ. A 'colour' agreeing with the label 90 % / 80 % of the time in the two groups counts
     the same whether it is encoded at amplitude 1 or 0.01 (with its noise scaled alike): the distance
     is invariant to a feature's scale, and near its population value (f₀ − f₁)² / Var(colour | y) with
     f_g the sample's flip shares (the colour's within-label variance is f(1 − f) times its amplitude
     squared, plus its noise)."""
-    rng = np.random.default_rng(0)
-    rows = 20000
-    groups = rng.integers(0, 2, rows)
-    labels = (rng.random(rows) < np.where(groups == 0, 0.3, 0.7)).astype(int)
+    groups, labels, shape, flip, rng = coloured_groups(20000)
     one_hot = np.eye(2, dtype=np.float32)
-    shape = labels[:, None] * 2.0 + rng.normal(size=(rows, 1))
     invariant = run_eagerly(group_conditional_mean_gap, shape.astype(np.float32), one_hot[labels], one_hot[groups],
                             ridge=1e-8)
     assert abs(invariant) < 2e-3
-    flip = rng.random(rows) < np.where(groups == 0, 0.1, 0.2)
-    unit = np.where(flip, 1 - labels, labels)[:, None] + 0.1 * rng.normal(size=(rows, 1))
+    unit = np.where(flip, 1 - labels, labels)[:, None] + 0.1 * rng.normal(size=(len(labels), 1))
     gaps = [run_eagerly(group_conditional_mean_gap, np.concatenate([shape, a * unit], 1).astype(np.float32),
                         one_hot[labels], one_hot[groups], ridge=1e-10) for a in (1.0, 0.01)]
     np.testing.assert_allclose(gaps[0], gaps[1], rtol=1e-3)

@@ -193,7 +193,8 @@ def test_group_conditional_mmd_matches_slices_of_the_numpy_reference(run_eagerly
                                atol=1e-5)
 
 
-def test_group_conditional_mmd_is_zero_for_label_driven_shifts_and_matches_the_closed_form_of_a_colour(run_eagerly):
+def test_group_conditional_mmd_is_zero_for_label_driven_shifts_and_matches_the_closed_form_of_a_colour(
+        run_eagerly, coloured_groups):
     """x depends on the label alike in both groups (a 'shape'): ≈ 0, although x's marginal law differs
     between the groups, whose label shares differ. Then x also carries a 'colour' that agrees with the
     label 90 % of the time in one group and 80 % in the other (Colored-MNIST's construction): within
@@ -203,18 +204,13 @@ def test_group_conditional_mmd_is_zero_for_label_driven_shifts_and_matches_the_c
     shares the sample realized."""
     from mibzoo.estimators.mmd import group_conditional_mmd
 
-    rng = np.random.default_rng(0)
-    rows = 4000
-    groups = rng.integers(0, 2, rows)
-    labels = (rng.random(rows) < np.where(groups == 0, 0.3, 0.7)).astype(int)
+    groups, labels, shape, flip, rng = coloured_groups(4000)
     one_hot = np.eye(2, dtype=np.float32)
-    shape = labels[:, None] * 2.0 + rng.normal(size=(rows, 1))
     invariant = run_eagerly(group_conditional_mmd, shape.astype(np.float32), one_hot[labels], one_hot[groups],
                             kernel="rbf", scales=1.0)
     assert abs(invariant) < H0_TOL
-    flip = rng.random(rows) < np.where(groups == 0, 0.1, 0.2)
     noise, gap = 0.1, 3.0
-    colour = np.where(flip, 1 - labels, labels)[:, None] * gap + noise * rng.normal(size=(rows, 1))
+    colour = np.where(flip, 1 - labels, labels)[:, None] * gap + noise * rng.normal(size=(len(labels), 1))
     leaking = run_eagerly(group_conditional_mmd, np.concatenate([shape, colour], 1).astype(np.float32),
                           one_hot[labels], one_hot[groups], kernel="rbf", scales=1.0)
     # E exp(-|d|²/2) for d ~ N(m, v) in one dimension: (1 + v)^(-1/2) exp(-m² / (2 (1 + v)))
