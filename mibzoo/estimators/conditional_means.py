@@ -2,9 +2,9 @@
 within-group spread: Σ_y P(y) · mean over group pairs of Δμ_yᵀ (Σ_y + ridge · I)⁻¹ Δμ_y, the squared
 Mahalanobis distance between the groups' label-conditional means (Hotelling's T² without its
 sample-size factor). It is 0 when x ⊥ G | Y holds for the first moments, and unlike a kernel MMD
-it does not shrink with the amplitude a feature is encoded at: a direction along which the groups
-differ by little but which varies little within them (a feature a linear read-out can amplify)
-counts as fully as a large one.
+it does not shrink with the amplitude a feature is encoded at, down to the ridge added to the
+covariance: a direction along which the groups differ by little but which varies little within
+them (a feature a linear read-out can amplify) counts as fully as a large one.
 
 Each Δμ is estimated twice from disjoint rows (the even and the odd rows, `halves`) and the two are
 multiplied, Δ_evenᵀ A Δ_odd, so the estimate carries no positive bias from the means' own noise
