@@ -8,6 +8,8 @@ Eq. (14) in the style of Wasserstein auto-encoders (Tolstikhin et al. 2018).
 
 from keras import ops
 
+from mibzoo.estimators.conditional_means import label_weighted_pair_mean
+
 __all__ = ["mmd", "hsic", "group_conditional_mmd", "unit_scale", "pairwise_squared_distances", "kernel_matrix"]
 
 KERNELS = ("rbf", "imq")
@@ -162,7 +164,8 @@ def group_conditional_mmd(x, labels, groups, weights=None, kernel="rbf", scales=
     cells and K the kernel matrix with a zeroed diagonal,
     ``aᵀKa / ((Σa)² − Σa²) + bᵀKb / ((Σb)² − Σb²) − 2 aᵀK°b / (Σa Σb)`` (K° keeps the diagonal;
     two cells of one batch share no row). A (label, pair) term needs at least two weighted rows in
-    both cells; labels without a usable pair are left out and P(y) is renormalized over the rest.
+    both cells; labels without a usable pair are left out and P(y) is renormalized over the rest
+    (`mibzoo.estimators.conditional_means.label_weighted_pair_mean`).
 
     Args:
       x: ``[B, D]`` samples (e.g. a representation z).
@@ -189,11 +192,5 @@ def group_conditional_mmd(x, labels, groups, weights=None, kernel="rbf", scales=
     squares = ops.sum(ops.square(cells), axis=0)
     within = ops.sum(cells * k_off_cells, axis=0) / ops.maximum(ops.square(counts) - squares, 1e-12)  # [K, G]
     between = ops.einsum("bkg,bkh->kgh", cells, k_cells) / ops.maximum(counts[:, :, None] * counts[:, None, :], 1e-12)
-    pairs = within[:, :, None] + within[:, None, :] - 2.0 * between  # [K, G, G]
     usable = ops.cast(counts > 1.5, "float32")  # two weighted rows at least
-    upper = ops.triu(ops.ones((n_groups, n_groups), "float32"), k=1)
-    pair_mask = usable[:, :, None] * usable[:, None, :] * upper[None]  # [K, G, G]
-    n_pairs = ops.sum(pair_mask, axis=(1, 2))  # [K]
-    per_label = ops.sum(pairs * pair_mask, axis=(1, 2)) / ops.maximum(n_pairs, 1.0)
-    label_share = ops.sum(counts, axis=1) * ops.cast(n_pairs > 0, "float32")  # [K]
-    return ops.sum(per_label * label_share) / ops.maximum(ops.sum(label_share), 1.0)
+    return label_weighted_pair_mean(within[:, :, None] + within[:, None, :] - 2.0 * between, usable, counts)
