@@ -1,8 +1,9 @@
 """What an OOD entry's z holds: linear read-outs of q(z | x) on Colored-MNIST after training.
 
 Trains a zoo entry as `mibzoo reproduce table4` does (`train_zoo_model`), then reads the means of
-q(z | x) with logistic regressions (scikit-learn) and with the label-conditional invariance
-statistics of `mibzoo.estimators`:
+q(z | x) (`mibzoo.metrics.probe.posterior_means`) with the project's linear classifier
+(`mibzoo.metrics.fairness.linear_classifier`: scikit-learn's logistic regression) and with the
+label-conditional invariance statistics of `mibzoo.estimators`:
 
 - the entry's own predictor p(y | x) = E_q(z|x) p(y | z) at 128 draws: training environments, test
   environment, and the test environment with its colours swapped (`ood_baselines.swap_colours`);
@@ -26,21 +27,13 @@ import numpy as np
 from ood_probe import run_arguments
 
 
-def encode(model, images, batch_size=2000):
-    """Means and scales of q(z | x) for every image."""
-    locs, scales = [], []
-    for start in range(0, len(images), batch_size):
-        posterior = model.encode({"image": images[start:start + batch_size]})
-        locs.append(np.asarray(posterior["loc"]))
-        scales.append(np.asarray(posterior["scale"]))
-    return np.concatenate(locs), np.concatenate(scales)
+def logistic_accuracies(fit_x, fit_y, reads, seed):
+    """Accuracy % of the project's linear classifier (`mibzoo.metrics.fairness.linear_classifier`:
+    standardized features, scikit-learn's logistic regression) fitted on (fit_x, fit_y), on each
+    (x, y) of ``reads``."""
+    from mibzoo.metrics.fairness import linear_classifier
 
-
-def logistic_accuracies(fit_x, fit_y, reads):
-    """Accuracy % of a logistic regression fitted on (fit_x, fit_y), on each (x, y) of ``reads``."""
-    from sklearn.linear_model import LogisticRegression
-
-    head = LogisticRegression(max_iter=4000).fit(fit_x, fit_y)
+    head = linear_classifier(seed).fit(fit_x, fit_y)
     return [100.0 * float(np.mean(head.predict(x) == y)) for x, y in reads]
 
 
@@ -87,6 +80,7 @@ def main():
     from mibzoo.estimators.conditional_means import group_conditional_mean_gap
     from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
     from mibzoo.experiment_data import hide_labels
+    from mibzoo.metrics.probe import posterior_means
     from mibzoo.reproduce.ood_baselines import swap_colours
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import label_accuracies
@@ -105,18 +99,18 @@ def main():
     print(f"{args.entry} seed {args.seed} hide {args.hide} {args.overrides}")
     print("  p(y | x), 128 draws: train envs %.1f / test env %.1f / swapped %.1f" % tuple(own))
 
-    (train_z, train_scale), (test_z, _), (swapped_z, _) = (encode(model, a["image"]) for a in (original, test, swapped))
+    train_z, test_z, swapped_z = (posterior_means(model, a, ["image"]) for a in (original, test, swapped))
     train_y, test_y, envs = (np.asarray(original["label"]), np.asarray(test["label"]), np.asarray(original["env"]))
     half = len(test_y) // 2
     first, second = slice(0, half), slice(half, None)
-    erm = logistic_accuracies(train_z, train_y, [(train_z, train_y), (test_z, test_y), (swapped_z, test_y)])
+    erm = logistic_accuracies(train_z, train_y, [(train_z, train_y), (test_z, test_y), (swapped_z, test_y)], args.seed)
     print("  logistic regression on the mean of q(z | x), fitted on the training envs: "
           "train envs %.1f / test env %.1f / swapped %.1f" % tuple(erm))
-    bound = logistic_accuracies(test_z[first], test_y[first], [(test_z[second], test_y[second])])
+    bound = logistic_accuracies(test_z[first], test_y[first], [(test_z[second], test_y[second])], args.seed)
     print("  fitted on half of the test env, read on the other half: %.1f" % bound[0])
     balanced = logistic_accuracies(np.concatenate([test_z[first], swapped_z[first]]),
                                    np.concatenate([test_y[first], test_y[first]]),
-                                   [(test_z[second], test_y[second]), (swapped_z[second], test_y[second])])
+                                   [(test_z[second], test_y[second]), (swapped_z[second], test_y[second])], args.seed)
     print("  fitted on half of the test env and its colour swap (colour-balanced): test env %.1f / swapped %.1f, "
           "colour-neutral %.1f" % (*balanced, np.mean(balanced)))
     irm = irm_linear_head(train_z, train_y, envs, args.irm_penalty)
@@ -127,15 +121,15 @@ def main():
     rng = np.random.default_rng(args.seed)
     rows = rng.permutation(len(train_y))[:5000]
     one_hot_y, one_hot_e = np.eye(2, dtype="float32")[train_y[rows]], np.eye(3, dtype="float32")[envs[rows]]
-    draws = train_z[rows] + train_scale[rows] * rng.normal(size=train_z[rows].shape).astype("float32")
+    scales = np.asarray(model.encode({"image": np.asarray(original["image"])[rows]})["scale"])
+    draws = train_z[rows] + scales * rng.normal(size=scales.shape).astype("float32")
     for name, z in (("means of q", train_z[rows]), ("draws from q", draws)):
         z = unit_scale(z)
         print("  Z ⊥ E | Y statistics at the %s: whitened mean gap %.4f, MMD (inverse multiquadric) %.5f"
               % (name, float(group_conditional_mean_gap(z, one_hot_y, one_hot_e)),
                  float(group_conditional_mmd(z, one_hot_y, one_hot_e, kernel="imq"))))
-    print("  posterior scale (mean over dimensions) %.3f, standard deviation of the means %.3f"
-          % (float(train_scale.mean()), float(train_z.std(0).mean())))
-
+    print("  posterior scale (mean over the 5,000 rows and the dimensions) %.3f, standard deviation of the "
+          "means over all training images %.3f" % (float(scales.mean()), float(train_z.std(0).mean())))
 
 if __name__ == "__main__":
     main()
