@@ -23,7 +23,7 @@ from keras import ops
 from mibzoo import batch_inputs, inference, latent_samplers, likelihoods, objectives, schedules
 from mibzoo.forward import ForwardPass
 from mibzoo.generation import GenerativeAPI
-from mibzoo.phases import PhasedTraining
+from mibzoo.phases import PhasedTraining, phase_calls
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
 from mibzoo.spec import parse_model
 from mibzoo.structure import StructureMasks
@@ -196,9 +196,9 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         states = {t.name: t.state(self) for _, t, _ in self.loss_terms if t.state}
         self.term_states = {name: layer for name, layer in states.items() if layer is not None}
         self.phases = cfg["phases"]
-        self._phase_schedule = [k for k, p in enumerate(self.phases) for _ in range(p["steps"])]
+        self._call_schedule = phase_calls(self.phases)
         self._schedule_position = 0
-        self._active_phase = 0
+        self._active_phases = (0,)
         self.seed_generator = keras.random.SeedGenerator(cfg["seed"], name="training_noise")
         self.sampling_seed_generator = keras.random.SeedGenerator(cfg["seed"] + 1, name="sampling_noise")
 

@@ -12,6 +12,28 @@ from keras import ops
 from mibzoo import batch_inputs
 
 
+def phase_calls(phases):
+    """Algorithm 1's round of training calls: a list of calls, each the tuple of the phase indices it
+    runs on one minibatch. A phase with ``"batch": "own"`` (the default) takes one call per step, as
+    Algorithm 1 samples a minibatch for every step; a phase with ``"batch": "previous"`` adds its
+    steps to the call before it, on that call's minibatch, and takes no call of its own (so an epoch of
+    N minibatches gives the phases with their own minibatch N updates between them).
+
+    >>> phase_calls([{"name": "dist", "steps": 2}, {"name": "structure", "steps": 1}])
+    [(0,), (0,), (1,)]
+    >>> phase_calls([{"name": "dist", "steps": 2}, {"name": "structure", "steps": 1, "batch": "previous"}])
+    [(0,), (0, 1)]
+    """
+    calls = []
+    for k, phase in enumerate(phases):
+        for _ in range(phase["steps"]):
+            if phase.get("batch", "own") == "previous":
+                calls[-1] = calls[-1] + (k,)
+            else:
+                calls.append((k,))
+    return calls
+
+
 class PhasedTraining(keras.Model):
     """`fit`, `train_step` and `compile` for a list of phases (Algorithm 1; Eq. 15 for structure)."""
 
@@ -118,12 +140,13 @@ class PhasedTraining(keras.Model):
                               if all(v is not w for w in variables)]
         return variables
 
-    def _steps_taken(self):
-        """Training steps taken so far: the sum of the phase optimizers' iteration counts."""
+    def _calls_taken(self):
+        """Training calls taken so far: the iteration counts of the phases that take a call per step
+        (``"batch": "own"``); a phase that shares its call's minibatch adds none."""
         total = 0
         for phase in self.phases:
             optimizer = self._phase_optimizer(phase["name"])
-            if optimizer is not None and optimizer.built:
+            if phase.get("batch", "own") == "own" and optimizer is not None and optimizer.built:
                 total += int(ops.convert_to_numpy(optimizer.iterations))
         return total
 
@@ -135,8 +158,14 @@ class PhasedTraining(keras.Model):
         return self.optimizer
 
     def train_step(self, data):
-        phase = self.phases[self._active_phase]["name"]
+        """One training call: the active phases' steps in turn on one minibatch (`phase_calls`)."""
         x, present = self._prepare(data, strict=False)
+        logs = None
+        for k in self._active_phases:
+            logs = self._phase_step(self.phases[k]["name"], x, present)
+        return logs
+
+    def _phase_step(self, phase, x, present):
         variables = self.phase_variables(phase)
         with tf.GradientTape() as tape:
             fp = self.forward(x, present, training=True, phase=phase)
@@ -164,45 +193,54 @@ class PhasedTraining(keras.Model):
             terms[f"{name}_critic"] = self.critic_objective(fp, name)
         return self._update_trackers(terms, totals)
 
-    def phase_at(self, position):
-        """The index of the phase that training call ``position`` (0-based) runs: Algorithm 1's round
-        robin over the phases, each ``steps`` turns in a row, among those that have started; a phase
-        with ``"start": S`` takes no turn before call S, and until then the others take its turns
-        (mib_mm's structure phase waits one epoch so that the structure is judged on networks that
-        have learned to use its edges; docs/mib_mm.md). A function of the position alone, so a
+    def phases_at(self, position):
+        """The phase indices that training call ``position`` (0-based) runs, in order, on its
+        minibatch: Algorithm 1's round robin over `phase_calls`, among the phases that have started; a
+        phase with ``"start": S`` takes no part before call S, and until then the others take its
+        turns (mib_mm's structure phase waits one epoch so that the structure is judged on networks
+        that have learned to use its edges; docs/mib_mm.md). A function of the position alone, so a
         resumed run continues the same sequence."""
-        turns = [k for k in self._phase_schedule if self.phases[k].get("start", 0) <= position]
-        return turns[position % len(turns)]
+        calls = self._started_calls(position)
+        return calls[position % len(calls)]
+
+    def _started_calls(self, position):
+        """`phase_calls` with the phases that have not started by call ``position`` left out."""
+        calls = [tuple(k for k in call if self.phases[k].get("start", 0) <= position)
+                 for call in self._call_schedule]
+        return [call for call in calls if call]
 
     def make_train_function(self, force=False):
-        """One compiled step function per phase, run in turn as Algorithm 1 prescribes.
+        """One compiled step function per call of `phase_calls`, run in turn as Algorithm 1 prescribes.
 
-        Each phase's function is traced while ``_active_phase`` names it, so the phase is a
+        Each function is traced while ``_active_phases`` names its phases, so the phase is a
         Python-level choice: no ``tf.cond`` around ``apply_gradients`` (which would break
         cross-replica updates under ``tf.distribute``). With ``steps_per_execution > 1`` a
-        phase runs that many steps per call.
+        call runs that many steps, each on its own minibatch.
         """
         if self.train_function is not None and not force:
             return self.train_function
         self._build_optimizers()
         if len(self.phases) == 1:
-            self._active_phase = 0
+            self._active_phases = (0,)
             super().make_train_function(force=True)
             return self.train_function
         # A model loaded from a checkpoint continues Algorithm 1's alternation where it stopped: its
         # position in the schedule is the number of calls taken, read off the phase optimizers.
-        self._schedule_position = self._steps_taken() // max(1, int(self.steps_per_execution))
-        functions = []
-        for k in range(len(self.phases)):
-            self._active_phase = k
-            super().make_train_function(force=True)
-            functions.append(self.train_function)
+        self._schedule_position = self._calls_taken() // max(1, int(self.steps_per_execution))
+        # Which phases a call runs changes only when a phase starts: one function per distinct call.
+        functions = {}
+        for start in sorted({p.get("start", 0) for p in self.phases}):
+            for call in self._started_calls(start):
+                if call not in functions:
+                    self._active_phases = call
+                    super().make_train_function(force=True)
+                    functions[call] = self.train_function
 
         def train_function(iterator):
-            k = self.phase_at(self._schedule_position)
+            call = self.phases_at(self._schedule_position)
             self._schedule_position += 1
-            self._active_phase = k
-            return functions[k](iterator)
+            self._active_phases = call
+            return functions[call](iterator)
 
         self.train_function = train_function
         return train_function

@@ -44,6 +44,9 @@ CONTINUOUS_PRIORS = ("normal", "uniform")
 TERM_OPTIONS = ("shares_critic", "trains_critic_trunk", "weight_schedule")
 # Phases with a fixed meaning (Algorithm 1); estimator critics add "critic:<term>" phases.
 BUILTIN_PHASES = ("dist", "structure")
+# Where a phase's steps get their minibatch: "own" (Algorithm 1: each step samples one and takes a
+# training call), "previous" (the minibatch of the step before it, in the same call; `mibzoo.phases`).
+PHASE_BATCHES = ("own", "previous")
 
 def _terms(entries, kind, source, field):
     if not isinstance(entries, (list, tuple)):
@@ -281,9 +284,17 @@ def parse_model(model, source):
     if not isinstance(phases, list) or not phases:
         raise ConfigError(source, "phases", phases, "a non-empty list of {\"name\": ..., \"steps\": int}")
     for k, phase in enumerate(phases):
-        if not (isinstance(phase, dict) and {"name", "steps"} <= set(phase) <= {"name", "steps", "start"}):
+        if not (isinstance(phase, dict) and {"name", "steps"} <= set(phase) <= {"name", "steps", "start", "batch"}):
             raise ConfigError(source, f"phases[{k}]", phase,
-                              "{\"name\": str, \"steps\": positive int} and optionally \"start\": int >= 0")
+                              "{\"name\": str, \"steps\": positive int} and optionally \"start\": int >= 0 and "
+                              f"\"batch\": one of {list(PHASE_BATCHES)}")
+        batch = phase.get("batch", "own")
+        if batch not in PHASE_BATCHES:
+            raise ConfigError(source, f"phases[{k}].batch", batch,
+                              f"one of {list(PHASE_BATCHES)}" + did_you_mean(str(batch), PHASE_BATCHES))
+        if batch == "previous" and k == 0:
+            raise ConfigError(source, f"phases[{k}].batch", batch,
+                              "'own' for the first phase: 'previous' reuses the minibatch of the phase before it")
         if phase["name"] not in BUILTIN_PHASES and not phase["name"].startswith("critic:"):
             raise ConfigError(source, f"phases[{k}].name", phase["name"],
                               f"one of {list(BUILTIN_PHASES)} or 'critic:<term>'")

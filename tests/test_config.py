@@ -34,6 +34,9 @@ GOOD = {"modalities": {"x": {"kind": "vector", "size": 4}}, "shared": [{"name": 
     ({"phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "start": -1}]}, "phases[1].start",
      "non-negative integer"),
     ({"phases": [{"name": "dist", "steps": 1, "begin": 5}]}, "phases[0]", "optionally \"start\""),
+    ({"phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "batch": "previos"}]},
+     "phases[1].batch", "Did you mean 'previous'?"),
+    ({"phases": [{"name": "dist", "steps": 1, "batch": "previous"}]}, "phases[0].batch", "'own' for the first phase"),
     ({"private": -1}, "private", "non-negative integer"),
     ({"latent": 3}, "model.latent", "only the fields"),
 ])

@@ -50,10 +50,16 @@ def state(model):
             [np.array(v) for opt in optimizers if opt is not None for v in opt.variables])
 
 
-def test_a_resumed_run_starts_from_the_checkpoints_weights_and_optimizer_state(data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("structure_batch, updates", [
+    ("own", (1, 1)),       # one epoch is 2 batches: 1 dist step, then 1 structure step, each on a batch
+    ("previous", (2, 2)),  # each batch: a dist step, then a structure step on the same batch
+])
+def test_a_resumed_run_starts_from_the_checkpoints_weights_and_optimizer_state(data, tmp_path, monkeypatch,
+                                                                               structure_batch, updates):
     run = tmp_path / "run"
+    phases = [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1, "batch": structure_batch}]
     mib_mm = {"entry": "mib_mm", "overrides": {"shared": TINY_SHARED, "private": 2,  # structure from the first step
-                                               "phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1}]}}
+                                               "phases": phases}}
     train(data, run, 1, **mib_mm)
     weights, optimizer = state(experiment.load_model(run / "checkpoints" / "epoch_0001.keras"))
     at_fit = {}
@@ -73,9 +79,8 @@ def test_a_resumed_run_starts_from_the_checkpoints_weights_and_optimizer_state(d
     assert len(resumed_weights) == len(weights) and len(resumed_optimizer) == len(optimizer)
     for a, b in zip(weights + optimizer, resumed_weights + resumed_optimizer):
         np.testing.assert_array_equal(a, b)
-    # One epoch is 2 batches; Algorithm 1 alternates dist and structure steps: 1 dist, 1 structure.
-    assert (at_fit["iterations"], at_fit["structure"]) == (1, 1)
-    assert at_fit["schedule_position"] == 2  # the alternation continues where the killed run stopped
+    assert (at_fit["iterations"], at_fit["structure"]) == updates
+    assert at_fit["schedule_position"] == 2  # the alternation continues where the killed run stopped (2 calls)
     assert history_epochs(run) == [0, 1]
 
 
