@@ -14,10 +14,11 @@ only ``sample`` (joint generation, `mibzoo.generation.GenerativeAPI.latent_sampl
 A model's sampler is its config field ``latent_sampler`` (`mibzoo.config`):
 
 - ``"prior"`` (default): z ~ p(z), as in Eq. 3;
-- ``{"kind": "gmm", "components": 10, "covariance": "full", "fit_on": "sample"}``: a mixture of
-  ``components`` Gaussians (``"full"`` or ``"diag"`` covariances) fitted by EM (scikit-learn's
-  ``GaussianMixture``) to one z ~ q(z | all modalities) per training example (``"fit_on":
-  "sample"``, as MultiVae) or to the posterior means (``"mean"``, Ghosh et al.'s deterministic codes).
+- ``{"kind": "gmm", "components": 10, "covariance": "full", "fit_on": "sample", "n_init": 1}``: a
+  mixture of ``components`` Gaussians (``"full"`` or ``"diag"`` covariances) fitted by EM
+  (scikit-learn's ``GaussianMixture``, the most likely of ``n_init`` runs) to one z ~ q(z | all
+  modalities) per training example (``"fit_on": "sample"``, as MultiVae) or to the posterior means
+  (``"mean"``, Ghosh et al.'s deterministic codes).
   `mibzoo train` fits it after the last epoch (`fit_latent_sampler`) and records the fit in
   ``run.json``. Its parameters are non-trainable weights of the model, so a saved ``.keras`` file,
   ``model.sample``, the exported ``sample`` signatures and ``mibzoo evaluate`` all use the fitted
@@ -86,16 +87,16 @@ def validate(value, source, has_inference=True):
     if kind not in SAMPLERS:
         raise ConfigError(source, "latent_sampler.kind", kind, f"one of {kinds}." + did_you_mean(kind, kinds))
     cls = SAMPLERS[kind]
+    known = {**cls.defaults, **cls.optional}
     out = {"kind": kind, **cls.defaults}
     for key, option in value.items():
         if key == "kind":
             continue
-        if key not in cls.defaults:
+        if key not in known:
             raise ConfigError(source, f"latent_sampler.{key}", option,
-                              f"an option of sampler {kind!r}, one of {sorted(cls.defaults)}"
-                              + did_you_mean(key, cls.defaults))
+                              f"an option of sampler {kind!r}, one of {sorted(known)}" + did_you_mean(key, known))
         out[key] = option
-    cls.check_options(out, source)
+    cls.check_options({**cls.optional, **out}, source)
     if cls.needs_inference and not has_inference:
         raise ConfigError(source, "latent_sampler.kind", kind,
                           "'prior' for a model without an inference network (inference_structure 'none'): "
@@ -119,6 +120,9 @@ class LatentSampler(keras.layers.Layer):
 
     kind = None
     defaults = {}
+    # Options added after configs were measured: left out of the normalized config unless given, so
+    # that the configs which do not set them keep their form (and `compare.config_digest`).
+    optional = {}
     needs_inference = False
 
     def __init__(self, latent_size, **kwargs):
@@ -151,7 +155,7 @@ class LatentSampler(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(latent_size=self.latent_size, **{k: getattr(self, k) for k in self.defaults})
+        config.update(latent_size=self.latent_size, **{k: getattr(self, k) for k in {**self.defaults, **self.optional}})
         return config
 
 
@@ -189,17 +193,24 @@ class GaussianMixtureSampler(LatentSampler):
         covariance: ``"full"`` or ``"diag"`` component covariances.
         fit_on: ``"sample"`` (one z ~ q(z | X) per training example) or ``"mean"`` (its mean).
         max_iter: EM iterations at most.
+        n_init: EM runs from as many k-means initializations; the fit with the highest likelihood is
+            kept (scikit-learn's ``n_init``). EM from one initialization can end at a local optimum
+            whose components straddle two classes, which costs joint coherence (docs/results.md,
+            section 22).
     """
 
     kind = "gmm"
     defaults = {"components": 10, "covariance": "full", "fit_on": "sample", "max_iter": 500}
+    optional = {"n_init": 1}
     needs_inference = True
 
-    def __init__(self, latent_size, components=10, covariance="full", fit_on="sample", max_iter=500, **kwargs):
+    def __init__(self, latent_size, components=10, covariance="full", fit_on="sample", max_iter=500, n_init=1,
+                 **kwargs):
         super().__init__(latent_size, **kwargs)
         self.check_options({"components": components, "covariance": covariance, "fit_on": fit_on,
-                            "max_iter": max_iter}, f"{type(self).__name__}({self.name})")
+                            "max_iter": max_iter, "n_init": n_init}, f"{type(self).__name__}({self.name})")
         self.components, self.covariance, self.fit_on, self.max_iter = int(components), covariance, fit_on, int(max_iter)
+        self.n_init = int(n_init)
         k, d = self.components, self.latent_size
         self.logits = self.add_weight(shape=(k,), initializer="zeros", trainable=False, name="logits")
         self.loc = self.add_weight(shape=(k, d), initializer="zeros", trainable=False, name="loc")
@@ -211,7 +222,7 @@ class GaussianMixtureSampler(LatentSampler):
 
     @classmethod
     def check_options(cls, options, source):
-        for key in ("components", "max_iter"):
+        for key in ("components", "max_iter", "n_init"):
             value = options[key]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(source, f"latent_sampler.{key}", value, "a positive integer")
@@ -246,8 +257,9 @@ class GaussianMixtureSampler(LatentSampler):
                                                                scale_tril=ops.convert_to_tensor(self.scale_tril)))
 
     def fit(self, z, seed=0):
-        """EM on ``z`` ``[N, D]`` (scikit-learn ``GaussianMixture``, k-means initialization seeded
-        with ``seed``); the fitted weights, means and Cholesky factors become the layer's weights."""
+        """EM on ``z`` ``[N, D]`` (scikit-learn ``GaussianMixture``, ``n_init`` k-means initializations
+        seeded with ``seed``, the most likely fit kept); the fitted weights, means and Cholesky factors
+        become the layer's weights."""
         from sklearn.mixture import GaussianMixture
 
         z = np.asarray(z, "float64")
@@ -259,7 +271,7 @@ class GaussianMixtureSampler(LatentSampler):
             raise ValueError(f"{self.name}.fit: latent codes contain NaN or infinity")
         started = time.perf_counter()
         gmm = GaussianMixture(n_components=self.components, covariance_type=self.covariance, max_iter=self.max_iter,
-                              random_state=seed).fit(z)
+                              n_init=self.n_init, random_state=seed).fit(z)
         if self.covariance == "full":
             tril = np.linalg.cholesky(gmm.covariances_)
         else:
@@ -270,7 +282,7 @@ class GaussianMixtureSampler(LatentSampler):
         self.fitted.assign(1.0)
         prior = -0.5 * np.sum(z ** 2, axis=1) - 0.5 * self.latent_size * math.log(2 * math.pi)
         return {"kind": self.kind, "components": self.components, "covariance": self.covariance,
-                "fit_on": self.fit_on, "examples": int(len(z)), "converged": bool(gmm.converged_),
+                "fit_on": self.fit_on, "n_init": self.n_init, "examples": int(len(z)), "converged": bool(gmm.converged_),
                 "iterations": int(gmm.n_iter_), "mean_log_density": float(gmm.score(z)),
                 "prior_mean_log_density": float(np.mean(prior)), "weights": [round(float(w), 4) for w in gmm.weights_],
                 "seconds": round(time.perf_counter() - started, 2)}

@@ -61,6 +61,32 @@ def test_fitted_log_density_equals_sklearn_and_the_written_out_mixture(covarianc
     assert record["mean_log_density"] > record["prior_mean_log_density"]
 
 
+def test_n_init_keeps_the_most_likely_of_several_em_runs():
+    """``n_init`` = scikit-learn's: the fit equals its best-of-``n_init`` reference, and it is at least as
+    likely as EM from the first initialization alone (the ``n_init`` 1 fit with the same seed), strictly
+    more on data where that initialization ends at a worse local optimum (six clusters, six components)."""
+    rng = np.random.default_rng(16)  # a draw on which k-means from random_state 0 ends at a worse optimum
+    centres = rng.normal(scale=4.0, size=(6, 3))
+    z = centres[rng.integers(6, size=600)] + 0.4 * rng.standard_normal((600, 3))
+    single = GaussianMixtureSampler(3, components=6).fit(z, seed=0)
+    several = GaussianMixtureSampler(3, components=6, n_init=8)
+    record = several.fit(z, seed=0)
+    reference = GaussianMixture(6, max_iter=500, n_init=8, random_state=0).fit(z)
+    np.testing.assert_allclose(record["mean_log_density"], reference.score(z), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(several.log_prob(z[:20])), reference.score_samples(z[:20]), rtol=1e-4, atol=1e-3)
+    assert record["n_init"] == 8 and single["n_init"] == 1
+    assert record["mean_log_density"] > single["mean_log_density"] + 0.05
+
+
+def test_n_init_left_unset_keeps_the_normalized_config():
+    """Configs that do not set ``n_init`` keep the form (and the comparison digest) they had before it."""
+    assert latent_samplers.validate(GMM, "test") == {"kind": "gmm", "components": 3, "covariance": "full",
+                                                     "fit_on": "sample", "max_iter": 500}
+    assert latent_samplers.validate({**GMM, "n_init": 5}, "test")["n_init"] == 5
+    layer = latent_samplers.make(latent_samplers.validate(GMM, "test"), 2)
+    assert layer.n_init == 1 and layer.get_config()["n_init"] == 1
+
+
 def test_draws_are_the_chosen_component_reparametrized():
     sampler = GaussianMixtureSampler(3, components=3)
     sampler.fit(clusters(), seed=0)
@@ -168,6 +194,8 @@ def test_config_errors_name_the_field():
         mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler={"kind": "gmm", "components": 0})
     with pytest.raises(ConfigError, match="latent_sampler.covariance"):
         mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler={"kind": "gmm", "covariance": "tied"})
+    with pytest.raises(ConfigError, match="latent_sampler.n_init.*positive integer"):
+        mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler={"kind": "gmm", "n_init": 0})
     with pytest.raises(ConfigError, match="latent_sampler.n_components"):
         mibzoo.load("jmvae", modalities=PAIR, shared=TINY_SHARED, latent_sampler={"kind": "gmm", "n_components": 3})
     with pytest.raises(ConfigError, match="inference network"):
