@@ -94,13 +94,17 @@ def test_a_shared_call_is_a_network_step_then_a_structure_step_on_the_same_minib
 
 def test_mib_mm_waits_one_epoch_before_learning_its_structure():
     """The zoo default: 469 network steps (one MNIST epoch at batch 128) before the first structure step,
-    then four network steps per structure step (docs/results.md section 18)."""
+    then a structure step on the minibatch of every fifth network step (docs/results.md section 22): every
+    minibatch is a network update, as for the entries without structure learning, and there are as many
+    structure updates as at four network steps per structure step on minibatches of their own (section 18)."""
     model = mibzoo.load("mib_mm")
-    assert model.phases == [{"name": "dist", "steps": 4}, {"name": "structure", "steps": 1, "start": 469}]
-    taken = [k for p in range(2345) for k in model.phases_at(p)]  # 5 MNIST epochs at batch 128
-    assert taken[:469] == [0] * 469 and 1 in taken[469:474]
-    assert taken.count(0) == 469 + 1500 and taken.count(1) == 376
-    assert all(taken[p:p + 5].count(1) == 1 for p in range(469, 2340))  # one structure step in any five
+    assert model.phases == [{"name": "dist", "steps": 5},
+                            {"name": "structure", "steps": 1, "start": 469, "batch": "previous"}]
+    calls = [model.phases_at(p) for p in range(2345)]  # 5 MNIST epochs at batch 128
+    assert all(call[0] == 0 for call in calls)  # 2,345 network updates
+    assert calls[:469] == [(0,)] * 469 and (0, 1) in calls[469:474]
+    assert sum(call == (0, 1) for call in calls) == 376
+    assert all(calls[p:p + 5].count((0, 1)) == 1 for p in range(469, 2340))  # one structure step in any five
 
 
 def test_fixed_structure_entries_never_learn_structure():
