@@ -201,7 +201,8 @@ def main():
     test_part = {k: v[:2000] for k, v in test.items()}
     train_part = {k: v[::25] for k, v in original.items()}
     shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm",
-             "environment_recalibration", "risk_variance", "environment_calibration", "label_conditional_invariance")
+             "environment_recalibration", "risk_variance", "environment_calibration", "label_conditional_invariance",
+             "gradient_variance")
 
     class Trajectory(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):

@@ -661,6 +661,81 @@ def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_
                                rtol=1e-4, atol=1e-8)
 
 
+def _numpy_gradient_variance_gap(gradients, envs, keep, halves=True):
+    """float64: per environment with two kept rows in each part (the even and the odd rows, or all),
+    each part's variance of every gradient coordinate (ddof 1); the deviations from their mean over
+    those environments, the even part's times the odd part's (or squared), summed."""
+    parts = [np.arange(len(envs)) % 2 == p for p in (0, 1)] if halves else [np.ones(len(envs), bool)]
+    variances = {}
+    for env in np.unique(envs):
+        rows = [gradients[(envs == env) & keep & part] for part in parts]
+        if all(len(r) > 1 for r in rows):
+            variances[env] = [r.var(axis=0, ddof=1) for r in rows]
+    centre = [np.mean([v[p] for v in variances.values()], axis=0) for p in range(len(parts))]
+    return sum(float(np.sum((v[0] - centre[0]) * (v[-1] - centre[-1]))) for v in variances.values())
+
+
+def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng):
+    """Fishr's term on a model that declares it: the per-row gradients of −log p(y | z) (z ~ q(z | x))
+    with respect to the label decoder's final dense layer, taken by automatic differentiation one
+    row at a time, and their variance gap between the environments from the even and the odd
+    labelled rows, in NumPy. A model trains with it through `fit`."""
+    import keras
+
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 0.0, "alpha_y": 1.0, "gamma_f": 10.0},
+                         str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
+                                  ["gamma_f", "gradient_variance"]], term_options={})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    labelled[[6, 9]] = 0.0
+    fp = _forward(model, batch, labelled)
+    final = model.decoders["label"].net.layers[-1]
+    decoder_input = fp.decoder_input("label", fp.z(0))
+    rows = []
+    for i in range(24):
+        with tf.GradientTape() as tape:
+            logits = model.decode_modality("label", decoder_input[i:i + 1])
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label"][i:i + 1], logits)
+        kernel, bias = tape.gradient(loss, [final.kernel, final.bias])
+        rows.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]).astype("float64"))
+    expected = _numpy_gradient_variance_gap(np.stack(rows), batch["env"], labelled > 0)
+    np.testing.assert_allclose(float(ood.environment_gradient_variance(fp)), expected, rtol=1e-3, atol=1e-9)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(batch, epochs=2, batch_size=12, verbose=0)
+    assert np.isfinite(history.history["gradient_variance"]).all()
+
+
+def test_fishr_baseline_penalty_is_the_full_batch_gradient_variance_gap_in_numpy(rng):
+    """The baseline's penalty: per-row gradients of the binary cross-entropy with respect to the final
+    layer, (σ(f) − y) · [h, 1], and the squared deviations of the environments' variances."""
+    features = rng.normal(size=(40, 5))
+    logits, labels = rng.normal(size=40), rng.integers(0, 2, 40).astype("float64")
+    envs = np.repeat([0, 1], [15, 25])
+    residuals = _sigmoid(logits) - labels
+    gradients = np.concatenate([features * residuals[:, None], residuals[:, None]], axis=1)
+    expected = _numpy_gradient_variance_gap(gradients, envs, np.ones(40, bool), halves=False)
+    got = ood_baselines.fishr_penalty(tf.constant(features, tf.float32), tf.constant(logits, tf.float32),
+                                      tf.constant(labels, tf.float32), tf.constant(np.eye(2)[envs], tf.float32))
+    np.testing.assert_allclose(float(got), expected, rtol=1e-4)
+
+
+def test_fishr_baseline_lowers_its_penalty_and_refuses_an_unknown_one(rng):
+    """On the toy Colored-MNIST, the same MLP trained without the penalty (weight 0, which still reports
+    Fishr's gap) ends with environments whose gradient variances differ far more than with it."""
+    train, test = _toy_colored(rng, 200, (0.1, 0.2)), _toy_colored(rng, 200, (0.9,))
+    test["env"][:] = 2
+    quick = dict(hidden=16, steps=60, anneal_steps=20, learning_rate=0.02)
+    fishr = dataclasses.replace(ood_baselines.FISHR_SETTINGS, **quick)
+    penalized = ood_baselines.train_baseline(fishr, train, test, 0, jit_compile=False)
+    unpenalized = ood_baselines.train_baseline(dataclasses.replace(fishr, penalty_weight=0.0), train, test, 0,
+                                               jit_compile=False)
+    assert penalized["penalty"] < 0.1 * unpenalized["penalty"]
+    with pytest.raises(ValueError, match="penalty='vrex'.*'irm', 'fishr'"):
+        ood_baselines.Settings(penalty="vrex")
+
+
 @pytest.mark.parametrize("statistic", [None, "mmd", "whitened_means"])
 def test_label_conditional_invariance_compares_z_given_y_between_environments(rng, statistic):
     """The term is `group_conditional_mmd` (the default, inverse multiquadric kernel of scale 1) or

@@ -15,6 +15,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
   would save (G_ood's I(E; Y | Z) without a critic).
 * ``risk_variance`` — the variance of a classifier's risk across groups (V-REx's penalty), from the
   batch's halves or against a reference kept across batches.
+* ``gradient_variance`` — the squared distance between groups' variances of per-example gradients of a
+  classifier's final layer (Fishr's penalty), from the batch's halves or on whole groups.
 * ``calibration`` — the squared kernel calibration error of a classifier within each group
   (multi-environment calibration, Wald et al. 2021).
 * ``conditional_means`` — the whitened (Mahalanobis) distance between groups' label-conditional
@@ -36,6 +38,7 @@ from mibzoo.estimators.infogan import (
     categorical_code_mi_lower_bound,
     gaussian_code_mi_lower_bound,
 )
+from mibzoo.estimators.gradient_variance import gradient_variance_gap, last_layer_gradients
 from mibzoo.estimators.mine import mine_loss, mine_lower_bound
 from mibzoo.estimators.mmd import group_conditional_mmd, hsic, kernel_matrix, mmd
 from mibzoo.estimators.recalibration import recalibration_gain
@@ -76,6 +79,8 @@ __all__ = [
     "risk_variance",
     "lagged_risk_variance",
     "kernel_calibration_error",
+    "gradient_variance_gap",
+    "last_layer_gradients",
     "Discriminator",
     "MINEStatistics",
 ]

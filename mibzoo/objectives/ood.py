@@ -1,10 +1,12 @@
 """Out-of-distribution generalization terms (Sec. 6, Eq. 18): G_ood's E ⊥ Y | Z and the sufficiency
-of Z for Y, IRMv1's and V-REx's penalties on p(y | z) across environments (Appendix A.5), and
-Z ⊥ E | Y on z itself."""
+of Z for Y, IRMv1's, V-REx's and Fishr's penalties on p(y | z) across environments (Appendix A.5),
+and Z ⊥ E | Y on z itself."""
+import keras
 from keras import ops
 
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.conditional_means import group_conditional_mean_gap
+from mibzoo.estimators.gradient_variance import gradient_variance_gap, last_layer_gradients
 from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
@@ -427,3 +429,35 @@ def invariant_risk(fp):
         annealing = ops.cast(fp.model.optimizer.iterations < anneal_steps, "float32")
         penalty = penalty * (1.0 + annealing * (float(term.hyperparameter(config, "irm_anneal_scale")) - 1.0))
     return penalty
+
+
+def predictive_label_features(fp, term=None):
+    """``(h, logits)``: the input h of the label decoder's final dense layer and the logits of
+    p(y | z) it gives, z from q(z | x) as `predictive_label_logits` reads it (option ``latent``).
+    Needs an MLP label decoder (every categorical modality has one)."""
+    layers = fp.model.decoders[LABEL].net.layers
+    final = layers[-1]
+    if not isinstance(final, keras.layers.Dense) or final.activation is not keras.activations.linear:
+        raise NotImplementedError(f"{fp.model.name}: {term}: the label decoder's last layer is {type(final).__name__}; "
+                                  "only a final dense layer without activation has closed-form per-example gradients")
+    features = fp.decoder_input(LABEL, predictive_latent(fp, term))
+    for layer in layers[:-1]:
+        features = layer(features)
+    return features, final(features)
+
+
+@register_term("gradient_variance", "regularizer", options={"latent": LATENTS})
+def environment_gradient_variance(fp):
+    """Fishr's penalty on p(y | z) (Rame et al. 2022): the squared distance between the training
+    environments' variances of the per-example gradients of −log p(y | z) with respect to the label
+    decoder's final layer, z ~ q(z | x) (option ``latent``), labelled examples only
+    (`mibzoo.estimators.gradient_variance`). Like ``irm`` and ``risk_variance``, a way of asking M^p
+    to be stable across environments (the paper's Appendix A.5), here through the whole final
+    layer's gradient statistics rather than one scale's mean gradient: on Colored-MNIST a predictor
+    that reads the colour has residuals whose spread differs between the environments (the colour
+    is wrong 10 % of the time in one, 20 % in the other), along every feature that carries it."""
+    name = "gradient_variance"
+    _ood_modalities(fp.model, name)
+    features, logits = predictive_label_features(fp, name)
+    residuals = ops.softmax(ops.cast(logits, "float32"), axis=-1) - fp.x[LABEL]
+    return gradient_variance_gap(last_layer_gradients(residuals, features), fp.x[ENVIRONMENT], _labelled(fp))
