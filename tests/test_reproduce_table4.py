@@ -64,13 +64,20 @@ def test_runs_shared_among_worker_processes_give_the_records_of_one_process(mnis
 
 def test_budget_statement_sums_the_commands_and_needs_every_row_at_five_seeds():
     runs = [{"method": m, "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
-            for m in table4_records.METHODS for s in range(5)]
-    record = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "M, 2 cores"}
+            for m in table4_records.DEFAULT_METHODS for s in range(5)]
+    record = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "M, 2 cores",
+              "commands": ["mibzoo reproduce table4 --methods ERM IRM oracle", "mibzoo reproduce table4 --methods "
+                           "ood_cmnist ood_cmnist_semi ood_cmnist_irm"]}
     assert table4.budget_line(record) == ("- The whole table in under 30 minutes on 2 cores: **met** "
                                           "(28.3 min over 2 commands on M, 2 cores).")
-    assert "**missed** (30.0 min over 1 command on" in table4.budget_line({**record, "wall_seconds": [1800.0]})
+    one = {**record, "wall_seconds": [1800.0], "commands": ["mibzoo reproduce table4"]}
+    assert "**missed** (30.0 min over 1 command on" in table4.budget_line(one)
     short = {**record, "runs": [r for r in runs if not (r["method"] == "IRM" and r["seed"] == 4)]}
     assert "not measured (not every row has 5 seeds; 28.3 min" in table4.budget_line(short)
+    # A row outside issue 12's table (Fishr) is neither needed for the statement nor timed in it.
+    fishr = {**record, "runs": runs + [{**runs[0], "method": "Fishr"}], "wall_seconds": [1000.0, 700.0, 900.0],
+             "commands": record["commands"] + ["mibzoo reproduce table4 --methods Fishr"]}
+    assert "**met** (28.3 min over 2 commands" in table4.budget_line(fishr)
 
 
 def test_summary_in_percent_with_sample_std_and_target_statements():
