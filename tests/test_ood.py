@@ -675,7 +675,8 @@ def _numpy_gradient_variance_gap(gradients, envs, keep, halves=True):
     return sum(float(np.sum((v[0] - centre[0]) * (v[-1] - centre[-1]))) for v in variances.values())
 
 
-def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng):
+@pytest.mark.parametrize("pairs", [None, "halves", "none"])
+def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pairs):
     """Fishr's term on a model that declares it: the per-row gradients of −log p(y | z) (z ~ q(z | x))
     with respect to the label decoder's final dense layer, taken by automatic differentiation one
     row at a time, and their variance gap between the environments from the even and the odd
@@ -686,7 +687,8 @@ def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng):
 
     model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 0.0, "alpha_y": 1.0, "gamma_f": 10.0},
                          str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
-                                  ["gamma_f", "gradient_variance"]], term_options={})
+                                  ["gamma_f", "gradient_variance"]],
+                         term_options={} if pairs is None else {"gradient_variance": {"pairs": pairs}})
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     labelled[[6, 9]] = 0.0
@@ -700,7 +702,7 @@ def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng):
             loss = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label"][i:i + 1], logits)
         kernel, bias = tape.gradient(loss, [final.kernel, final.bias])
         rows.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]).astype("float64"))
-    expected = _numpy_gradient_variance_gap(np.stack(rows), batch["env"], labelled > 0)
+    expected = _numpy_gradient_variance_gap(np.stack(rows), batch["env"], labelled > 0, halves=pairs != "none")
     np.testing.assert_allclose(float(ood.environment_gradient_variance(fp)), expected, rtol=1e-3, atol=1e-9)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(batch, epochs=2, batch_size=12, verbose=0)

@@ -6,7 +6,7 @@ from keras import ops
 
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.conditional_means import group_conditional_mean_gap
-from mibzoo.estimators.gradient_variance import gradient_variance_gap, last_layer_gradients
+from mibzoo.estimators.gradient_variance import GAP_PAIRINGS, gradient_variance_gap, last_layer_gradients
 from mibzoo.estimators.halves import group_half_means
 from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
 from mibzoo.estimators.recalibration import PAIRINGS, REFERENCES, paired_gain, recalibration_gain, recalibration_half_means
@@ -446,7 +446,7 @@ def predictive_label_features(fp, term=None):
     return features, final(features)
 
 
-@register_term("gradient_variance", "regularizer", options={"latent": LATENTS})
+@register_term("gradient_variance", "regularizer", options={"latent": LATENTS, "pairs": GAP_PAIRINGS})
 def environment_gradient_variance(fp):
     """Fishr's penalty on p(y | z) (Rame et al. 2022): the squared distance between the training
     environments' variances of the per-example gradients of −log p(y | z) with respect to the label
@@ -455,9 +455,15 @@ def environment_gradient_variance(fp):
     to be stable across environments (the paper's Appendix A.5), here through the whole final
     layer's gradient statistics rather than one scale's mean gradient: on Colored-MNIST a predictor
     that reads the colour has residuals whose spread differs between the environments (the colour
-    is wrong 10 % of the time in one, 20 % in the other), along every feature that carries it."""
+    is wrong 10 % of the time in one, 20 % in the other), along every feature that carries it.
+
+    Option ``pairs``: ``"halves"`` (default), the even rows' deviations times the odd rows', unbiased
+    but negative where the halves disagree; ``"none"``, the whole batch's deviations squared, Fishr's
+    own form, never negative but biased upwards by the variances' minibatch noise
+    (`gradient_variance_gap`)."""
     name = "gradient_variance"
     _ood_modalities(fp.model, name)
     features, logits = predictive_label_features(fp, name)
     residuals = ops.softmax(ops.cast(logits, "float32"), axis=-1) - fp.x[LABEL]
-    return gradient_variance_gap(last_layer_gradients(residuals, features), fp.x[ENVIRONMENT], _labelled(fp))
+    return gradient_variance_gap(last_layer_gradients(residuals, features), fp.x[ENVIRONMENT], _labelled(fp),
+                                 pairs=TERMS[name].option(fp.model.model_config, "pairs"))
