@@ -265,13 +265,16 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile=True,
                     h = layer(h, training=True)
                 logits = tf.cast(final_layer(h, training=True)[:, 0], tf.float32)
                 nlls.append(mean_nll(logits, y))
-                penalties.append(irm_penalty(logits, y))
+                if settings.penalty == "irm":
+                    penalties.append(irm_penalty(logits, y))
                 features.append(h)
                 all_logits.append(logits)
-            nll, penalty = tf.reduce_mean(tf.stack(nlls)), tf.reduce_mean(tf.stack(penalties))
+            nll = tf.reduce_mean(tf.stack(nlls))
             if settings.penalty == "fishr":
                 penalty = fishr_penalty(tf.concat(features, 0), tf.concat(all_logits, 0),
                                         tf.concat([y for _, y in tensors], 0), groups)
+            else:
+                penalty = tf.reduce_mean(tf.stack(penalties))
             weight_norm = tf.add_n([tf.reduce_sum(tf.square(w)) for w in mlp.trainable_variables])
             loss = nll + settings.l2 * weight_norm + penalty_weight * penalty
             loss = loss / tf.maximum(penalty_weight, 1.0)  # IRM divides by λ when λ > 1
