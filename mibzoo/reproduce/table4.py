@@ -34,7 +34,7 @@ import numpy as np
 from mibzoo.reproduce import Table, write_generated_block
 from mibzoo.reproduce.workers import run_shared
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
-from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, _command_methods,
+from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, command_methods,
                                              drop_superseded, keep_same_budget, recorded_precision)
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
@@ -331,7 +331,7 @@ def budget_line(record):
     complete = all(m in summary and summary[m]["n"] >= len(DEFAULT_SEEDS) for m in DEFAULT_METHODS)
     # Commands that ran only rows outside issue 12's table (Fishr) do not count against its budget.
     timed = [w for c, w in zip(record["commands"], record["wall_seconds"])
-             if _command_methods(c) & set(DEFAULT_METHODS)]
+             if command_methods(c) & set(DEFAULT_METHODS)]
     minutes = sum(timed) / 60
     commands = len(timed)
     where = f"{minutes:.1f} min over {commands} command{'s' if commands != 1 else ''} on {record['machine']}"

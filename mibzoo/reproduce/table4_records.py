@@ -55,7 +55,7 @@ def _command_values(command, flag, default, convert=str):
     return set(chosen)
 
 
-def _command_methods(command):
+def command_methods(command):
     """The methods a recorded command ran (`DEFAULT_METHODS` without ``--methods``)."""
     return _command_values(command, "--methods", DEFAULT_METHODS)
 
@@ -69,7 +69,7 @@ def drop_superseded(record, methods, seeds):
     """``record`` without the commands (and their wall times) whose every run is redone by a
     command running ``methods`` with ``seeds``."""
     pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if not (_command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
+             if not (command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
     return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
 
 
@@ -85,7 +85,7 @@ def keep_same_budget(record, budget):
         return None
     methods = {r["method"] for r in kept}
     pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if _command_methods(c) & methods]
+             if command_methods(c) & methods]
     return {**record, "runs": kept, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs],
             "budget": new}
 
