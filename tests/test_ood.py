@@ -661,28 +661,16 @@ def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_
                                rtol=1e-4, atol=1e-8)
 
 
-def _numpy_gradient_variance_gap(gradients, envs, keep, halves=True):
-    """float64: per environment with two kept rows in each part (the even and the odd rows, or all),
-    each part's variance of every gradient coordinate (ddof 1); the deviations from their mean over
-    those environments, the even part's times the odd part's (or squared), summed."""
-    parts = [np.arange(len(envs)) % 2 == p for p in (0, 1)] if halves else [np.ones(len(envs), bool)]
-    variances = {}
-    for env in np.unique(envs):
-        rows = [gradients[(envs == env) & keep & part] for part in parts]
-        if all(len(r) > 1 for r in rows):
-            variances[env] = [r.var(axis=0, ddof=1) for r in rows]
-    centre = [np.mean([v[p] for v in variances.values()], axis=0) for p in range(len(parts))]
-    return sum(float(np.sum((v[0] - centre[0]) * (v[-1] - centre[-1]))) for v in variances.values())
-
-
 @pytest.mark.parametrize("pairs", [None, "halves", "none"])
 def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pairs):
-    """Fishr's term on a model that declares it: the per-row gradients of −log p(y | z) (z ~ q(z | x))
-    with respect to the label decoder's final dense layer, taken by automatic differentiation one
-    row at a time, and their variance gap between the environments from the even and the odd
-    labelled rows, in NumPy. A model trains with it through `fit`."""
+    """Fishr's term on a model that declares it: `gradient_variance_gap` (tested against NumPy in
+    tests/estimators) of the per-row gradients of −log p(y | z) (z ~ q(z | x)) with respect to the
+    label decoder's final dense layer, taken by automatic differentiation one row at a time, between
+    the environments, labelled rows only, with the declared pairing. A model trains with it through
+    `fit`."""
     import keras
 
+    from mibzoo.estimators.gradient_variance import gradient_variance_gap
     from mibzoo.objectives import ood
 
     model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 0.0, "alpha_y": 1.0, "gamma_f": 10.0},
@@ -701,8 +689,9 @@ def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pair
             logits = model.decode_modality("label", decoder_input[i:i + 1])
             loss = tf.nn.sparse_softmax_cross_entropy_with_logits(batch["label"][i:i + 1], logits)
         kernel, bias = tape.gradient(loss, [final.kernel, final.bias])
-        rows.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]).astype("float64"))
-    expected = _numpy_gradient_variance_gap(np.stack(rows), batch["env"], labelled > 0, halves=pairs != "none")
+        rows.append(np.concatenate([kernel.numpy().ravel(), bias.numpy()]))
+    expected = float(gradient_variance_gap(np.stack(rows), np.eye(3, dtype="float32")[batch["env"]], labelled,
+                                           pairs=pairs or "halves"))
     np.testing.assert_allclose(float(ood.environment_gradient_variance(fp)), expected, rtol=1e-3, atol=1e-9)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     history = model.fit(batch, epochs=2, batch_size=12, verbose=0)
@@ -711,13 +700,16 @@ def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pair
 
 def test_fishr_baseline_penalty_is_the_full_batch_gradient_variance_gap_in_numpy(rng):
     """The baseline's penalty: per-row gradients of the binary cross-entropy with respect to the final
-    layer, (σ(f) − y) · [h, 1], and the squared deviations of the environments' variances."""
+    layer, (σ(f) − y) · [h, 1] in NumPy, and the squared deviations of the environments' variances
+    (`gradient_variance_gap` on all rows, tested against NumPy in tests/estimators)."""
+    from mibzoo.estimators.gradient_variance import gradient_variance_gap
+
     features = rng.normal(size=(40, 5))
     logits, labels = rng.normal(size=40), rng.integers(0, 2, 40).astype("float64")
     envs = np.repeat([0, 1], [15, 25])
     residuals = _sigmoid(logits) - labels
     gradients = np.concatenate([features * residuals[:, None], residuals[:, None]], axis=1)
-    expected = _numpy_gradient_variance_gap(gradients, envs, np.ones(40, bool), halves=False)
+    expected = float(gradient_variance_gap(gradients.astype("float32"), np.eye(2, dtype="float32")[envs], pairs="none"))
     got = ood_baselines.fishr_penalty(tf.constant(features, tf.float32), tf.constant(logits, tf.float32),
                                       tf.constant(labels, tf.float32), tf.constant(np.eye(2)[envs], tf.float32))
     np.testing.assert_allclose(float(got), expected, rtol=1e-4)

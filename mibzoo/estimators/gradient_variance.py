@@ -19,7 +19,7 @@ the two halves are independent (``gradient_variance_gap``).
 
 from keras import ops
 
-from mibzoo.estimators.halves import group_half_means
+from mibzoo.estimators.halves import group_half_means, kept_group_deviations
 
 __all__ = ["GAP_PAIRINGS", "gradient_variance_gap", "last_layer_gradients"]
 
@@ -77,7 +77,5 @@ def gradient_variance_gap(gradients, groups, weights=None, pairs="halves"):
     first, second = means[:, :, :size], means[:, :, size:]
     # Bessel's correction: n / (n − 1) times the mean square about the rows' own mean.
     variances = (second - first * first) * (counts / ops.maximum(counts - 1.0, 1.0))[:, :, None]
-    kept = ops.cast(ops.all(counts > 1, axis=0), "float32")  # [G]
-    centre = ops.sum(variances * kept[None, :, None], axis=1, keepdims=True) / ops.maximum(ops.sum(kept), 1.0)
-    deviations = (variances - centre) * kept[None, :, None]
+    deviations = kept_group_deviations(variances, ops.cast(ops.all(counts > 1, axis=0), "float32"))
     return ops.sum(deviations[0] * deviations[-1])

@@ -1,12 +1,12 @@
 """Per-group means over the even and over the odd rows of a batch: two independent estimates of each
 group's mean, whose product is an unbiased estimate of its square where the square of one estimate
 is biased upwards by its variance (IRMv1's unbiased penalty, Arjovsky et al. 2019, Sec. 3.2).
-Shared by `recalibration` (the paired gradients), `risk_variance` and IRMv1's term
-(`mibzoo.objectives.ood.invariant_risk`)."""
+Shared by `recalibration` (the paired gradients), `risk_variance`, `gradient_variance` and IRMv1's
+term (`mibzoo.objectives.ood.invariant_risk`)."""
 
 from keras import ops
 
-__all__ = ["group_half_means"]
+__all__ = ["group_half_means", "kept_group_deviations"]
 
 
 def group_half_means(values, membership):
@@ -27,3 +27,15 @@ def group_half_means(values, membership):
     sums = ops.stack([ops.einsum("bg,bp->gp", h, values) for h in halves])
     kept = ops.cast(ops.logical_and(counts[0] > 0, counts[1] > 0), "float32")
     return sums / ops.maximum(counts, 1.0)[:, :, None], counts, kept
+
+
+def kept_group_deviations(values, kept):
+    """``values`` minus their mean over the kept groups, and 0 for the groups not kept.
+
+    Args:
+      values: ``[H, G, ...]`` per part of the batch (e.g. its two halves) and per group.
+      kept: ``[G]`` 1.0 for a group that counts, else 0.0.
+    """
+    kept = ops.reshape(kept, (1, -1) + (1,) * (len(values.shape) - 2))
+    centre = ops.sum(values * kept, axis=1, keepdims=True) / ops.maximum(ops.sum(kept), 1.0)
+    return (values - centre) * kept

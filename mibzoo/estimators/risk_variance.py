@@ -28,7 +28,7 @@ times the batch risks' gradients, carries the reference's much smaller noise.
 
 from keras import ops
 
-from mibzoo.estimators.halves import group_half_means
+from mibzoo.estimators.halves import group_half_means, kept_group_deviations
 
 __all__ = ["group_risks", "lagged_risk_variance", "risk_deviation_product", "risk_variance"]
 
@@ -57,7 +57,7 @@ def risk_variance(losses, groups, weights=None):
     means, _, kept = group_half_means(losses[:, None], weights[:, None] * groups)
     risks = means[:, :, 0]  # [2, G]: the even and the odd rows' risk of each group
     groups_kept = ops.maximum(ops.sum(kept), 1.0)
-    deviations = (risks - ops.sum(risks * kept, axis=-1, keepdims=True) / groups_kept) * kept
+    deviations = kept_group_deviations(risks, kept)
     return ops.sum(deviations[0] * deviations[1]) / groups_kept
 
 
@@ -105,7 +105,5 @@ def risk_deviation_product(risks, seen, reference, known):
     """
     reference = ops.stop_gradient(ops.cast(reference, "float32"))
     kept = seen * ops.cast(known, "float32")
-    groups_kept = ops.maximum(ops.sum(kept), 1.0)
-    deviation = (risks - ops.sum(risks * kept) / groups_kept) * kept
-    reference_deviation = (reference - ops.sum(reference * kept) / groups_kept) * kept
-    return ops.sum(deviation * reference_deviation) / groups_kept
+    deviations = kept_group_deviations(ops.stack([risks, reference]), kept)
+    return ops.sum(deviations[0] * deviations[1]) / ops.maximum(ops.sum(kept), 1.0)
