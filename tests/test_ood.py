@@ -259,6 +259,32 @@ def test_irm_term_matches_numpy_finite_differences(rng):
     np.testing.assert_allclose(value, np.mean(penalties), rtol=1e-3, atol=1e-9)
 
 
+@pytest.mark.parametrize("scale", [1e-9, 1e-3, 0.0])
+def test_irm_annealing_scales_the_penalty_until_its_step(rng, scale):
+    """Before ``irm_anneal_steps`` the training value is the penalty times ``irm_anneal_scale``, also
+    for a scale below float32's resolution around 1 (1 / γ at IRM-sized γ); from that update on, and
+    at evaluation, the penalty itself."""
+    import keras
+
+    from mibzoo.objectives import ood
+
+    hyperparameters = {**_small_model().model_config["hyperparameters"], "irm_anneal_steps": 3,
+                       "irm_anneal_scale": scale}
+    model = _small_model(hyperparameters=hyperparameters)
+    model.compile(optimizer=keras.optimizers.Adam())
+    batch = _batch(rng, 18)
+    x, present = model._prepare({**batch, "present": {"label": np.ones(18, "float32")}}, strict=False)
+    fp = model.forward(x, present, training=True, seed=3)  # lazy: the draws of z are made once and kept
+    annealed = float(ood.invariant_risk(fp))
+    model.optimizer.iterations.assign(3)
+    full = float(ood.invariant_risk(fp))
+    assert abs(full) > 1e-6
+    np.testing.assert_allclose(annealed, scale * full, rtol=1e-5, atol=0)
+    model.optimizer.iterations.assign(0)
+    evaluation = model.forward(x, present, training=False, seed=3)
+    assert float(ood.invariant_risk(evaluation)) == float(ood.invariant_risk(evaluation)) != 0.0  # never annealed
+
+
 def test_irm_scale_gradient_agrees_with_the_baseline_autodiff_penalty(rng):
     """For two classes, softmax over logits [0, f] is the sigmoid of f: the zoo term's closed form
     and the baseline's autodiff penalty must agree."""

@@ -426,8 +426,10 @@ def invariant_risk(fp):
     config, term = fp.model.model_config, TERMS["irm"]
     anneal_steps = term.hyperparameter(config, "irm_anneal_steps")
     if fp.training and anneal_steps:
-        annealing = ops.cast(fp.model.optimizer.iterations < anneal_steps, "float32")
-        penalty = penalty * (1.0 + annealing * (float(term.hyperparameter(config, "irm_anneal_scale")) - 1.0))
+        # A selection, not 1 + annealing · (scale − 1): in float32 that sum is 0 for a scale under
+        # ~6e-8 (1 / γ for γ above ~2e7), which silently dropped the penalty during the annealing.
+        scale = float(term.hyperparameter(config, "irm_anneal_scale"))
+        penalty = penalty * ops.where(fp.model.optimizer.iterations < anneal_steps, scale, 1.0)
     return penalty
 
 
