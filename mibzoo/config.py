@@ -41,6 +41,11 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``likelihood_weights``: ``{modality: w_i}``, each −log p(x_i | ·) of the objective is weighted by
   w_i (default 1; MultiVae weights a label ×50 against a 784-pixel image);
 - ``kl_schedule``: a KL warm-up schedule γ_t (`mibzoo.schedules`) in serialized form, or null;
+- ``loss_schedule``: a factor c_t (`mibzoo.schedules`, serialized) on the objective of every network
+  update (not the critics'; logged losses stay unscaled), or absent (c = 1). IRM divides its loss by
+  its penalty's weight once the penalty is on: ``{"class_name": "PiecewiseConstant", "config":
+  {"boundaries": [200], "values": [1.0, 0.002]}}``. Adam's second moment then still holds the
+  gradients from before the onset, so its steps stay at that scale (docs/results_ood.md);
 - ``networks``: default network options per modality kind, ``{"image": {"network": "mlp",
   "hidden": 512, "layers": 2}}``; a modality spec's own keys take precedence. Keyed by kind, they
   survive a change of data set (whose modalities replace the entry's). Keys: ``network``

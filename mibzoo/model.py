@@ -68,6 +68,11 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         likelihood_weights: ``{modality: w_i}`` weights of the likelihood terms (default 1).
         kl_schedule: KL warm-up γ_t (`mibzoo.schedules`, serialized or an instance): the rate
             terms are multiplied by γ at training step t (1 at evaluation).
+        loss_schedule: a factor c_t (`mibzoo.schedules`, serialized or an instance) on the objective
+            of every network update at update t (not on the critics'; the logged losses stay
+            unscaled), e.g. ``PiecewiseConstant([200], [1.0, 1e-3])``: IRM's division of its loss by
+            the penalty's weight from the penalty's onset, which leaves the minimizers alone and
+            keeps Adam's steps after the onset at the scale of the gradients before it. None: c = 1.
         networks: default network options per modality kind (``{"image": {"network": "mlp"}}``),
             under each modality spec's own keys.
         optimizers: default Adam settings of the ``dist`` and ``critic`` phases
@@ -110,7 +115,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
                  networks=None, optimizers=None, posterior="poe", term_options=None, latent_sampler=None,
-                 batch_size=None, steps_per_execution=None, entry="custom", **kwargs):
+                 batch_size=None, steps_per_execution=None, loss_schedule=None, entry="custom", **kwargs):
         spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         if spec is None:
@@ -121,7 +126,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                                ("hyperparameters", hyperparameters), ("dist", dist), ("str_reg", str_reg),
                                ("phases", phases), ("likelihood_weights", likelihood_weights),
                                ("networks", networks), ("optimizers", optimizers), ("term_options", term_options),
-                               ("batch_size", batch_size), ("steps_per_execution", steps_per_execution)):
+                               ("batch_size", batch_size), ("steps_per_execution", steps_per_execution),
+                               ("loss_schedule", loss_schedule)):
                 if value is not None:
                     fields[key] = value
             spec = parse_model(fields, f"MIBModel({entry})")
@@ -140,6 +146,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.private_size = sum(self.private_sizes.values())
         self.likelihood_weights = list(spec.likelihood_weights)
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
+        self.loss_schedule = schedules.get(cfg.get("loss_schedule"))
         # term -> schedule γ_t multiplying its weight while training (``term_options.<term>.weight_schedule``).
         self.term_schedules = {term: schedules.get(options["weight_schedule"])
                                for term, options in cfg["term_options"].items() if "weight_schedule" in options}

@@ -176,6 +176,8 @@ class PhasedTraining(keras.Model):
             else:
                 terms, totals = self.compute_terms(fp)
                 objective = totals["score"] if phase == "structure" else totals["loss"]
+                if self.loss_schedule is not None:  # c_t on the optimized objective only: the logs stay L
+                    objective = objective * self.loss_schedule(self.optimizer.iterations)
             # Gradients are summed over replicas: scale so that they average instead.
             scaled = objective / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(scaled, variables)

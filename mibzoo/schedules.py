@@ -14,7 +14,9 @@ A schedule is a small serializable object like a Keras learning-rate schedule: i
 the step (the count of network updates, ``model.optimizer.iterations``) and written into a zoo
 config in its serialized form ``{"class_name": "LinearWarmup", "config": {"warmup_steps": 1000}}``.
 The same schedules weight any term over training (``term_options: {term: {"weight_schedule": ...}}``):
-`LinearWarmup` ramps linearly, `GeometricWarmup` log-linearly, for a weight that spans decades.
+`LinearWarmup` ramps linearly, `GeometricWarmup` log-linearly, for a weight that spans decades;
+`PiecewiseConstant` holds values between boundaries (the model's ``loss_schedule``: IRM's division of
+its loss once its penalty is on).
 
 Example:
 
@@ -118,7 +120,57 @@ class GeometricWarmup(_Warmup):
         return ops.exp((1.0 - progress) * math.log(self.start))
 
 
-SCHEDULES = {"LinearWarmup": LinearWarmup, "GeometricWarmup": GeometricWarmup}
+@keras.saving.register_keras_serializable(package="mibzoo")
+class PiecewiseConstant:
+    """γ_t = ``values[i]`` for ``boundaries[i − 1]`` ≤ t < ``boundaries[i]`` (``values[0]`` before the first
+    boundary, ``values[-1]`` from the last one on), as `keras.optimizers.schedules.PiecewiseConstantDecay`
+    but counted in network updates and serialized like this module's other schedules.
+
+    Written for the model's ``loss_schedule``: IRM's code divides its whole loss by the penalty's
+    weight from the step the penalty enters (Arjovsky et al. 2019), ``PiecewiseConstant([190],
+    [1.0, 1 / 91257])``. The objective's minimizers are unchanged; what changes is Adam's trajectory:
+    its second moment still holds the gradients from before, so the steps after the onset stay at
+    that scale instead of being renormalized to the penalty's (docs/results_ood.md, thirty-second
+    session).
+
+    Args:
+        boundaries: network updates at which γ changes, strictly increasing positive integers.
+        values: ``len(boundaries) + 1`` positive numbers.
+
+    Example:
+
+    ```python
+    PiecewiseConstant(boundaries=[200], values=[1.0, 1e-3])(250)   # 0.001
+    ```
+    """
+
+    def __init__(self, boundaries, values):
+        self.boundaries = [int(b) for b in boundaries]
+        self.values = [float(v) for v in values]
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValueError(f"PiecewiseConstant: {len(self.boundaries)} boundaries need {len(self.boundaries) + 1} "
+                             f"values, got {len(self.values)}")
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        gamma = ops.convert_to_tensor(self.values[0], "float32")
+        for boundary, value in zip(self.boundaries, self.values[1:]):
+            gamma = ops.where(step >= float(boundary), value, gamma)
+        return gamma
+
+    def get_config(self):
+        return {"boundaries": list(self.boundaries), "values": list(self.values)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def serialize(self):
+        """The form a zoo config holds: ``{"class_name": ..., "config": {...}}``."""
+        return {"class_name": type(self).__name__, "config": self.get_config()}
+
+
+SCHEDULES = {"LinearWarmup": LinearWarmup, "GeometricWarmup": GeometricWarmup, "PiecewiseConstant": PiecewiseConstant}
 
 
 def _check_warmup(config, source, field, zero_start=True):
@@ -146,8 +198,28 @@ def _check_warmup(config, source, field, zero_start=True):
     return out
 
 
+def _check_piecewise(config, source, field):
+    unknown = sorted(set(config) - {"boundaries", "values"})
+    if unknown:
+        raise ConfigError(source, f"{field}.config.{unknown[0]}", config[unknown[0]],
+                          "only the keys ['boundaries', 'values']" + did_you_mean(unknown[0], ["boundaries", "values"]))
+    boundaries, values = config.get("boundaries"), config.get("values")
+    if not isinstance(boundaries, list) or not boundaries \
+            or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in boundaries) \
+            or any(b >= c for b, c in zip(boundaries, boundaries[1:])):
+        raise ConfigError(source, f"{field}.config.boundaries", boundaries,
+                          "a non-empty list of strictly increasing positive integers (network updates)")
+    if not isinstance(values, list) or len(values) != len(boundaries) + 1 \
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0
+                   for v in values):
+        raise ConfigError(source, f"{field}.config.values", values,
+                          f"a list of {len(boundaries) + 1} positive numbers (one more than the boundaries)")
+    return {"boundaries": list(boundaries), "values": [float(v) for v in values]}
+
+
 _CHECKS = {"LinearWarmup": _check_warmup,
-           "GeometricWarmup": lambda config, source, field: _check_warmup(config, source, field, zero_start=False)}
+           "GeometricWarmup": lambda config, source, field: _check_warmup(config, source, field, zero_start=False),
+           "PiecewiseConstant": _check_piecewise}
 
 
 def validate_schedule(spec, source, field="kl_schedule"):

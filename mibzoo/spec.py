@@ -23,7 +23,7 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
                 "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
-                "latent_sampler", "batch_size", "steps_per_execution")
+                "latent_sampler", "batch_size", "steps_per_execution", "loss_schedule")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
@@ -328,6 +328,10 @@ def parse_model(model, source):
 
     cfg["likelihood_weights"] = _likelihood_weights(cfg.get("likelihood_weights", {}), list(cfg["modalities"]), source)
     cfg["kl_schedule"] = validate_schedule(cfg.get("kl_schedule"), source)
+    # Written only when given (see STRUCTURE_LEARNING_OPTIONAL): every other config stays as it was.
+    loss_schedule = validate_schedule(cfg.pop("loss_schedule", None), source, "loss_schedule")
+    if loss_schedule is not None:
+        cfg["loss_schedule"] = loss_schedule
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
     cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
