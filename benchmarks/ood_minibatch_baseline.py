@@ -3,7 +3,8 @@ of `mibzoo reproduce table4`'s baselines (issue 12, thirty-first session: does a
 whole environments still work on minibatches of 2,500 images?).
 
     PYTHONPATH=$PWD python benchmarks/ood_minibatch_baseline.py {none,irm,fishr,fishr_squared} \
-        [--batch 2500] [--updates 600] [--anneal 190] [--weight 91257] [--seed 0]
+        [--batch 2500] [--updates 600] [--anneal 190] [--weight 91257] [--seed 0] \
+        [--hidden 390] [--l2 0.0011] [--lr 0.0005] [--bottleneck 8] [--head-hidden 64]
 
 Everything else is IRM's recipe (`mibzoo.reproduce.ood_baselines`: 390 units, L2 0.0011, Adam 5e-4,
 the penalty weight 1 before update ``--anneal`` and ``--weight`` after, the loss divided by it). Each
@@ -23,6 +24,72 @@ import numpy as np
 PENALTIES = ("none", "irm", "fishr", "fishr_squared")
 
 
+def prior_gated_latent(keras, ops):
+    """A Keras layer: [B, 2K] (loc, logvar) -> [B, K], the product of N(loc, e^logvar) with N(0, 1) as the
+    zoo's q(z | x) is formed (`mibzoo.inference.product_of_experts`): its mean, or a draw."""
+    from mibzoo.inference import clip_logvar, product_of_experts
+
+    class PriorGatedLatent(keras.layers.Layer):
+        def __init__(self, sample, seed, natural=False, **kwargs):
+            super().__init__(**kwargs)
+            self.sample, self.natural, self.seeds = sample, natural, keras.random.SeedGenerator(seed)
+
+        def call(self, x):
+            loc, logvar = ops.split(x, 2, axis=-1)
+            if self.natural:
+                logvar = clip_logvar(logvar)
+                loc = loc * ops.exp(logvar)
+            zero = ops.zeros_like(loc)
+            mean, var = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
+            if not self.sample:
+                return mean
+            return mean + ops.exp(0.5 * var) * keras.random.normal(ops.shape(mean), seed=self.seeds)
+
+    return PriorGatedLatent
+
+
+def zoo_label_path(keras, ops, seed, sample=True):
+    """``(trunk, final)``: Keras layers that run `ood_cmnist_irm`'s own networks (built by `mibzoo.load`,
+    weights initialized as the zoo initializes them) from a flattened image to p(y | z): the image
+    encoder, q(z | x) as the product of its expert with the prior (a draw, or its mean), and the label
+    decoder up to its last layer (``trunk``); the last layer's two logits as one, l₁ − l₀ (``final``)."""
+    import mibzoo
+    import mibzoo.data
+    from mibzoo.inference import product_of_experts
+
+    specs = {name: {k: v for k, v in spec.items() if k != "description"}
+             for name, spec in mibzoo.data.info("colored_mnist").modalities.items()}
+    keras.utils.set_random_seed(seed)
+    model = mibzoo.load("ood_cmnist_irm", modalities=specs, seed=seed)
+    decoder_layers = model.decoders["label"].net.layers
+
+    class Trunk(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.encoder, self.decoder_layers = model.encoders["image"], decoder_layers[:-1]
+            self.seeds = keras.random.SeedGenerator(seed)
+
+        def call(self, x):
+            loc, logvar, _, _ = model.encode_modality("image", ops.reshape(x, (-1, 14, 14, 2)))
+            zero = ops.zeros_like(loc)
+            mean, var = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
+            h = mean + ops.exp(0.5 * var) * keras.random.normal(ops.shape(mean), seed=self.seeds) if sample else mean
+            for layer in self.decoder_layers:
+                h = layer(h)
+            return h
+
+    class Final(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = decoder_layers[-1]
+
+        def call(self, h):
+            logits = self.dense(h)
+            return logits[:, 1:] - logits[:, :1]
+
+    return Trunk(), Final()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("penalty", choices=PENALTIES)
@@ -31,6 +98,24 @@ def main():
     parser.add_argument("--anneal", type=int, default=190)
     parser.add_argument("--weight", type=float, default=91257.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=None, help="width of the two hidden layers (IRM's 390)")
+    parser.add_argument("--l2", type=float, default=None, help="weight of the squared weights (IRM's 0.0011)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam's learning rate (IRM's 0.0005)")
+    parser.add_argument("--bottleneck", type=int, default=0, help="a linear layer of this width after the hidden layers")
+    parser.add_argument("--head-hidden", type=int, default=0, help="a ReLU layer of this width before the logit")
+    parser.add_argument("--latent", choices=("linear", "prior_mean", "prior_sample", "natural_sample"), default="linear",
+                        help="with --bottleneck K: the bottleneck is K linear units (linear), or the mean "
+                             "(prior_mean) or a draw (prior_sample) of a Gaussian expert N(loc, e^logvar) of 2K "
+                             "outputs multiplied by the prior N(0, 1), as the zoo's q(z | x) (product_of_experts); natural_sample: the same "
+                             "draw with the expert given by its natural parameter η = loc / e^logvar, as the zoo's "
+                             "encoders emit it (MIBModel.encode_modality)")
+    parser.add_argument("--zoo-networks", choices=("sample", "mean"), default=None,
+                        help="train ood_cmnist_irm's own image encoder, q(z | x) (a draw or its mean) and label "
+                             "decoder (zoo_label_path) in this loop instead of an MLP; --hidden, --bottleneck, "
+                             "--head-hidden and --latent do not apply")
+    parser.add_argument("--no-divide", action="store_true",
+                        help="do not divide the loss by the penalty weight after the onset (IRM does; the zoo "
+                             "entries' weighted sums do not), so Adam sees the gradient's scale jump")
     args = parser.parse_args()
 
     import keras
@@ -48,8 +133,24 @@ def main():
     x = ood_baselines.features(train["image"]).astype("float32")
     y = np.asarray(train["label"], "float32")
     environments = np.eye(2, dtype="float32")[np.asarray(train["env"])]
-    mlp = ood_baselines.build_mlp(x.shape[1], settings.hidden, args.seed)
-    optimizer = keras.optimizers.Adam(settings.learning_rate)
+    PriorGatedLatent = prior_gated_latent(keras, keras.ops)
+    if args.latent != "linear" and not args.bottleneck:
+        parser.error("--latent needs --bottleneck K (the latent's size)")
+    hidden = settings.hidden if args.hidden is None else args.hidden
+    l2 = settings.l2 if args.l2 is None else args.l2
+    mlp = ood_baselines.build_mlp(x.shape[1], hidden, args.seed)
+    if args.bottleneck or args.head_hidden:
+        init = lambda k: keras.initializers.GlorotUniform(seed=args.seed * 3 + k)  # noqa: E731
+        width = args.bottleneck * (1 if args.latent == "linear" else 2)
+        head = ([keras.layers.Dense(width, kernel_initializer=init(3))] if args.bottleneck else []) + \
+               ([PriorGatedLatent(args.latent.endswith("sample"), args.seed, args.latent == "natural_sample")] if args.latent != "linear" else []) + \
+               ([keras.layers.Dense(args.head_hidden, activation="relu", kernel_initializer=init(4))]
+                if args.head_hidden else [])
+        mlp = keras.Sequential([keras.Input((x.shape[1],)), *mlp.layers[:-1], *head, keras.layers.Dense(1, kernel_initializer=init(2))])
+    if args.zoo_networks:
+        trunk, final = zoo_label_path(keras, keras.ops, args.seed, sample=args.zoo_networks == "sample")
+        mlp = keras.Sequential([keras.Input((x.shape[1],)), trunk, final])
+    optimizer = keras.optimizers.Adam(settings.learning_rate if args.lr is None else args.lr)
     optimizer.build(mlp.trainable_variables)
     hidden_layers, final_layer = mlp.layers[:-1], mlp.layers[-1]
 
@@ -73,7 +174,7 @@ def main():
             else:
                 penalty = tf.constant(0.0)
             norm = tf.add_n([tf.reduce_sum(tf.square(w)) for w in mlp.trainable_variables])
-            loss = (risk + settings.l2 * norm + weight * penalty) / tf.maximum(weight, 1.0)
+            loss = (risk + l2 * norm + weight * penalty) / (1.0 if args.no_divide else tf.maximum(weight, 1.0))
         optimizer.apply_gradients(zip(tape.gradient(loss, mlp.trainable_variables), mlp.trainable_variables))
         return risk, penalty
 
