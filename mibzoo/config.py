@@ -41,6 +41,10 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
 - ``likelihood_weights``: ``{modality: w_i}``, each −log p(x_i | ·) of the objective is weighted by
   w_i (default 1; MultiVae weights a label ×50 against a 784-pixel image);
 - ``kl_schedule``: a KL warm-up schedule γ_t (`mibzoo.schedules`) in serialized form, or null;
+- ``expert_output``: what an encoder's first D_z outputs are: ``"natural"`` (default; the expert's
+  natural parameter η = μ / σ², against an early posterior collapse) or ``"mean"`` (μ, so that a precise
+  expert's posterior mean is μ rather than the product η σ² of two outputs; see
+  `MIBModel.encode_modality`); written only when not the default;
 - ``loss_schedule``: a factor c_t (`mibzoo.schedules`, serialized) on the objective of every network
   update (not the critics'; logged losses stay unscaled), or absent (c = 1). IRM divides its loss by
   its penalty's weight once the penalty is on: ``{"class_name": "PiecewiseConstant", "config":

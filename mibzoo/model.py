@@ -73,6 +73,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             unscaled), e.g. ``PiecewiseConstant([200], [1.0, 1e-3])``: IRM's division of its loss by
             the penalty's weight from the penalty's onset, which leaves the minimizers alone and
             keeps Adam's steps after the onset at the scale of the gradients before it. None: c = 1.
+        expert_output: what each encoder's first D_z outputs are: ``"natural"`` (default), the
+            expert's natural parameter η = μ / σ²; ``"mean"``, its mean μ (`encode_modality`).
         networks: default network options per modality kind (``{"image": {"network": "mlp"}}``),
             under each modality spec's own keys.
         optimizers: default Adam settings of the ``dist`` and ``critic`` phases
@@ -115,7 +117,8 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                  generation_structure="full", structure_learning=None, hyperparameters=None,
                  dist=None, str_reg=None, phases=None, seed=0, likelihood_weights=None, kl_schedule=None,
                  networks=None, optimizers=None, posterior="poe", term_options=None, latent_sampler=None,
-                 batch_size=None, steps_per_execution=None, loss_schedule=None, entry="custom", **kwargs):
+                 batch_size=None, steps_per_execution=None, loss_schedule=None, expert_output=None, entry="custom",
+                 **kwargs):
         spec = kwargs.pop("spec", None)
         super().__init__(name=kwargs.pop("name", entry), **kwargs)
         if spec is None:
@@ -127,7 +130,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
                                ("phases", phases), ("likelihood_weights", likelihood_weights),
                                ("networks", networks), ("optimizers", optimizers), ("term_options", term_options),
                                ("batch_size", batch_size), ("steps_per_execution", steps_per_execution),
-                               ("loss_schedule", loss_schedule)):
+                               ("loss_schedule", loss_schedule), ("expert_output", expert_output)):
                 if value is not None:
                     fields[key] = value
             spec = parse_model(fields, f"MIBModel({entry})")
@@ -147,6 +150,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.likelihood_weights = list(spec.likelihood_weights)
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
         self.loss_schedule = schedules.get(cfg.get("loss_schedule"))
+        self.expert_output = cfg.get("expert_output", "natural")
         # term -> schedule γ_t multiplying its weight while training (``term_options.<term>.weight_schedule``).
         self.term_schedules = {term: schedules.get(options["weight_schedule"])
                                for term, options in cfg["term_options"].items() if "weight_schedule" in options}
@@ -250,11 +254,20 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         expert's precision: early training then silences z by sending precisions to 0, where
         every gradient through the expert vanishes (an absorbing posterior collapse). With η as
         the output the posterior mean m η / (1 + m / σ²) keeps its gradient at any precision.
+
+        With ``expert_output="mean"`` the outputs are μ itself. The price of η is that a precise
+        expert's posterior mean, m η / (1 + m / σ²) ≈ η σ², is the product of two outputs, so the
+        variance head alone can shrink z towards 0; with μ outputs it is ≈ μ. Under a penalty that a
+        constant predictor meets (IRMv1 on p(y | z)) that product is a short way to the constant: in
+        IRM's own training loop the zoo's Colored-MNIST networks keep the digit shape with μ outputs
+        (colour-neutral 68.3–69.0, seeds 0–2) and lose it on two seeds of three with η outputs (52.1,
+        51.7; docs/results_ood.md, thirty-second session).
         """
         out = ops.cast(self.encoders[name](x, training=training), "float32")
         dz, du = self.shared_size, self.private_sizes[name]
-        eta, logvar = out[:, :dz], inference.clip_logvar(out[:, dz:2 * dz])
-        return eta * ops.exp(logvar), logvar, out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
+        first, logvar = out[:, :dz], inference.clip_logvar(out[:, dz:2 * dz])
+        loc = first if self.expert_output == "mean" else first * ops.exp(logvar)
+        return loc, logvar, out[:, 2 * dz:2 * dz + du], out[:, 2 * dz + du:]
 
     def decode_modality(self, name, latent, training=None):
         """Likelihood parameters of modality ``name`` from its decoder input; ``training`` switches

@@ -23,13 +23,16 @@ from mibzoo.weights import RESERVED_WEIGHT_NAMES, resolve_weight
 MODEL_FIELDS = ("modalities", "shared", "private", "inference_structure", "generation_structure",
                 "structure_learning", "hyperparameters", "dist", "str_reg", "phases", "seed",
                 "likelihood_weights", "kl_schedule", "networks", "optimizers", "posterior", "term_options",
-                "latent_sampler", "batch_size", "steps_per_execution", "loss_schedule")
+                "latent_sampler", "batch_size", "steps_per_execution", "loss_schedule", "expert_output")
 STRUCTURE_LEARNING_DEFAULTS = {"temperature": 1.0, "min_temperature": 0.2, "anneal_rate": 1e-3,
                                "sparsity": 0.0, "at_inference": "expected", "learning_rate": 1e-2,
                                "dist_masks": "relaxed"}
 # Options written into the normalized config only when given, so that adding one leaves the configs
 # (and the config digests of `mibzoo.compare`) of every model that does not use it unchanged.
 STRUCTURE_LEARNING_OPTIONAL = {"sparsity_on": SPARSITY_ON, "sparsity_scale": SPARSITY_SCALE}
+# What an encoder's first D_z outputs are (`MIBModel.encode_modality`), the default first: the
+# expert's natural parameter η = μ / σ², or its mean μ.
+EXPERT_OUTPUTS = ("natural", "mean")
 OPTIMIZER_DEFAULTS = {"dist": {"learning_rate": 1e-3}, "critic": {"learning_rate": 2e-4, "beta_1": 0.5}}
 ADAM_KEYS = ("learning_rate", "beta_1", "beta_2", "epsilon")
 BLOCK_FIELDS = ("name", "size", "prior", "code", "scale")
@@ -332,6 +335,12 @@ def parse_model(model, source):
     loss_schedule = validate_schedule(cfg.pop("loss_schedule", None), source, "loss_schedule")
     if loss_schedule is not None:
         cfg["loss_schedule"] = loss_schedule
+    expert_output = cfg.pop("expert_output", EXPERT_OUTPUTS[0])
+    if expert_output not in EXPERT_OUTPUTS:
+        raise ConfigError(source, "expert_output", expert_output,
+                          f"one of {list(EXPERT_OUTPUTS)}" + did_you_mean(str(expert_output), EXPERT_OUTPUTS))
+    if expert_output != EXPERT_OUTPUTS[0]:
+        cfg["expert_output"] = expert_output
     cfg["networks"] = _networks(cfg.get("networks", {}), source)
     cfg["optimizers"] = _optimizers(cfg.get("optimizers", {}), source)
     cfg["latent_sampler"] = latent_samplers.validate(cfg.get("latent_sampler"), source, not no_inference)
