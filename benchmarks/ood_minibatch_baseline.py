@@ -48,14 +48,16 @@ def prior_gated_latent(keras, ops):
     return PriorGatedLatent
 
 
-def zoo_label_path(keras, ops, seed, sample=True):
+def zoo_label_path(keras, ops, seed, sample=True, parametrization="natural"):
     """``(trunk, final)``: Keras layers that run `ood_cmnist_irm`'s own networks (built by `mibzoo.load`,
     weights initialized as the zoo initializes them) from a flattened image to p(y | z): the image
     encoder, q(z | x) as the product of its expert with the prior (a draw, or its mean), and the label
-    decoder up to its last layer (``trunk``); the last layer's two logits as one, l₁ − l₀ (``final``)."""
+    decoder up to its last layer (``trunk``); the last layer's two logits as one, l₁ − l₀ (``final``).
+    ``parametrization="mean"`` reads the encoder's outputs as the expert's mean instead of the natural
+    parameter η the zoo reads them as (`MIBModel.encode_modality`)."""
     import mibzoo
     import mibzoo.data
-    from mibzoo.inference import product_of_experts
+    from mibzoo.inference import clip_logvar, product_of_experts
 
     specs = {name: {k: v for k, v in spec.items() if k != "description"}
              for name, spec in mibzoo.data.info("colored_mnist").modalities.items()}
@@ -70,7 +72,12 @@ def zoo_label_path(keras, ops, seed, sample=True):
             self.seeds = keras.random.SeedGenerator(seed)
 
         def call(self, x):
-            loc, logvar, _, _ = model.encode_modality("image", ops.reshape(x, (-1, 14, 14, 2)))
+            images = ops.reshape(x, (-1, 14, 14, 2))
+            if parametrization == "natural":  # as the zoo: the encoder emits η = μ / σ² and log σ²
+                loc, logvar, _, _ = model.encode_modality("image", images)
+            else:  # the same network's outputs read as μ and log σ²
+                out = ops.cast(model.encoders["image"](images), "float32")
+                loc, logvar = out[:, :model.shared_size], clip_logvar(out[:, model.shared_size:2 * model.shared_size])
             zero = ops.zeros_like(loc)
             mean, var = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
             h = mean + ops.exp(0.5 * var) * keras.random.normal(ops.shape(mean), seed=self.seeds) if sample else mean
@@ -109,10 +116,11 @@ def main():
                              "outputs multiplied by the prior N(0, 1), as the zoo's q(z | x) (product_of_experts); natural_sample: the same "
                              "draw with the expert given by its natural parameter η = loc / e^logvar, as the zoo's "
                              "encoders emit it (MIBModel.encode_modality)")
-    parser.add_argument("--zoo-networks", choices=("sample", "mean"), default=None,
+    parser.add_argument("--zoo-networks", choices=("sample", "mean", "sample_mean_output"), default=None,
                         help="train ood_cmnist_irm's own image encoder, q(z | x) (a draw or its mean) and label "
                              "decoder (zoo_label_path) in this loop instead of an MLP; --hidden, --bottleneck, "
-                             "--head-hidden and --latent do not apply")
+                             "--head-hidden and --latent do not apply; sample_mean_output: a draw, the encoder's outputs read "
+                             "as the expert's mean rather than its natural parameter")
     parser.add_argument("--no-divide", action="store_true",
                         help="do not divide the loss by the penalty weight after the onset (IRM does; the zoo "
                              "entries' weighted sums do not), so Adam sees the gradient's scale jump")
@@ -148,7 +156,8 @@ def main():
                 if args.head_hidden else [])
         mlp = keras.Sequential([keras.Input((x.shape[1],)), *mlp.layers[:-1], *head, keras.layers.Dense(1, kernel_initializer=init(2))])
     if args.zoo_networks:
-        trunk, final = zoo_label_path(keras, keras.ops, args.seed, sample=args.zoo_networks == "sample")
+        trunk, final = zoo_label_path(keras, keras.ops, args.seed, sample=args.zoo_networks != "mean",
+                                      parametrization="mean" if args.zoo_networks == "sample_mean_output" else "natural")
         mlp = keras.Sequential([keras.Input((x.shape[1],)), trunk, final])
     optimizer = keras.optimizers.Adam(settings.learning_rate if args.lr is None else args.lr)
     optimizer.build(mlp.trainable_variables)
