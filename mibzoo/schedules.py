@@ -123,8 +123,9 @@ class GeometricWarmup(_Warmup):
 @keras.saving.register_keras_serializable(package="mibzoo")
 class PiecewiseConstant:
     """γ_t = ``values[i]`` for ``boundaries[i − 1]`` ≤ t < ``boundaries[i]`` (``values[0]`` before the first
-    boundary, ``values[-1]`` from the last one on), as `keras.optimizers.schedules.PiecewiseConstantDecay`
-    but counted in network updates and serialized like this module's other schedules.
+    boundary, ``values[-1]`` from the last one on): `keras.optimizers.schedules.PiecewiseConstantDecay`
+    switches one step later (after a boundary, not at it); this one counts network updates as this
+    module's other schedules do and serializes like them.
 
     Written for the model's ``loss_schedule``: IRM's code divides its whole loss by the penalty's
     weight from the step the penalty enters (Arjovsky et al. 2019), ``PiecewiseConstant([190],
