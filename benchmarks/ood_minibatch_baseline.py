@@ -40,10 +40,10 @@ def prior_gated_latent(keras, ops):
                 logvar = clip_logvar(logvar)
                 loc = loc * ops.exp(logvar)
             zero = ops.zeros_like(loc)
-            mean, var = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
+            mean, post_logvar = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
             if not self.sample:
                 return mean
-            return mean + ops.exp(0.5 * var) * keras.random.normal(ops.shape(mean), seed=self.seeds)
+            return mean + ops.exp(0.5 * post_logvar) * keras.random.normal(ops.shape(mean), seed=self.seeds)
 
     return PriorGatedLatent
 
@@ -79,8 +79,9 @@ def zoo_label_path(keras, ops, seed, sample=True, parametrization="natural"):
                 out = ops.cast(model.encoders["image"](images), "float32")
                 loc, logvar = out[:, :model.shared_size], clip_logvar(out[:, model.shared_size:2 * model.shared_size])
             zero = ops.zeros_like(loc)
-            mean, var = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
-            h = mean + ops.exp(0.5 * var) * keras.random.normal(ops.shape(mean), seed=self.seeds) if sample else mean
+            mean, post_logvar = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
+            noise = keras.random.normal(ops.shape(mean), seed=self.seeds)
+            h = mean + ops.exp(0.5 * post_logvar) * noise if sample else mean
             for layer in self.decoder_layers:
                 h = layer(h)
             return h
@@ -113,14 +114,14 @@ def main():
     parser.add_argument("--latent", choices=("linear", "prior_mean", "prior_sample", "natural_sample"), default="linear",
                         help="with --bottleneck K: the bottleneck is K linear units (linear), or the mean "
                              "(prior_mean) or a draw (prior_sample) of a Gaussian expert N(loc, e^logvar) of 2K "
-                             "outputs multiplied by the prior N(0, 1), as the zoo's q(z | x) (product_of_experts); natural_sample: the same "
-                             "draw with the expert given by its natural parameter η = loc / e^logvar, as the zoo's "
-                             "encoders emit it (MIBModel.encode_modality)")
+                             "outputs multiplied by the prior N(0, 1), as the zoo's q(z | x) (product_of_experts); "
+                             "natural_sample: the same draw with the expert given by its natural parameter "
+                             "η = loc / e^logvar, as the zoo's encoders emit it (MIBModel.encode_modality)")
     parser.add_argument("--zoo-networks", choices=("sample", "mean", "sample_mean_output"), default=None,
                         help="train ood_cmnist_irm's own image encoder, q(z | x) (a draw or its mean) and label "
                              "decoder (zoo_label_path) in this loop instead of an MLP; --hidden, --bottleneck, "
-                             "--head-hidden and --latent do not apply; sample_mean_output: a draw, the encoder's outputs read "
-                             "as the expert's mean rather than its natural parameter")
+                             "--head-hidden and --latent do not apply; sample_mean_output: a draw, the encoder's "
+                             "outputs read as the expert's mean rather than its natural parameter")
     parser.add_argument("--no-divide", action="store_true",
                         help="do not divide the loss by the penalty weight after the onset (IRM does; the zoo "
                              "entries' weighted sums do not), so Adam sees the gradient's scale jump")
@@ -150,11 +151,15 @@ def main():
     if args.bottleneck or args.head_hidden:
         init = lambda k: keras.initializers.GlorotUniform(seed=args.seed * 3 + k)  # noqa: E731
         width = args.bottleneck * (1 if args.latent == "linear" else 2)
-        head = ([keras.layers.Dense(width, kernel_initializer=init(3))] if args.bottleneck else []) + \
-               ([PriorGatedLatent(args.latent.endswith("sample"), args.seed, args.latent == "natural_sample")] if args.latent != "linear" else []) + \
-               ([keras.layers.Dense(args.head_hidden, activation="relu", kernel_initializer=init(4))]
-                if args.head_hidden else [])
-        mlp = keras.Sequential([keras.Input((x.shape[1],)), *mlp.layers[:-1], *head, keras.layers.Dense(1, kernel_initializer=init(2))])
+        head = []
+        if args.bottleneck:
+            head.append(keras.layers.Dense(width, kernel_initializer=init(3)))
+        if args.latent != "linear":
+            head.append(PriorGatedLatent(args.latent.endswith("sample"), args.seed, args.latent == "natural_sample"))
+        if args.head_hidden:
+            head.append(keras.layers.Dense(args.head_hidden, activation="relu", kernel_initializer=init(4)))
+        final = keras.layers.Dense(1, kernel_initializer=init(2))
+        mlp = keras.Sequential([keras.Input((x.shape[1],)), *mlp.layers[:-1], *head, final])
     if args.zoo_networks:
         trunk, final = zoo_label_path(keras, keras.ops, args.seed, sample=args.zoo_networks != "mean",
                                       parametrization="mean" if args.zoo_networks == "sample_mean_output" else "natural")
