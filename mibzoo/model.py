@@ -25,7 +25,7 @@ from mibzoo.forward import ForwardPass
 from mibzoo.generation import GenerativeAPI
 from mibzoo.phases import PhasedTraining, phase_calls
 from mibzoo.networks import ModalityDecoder, ModalityEncoder
-from mibzoo.spec import parse_model
+from mibzoo.spec import EXPERT_OUTPUTS, parse_model
 from mibzoo.structure import StructureMasks
 
 
@@ -150,7 +150,7 @@ class MIBModel(GenerativeAPI, PhasedTraining):
         self.likelihood_weights = list(spec.likelihood_weights)
         self.kl_schedule = schedules.get(cfg["kl_schedule"])
         self.loss_schedule = schedules.get(cfg.get("loss_schedule"))
-        self.expert_output = cfg.get("expert_output", "natural")
+        self.expert_output = cfg.get("expert_output", EXPERT_OUTPUTS[0])  # written only when not the default
         # term -> schedule γ_t multiplying its weight while training (``term_options.<term>.weight_schedule``).
         self.term_schedules = {term: schedules.get(options["weight_schedule"])
                                for term, options in cfg["term_options"].items() if "weight_schedule" in options}

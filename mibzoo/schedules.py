@@ -34,7 +34,20 @@ from keras import ops
 from mibzoo.errors import ConfigError, did_you_mean
 
 
-class _Warmup:
+class _Schedule:
+    """What every schedule shares: its constructor arguments are its config, and its serialized
+    form is ``{"class_name": ..., "config": ...}``."""
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def serialize(self):
+        """The form a zoo config holds: ``{"class_name": ..., "config": {...}}``."""
+        return {"class_name": type(self).__name__, "config": self.get_config()}
+
+
+class _Warmup(_Schedule):
     """What the warm-up schedules share: a start weight held for ``delay_steps`` updates, a ramp of
     ``warmup_steps`` updates to 1, then 1; subclasses say how the ramp interpolates (``_ramp``)."""
 
@@ -55,14 +68,6 @@ class _Warmup:
         if self.delay_steps:
             config["delay_steps"] = self.delay_steps
         return config
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def serialize(self):
-        """The form a zoo config holds: ``{"class_name": ..., "config": {...}}``."""
-        return {"class_name": type(self).__name__, "config": self.get_config()}
 
 
 @keras.saving.register_keras_serializable(package="mibzoo")
@@ -121,7 +126,7 @@ class GeometricWarmup(_Warmup):
 
 
 @keras.saving.register_keras_serializable(package="mibzoo")
-class PiecewiseConstant:
+class PiecewiseConstant(_Schedule):
     """γ_t = ``values[i]`` for ``boundaries[i − 1]`` ≤ t < ``boundaries[i]`` (``values[0]`` before the first
     boundary, ``values[-1]`` from the last one on): `keras.optimizers.schedules.PiecewiseConstantDecay`
     switches one step later (after a boundary, not at it); this one counts network updates as this
@@ -161,14 +166,6 @@ class PiecewiseConstant:
 
     def get_config(self):
         return {"boundaries": list(self.boundaries), "values": list(self.values)}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def serialize(self):
-        """The form a zoo config holds: ``{"class_name": ..., "config": {...}}``."""
-        return {"class_name": type(self).__name__, "config": self.get_config()}
 
 
 SCHEDULES = {"LinearWarmup": LinearWarmup, "GeometricWarmup": GeometricWarmup, "PiecewiseConstant": PiecewiseConstant}
