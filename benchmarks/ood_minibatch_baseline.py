@@ -24,10 +24,22 @@ import numpy as np
 PENALTIES = ("none", "irm", "fishr", "fishr_squared")
 
 
+def draw_from_prior_product(keras, ops, loc, logvar, seeds, sample):
+    """The product of the expert N(loc, e^logvar) with the prior N(0, 1), as the zoo's q(z | x) is
+    formed (`mibzoo.inference.product_of_experts`): its mean, or (``sample``) a draw."""
+    from mibzoo.inference import product_of_experts
+
+    zero = ops.zeros_like(loc)
+    mean, post_logvar = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
+    if not sample:
+        return mean
+    return mean + ops.exp(0.5 * post_logvar) * keras.random.normal(ops.shape(mean), seed=seeds)
+
+
 def prior_gated_latent(keras, ops):
-    """A Keras layer: [B, 2K] (loc, logvar) -> [B, K], the product of N(loc, e^logvar) with N(0, 1) as the
-    zoo's q(z | x) is formed (`mibzoo.inference.product_of_experts`): its mean, or a draw."""
-    from mibzoo.inference import clip_logvar, product_of_experts
+    """A Keras layer: [B, 2K] (loc, logvar) -> [B, K], `draw_from_prior_product` of the expert they
+    give (with ``natural``, the first K numbers are its natural parameter η = loc / e^logvar)."""
+    from mibzoo.inference import clip_logvar
 
     class PriorGatedLatent(keras.layers.Layer):
         def __init__(self, sample, seed, natural=False, **kwargs):
@@ -39,30 +51,24 @@ def prior_gated_latent(keras, ops):
             if self.natural:
                 logvar = clip_logvar(logvar)
                 loc = loc * ops.exp(logvar)
-            zero = ops.zeros_like(loc)
-            mean, post_logvar = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
-            if not self.sample:
-                return mean
-            return mean + ops.exp(0.5 * post_logvar) * keras.random.normal(ops.shape(mean), seed=self.seeds)
+            return draw_from_prior_product(keras, ops, loc, logvar, self.seeds, self.sample)
 
     return PriorGatedLatent
 
 
-def zoo_label_path(keras, ops, seed, sample=True, parametrization="natural"):
-    """``(trunk, final)``: Keras layers that run `ood_cmnist_irm`'s own networks (built by `mibzoo.load`,
-    weights initialized as the zoo initializes them) from a flattened image to p(y | z): the image
-    encoder, q(z | x) as the product of its expert with the prior (a draw, or its mean), and the label
-    decoder up to its last layer (``trunk``); the last layer's two logits as one, l₁ − l₀ (``final``).
-    ``parametrization="mean"`` reads the encoder's outputs as the expert's mean instead of the natural
-    parameter η the zoo reads them as (`MIBModel.encode_modality`)."""
+def zoo_label_path(keras, ops, seed, sample=True, expert_output="natural"):
+    """``(trunk, final)``: Keras layers that run `ood_cmnist_irm`'s own networks (built by `mibzoo.load`
+    with ``expert_output``, weights initialized as the zoo initializes them) from a flattened image to
+    p(y | z): the image encoder, q(z | x) as the product of its expert with the prior (a draw, or its
+    mean), and the label decoder up to its last layer (``trunk``); the last layer's two logits as one,
+    l₁ − l₀ (``final``)."""
     import mibzoo
     import mibzoo.data
-    from mibzoo.inference import clip_logvar, product_of_experts
 
     specs = {name: {k: v for k, v in spec.items() if k != "description"}
              for name, spec in mibzoo.data.info("colored_mnist").modalities.items()}
     keras.utils.set_random_seed(seed)
-    model = mibzoo.load("ood_cmnist_irm", modalities=specs, seed=seed)
+    model = mibzoo.load("ood_cmnist_irm", modalities=specs, seed=seed, expert_output=expert_output)
     decoder_layers = model.decoders["label"].net.layers
 
     class Trunk(keras.layers.Layer):
@@ -72,16 +78,8 @@ def zoo_label_path(keras, ops, seed, sample=True, parametrization="natural"):
             self.seeds = keras.random.SeedGenerator(seed)
 
         def call(self, x):
-            images = ops.reshape(x, (-1, 14, 14, 2))
-            if parametrization == "natural":  # as the zoo: the encoder emits η = μ / σ² and log σ²
-                loc, logvar, _, _ = model.encode_modality("image", images)
-            else:  # the same network's outputs read as μ and log σ²
-                out = ops.cast(model.encoders["image"](images), "float32")
-                loc, logvar = out[:, :model.shared_size], clip_logvar(out[:, model.shared_size:2 * model.shared_size])
-            zero = ops.zeros_like(loc)
-            mean, post_logvar = product_of_experts(zero, zero, loc[:, None], logvar[:, None], ops.ones_like(loc[:, None]))
-            noise = keras.random.normal(ops.shape(mean), seed=self.seeds)
-            h = mean + ops.exp(0.5 * post_logvar) * noise if sample else mean
+            loc, logvar, _, _ = model.encode_modality("image", ops.reshape(x, (-1, 14, 14, 2)))
+            h = draw_from_prior_product(keras, ops, loc, logvar, self.seeds, sample)
             for layer in self.decoder_layers:
                 h = layer(h)
             return h
@@ -120,8 +118,8 @@ def main():
     parser.add_argument("--zoo-networks", choices=("sample", "mean", "sample_mean_output"), default=None,
                         help="train ood_cmnist_irm's own image encoder, q(z | x) (a draw or its mean) and label "
                              "decoder (zoo_label_path) in this loop instead of an MLP; --hidden, --bottleneck, "
-                             "--head-hidden and --latent do not apply; sample_mean_output: a draw, the encoder's "
-                             "outputs read as the expert's mean rather than its natural parameter")
+                             "--head-hidden and --latent do not apply; sample_mean_output: a draw, the encoders built "
+                             "with expert_output 'mean' (their outputs the expert's mean, not its natural parameter)")
     parser.add_argument("--no-divide", action="store_true",
                         help="do not divide the loss by the penalty weight after the onset (IRM does; the zoo "
                              "entries' weighted sums do not), so Adam sees the gradient's scale jump")
@@ -162,7 +160,7 @@ def main():
         mlp = keras.Sequential([keras.Input((x.shape[1],)), *mlp.layers[:-1], *head, final])
     if args.zoo_networks:
         trunk, final = zoo_label_path(keras, keras.ops, args.seed, sample=args.zoo_networks != "mean",
-                                      parametrization="mean" if args.zoo_networks == "sample_mean_output" else "natural")
+                                      expert_output="mean" if args.zoo_networks == "sample_mean_output" else "natural")
         mlp = keras.Sequential([keras.Input((x.shape[1],)), trunk, final])
     optimizer = keras.optimizers.Adam(settings.learning_rate if args.lr is None else args.lr)
     optimizer.build(mlp.trainable_variables)
