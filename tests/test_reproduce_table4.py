@@ -244,3 +244,40 @@ def test_colour_neutral_accuracy_is_the_mean_of_the_test_env_and_its_colours_swa
     text = table4.render(record)
     assert "| test env, colours swapped | colour-neutral |" in text
     assert "| 15.0 ± 7.1 |  | 88.0 ± 2.8 | 51.5 ± 2.1 | 0, 1 |" in text
+
+
+def test_each_entry_trains_at_its_own_learning_rate_in_the_table():
+    # The table's rate of every entry row is the rate `mibzoo train` takes from the entry's config
+    # (optimizers.dist), so a user's run and the table's agree; the epochs and batch sizes cover every row.
+    import mibzoo
+
+    entries = set(table4_records.ENTRY_OF.values())
+    for budget in (table4.FULL, table4.QUICK):
+        assert set(budget.epochs) == set(budget.batch_size) == set(budget.learning_rate) == entries
+    for entry in entries:
+        own = mibzoo.registry.entry_spec(entry).config["optimizers"]["dist"]["learning_rate"]
+        assert table4.FULL.learning_rate[entry] == own, entry
+    assert table4.FULL.learning_rate["ood_cmnist_fishr"] == 5e-4 != table4.FULL.learning_rate["ood_cmnist"]
+    assert table4.FULL.learning_rate["ood_cmnist_irm"] == 5e-4
+
+
+def test_records_with_one_learning_rate_stay_for_the_entries_that_still_train_at_it():
+    budget = table4.Budget()
+    runs = [{"method": m, "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
+            for m in ("IRM", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm", "ood_cmnist_fishr",
+                      "ood_cmnist_fishr_semi")]
+    record = {"budget": {**dataclasses.asdict(budget), "learning_rate": 1e-3}, "runs": runs,
+              "commands": ["mibzoo reproduce table4 --seeds 0"], "wall_seconds": [1.0]}
+    kept = table4_records.keep_same_budget(record, budget)
+    assert [r["method"] for r in kept["runs"]] == ["IRM", "ood_cmnist", "ood_cmnist_semi"]  # the others now train at 5e-4
+
+
+def test_the_fishr_entry_is_read_against_ood_cmnists_target_as_a_comparison():
+    runs = [{"method": "ood_cmnist_fishr", "seed": s, "train_acc": 0.69, "test_acc": t, "seconds": 1.0}
+            for s, t in enumerate([0.70, 0.66, 0.68])]
+    lines = "\n".join(table4.target_lines(table4.summarize(runs)))
+    assert "for comparison, ood_cmnist's target on ood_cmnist_fishr" in lines
+    assert "≥ 66.9% with std < 6.1: **met** (68.0 ± 2.0, 3 seeds)" in lines
+    low = [{**r, "test_acc": r["test_acc"] - 0.02} for r in runs]
+    assert "**missed** (66.0 ± 2.0, 3 seeds)" in "\n".join(table4.target_lines(table4.summarize(low)))
+    assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines

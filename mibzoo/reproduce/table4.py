@@ -10,7 +10,9 @@ agrees 10% of the time). Rows:
   settings, and ERM on grayscale images (the oracle), full-batch as IRM trains them; on request
   (``--methods Fishr``, not in the paper's table nor in the default run) Fishr with IRM's settings;
 - zoo entries at their defaults: `ood_cmnist` (Eq. 18), the same with 50% of the training labels
-  hidden (`mibzoo.experiment_data.hide_labels`, a different half per seed), and `ood_cmnist_irm`;
+  hidden (`mibzoo.experiment_data.hide_labels`, a different half per seed), `ood_cmnist_irm` and
+  `ood_cmnist_fishr` (the framework's IRMv1 and Fishr, neither in the paper's table; the latter
+  also with 50% of the labels hidden), each with its own learning rate (`Budget.learning_rate`);
   prediction p(y | x) = E_q(z|x) p(y | z) (`MIBModel.predict_target`).
 
 Per-run records accumulate in ``results_ood.json`` (a run of some methods keeps the other methods'
@@ -66,13 +68,16 @@ class Budget:
         baseline_precision: ``"float32"`` (IRM's) or ``"mixed_bfloat16"`` (matrix products in
             bfloat16, `mibzoo.reproduce.ood_baselines`); the full budget takes
             `ood_baselines.default_precision()`, bfloat16 where the CPU multiplies it in hardware.
-        epochs: ``{zoo entry: epochs}`` (the semi-supervised row trains ``ood_cmnist``).
+        epochs: ``{zoo entry: epochs}`` (a semi-supervised row trains its entry with hidden labels).
         batch_size: ``{zoo entry: minibatch size}``. Both entries train with large batches
             (2,500 images; ``ood_cmnist_irm`` took 5,000 with its critic until the twenty-eighth
             session), as their penalties compare
             per-environment risks, which need ~1,000 labelled images per environment
             (docs/results_ood.md, findings).
-        learning_rate: their Adam learning rate.
+        learning_rate: ``{zoo entry: Adam learning rate}``, each entry's own (its config's
+            ``optimizers.dist``, as `mibzoo train` uses): ``ood_cmnist``'s 1e-3, and IRM's 5e-4 for
+            ``ood_cmnist_irm`` and ``ood_cmnist_fishr``, whose recipe keeps the colour at 1e-3
+            (docs/results_ood.md, thirty-second session).
         critic_learning_rate: Adam learning rate of the critics of the entries' terms.
         train_limit: training examples of the zoo entries (None: all).
         test_limit: test examples (None: all 10,000).
@@ -80,7 +85,7 @@ class Budget:
             32 the training environments' accuracy still moved by 0.6 points on average, from 32 to 128
             by 0.2 (`ood_cmnist`, seeds 10-19, docs/results_ood.md, twenty-eighth session); the draws
             cost little beside training.
-        hidden_fraction: share of training labels hidden in the semi-supervised row.
+        hidden_fraction: share of training labels hidden in the semi-supervised rows.
         run_eagerly: train without compiling the steps (the quick path: entries eagerly, baselines
             without XLA).
     """
@@ -89,9 +94,12 @@ class Budget:
     baseline_steps: int = 501
     baseline_hidden: int = 390
     baseline_precision: str = "float32"
-    epochs: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 30, "ood_cmnist_irm": 30})
-    batch_size: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 2500, "ood_cmnist_irm": 2500})
-    learning_rate: float = 1e-3
+    epochs: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 30, "ood_cmnist_irm": 30,
+                                                              "ood_cmnist_fishr": 30})
+    batch_size: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 2500, "ood_cmnist_irm": 2500,
+                                                                  "ood_cmnist_fishr": 2500})
+    learning_rate: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist": 1e-3, "ood_cmnist_irm": 5e-4,
+                                                                     "ood_cmnist_fishr": 5e-4})
     critic_learning_rate: float = 1e-3
     train_limit: int = None
     test_limit: int = None
@@ -102,7 +110,8 @@ class Budget:
 
 FULL = Budget()
 QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16,
-               epochs={"ood_cmnist": 1, "ood_cmnist_irm": 1}, batch_size={"ood_cmnist": 50, "ood_cmnist_irm": 50},
+               epochs={"ood_cmnist": 1, "ood_cmnist_irm": 1, "ood_cmnist_fishr": 1},
+               batch_size={"ood_cmnist": 50, "ood_cmnist_irm": 50, "ood_cmnist_fishr": 50},
                train_limit=100, test_limit=100, predict_samples=2, run_eagerly=True)
 
 
@@ -155,7 +164,7 @@ def run_entry(entry, hidden_fraction=None):
             train, present = hide_labels(train, "label", fraction, seed)
         modalities = mibzoo.data.info("colored_mnist").modalities
         model = train_zoo_model(entry, modalities, train, budget.epochs[entry], budget.batch_size[entry], seed,
-                                budget.learning_rate,
+                                budget.learning_rate[entry],
                                 run_eagerly=budget.run_eagerly, present=present,
                                 compile_options={"critic_optimizer": keras.optimizers.Adam(budget.critic_learning_rate)})
         from mibzoo.reproduce.ood_baselines import swap_colours
@@ -179,6 +188,8 @@ def _methods():
         "ood_cmnist": ("OURS", run_entry("ood_cmnist")),
         "ood_cmnist_semi": ("OURS, 50% labels", run_entry("ood_cmnist", hidden_fraction="budget")),
         "ood_cmnist_irm": (None, run_entry("ood_cmnist_irm")),
+        "ood_cmnist_fishr": (None, run_entry("ood_cmnist_fishr")),
+        "ood_cmnist_fishr_semi": (None, run_entry("ood_cmnist_fishr", hidden_fraction="budget")),
     }
 
 
@@ -305,11 +316,18 @@ def _cell(stat):
 
 def target_lines(summary):
     """Plain statements of the targets of issue 12, from the measured means."""
+    def meets_ours(stats):  # IRM's published mean, with a spread below OURS's published one
+        return stats["test"][0] >= 66.9 and stats["test"][1] is not None and stats["test"][1] < 6.1
+
     checks = [("ERM", "ERM test-env accuracy ≤ 20%", lambda s: s["test"][0] <= 20.0),
               ("IRM", "IRM test-env accuracy within ±3 points of 66.9%", lambda s: abs(s["test"][0] - 66.9) <= 3.0),
-              ("ood_cmnist", "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1",
-               lambda s: s["test"][0] >= 66.9 and s["test"][1] is not None and s["test"][1] < 6.1),
-              ("ood_cmnist_semi", "ood_cmnist with 50% labels test-env accuracy ≥ 62%", lambda s: s["test"][0] >= 62.0)]
+              ("ood_cmnist", "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1", meets_ours),
+              ("ood_cmnist_semi", "ood_cmnist with 50% labels test-env accuracy ≥ 62%", lambda s: s["test"][0] >= 62.0),
+              # Not issue 12's: the framework's Fishr is not Eq. 18 (it has no estimate of I(E; Y | Z)).
+              ("ood_cmnist_fishr", "for comparison, ood_cmnist's target on ood_cmnist_fishr (Fishr's penalty in place of "
+                                   "Eq. 18's I(E; Y | Z)): ≥ 66.9% with std < 6.1", meets_ours),
+              ("ood_cmnist_fishr_semi", "for comparison, the 50%-label target on ood_cmnist_fishr: ≥ 62%",
+               lambda s: s["test"][0] >= 62.0)]
     lines = []
     for method, text, ok in checks:
         if method in summary:
