@@ -214,15 +214,45 @@ def test_conditional_independence_matches_numpy(rng, form):
 
 
 def test_zoo_estimators_of_the_conditional_independence():
-    """``ood_cmnist`` estimates I(E; Y | Z) in closed form (no critic, no critic phase);
-    ``ood_cmnist_irm`` the same, with IRM's penalty beside it entering in full at the same update."""
-    ours, irm = _small_model("ood_cmnist"), _small_model("ood_cmnist_irm")
+    """``ood_cmnist`` estimates I(E; Y | Z) in closed form (no critic, no critic phase); the IRMv1 and
+    Fishr entries put their penalty in its place."""
+    ours, irm, fishr = (_small_model(e) for e in ("ood_cmnist", "ood_cmnist_irm", "ood_cmnist_fishr"))
     terms = [name for _, name in ours.model_config["str_reg"]]
     assert terms == ["cross", "sufficiency", "environment_recalibration"]
-    assert [name for _, name in irm.model_config["str_reg"]] == terms + ["irm"]
-    for model in (ours, irm):
+    assert [name for _, name in irm.model_config["str_reg"]] == terms[:2] + ["irm"]
+    assert [name for _, name in fishr.model_config["str_reg"]] == terms[:2] + ["gradient_variance"]
+    for model in (ours, irm, fishr):
         assert model.critics == {} and [p["name"] for p in model.phases] == ["dist"]
-    assert irm.model_config["hyperparameters"]["irm_anneal_steps"] == 200
+
+
+def _penalty_onset(config, entry):
+    """(update, scale) of a stability entry's penalty onset: before update ``update`` its weight is
+    multiplied by ``scale``."""
+    if entry == "ood_cmnist_irm":
+        return config["hyperparameters"]["irm_anneal_steps"], config["hyperparameters"]["irm_anneal_scale"]
+    schedule = config["term_options"]["gradient_variance"]["weight_schedule"]["config"]
+    return schedule["delay_steps"], schedule["start"]
+
+
+@pytest.mark.parametrize("entry, penalty", [("ood_cmnist_irm", "gamma"), ("ood_cmnist_fishr", "gamma_f")])
+def test_stability_entries_are_ood_cmnist_with_a_penalty_on_irms_schedule(entry, penalty):
+    """``ood_cmnist_irm`` and ``ood_cmnist_fishr`` keep everything of ``ood_cmnist`` their notes say
+    they keep and replace Eq. 18's I(E; Y | Z) estimate by their penalty, on IRM's schedule: weight
+    γ · scale = α_y before update 200, then the whole network objective × scale (IRM's loss division),
+    μ outputs, Adam 5e-4."""
+    import mibzoo
+
+    ours, theirs = (mibzoo.load(e).model_config for e in ("ood_cmnist", entry))
+    changed = {key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key)}
+    assert changed == {"hyperparameters", "str_reg", "term_options", "expert_output", "loss_schedule", "optimizers"}
+    assert theirs["str_reg"][:2] == ours["str_reg"][:2] and len(theirs["str_reg"]) == 3
+    weights = theirs["hyperparameters"]
+    assert [weights[k] for k in ("beta1", "alpha_y")] == [ours["hyperparameters"][k] for k in ("beta1", "alpha_y")]
+    update, scale = _penalty_onset(theirs, entry)
+    assert update == theirs["loss_schedule"]["config"]["boundaries"][0] == 200
+    np.testing.assert_allclose(weights[penalty] * scale, weights["alpha_y"])
+    assert theirs["loss_schedule"]["config"]["values"] == [1.0, scale]
+    assert theirs["expert_output"] == "mean" and theirs["optimizers"]["dist"]["learning_rate"] == 5e-4
 
 
 @pytest.mark.parametrize("options, message", [
