@@ -70,7 +70,7 @@ class Budget:
             bfloat16, `mibzoo.reproduce.ood_baselines`); the full budget takes
             `ood_baselines.default_precision()`, bfloat16 where the CPU multiplies it in hardware.
         epochs: ``{zoo entry: epochs}`` (a semi-supervised row trains its entry with hidden labels).
-        batch_size: ``{zoo entry: minibatch size}``. Both entries train with large batches
+        batch_size: ``{zoo entry: minibatch size}``. The entries train with large batches
             (2,500 images; ``ood_cmnist_irm`` took 5,000 with its critic until the twenty-eighth
             session), as their penalties compare
             per-environment risks, which need ~1,000 labelled images per environment

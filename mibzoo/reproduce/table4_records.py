@@ -10,8 +10,9 @@ import dataclasses
 # The rows of the table, in the report's order.
 METHODS = ("ERM", "IRM", "oracle", "Fishr", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm", "ood_cmnist_fishr",
            "ood_cmnist_fishr_semi")
-# The rows a command runs without ``--methods``: issue 12's table, whose CPU budget is 30 minutes
-# (recorded commands without ``--methods`` ran these, so the tuple only grows with a new budget).
+# The rows a command runs without ``--methods``: issue 12's table, whose CPU budget is 30 minutes.
+# A recorded command without ``--methods`` is read as having run these (`command_methods`), so a
+# change of the tuple changes what the records say earlier commands ran.
 # Rows the paper's Table 4 does not have are run on request: the baseline Fishr (Rame et al. 2022)
 # and the entry ``ood_cmnist_fishr``, the framework's Fishr, with and without hidden labels.
 DEFAULT_METHODS = ("ERM", "IRM", "oracle", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")
