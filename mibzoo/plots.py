@@ -278,7 +278,10 @@ def train_test_accuracy(ours, published, path):
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    # Grey marks the published rows, so no row of ours is drawn in it.
+    from matplotlib.colors import to_hex
+
+    cycle = [c for c in plt.rcParams["axes.prop_cycle"].by_key()["color"] if to_hex(c) not in ("#7f7f7f", "#808080")]
     for k, (label, ((train, train_std), (test, test_std))) in enumerate(ours.items()):
         ax.errorbar(train, test, xerr=train_std, yerr=test_std, fmt="o", color=cycle[k % len(cycle)], label=label,
                     capsize=3)
