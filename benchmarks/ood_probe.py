@@ -5,6 +5,7 @@ weights and other estimators).
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
         [--adam-restart 201] [--predict-sweep] [--calibration] [--drop-unlabelled | --hide-env-too]
+        [--recalibration-without-curvature]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -31,6 +32,23 @@ def scramble_colour(arrays, rng):
     channel = rng.integers(0, 2, len(digits))
     images = np.stack([digits * (channel == 0)[:, None, None], digits * (channel == 1)[:, None, None]], -1)
     return {**arrays, "image": images.astype("float32")}
+
+
+def without_curvature():
+    """Diagnostic (thirty-third session): makes `environment_recalibration`'s paired Newton gain
+    ½ aᵀ H⁻¹ b into ½ aᵀ b, as if each environment's Hessian were the identity, for this process.
+    The zero set is the same; what changes is that the gain no longer divides by the curvature, which
+    grows with the logits' scale, so it penalizes a confident colour use as IRMv1's squared gradient
+    does. Whether that is why IRMv1 sheds the colour under IRM's schedule and the recalibration does not."""
+    from keras import ops
+
+    from mibzoo.estimators import recalibration
+
+    def paired_gains_identity(first, second, hessian):
+        del hessian
+        return 0.5 * ops.sum(ops.cast(first, "float32") * ops.cast(second, "float32"), axis=-1)
+
+    recalibration._paired_gains = paired_gains_identity
 
 
 def single_draw_logits(model, images, seed, chunk=5000):
@@ -165,6 +183,9 @@ def main():
                                   "(they train as image-only rows)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
+    parser.add_argument("--recalibration-without-curvature", action="store_true",
+                        help="diagnostic: environment_recalibration's Newton gain ½ aᵀ H⁻¹ b with H the identity, "
+                             "half the paired squared gradient along the scale and shift (IRMv1's penalty with a shift)")
     args = parser.parse_args()
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         parser.error(f"--ema: got {args.ema}, expected a momentum strictly between 0 and 1")
@@ -178,6 +199,8 @@ def main():
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import label_accuracies
 
+    if args.recalibration_without_curvature:
+        without_curvature()
     train = original = mibzoo.data.load_arrays("colored_mnist", "train")
     test = mibzoo.data.load_arrays("colored_mnist", "test")
     if args.scramble_colour:
