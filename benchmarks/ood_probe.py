@@ -5,7 +5,7 @@ weights and other estimators).
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
         [--adam-restart 201] [--predict-sweep] [--calibration] [--drop-unlabelled | --hide-env-too]
-        [--recalibration-without-curvature]
+        [--recalibration-curvature {as_is,identity,constant}]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -34,21 +34,25 @@ def scramble_colour(arrays, rng):
     return {**arrays, "image": images.astype("float32")}
 
 
-def without_curvature():
-    """Diagnostic (thirty-third session): makes `environment_recalibration`'s paired Newton gain
-    ½ aᵀ H⁻¹ b into ½ aᵀ b, as if each environment's Hessian were the identity, for this process.
-    The zero set is the same; what changes is that the gain no longer divides by the curvature, which
-    grows with the logits' scale, so it penalizes a confident colour use as IRMv1's squared gradient
-    does. Whether that is why IRMv1 sheds the colour under IRM's schedule and the recalibration does not."""
+def patch_recalibration_curvature(curvature):
+    """Diagnostic (thirty-third session), for this process: `environment_recalibration`'s paired
+    Newton gain ½ aᵀ H⁻¹ b computed with H the identity (``"identity"``: ½ aᵀ b, which no longer
+    divides by the curvature, so it penalizes a confident colour use as IRMv1's squared gradient
+    does), or with H held constant in the gradient (``"constant"``: the same value, but the network
+    is not trained through H). Asks whether IRMv1 sheds the colour under IRM's schedule where the
+    recalibration does not because of the division by H or because of the gradient through it."""
     from keras import ops
 
     from mibzoo.estimators import recalibration
 
-    def paired_gains_identity(first, second, hessian):
-        del hessian
+    plain = recalibration._paired_gains
+
+    def paired_gains(first, second, hessian):
+        if curvature == "constant":
+            return plain(first, second, ops.stop_gradient(hessian))
         return 0.5 * ops.sum(ops.cast(first, "float32") * ops.cast(second, "float32"), axis=-1)
 
-    recalibration._paired_gains = paired_gains_identity
+    recalibration._paired_gains = paired_gains
 
 
 def single_draw_logits(model, images, seed, chunk=5000):
@@ -183,9 +187,10 @@ def main():
                                   "(they train as image-only rows)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
-    parser.add_argument("--recalibration-without-curvature", action="store_true",
-                        help="diagnostic: environment_recalibration's Newton gain ½ aᵀ H⁻¹ b with H the identity, "
-                             "half the paired squared gradient along the scale and shift (IRMv1's penalty with a shift)")
+    parser.add_argument("--recalibration-curvature", choices=("as_is", "identity", "constant"), default="as_is",
+                        help="diagnostic: environment_recalibration's Newton gain ½ aᵀ H⁻¹ b with H the identity (half "
+                             "the paired squared gradient along the scale and shift: IRMv1's penalty with a shift), or "
+                             "with H a constant to the gradient (the same value, no gradient through the curvature)")
     args = parser.parse_args()
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         parser.error(f"--ema: got {args.ema}, expected a momentum strictly between 0 and 1")
@@ -199,8 +204,8 @@ def main():
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import label_accuracies
 
-    if args.recalibration_without_curvature:
-        without_curvature()
+    if args.recalibration_curvature != "as_is":
+        patch_recalibration_curvature(args.recalibration_curvature)
     train = original = mibzoo.data.load_arrays("colored_mnist", "train")
     test = mibzoo.data.load_arrays("colored_mnist", "test")
     if args.scramble_colour:
