@@ -171,12 +171,16 @@ class PiecewiseConstant(_Schedule):
 SCHEDULES = {"LinearWarmup": LinearWarmup, "GeometricWarmup": GeometricWarmup, "PiecewiseConstant": PiecewiseConstant}
 
 
-def _check_warmup(config, source, field, zero_start=True):
-    unknown = sorted(set(config) - {"warmup_steps", "start", "delay_steps"})
+def _reject_unknown_keys(config, keys, source, field):
+    """A `ConfigError` naming the first key of ``config`` outside ``keys``, with a suggestion."""
+    unknown = sorted(set(config) - set(keys))
     if unknown:
         raise ConfigError(source, f"{field}.config.{unknown[0]}", config[unknown[0]],
-                          "only the keys ['delay_steps', 'start', 'warmup_steps']"
-                          + did_you_mean(unknown[0], ["delay_steps", "start", "warmup_steps"]))
+                          f"only the keys {sorted(keys)}" + did_you_mean(unknown[0], sorted(keys)))
+
+
+def _check_warmup(config, source, field, zero_start=True):
+    _reject_unknown_keys(config, ("warmup_steps", "start", "delay_steps"), source, field)
     steps = config.get("warmup_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ConfigError(source, f"{field}.config.warmup_steps", steps, "a positive integer (network updates)")
@@ -197,10 +201,7 @@ def _check_warmup(config, source, field, zero_start=True):
 
 
 def _check_piecewise(config, source, field):
-    unknown = sorted(set(config) - {"boundaries", "values"})
-    if unknown:
-        raise ConfigError(source, f"{field}.config.{unknown[0]}", config[unknown[0]],
-                          "only the keys ['boundaries', 'values']" + did_you_mean(unknown[0], ["boundaries", "values"]))
+    _reject_unknown_keys(config, ("boundaries", "values"), source, field)
     boundaries, values = config.get("boundaries"), config.get("values")
     if not isinstance(boundaries, list) or not boundaries \
             or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in boundaries) \
