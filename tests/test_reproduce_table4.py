@@ -35,7 +35,7 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     assert sorted((r["method"], r["seed"]) for r in record["runs"]) == [
         ("ERM", 0), ("ood_cmnist_semi", 0), ("oracle", 0)]
     assert all(0.0 <= r[k] <= 1.0 for r in record["runs"] for k in ("train_acc", "test_acc"))
-    assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2
+    assert len(record["commands"]) == 2 and len(record["wall_seconds"]) == 2 and len(record["machines"]) == 2
     text = (out / "results_ood_quick.md").read_text()
     assert text.startswith("# Kept title\n\nNotes.") and text.rstrip().endswith("Kept tail.") and "\nold\n" not in text
     assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
@@ -65,21 +65,50 @@ def test_runs_shared_among_worker_processes_give_the_records_of_one_process(mnis
 def test_budget_statement_sums_the_commands_and_needs_every_row_at_five_seeds():
     runs = [{"method": m, "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
             for m in table4_records.DEFAULT_METHODS for s in range(5)]
-    record = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "M, 2 cores",
+    record = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "M, 2 cores", "machines": ["M, 2 cores"] * 2,
               "commands": ["mibzoo reproduce table4 --methods ERM IRM oracle", "mibzoo reproduce table4 --methods "
                            "ood_cmnist ood_cmnist_semi ood_cmnist_irm"]}
     assert table4.budget_line(record) == ("- The whole table in under 30 minutes on 2 cores: **met** "
                                           "(28.3 min over 2 commands on M, 2 cores).")
-    one = {**record, "wall_seconds": [1800.0], "commands": ["mibzoo reproduce table4"]}
+    one = {**record, "wall_seconds": [1800.0], "commands": ["mibzoo reproduce table4"], "machines": ["M, 2 cores"]}
     assert "**missed** (30.0 min over 1 command on" in table4.budget_line(one)
     short = {**record, "runs": [r for r in runs if not (r["method"] == "IRM" and r["seed"] == 4)]}
     assert "not measured (not every row has 5 seeds; 28.3 min" in table4.budget_line(short)
     # Rows outside issue 12's table (Fishr, ood_cmnist_fishr) are neither needed for the statement nor timed in it.
     fishr = {**record, "runs": runs + [{**runs[0], "method": "Fishr"}, {**runs[0], "method": "ood_cmnist_fishr"}],
-             "wall_seconds": [1000.0, 700.0, 900.0, 600.0],
+             "wall_seconds": [1000.0, 700.0, 900.0, 600.0], "machines": ["M, 2 cores"] * 2 + ["Other, 8 cores"] * 2,
              "commands": record["commands"] + ["mibzoo reproduce table4 --methods Fishr",
                                                "mibzoo reproduce table4 --methods ood_cmnist_fishr ood_cmnist_fishr_semi"]}
-    assert "**met** (28.3 min over 2 commands" in table4.budget_line(fishr)
+    assert "**met** (28.3 min over 2 commands on M, 2 cores)" in table4.budget_line(fishr)
+    # Commands are named by their number in the report's list, the untimed ones counted too.
+    elsewhere = {**fishr, "commands": fishr["commands"][2:] + fishr["commands"][:2],
+                 "wall_seconds": [900.0, 600.0, 1000.0, 700.0],
+                 "machines": ["M, 2 cores", "M, 2 cores", "A, 2 cores", "B, 2 cores"]}
+    assert "(28.3 min over 2 commands; command 3: A, 2 cores; command 4: B, 2 cores)" in table4.budget_line(elsewhere)
+
+
+def test_budget_is_judged_only_on_commands_recorded_on_one_machine():
+    """Minutes summed over machines of other speeds measure none of them: the statement says where each
+    command ran instead of met or missed. A record written before machines were kept per command knows
+    only its last command's (the one that wrote it)."""
+    runs = [{"method": m, "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
+            for m in table4_records.DEFAULT_METHODS for s in range(5)]
+    commands = ["mibzoo reproduce table4 --methods ERM IRM oracle",
+                "mibzoo reproduce table4 --methods ood_cmnist ood_cmnist_semi ood_cmnist_irm"]
+    mixed = {"runs": runs, "wall_seconds": [1000.0, 700.0], "machine": "B, 2 cores", "commands": commands,
+             "machines": ["A, 2 cores", "B, 2 cores"], "budget": {"epochs": 30}, "versions": {"mibzoo": "0"}}
+    assert table4.budget_line(mixed) == ("- The whole table in under 30 minutes on 2 cores: not measured on one "
+                                         "machine (28.3 min over 2 commands; command 1: A, 2 cores; command 2: B, 2 cores).")
+    legacy = {key: value for key, value in mixed.items() if key != "machines"}
+    assert table4_records.command_entries(legacy) == [(commands[0], 1000.0, None), (commands[1], 700.0, "B, 2 cores")]
+    assert "command 1: machine not recorded; command 2: B, 2 cores" in table4.budget_line(legacy)
+    assert "Machines: command 1: machine not recorded; command 2: B, 2 cores." in table4.render(legacy)
+    same = {**mixed, "machines": ["B, 2 cores"] * 2}
+    assert "Machine: B, 2 cores." in table4.render(same) and "**met** (28.3 min over 2 commands on B, 2 cores)" in \
+        table4.render(same)
+    # Filtering the commands keeps each one's machine with it.
+    kept = table4_records.drop_superseded(mixed, ["ERM", "IRM", "oracle"], [0, 1, 2, 3, 4])
+    assert kept["commands"] == commands[1:] and kept["machines"] == ["B, 2 cores"] and kept["wall_seconds"] == [700.0]
 
 
 def test_summary_in_percent_with_sample_std_and_target_statements():

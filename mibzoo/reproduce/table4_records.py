@@ -70,17 +70,33 @@ def _command_seeds(command):
     return _command_values(command, "--seeds", DEFAULT_SEEDS, int)
 
 
+def command_entries(record):
+    """``[(command, wall seconds, machine)]`` of the commands ``record`` kept. Records written before
+    each command's machine was kept name one machine, the one of the command that wrote them (the
+    last): the earlier commands' machines are None, unknown."""
+    commands = record.get("commands", [])
+    machines = record.get("machines")
+    if machines is None:
+        machines = [None] * (len(commands) - 1) + [record.get("machine")] if commands else []
+    return list(zip(commands, record.get("wall_seconds", []), machines))
+
+
+def with_commands(record, entries):
+    """``record`` with its commands, wall times and machines those of ``entries`` (`command_entries`)."""
+    return {**record, "commands": [c for c, _, _ in entries], "wall_seconds": [w for _, w, _ in entries],
+            "machines": [m for _, _, m in entries]}
+
+
 def drop_superseded(record, methods, seeds):
-    """``record`` without the commands (and their wall times) whose every run is redone by a
-    command running ``methods`` with ``seeds``."""
-    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if not (command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))]
-    return {**record, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs]}
+    """``record`` without the commands (and their wall times and machines) whose every run is redone
+    by a command running ``methods`` with ``seeds``."""
+    return with_commands(record, [(c, w, m) for c, w, m in command_entries(record)
+                                  if not (command_methods(c) <= set(methods) and _command_seeds(c) <= set(seeds))])
 
 
 def keep_same_budget(record, budget):
     """The records of ``record`` measured with the fields of ``budget`` their method depends on
-    (`budget_fields`); commands (and their wall times) that ran only dropped methods go too.
+    (`budget_fields`); commands (and their wall times and machines) that ran only dropped methods go too.
     None when nothing is kept."""
     old, new = record.get("budget") or {}, dataclasses.asdict(budget)
     kept = [r for r in record.get("runs", [])
@@ -89,10 +105,8 @@ def keep_same_budget(record, budget):
     if not kept:
         return None
     methods = {r["method"] for r in kept}
-    pairs = [(c, w) for c, w in zip(record.get("commands", []), record.get("wall_seconds", []))
-             if command_methods(c) & methods]
-    return {**record, "runs": kept, "commands": [c for c, _ in pairs], "wall_seconds": [w for _, w in pairs],
-            "budget": new}
+    return {**with_commands(record, [(c, w, m) for c, w, m in command_entries(record) if command_methods(c) & methods]),
+            "runs": kept, "budget": new}
 
 
 def recorded_precision(record):
