@@ -719,6 +719,56 @@ def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_
                                rtol=1e-4, atol=1e-8)
 
 
+def _np_imq_on_unit_scale(inputs, scale):
+    """float64: the inverse multiquadric kernel C / (C + ‖u_i − u_j‖²), C = 2 d s², on the inputs divided by
+    the root of their mean per-dimension variance."""
+    u = inputs / np.sqrt(np.mean(np.var(inputs, axis=0)) + 1e-8)
+    distances = np.sum(np.square(u[:, None, :] - u[None, :, :]), axis=-1)
+    c = 2.0 * u.shape[1] * scale * scale
+    return c / (c + distances)
+
+
+@pytest.mark.parametrize("inputs", [None, "latent", "decoder_features"])
+def test_conditional_moment_term_is_the_residual_kernel_discrepancy_per_environment(rng, inputs):
+    """The term is `kernel_conditional_moment` (tested against NumPy in tests/estimators) of p(y | z)'s
+    class probabilities at z ~ q(z | x), with an inverse multiquadric kernel of the declared scale on z
+    (default) or on the input of the label decoder's final layer, each divided by its batch standard
+    deviation (the kernel computed here in NumPy); rows without a label do not count. A model trains
+    with it through `fit`."""
+    import keras
+
+    from mibzoo.estimators.conditional_moment import kernel_conditional_moment
+    from mibzoo.objectives import ood
+
+    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 10.0, "alpha_y": 1.0,
+                                                        "moment_bandwidth": 0.8},
+                         str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
+                                  ["beta2", "conditional_moment"]],
+                         term_options={} if inputs is None else {"conditional_moment": {"inputs": inputs}})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    labelled[[3, 17]] = 0.0
+    fp = _forward(model, batch, labelled)
+    z = fp.z(0)
+    features = fp.decoder_input("label", z)
+    for layer in model.decoders["label"].net.layers[:-1]:
+        features = layer(features)
+    logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float64")
+    probabilities = np.exp(logits - logits.max(-1, keepdims=True))
+    probabilities /= probabilities.sum(-1, keepdims=True)
+    kernel_inputs = np.asarray(features if inputs == "decoder_features" else z, "float64")
+    kernel = _np_imq_on_unit_scale(kernel_inputs, 0.8).astype("float32")
+    expected = float(kernel_conditional_moment(probabilities.astype("float32"), np.eye(2, dtype="float32")[batch["label"]],
+                                               kernel, np.eye(3, dtype="float32")[batch["env"]], labelled))
+    np.testing.assert_allclose(float(ood.environment_conditional_moment(fp)), expected, rtol=1e-3, atol=1e-8)
+    relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
+    np.testing.assert_allclose(float(ood.environment_conditional_moment(_forward(model, relabelled, labelled))),
+                               expected, rtol=1e-3, atol=1e-8)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    history = model.fit(batch, epochs=2, batch_size=12, verbose=0)
+    assert np.isfinite(history.history["conditional_moment"]).all()
+
+
 @pytest.mark.parametrize("pairs", [None, "halves", "none"])
 def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pairs):
     """Fishr's term on a model that declares it: `gradient_variance_gap` (tested against NumPy in

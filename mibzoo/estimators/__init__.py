@@ -19,6 +19,9 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
   classifier's final layer (Fishr's penalty), from the batch's halves or on whole groups.
 * ``calibration`` — the squared kernel calibration error of a classifier within each group
   (multi-environment calibration, Wald et al. 2021).
+* ``conditional_moment`` — the kernel conditional moment discrepancy of a classifier's residuals
+  within each group (Muandet et al. 2020): how far each group's labels are from following the
+  classifier given its input (G_ood's E ⊥ Y | Z along every direction of z).
 * ``conditional_means`` — the whitened (Mahalanobis) distance between groups' label-conditional
   means of a representation, paired across the batch's halves.
 * ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
@@ -33,6 +36,7 @@ from mibzoo.estimators.adversarial import (
 )
 from mibzoo.estimators.calibration import kernel_calibration_error
 from mibzoo.estimators.conditional_means import group_conditional_mean_gap
+from mibzoo.estimators.conditional_moment import kernel_conditional_moment
 from mibzoo.estimators.critics import Discriminator, MINEStatistics
 from mibzoo.estimators.infogan import (
     categorical_code_mi_lower_bound,
@@ -79,6 +83,7 @@ __all__ = [
     "risk_variance",
     "lagged_risk_variance",
     "kernel_calibration_error",
+    "kernel_conditional_moment",
     "gradient_variance_gap",
     "last_layer_gradients",
     "Discriminator",

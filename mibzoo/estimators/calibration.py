@@ -21,6 +21,8 @@ probability vectors, ν = 0.4 as the MMCE of Kumar et al. (2018) and Wald et al.
 
 from keras import ops
 
+from mibzoo.estimators.conditional_moment import group_pair_means
+
 __all__ = ["kernel_calibration_error"]
 
 
@@ -43,15 +45,7 @@ def kernel_calibration_error(probabilities, labels, groups, weights=None, bandwi
         raise ValueError(f"kernel_calibration_error: bandwidth must be positive, got {bandwidth}")
     probabilities = ops.cast(probabilities, "float32")
     residuals = ops.cast(labels, "float32") - probabilities
-    weights = ops.ones_like(residuals[:, 0]) if weights is None else ops.cast(weights, "float32")
-    members = weights[:, None] * ops.cast(groups, "float32")  # [B, G]
     distance = 0.5 * ops.sum(ops.abs(probabilities[:, None, :] - probabilities[None, :, :]), axis=-1)
     pairs = ops.exp(-distance / bandwidth) * ops.matmul(residuals, ops.transpose(residuals))  # [B, B]
-    squared = members * members  # w_i² per group: what the diagonal i = j adds to the sums of pairs
-    all_pairs = ops.sum(members * ops.matmul(pairs, members), axis=0)  # [G]: Σ_ij w_i w_j h_ij
-    diagonal = ops.sum(squared * ops.diagonal(pairs)[:, None], axis=0)  # [G]: Σ_i w_i² h_ii
-    counts = ops.sum(members, axis=0)
-    pair_counts = counts * counts - ops.sum(squared, axis=0)
-    kept = ops.cast(pair_counts > 0.5, "float32")
-    per_group = (all_pairs - diagonal) / ops.maximum(pair_counts, 1.0) * kept
+    per_group, kept, _ = group_pair_means(pairs, groups, weights)
     return ops.sum(per_group) / ops.maximum(ops.sum(kept), 1.0)
