@@ -176,7 +176,9 @@ class PhasedTraining(keras.Model):
             else:
                 terms, totals = self.compute_terms(fp)
                 objective = totals["score"] if phase == "structure" else totals["loss"]
-                if self.loss_schedule is not None:  # c_t on the optimized objective only: the logs stay L
+                # c_t on the network updates' optimized objective only: the logs stay L, and the
+                # structure phase's score (its own optimizer, its own scale) is not IRM's loss.
+                if self.loss_schedule is not None and phase != "structure":
                     objective = objective * self.loss_schedule(self.optimizer.iterations)
             # Gradients are summed over replicas: scale so that they average instead.
             scaled = objective / tf.distribute.get_strategy().num_replicas_in_sync

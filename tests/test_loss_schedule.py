@@ -95,3 +95,26 @@ def test_the_update_after_a_boundary_is_the_factor_times_the_unscaled_update():
         moved += np.abs(p2 - p1).sum()
     assert moved > 1e-3
     np.testing.assert_allclose(scheduled_losses, plain_losses, rtol=1e-5)
+
+
+def test_the_structure_phase_is_not_scaled():
+    """``loss_schedule`` scales network updates only: a structure update (Algorithm 1's other phase,
+    its own optimizer) after the boundary moves ρ exactly as in a model without the schedule."""
+    from tests.model_test_case import tiny_overrides
+
+    def after_two_calls(loss_schedule):
+        keras.utils.set_random_seed(0)
+        model = mibzoo.load("mib_mm", **{**tiny_overrides("mib_mm"), "loss_schedule": loss_schedule,
+                                         "phases": [{"name": "dist", "steps": 1}, {"name": "structure", "steps": 1}]})
+        model.compile(optimizer=keras.optimizers.SGD(0.05), structure_optimizer=keras.optimizers.SGD(0.5))
+        arrays = synthetic_batches(model.modality_specs, n=32)
+        before = [np.array(v) for v in model.phase_variables("structure")]
+        for call in range(2):  # a network update (factor 1 in both), then a structure update at iteration 1
+            model.fit(dataset({k: v[16 * call:16 * (call + 1)] for k, v in arrays.items()}, 16), epochs=1, verbose=0)
+        return before, [np.array(v) for v in model.phase_variables("structure")]
+
+    before, plain = after_two_calls(None)
+    _, scheduled = after_two_calls({"class_name": "PiecewiseConstant", "config": {"boundaries": [1], "values": [1.0, 1e-3]}})
+    assert any(np.abs(p - b).max() > 1e-4 for p, b in zip(plain, before))  # the structure update moved ρ
+    for p, s in zip(plain, scheduled):
+        np.testing.assert_allclose(s, p, rtol=1e-6, atol=1e-7)
