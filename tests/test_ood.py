@@ -719,6 +719,22 @@ def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_
                                rtol=1e-4, atol=1e-8)
 
 
+def _penalty_model(term, weight, hyperparameters, options=None):
+    """A small `ood_cmnist` with ``term`` at the hyperparameter ``weight`` beside `cross` and
+    `sufficiency` (β1 = α_y = 1 unless ``hyperparameters`` say otherwise), ``options`` its term options."""
+    return _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "alpha_y": 1.0, **hyperparameters},
+                        str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"], [weight, term]],
+                        term_options={} if options is None else {term: options})
+
+
+def _partly_labelled(model, rng, hidden):
+    """A batch of 24 rows whose rows ``hidden`` have no label: ``(batch, labelled [24], forward pass)``."""
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    labelled[hidden] = 0.0
+    return batch, labelled, _forward(model, batch, labelled)
+
+
 def _np_imq_on_unit_scale(inputs, scale):
     """float64: the inverse multiquadric kernel C / (C + ‖u_i − u_j‖²), C = 2 d s², on the inputs divided by
     the root of their mean per-dimension variance."""
@@ -740,15 +756,9 @@ def test_conditional_moment_term_is_the_residual_kernel_discrepancy_per_environm
     from mibzoo.estimators.conditional_moment import kernel_conditional_moment
     from mibzoo.objectives import ood
 
-    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 10.0, "alpha_y": 1.0,
-                                                        "moment_bandwidth": 0.8},
-                         str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
-                                  ["beta2", "conditional_moment"]],
-                         term_options={} if inputs is None else {"conditional_moment": {"inputs": inputs}})
-    batch = _batch(rng, 24)
-    labelled = np.ones(24, "float32")
-    labelled[[3, 17]] = 0.0
-    fp = _forward(model, batch, labelled)
+    model = _penalty_model("conditional_moment", "beta2", {"beta2": 10.0, "moment_bandwidth": 0.8},
+                           None if inputs is None else {"inputs": inputs})
+    batch, labelled, fp = _partly_labelled(model, rng, hidden=[3, 17])
     z = fp.z(0)
     features = fp.decoder_input("label", z)
     for layer in model.decoders["label"].net.layers[:-1]:
@@ -781,14 +791,9 @@ def test_gradient_variance_term_is_fishr_on_the_label_decoder_in_numpy(rng, pair
     from mibzoo.estimators.gradient_variance import gradient_variance_gap
     from mibzoo.objectives import ood
 
-    model = _small_model("ood_cmnist", hyperparameters={"beta1": 1.0, "beta2": 0.0, "alpha_y": 1.0, "gamma_f": 10.0},
-                         str_reg=[[{"image": "beta1"}, "cross"], ["alpha_y", "sufficiency"],
-                                  ["gamma_f", "gradient_variance"]],
-                         term_options={} if pairs is None else {"gradient_variance": {"pairs": pairs}})
-    batch = _batch(rng, 24)
-    labelled = np.ones(24, "float32")
-    labelled[[6, 9]] = 0.0
-    fp = _forward(model, batch, labelled)
+    model = _penalty_model("gradient_variance", "gamma_f", {"beta2": 0.0, "gamma_f": 10.0},
+                           None if pairs is None else {"pairs": pairs})
+    batch, labelled, fp = _partly_labelled(model, rng, hidden=[6, 9])
     final = model.decoders["label"].net.layers[-1]
     decoder_input = fp.decoder_input("label", fp.z(0))
     rows = []
