@@ -11,8 +11,9 @@ that common conditional. With a kernel k on z the squared RKHS norm of the group
     D_g = E_g[r(z)ᵀ r(z') k(z, z')] = E_g[(p_g − π)(z)ᵀ k(z, z') (p_g − π)(z')],
 
 two independent draws z, z' of group g, is ≥ 0 and, for a characteristic k, 0 only then. It is a
-kernel-smoothed form of the χ² between p(y | z, g) and π(z), whose share-weighted mean is, to second
-order, 2 · I(G; Y | Z) when π is the pooled conditional (KL(p ‖ π) ≈ ½ Σ_k (p_k − π_k)² / π_k).
+kernel-smoothed form of Σ_k (p_k − π_k)², p = p(y | z, g): the χ² between p and π(z) without its
+weights 1 / π_k. The share-weighted mean of that χ² is, to second order, 2 · I(G; Y | Z) when π is
+the pooled conditional (KL(p ‖ π) ≈ ½ Σ_k (p_k − π_k)² / π_k).
 
 Unlike the recalibration gain (`mibzoo.estimators.recalibration`) it is not restricted to what a
 rescaling of π's logits can correct, so a use of Z that both groups find calibrated along the logit

@@ -490,8 +490,9 @@ def environment_conditional_moment(fp):
     Σ_e P(e) E_e[(y − π(z))ᵀ (y' − π(z')) k(z, z')], π = p(y | z), z ~ q(z | x) (option ``latent``),
     labelled examples only. Derived (appendix not available): E ⊥ Y | Z with π the common conditional
     means E_e[y − π(z) | z] = p(y | z, e) − π(z) = 0 in every environment, and this is the squared
-    RKHS norm of that conditional mean, a kernel-smoothed χ²(p(y | z, e) ‖ π(z)), which to second order
-    is 2 · I(E; Y | Z) when π is the pooled conditional. The kernel (inverse multiquadric, scale
+    RKHS norm of that conditional mean: a kernel-smoothed χ²(p(y | z, e) ‖ π(z)) without its weights
+    1 / π_k, where the χ² itself is, to second order, 2 · I(E; Y | Z) when π is the pooled conditional.
+    The kernel (inverse multiquadric, scale
     ``moment_bandwidth``) reads z or, with option ``inputs`` ``"decoder_features"``, the input of the
     label decoder's final layer, each divided by its batch standard deviation as a constant
     (`unit_scale`).
