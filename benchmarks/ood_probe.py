@@ -5,7 +5,7 @@ weights and other estimators).
     PYTHONPATH=$PWD python benchmarks/ood_probe.py ENTRY EPOCHS BATCH ['{"beta2": 3000}'] [--hide 0.5] [--seed 0]
         [--beta1 0.99] [--adam-beta2 0.99] [--weight-decay 1.0] [--cosine] [--scramble-colour] [--ema 0.99]
         [--adam-restart 201] [--predict-sweep] [--calibration] [--drop-unlabelled | --hide-env-too]
-        [--recalibration-curvature {as_is,identity,constant}]
+        [--recalibration-curvature {as_is,identity,constant}] [--term-spread 40]
 
 Trains ENTRY (a zoo entry with modalities image, label, env) on the training environments of
 ``colored_mnist`` as `mibzoo reproduce table4` does (`mibzoo.reproduce.table3.train_zoo_model`,
@@ -145,6 +145,31 @@ def run_arguments(parser):
     return parser
 
 
+def term_spread(model, train, present, batch, batches, seed, shown):
+    """Each of ``shown``'s terms the model logs, evaluated (`evaluate` on one batch at a time) on
+    ``batches`` random training batches of ``batch`` rows: its mean, its standard deviation over
+    batches, and the mean in units of that deviation (below 1: one batch's estimate is mostly its
+    minibatch noise)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed + 1000)
+    values = {}
+    for _ in range(batches):
+        rows = rng.choice(len(train["image"]), batch, replace=False)
+        data = {name: np.asarray(train[name])[rows] for name in ("image", "label", "env")}
+        if present is not None:
+            data["present"] = {name: np.asarray(mask, "float32")[rows] for name, mask in present.items()}
+        one = tf.data.Dataset.from_tensors(data)
+        for name, value in model.evaluate(one, return_dict=True, verbose=0).items():
+            if name in shown and name != "loss":
+                values.setdefault(name, []).append(float(value))
+    lines = [f"  terms on {batches} training batches of {batch} (mean / std over batches / mean in stds):"]
+    for name, seen in values.items():
+        mean, std = float(np.mean(seen)), float(np.std(seen, ddof=1))
+        lines.append(f"    {name}: {mean:.4g} / {std:.4g} / {mean / std if std else float('inf'):.2f}")
+    return "\n".join(lines)
+
+
 def main():
     parser = run_arguments(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -187,6 +212,10 @@ def main():
                                   "(they train as image-only rows)")
     parser.add_argument("--scramble-colour", action="store_true",
                         help="put every digit in a random channel (colour carries no signal)")
+    parser.add_argument("--term-spread", type=int, default=0, metavar="N",
+                        help="after training: each shown term's value on N random training batches of the run's "
+                             "batch size (evaluation mode), printed as mean, standard deviation and their ratio: "
+                             "how much of one batch's estimate is signal")
     parser.add_argument("--recalibration-curvature", choices=("as_is", "identity", "constant"), default="as_is",
                         help="diagnostic: environment_recalibration's Newton gain ½ aᵀ H⁻¹ b with H the identity (half "
                              "the paired squared gradient along the scale and shift: IRMv1's penalty with a shift), or "
@@ -230,7 +259,7 @@ def main():
     train_part = {k: v[::25] for k, v in original.items()}
     shown = ("loss", "sufficiency", "conditional_independence", "conditional_independence_critic", "irm",
              "environment_recalibration", "risk_variance", "environment_calibration", "label_conditional_invariance",
-             "gradient_variance")
+             "gradient_variance", "conditional_moment")
 
     class Trajectory(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -304,6 +333,8 @@ def main():
         print("  calibration of p(y | z), one draw of z, all training images and labels:")
         print("\n".join(calibration_report(logits, np.asarray(original["label"]).astype(int),
                                          np.asarray(original["env"]).astype(int), colour_of(original["image"]))))
+    if args.term_spread:
+        print(term_spread(model, train, present, args.batch, args.term_spread, args.seed, shown))
     if averaging:
         for variable, value in zip(model.trainable_weights, averaging.average):
             variable.assign(value)

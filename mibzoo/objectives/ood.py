@@ -508,9 +508,11 @@ def environment_conditional_moment(fp):
     session): it keeps the colour on every run, on IRM's schedule (``loss_schedule``, μ outputs,
     Adam 5 × 10⁻⁴; weights 10⁸ to 10¹⁰, test environment 31–47 with training environments at 79–83)
     and on the entry's own (45.8). After the onset the colour leaves, but slowly and at about the
-    same pace at every weight (Adam's steps do not grow with it). A likely reason, not measured: at
-    batch 2,500 the estimate, 1.7–3.4 × 10⁻⁴ at the end of the runs, is mostly minibatch noise, so its
-    gradient's direction is too. No entry uses it."""
+    same pace at every weight (Adam's steps do not grow with it). It is not minibatch noise alone: at
+    the end of a run that still uses the colour, one batch's estimate is 2.1 standard deviations above
+    0, as the recalibration's (2.4) and Fishr's (1.7) are on the same model. A likely reason, not
+    measured: the encoder moves the colour into a direction of small amplitude that the kernel
+    barely sees while the decoder still reads it. No entry uses it."""
     name = "conditional_moment"
     _ood_modalities(fp.model, name)
     config = fp.model.model_config
