@@ -24,6 +24,8 @@ Pure functions of tensors (``keras.ops``, float32, usable eagerly and inside
   classifier given its input (G_ood's E ⊥ Y | Z along every direction of z).
 * ``conditional_means`` — the whitened (Mahalanobis) distance between groups' label-conditional
   means of a representation, paired across the batch's halves.
+* ``group_statistics`` — per-group U-statistics of a pair function and the row-share-weighted mean
+  over groups, shared by the calibration, conditional-moment and recalibration estimates.
 * ``halves`` — per-group means over a batch's even and odd rows, the paired estimates that make the
   squared means above (and IRMv1's penalty) unbiased.
 * ``critics`` — ``Discriminator`` and ``MINEStatistics`` networks.

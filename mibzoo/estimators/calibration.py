@@ -21,7 +21,7 @@ probability vectors, ν = 0.4 as the MMCE of Kumar et al. (2018) and Wald et al.
 
 from keras import ops
 
-from mibzoo.estimators.conditional_moment import group_pair_means
+from mibzoo.estimators.group_statistics import group_pair_means
 
 __all__ = ["kernel_calibration_error"]
 

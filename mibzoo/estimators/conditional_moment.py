@@ -22,33 +22,9 @@ still shows wherever the residuals follow z; and it divides by no curvature.
 
 from keras import ops
 
-__all__ = ["group_pair_means", "kernel_conditional_moment"]
+from mibzoo.estimators.group_statistics import group_pair_means, share_weighted_mean
 
-
-def group_pair_means(pairs, groups, weights=None):
-    """Per group, the weighted mean of ``pairs[i, j]`` over its ordered pairs of distinct rows:
-    (Σ_ij w_i w_j h_ij − Σ_i w_i² h_ii) / ((Σ_i w_i)² − Σ_i w_i²), i.e. / (n_g (n_g − 1)) for 0/1
-    weights, the U-statistic of a symmetric pair function h.
-
-    Args:
-      pairs: ``[B, B]`` the pair function h_ij.
-      groups: ``[B, G]`` one-hot group of each row.
-      weights: ``[B]`` row weights (0 leaves a row out); ``None``: all 1.
-
-    Returns:
-      ``(means, kept, counts)``, each ``[G]``: the per-group mean (0 where left out), 1 where the group
-      has two weighted rows or more, and the weighted row counts.
-    """
-    groups = ops.cast(groups, "float32")
-    weights = ops.ones_like(groups[:, 0]) if weights is None else ops.cast(weights, "float32")
-    members = weights[:, None] * groups  # [B, G]
-    squared = members * members  # w_i² per group: what the diagonal i = j adds to the sums of pairs
-    all_pairs = ops.sum(members * ops.matmul(pairs, members), axis=0)  # [G]: Σ_ij w_i w_j h_ij
-    diagonal = ops.sum(squared * ops.diagonal(pairs)[:, None], axis=0)  # [G]: Σ_i w_i² h_ii
-    counts = ops.sum(members, axis=0)
-    pair_counts = counts * counts - ops.sum(squared, axis=0)
-    kept = ops.cast(pair_counts > 0.5, "float32")
-    return (all_pairs - diagonal) / ops.maximum(pair_counts, 1.0) * kept, kept, counts
+__all__ = ["kernel_conditional_moment"]
 
 
 def kernel_conditional_moment(probabilities, labels, kernel, groups, weights=None):
@@ -71,5 +47,4 @@ def kernel_conditional_moment(probabilities, labels, kernel, groups, weights=Non
     residuals = ops.cast(labels, "float32") - ops.cast(probabilities, "float32")
     pairs = ops.cast(kernel, "float32") * ops.matmul(residuals, ops.transpose(residuals))
     means, kept, counts = group_pair_means(pairs, groups, weights)
-    shares = counts * kept / ops.maximum(ops.sum(counts * kept), 1.0)
-    return ops.sum(shares * means)
+    return share_weighted_mean(means, counts * kept)

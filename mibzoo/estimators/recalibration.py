@@ -20,6 +20,7 @@ with them.
 
 from keras import ops
 
+from mibzoo.estimators.group_statistics import share_weighted_mean
 from mibzoo.estimators.halves import group_half_means
 
 __all__ = ["PAIRINGS", "REFERENCES", "paired_gain", "recalibration_gain", "recalibration_half_means"]
@@ -104,7 +105,7 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
     pairing = _all_pairs_gains if pairs == "all" else _halves_gains
     gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
-    gain = _weighted_by_share(gains, counts * kept)
+    gain = share_weighted_mean(gains, counts * kept)
     if relative_to == "identity":
         return gain
     # The kept groups as one: their rows, and the row-weighted mean of their Hessians (ridge included).
@@ -138,7 +139,7 @@ def paired_gain(first, second, hessian, group_weights):
     """Σ_g P(g) · ½ a_gᵀ H_g⁻¹ b_g for two independent estimates a, b ``[G, P]`` of each group's mean
     gradient (unbiased for ½ μ_gᵀ H_g⁻¹ μ_g when both are), P(g) ∝ ``group_weights`` ``[G]`` (0
     leaves a group out)."""
-    return _weighted_by_share(_paired_gains(first, second, hessian), group_weights)
+    return share_weighted_mean(_paired_gains(first, second, hessian), group_weights)
 
 
 def _paired_gains(first, second, hessian):
@@ -168,12 +169,6 @@ def _group_statistics(logits, labels, groups, weights, inputs, ridge):
     hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
     hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
     return grads, hessian, membership, counts
-
-
-def _weighted_by_share(gains, kept_counts):
-    """Σ_g P(g) gain_g, P(g) the share of the kept groups' weighted rows."""
-    shares = kept_counts / ops.maximum(ops.sum(kept_counts), 1.0)
-    return ops.sum(shares * gains)
 
 
 def _halves_gains(grads, hessian, membership, counts):

@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from mibzoo.estimators.conditional_moment import group_pair_means, kernel_conditional_moment
+from mibzoo.estimators.conditional_moment import kernel_conditional_moment
 from mibzoo.estimators.mmd import kernel_matrix
 
 
@@ -117,17 +117,3 @@ def test_unbiased_zero_when_every_group_follows_the_classifier_and_positive_when
             assert values.mean() > 10 * standard_error
         else:
             assert abs(values.mean()) < 3 * standard_error
-
-
-def test_group_pair_means_is_the_u_statistic_of_any_pair_function(run_eagerly):
-    rng = np.random.default_rng(2)
-    pairs = rng.normal(size=(9, 9)).astype(np.float32)
-    pairs = pairs + pairs.T
-    members = np.eye(2, dtype=np.float32)[[0, 1, 0, 0, 1, 1, 0, 1, 1]]
-    weights = np.array([1, 1, 0, 1, 1, 1, 1, 0, 1], np.float32)
-    means, kept, counts = run_eagerly(group_pair_means, pairs, members, weights)
-    for g in range(2):
-        rows = [i for i in range(9) if members[i, g] and weights[i]]
-        np.testing.assert_allclose(means[g], np.mean([pairs[i, j] for i, j in itertools.permutations(rows, 2)]),
-                                   rtol=1e-5)
-        assert counts[g] == len(rows) and kept[g] == 1.0
