@@ -46,9 +46,9 @@ are exactly the arguments of `mibzoo.model.MIBModel`:
   expert's posterior mean is μ rather than the product η σ² of two outputs; see
   `MIBModel.encode_modality`); written only when not the default;
 - ``loss_schedule``: a factor c_t (`mibzoo.schedules`, serialized) on the objective of every network
-  update (not the critics' nor the structure phase's; logged losses stay unscaled), or absent (c = 1). IRM divides its loss by
-  its penalty's weight once the penalty is on: ``{"class_name": "PiecewiseConstant", "config":
-  {"boundaries": [200], "values": [1.0, 0.002]}}``. Adam's second moment then still holds the
+  update (not the critics' nor the structure phase's; logged losses stay unscaled), or absent
+  (c = 1). IRM divides its loss by its penalty's weight once the penalty is on: ``{"class_name":
+  "PiecewiseConstant", "config": {"boundaries": [200], "values": [1.0, 0.002]}}``. Adam's second moment then still holds the
   gradients from before the onset, so its steps stay at that scale (docs/results_ood.md);
 - ``networks``: default network options per modality kind, ``{"image": {"network": "mlp",
   "hidden": 512, "layers": 2}}``; a modality spec's own keys take precedence. Keyed by kind, they

@@ -70,9 +70,10 @@ class MIBModel(GenerativeAPI, PhasedTraining):
             terms are multiplied by γ at training step t (1 at evaluation).
         loss_schedule: a factor c_t (`mibzoo.schedules`, serialized or an instance) on the objective
             of every network update at update t (not on the critics' nor the structure phase's; the
-            logged losses stay unscaled), e.g. ``PiecewiseConstant([200], [1.0, 1e-3])``: IRM's division of its loss by
-            the penalty's weight from the penalty's onset, which leaves the minimizers alone and
-            keeps Adam's steps after the onset at the scale of the gradients before it. None: c = 1.
+            logged losses stay unscaled), e.g. ``PiecewiseConstant([200], [1.0, 1e-3])``: IRM's
+            division of its loss by the penalty's weight from the penalty's onset, which leaves the
+            minimizers alone and keeps Adam's steps after the onset at the scale of the gradients
+            before it. None: c = 1.
         expert_output: what each encoder's first D_z outputs are: ``"natural"`` (default), the
             expert's natural parameter η = μ / σ²; ``"mean"``, its mean μ (`encode_modality`).
         networks: default network options per modality kind (``{"image": {"network": "mlp"}}``),

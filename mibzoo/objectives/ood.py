@@ -492,10 +492,9 @@ def environment_conditional_moment(fp):
     means E_e[y − π(z) | z] = p(y | z, e) − π(z) = 0 in every environment, and this is the squared
     RKHS norm of that conditional mean: a kernel-smoothed χ²(p(y | z, e) ‖ π(z)) without its weights
     1 / π_k, where the χ² itself is, to second order, 2 · I(E; Y | Z) when π is the pooled conditional.
-    The kernel (inverse multiquadric, scale
-    ``moment_bandwidth``) reads z or, with option ``inputs`` ``"decoder_features"``, the input of the
-    label decoder's final layer, each divided by its batch standard deviation as a constant
-    (`unit_scale`).
+    The kernel (inverse multiquadric, scale ``moment_bandwidth``) reads z or, with option ``inputs``
+    ``"decoder_features"``, the input of the label decoder's final layer, each divided by its batch
+    standard deviation as a constant (`unit_scale`).
 
     Where ``environment_recalibration`` projects p(y | z, e) − π(z) on what a per-environment scale and
     shift of π's logits can correct and weights it by the inverse curvature, this looks at the
