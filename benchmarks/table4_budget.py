@@ -12,9 +12,12 @@ times the seeds. The script
 1. times full-batch steps of `mibzoo.reproduce.ood_baselines.train_baseline`'s IRMv1 step at the
    given precision (default: the table's, `ood_baselines.default_precision()`; its first steps,
    which trace and compile, are left out);
-2. counts the step's floating-point operations: the forward pass is 2 · N · (392·h + h·h + h)
+2. counts the step's floating-point operations: the forward pass is 2 · N · (d·h + h·h + h)
    FLOPs, the backward pass twice that (the gradients of the activations and of the weights; the
-   input's gradient is not needed, so the first layer's backward is one product, not two);
+   input's gradient is not needed, so the first layer's backward is one product, not two). d is
+   the number of inputs the first layer multiplies: 196, the pixels of the channel each digit is
+   drawn in (`ood_baselines.single_channel_split`; the other 196 are 0), or 392 where the images
+   are not of that form;
 3. measures what this machine's matrix multiply reaches (a square `tf.matmul` in float32 and
    in bfloat16), the ceiling for any implementation made of such products;
 
@@ -59,9 +62,9 @@ def gemm_flops_per_second(size, repeats=10, dtype="float32"):
 
 
 def timed_steps(steps, precision, warmup=3):
-    """Seconds per full-batch IRMv1 step of the table's baseline and the rows of a step: a run of
-    ``warmup + steps`` steps less a run of ``warmup`` (both pay the same data set-up, tracing and
-    compile), divided by ``steps``."""
+    """Seconds per full-batch IRMv1 step of the table's baseline, the rows of a step and the inputs
+    its first layer multiplies: a run of ``warmup + steps`` steps less a run of ``warmup`` (both pay
+    the same data set-up, tracing and compile), divided by ``steps``."""
     train = mibzoo.data.load_arrays("colored_mnist", "train")
     test = mibzoo.data.load_arrays("colored_mnist", "test", limit=100)
     settings = ood_baselines.IRM_SETTINGS
@@ -73,7 +76,9 @@ def timed_steps(steps, precision, warmup=3):
         return time.perf_counter() - start
 
     run(warmup)  # loads and caches what the first run of a process pays once
-    return (run(warmup + steps) - run(warmup)) / steps, int(np.sum(np.asarray(train["env"]) < 2))
+    seconds = (run(warmup + steps) - run(warmup)) / steps
+    inputs = 392 if ood_baselines.single_channel_split(train["image"]) is None else 196
+    return seconds, int(np.sum(np.asarray(train["env"]) < 2)), inputs
 
 
 def main(argv=None):
@@ -89,14 +94,15 @@ def main(argv=None):
 
     precision = args.precision or ood_baselines.default_precision()
     settings = ood_baselines.IRM_SETTINGS
-    seconds, rows = timed_steps(args.steps, precision)
-    flops = step_flops(rows, 392, settings.hidden)
+    seconds, rows, inputs = timed_steps(args.steps, precision)
+    flops = step_flops(rows, inputs, settings.hidden)
     peaks = {dtype: gemm_flops_per_second(args.gemm, dtype=dtype) for dtype in ("float32", "bfloat16")}
     peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]
     runs = 3 * args.seeds
     print(f"machine: {machine()}; tensorflow {tf.__version__}")
-    print(f"baseline step ({precision}): {rows} rows, MLP 392-{settings.hidden}-{settings.hidden}-1, "
-          f"{flops / 1e9:.1f} GFLOP; {seconds:.3f} s per step ({flops / seconds / 1e9:.1f} GFLOP/s)")
+    print(f"baseline step ({precision}): {rows} rows, MLP 392-{settings.hidden}-{settings.hidden}-1 with "
+          f"{inputs} inputs multiplied, {flops / 1e9:.1f} GFLOP; {seconds:.3f} s per step "
+          f"({flops / seconds / 1e9:.1f} GFLOP/s)")
     for dtype, speed in peaks.items():
         print(f"{dtype} matrix product {args.gemm}x{args.gemm}: {speed / 1e9:.1f} GFLOP/s")
     print(f"baselines of the table ({runs} runs x {settings.steps} steps, {precision}): "

@@ -93,6 +93,50 @@ def test_erm_follows_colour_and_oracle_does_not(rng):
     assert oracle["swapped_acc"] == oracle["test_acc"]
 
 
+def _one_channel_images(rng, n):
+    """``[n, 14, 14, 2]`` images with random ink in one random channel each, and that channel."""
+    channels = rng.integers(0, 2, n)
+    images = np.zeros((n, 14, 14, 2), "float32")
+    images[np.arange(n), ..., channels] = rng.random((n, 14, 14)).astype("float32")
+    return images, channels
+
+
+def test_single_channel_split_gives_the_first_layers_product_from_the_digits_pixels(rng):
+    images, channels = _one_channel_images(rng, 9)
+    digits, found = ood_baselines.single_channel_split(images)
+    np.testing.assert_array_equal(found, channels)
+    kernel = rng.normal(size=(392, 5))
+    want = ood_baselines.features(images) @ kernel  # all 392 inputs, half of them 0
+    got = np.stack([digits[i] @ kernel[c::2] for i, c in enumerate(channels)])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    both = images.copy()
+    both[0, 3, 3, 1 - channels[0]] = 0.5  # ink in both channels: not a product of this form
+    assert ood_baselines.single_channel_split(both) is None
+    assert ood_baselines.single_channel_split(np.zeros((2, 14, 14, 2))) is None  # no ink at all
+    with pytest.raises(ValueError, match="14, 14, 2"):
+        ood_baselines.single_channel_split(images[..., :1])
+
+
+@pytest.mark.parametrize("settings", ["IRM", "Fishr"])
+def test_baselines_train_the_same_from_the_digits_pixels_as_from_all_inputs(rng, monkeypatch, settings):
+    # train_baseline multiplies the first layer by the digit's channel alone (single_channel_split);
+    # with the split refused it multiplies all 392 inputs. The two must train the same network.
+    train = _toy_colored(rng, 150, (0.1, 0.2))
+    train["image"] = train["image"] * rng.random(train["image"].shape).astype("float32")  # grey levels
+    test = _toy_colored(rng, 100, (0.9,))
+    test["env"][:] = 2
+    quick = dict(hidden=16, steps=12, anneal_steps=6, learning_rate=0.02)
+    chosen = dataclasses.replace(ood_baselines.BASELINES[settings], **quick)
+    split = ood_baselines.train_baseline(chosen, train, test, 0, jit_compile=False)
+    calls = []
+    monkeypatch.setattr(ood_baselines, "single_channel_split", lambda images: calls.append(1))
+    whole = ood_baselines.train_baseline(chosen, train, test, 0, jit_compile=False)
+    assert len(calls) == 2  # one per training environment: the split was asked for and refused
+    for key in ("train_nll", "penalty"):
+        np.testing.assert_allclose(split[key], whole[key], rtol=1e-3, err_msg=key)
+    assert split["env_acc"] == whole["env_acc"] and split["test_acc"] == whole["test_acc"]
+
+
 def test_swap_colours_exchanges_the_two_channels(rng):
     test = _toy_colored(rng, 50, (0.9,))
     swapped = ood_baselines.swap_colours(test)
