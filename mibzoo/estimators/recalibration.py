@@ -15,7 +15,9 @@ The scale parameter links it to IRMv1 (Arjovsky et al. 2019): IRM penalizes the 
 each environment's risk along the scale of the logits; the Newton step divides it by the risk's
 curvature along the same direction. The gain is the Newton decrement: a risk drop in nats, the same
 whatever units the scale and shift are measured in, where IRMv1's squared gradient grows or shrinks
-with them.
+with them. ``step="gradient"`` keeps IRMv1's units instead: the drop of one gradient step, to first
+order, ½ gᵀ g; against the pooled recalibration, the spread of the groups' gradients around the
+pooled gradient.
 """
 
 from keras import ops
@@ -23,7 +25,7 @@ from keras import ops
 from mibzoo.estimators.group_statistics import share_weighted_mean
 from mibzoo.estimators.halves import group_half_means
 
-__all__ = ["PAIRINGS", "REFERENCES", "paired_gain", "recalibration_gain", "recalibration_half_means"]
+__all__ = ["PAIRINGS", "REFERENCES", "STEPS", "paired_gain", "recalibration_gain", "recalibration_half_means"]
 
 # How the squared mean gradient is estimated without any row's own square: within the batch
 # (`recalibration_gain`: "halves", "all"), or from running means of the even and the odd halves'
@@ -34,6 +36,10 @@ PAIRINGS = ("halves", "all", "running")
 # What each group's own recalibration is compared with (`recalibration_gain`'s ``relative_to``):
 # no recalibration at all, or the one recalibration that is best for all groups pooled.
 REFERENCES = ("identity", "pooled")
+
+# Which step of the recalibration parameters the gain is the risk drop of (`recalibration_gain`'s
+# ``step``): Newton's, ½ gᵀ H⁻¹ g, or a gradient step's, ½ gᵀ g.
+STEPS = ("newton", "gradient")
 
 
 def _features(logits, inputs=None):
@@ -52,7 +58,7 @@ def _features(logits, inputs=None):
 
 
 def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=1e-4, pairs="halves",
-                       relative_to="identity"):
+                       relative_to="identity", step="newton"):
     """Σ_g P(g) · ½ ĝ_gᵀ (H_g + ridge · I)⁻¹ ĝ_g: the cross-entropy a per-group affine
     recalibration softmax(a_g · logits + b_g [+ W_g x]) would save, to second order around
     (a, b, W) = (1, 0, 0).
@@ -91,6 +97,13 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
         group tells about the label beyond the classifier (I(G; Y | logits) within the family).
         Its population value is ≥ 0: gᵀH⁻¹g is jointly convex in (g, H), so the share-weighted
         mean of the groups' forms is at least the form of their weighted means.
+      step: ``"newton"`` (the gain above) or ``"gradient"``: H replaced by the identity, ½ ĝ_gᵀ ĝ_g,
+        the risk drop of one gradient step ĝ_g to first order, per unit of step length². It is not in
+        nats: it grows with the scale of the logits where the Newton gain does not, so it weighs a
+        confident use of a spurious feature more (IRMv1's squared gradient is its scale part). With
+        ``relative_to="pooled"`` it is Σ_g P(g) · ½ ‖ĝ_g − ĝ‖², the spread of the groups' gradients
+        around the pooled one (what one gradient step per group saves beyond one pooled step, to
+        first order), ≥ 0 in population, and 0 exactly when every group's gradient is the same.
 
     Returns:
       A float32 scalar in nats; groups with fewer than one weighted row in either half (``"all"``:
@@ -102,7 +115,7 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
                          "(running means go through recalibration_half_means and paired_gain)")
     if relative_to not in REFERENCES:
         raise ValueError(f"recalibration_gain: relative_to={relative_to!r}; allowed: {list(REFERENCES)}")
-    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
+    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge, step)
     pairing = _all_pairs_gains if pairs == "all" else _halves_gains
     gains, kept = pairing(grads, hessian, membership, counts)  # [G] each
     gain = share_weighted_mean(gains, counts * kept)
@@ -116,13 +129,14 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
     return gain - pooled[0]
 
 
-def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, ridge=1e-4):
+def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, ridge=1e-4, step="newton"):
     """The statistics `recalibration_gain`'s ``pairs="halves"`` pairs, for a caller that averages
     them over batches before pairing them (`paired_gain`): per group, the mean gradient of the
     even rows and of the odd rows along the recalibration parameters, and the Hessian.
 
     Args:
-      logits, labels, groups, weights, inputs, ridge: as `recalibration_gain`.
+      logits, labels, groups, weights, inputs, ridge, step: as `recalibration_gain` (``"gradient"``:
+        the identity in place of each Hessian).
 
     Returns:
       ``(half_means, half_counts, hessian, counts)``: ``[2, G, P]`` the even rows' and the odd
@@ -130,7 +144,7 @@ def recalibration_half_means(logits, labels, groups, weights=None, inputs=None, 
       ``[G, P, P]`` each group's Hessian plus ``ridge`` · I, and ``[G]`` the groups' weighted
       row counts.
     """
-    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge)
+    grads, hessian, membership, counts = _group_statistics(logits, labels, groups, weights, inputs, ridge, step)
     half_means, half_counts, _ = group_half_means(grads, membership)
     return half_means, half_counts, hessian, counts
 
@@ -148,10 +162,13 @@ def _paired_gains(first, second, hessian):
     return 0.5 * ops.sum(ops.cast(first, "float32") * step, axis=-1)
 
 
-def _group_statistics(logits, labels, groups, weights, inputs, ridge):
+def _group_statistics(logits, labels, groups, weights, inputs, ridge, step="newton"):
     """Each row's gradient ``[B, P]`` of its cross-entropy along the recalibration parameters at
-    (1, 0, 0), each group's Hessian of its mean cross-entropy plus ``ridge`` · I ``[G, P, P]``, the
-    weighted membership ``[B, G]`` and the weighted counts ``[G]``."""
+    (1, 0, 0), each group's Hessian of its mean cross-entropy plus ``ridge`` · I ``[G, P, P]`` (with
+    ``step="gradient"`` the identity instead), the weighted membership ``[B, G]`` and the weighted
+    counts ``[G]``."""
+    if step not in STEPS:
+        raise ValueError(f"recalibration_gain: step={step!r}; allowed: {list(STEPS)}")
     logits = ops.cast(logits, "float32")
     labels = ops.cast(labels, "float32")
     groups = ops.cast(groups, "float32")
@@ -161,14 +178,16 @@ def _group_statistics(logits, labels, groups, weights, inputs, ridge):
     features = _features(logits, inputs)  # [B, K, P]
     probs = ops.softmax(logits, axis=-1)
     grads = ops.einsum("bk,bkp->bp", probs - labels, features)  # [B, P]
-    means = ops.einsum("bk,bkp->bp", probs, features)
-    hessians = ops.einsum("bk,bkp,bkq->bpq", probs, features, features) - means[:, :, None] * means[:, None, :]
-
     membership = weights[:, None] * groups  # [B, G]
     counts = ops.sum(membership, axis=0)  # [G]
+    size = ops.shape(features)[-1]
+    identity = ops.eye(size, dtype="float32")[None]
+    if step == "gradient":
+        return grads, ops.broadcast_to(identity, (ops.shape(groups)[-1], size, size)), membership, counts
+    means = ops.einsum("bk,bkp->bp", probs, features)
+    hessians = ops.einsum("bk,bkp,bkq->bpq", probs, features, features) - means[:, :, None] * means[:, None, :]
     hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
-    hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
-    return grads, hessian, membership, counts
+    return grads, hessian + ridge * identity, membership, counts
 
 
 def _halves_gains(grads, hessian, membership, counts):

@@ -20,11 +20,11 @@ def _np_row(logit, label, x):
     return (p - label) @ phi, phi.T @ np.diag(p) @ phi - np.outer(mu, mu)
 
 
-def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4, pairs="halves"):
+def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4, pairs="halves", step="newton"):
     """Independent float64 version with explicit loops: per group, the gradient and Hessian of the
     mean cross-entropy of softmax(a · l + b + W x) (b_K = 0, W's last row 0) at (1, 0, 0), even
     rows against odd rows (``pairs="halves"``) or the mean over every ordered pair of distinct rows
-    (``"all"``)."""
+    (``"all"``); ``step="gradient"``: the identity in place of the Hessian."""
     logits, labels = logits.astype(np.float64), labels.astype(np.float64)
     n, k = logits.shape
     x = np.zeros((n, 0)) if inputs is None else inputs.astype(np.float64)
@@ -37,7 +37,8 @@ def _np_gain(logits, labels, groups, weights, inputs=None, ridge=1e-4, pairs="ha
             continue
         def grad(i):
             return _np_row(logits[i], labels[i], x[i])
-        hess = sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(k + (k - 1) * x.shape[1])
+        size = k + (k - 1) * x.shape[1]
+        hess = np.eye(size) if step == "gradient" else sum(grad(i)[1] for i in rows) / len(rows) + ridge * np.eye(size)
         if pairs == "halves":
             g_even = sum(grad(i)[0] for i in even) / len(even)
             g_odd = sum(grad(i)[0] for i in odd) / len(odd)
@@ -94,14 +95,37 @@ def _exact_refit_drop(logits, labels, groups):
 @pytest.mark.parametrize("classes", [2, 3])
 @pytest.mark.parametrize("with_inputs", [False, True])
 @pytest.mark.parametrize("pairs", ["halves", "all"])
-def test_matches_numpy_reference(run_eagerly, classes, with_inputs, pairs):
+@pytest.mark.parametrize("step", ["newton", "gradient"])
+def test_matches_numpy_reference(run_eagerly, classes, with_inputs, pairs, step):
     rng = np.random.default_rng(0)
     logits, labels, groups = _sample(rng, 64, [1.3, 0.8, 1.0], [0.2, -0.1, 0.0], classes)
     weights = (rng.random(64) > 0.2).astype(np.float32)
     inputs = rng.normal(size=(64, 3)).astype(np.float32) if with_inputs else None
-    got = run_eagerly(recalibration_gain, logits, labels, groups, weights, inputs, pairs=pairs)
-    want = _np_gain(logits, labels, groups, weights, inputs, pairs=pairs)
+    got = run_eagerly(recalibration_gain, logits, labels, groups, weights, inputs, pairs=pairs, step=step)
+    want = _np_gain(logits, labels, groups, weights, inputs, pairs=pairs, step=step)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_gradient_step_against_pooled_is_the_spread_of_the_groups_mean_gradients(run_eagerly):
+    """A closed form at large n: with ``step="gradient"`` and ``relative_to="pooled"`` the estimate
+    tends to ½ Σ_g P(g) ‖μ_g − μ‖², μ_g group g's mean gradient along (scale, shift) and μ their
+    share-weighted mean (the U-statistics' difference from it is O(1 / n)). A miscalibration that
+    every group shares (both scales 1.6) has μ_g = μ, so the estimate is ≈ 0 although each group's
+    gradient is not."""
+    rng = np.random.default_rng(12)
+    for scales, shared in (([1.6, 0.7], False), ([1.6, 1.6], True)):
+        logits, labels, groups = _sample(rng, 40000, scales, [0.0, 0.0])
+        probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        rows = np.stack([np.sum((probs - labels) * logits, 1), (probs - labels)[:, 0]], 1)  # ∂CE/∂(a, b_0)
+        shares = groups.mean(0)
+        means = (groups.T @ rows) / groups.sum(0)[:, None]
+        spread = 0.5 * float(np.sum(shares * np.sum((means - shares @ means) ** 2, 1)))
+        got = run_eagerly(recalibration_gain, logits, labels, groups, pairs="all", relative_to="pooled", step="gradient")
+        if shared:
+            assert abs(got) < 2e-4 and np.abs(means).max() > 0.05, (got, means)  # each group's gradient is not 0
+        else:
+            assert spread > 2e-3
+            np.testing.assert_allclose(got, spread, rtol=0.05)
 
 
 def test_all_pairs_halve_the_variance_of_the_halves():
@@ -272,6 +296,13 @@ def test_relative_to_pooled_ignores_a_miscalibration_shared_by_every_group():
     exact = _exact_refit_drop(logits, labels, groups) - _exact_refit_drop(logits, labels, np.ones((40000, 1)))
     assert exact > 0.01
     np.testing.assert_allclose(relative, exact, rtol=0.25)
+
+
+def test_unknown_step_is_refused():
+    rng = np.random.default_rng(13)
+    logits, labels, groups = _sample(rng, 8, [1.0], [0.0])
+    with pytest.raises(ValueError, match="step='newtn'.*gradient"):
+        recalibration_gain(logits, labels, groups, step="newtn")
 
 
 def test_unknown_reference_is_refused():
