@@ -270,25 +270,27 @@ def test_zoo_estimators_of_the_conditional_independence():
 
 
 def _penalty_onset(config, entry):
-    """(update, scale) of a stability entry's penalty onset: before update ``update`` its weight is
+    """(update, scale) of an OOD entry's penalty onset: before update ``update`` its weight is
     multiplied by ``scale``."""
     if entry == "ood_cmnist_irm":
         return config["hyperparameters"]["irm_anneal_steps"], config["hyperparameters"]["irm_anneal_scale"]
-    schedule = config["term_options"]["gradient_variance"]["weight_schedule"]["config"]
+    term = {"ood_cmnist": "environment_recalibration", "ood_cmnist_fishr": "gradient_variance"}[entry]
+    schedule = config["term_options"][term]["weight_schedule"]["config"]
     return schedule["delay_steps"], schedule["start"]
 
 
-@pytest.mark.parametrize("entry, penalty", [("ood_cmnist_irm", "gamma"), ("ood_cmnist_fishr", "gamma_f")])
-def test_stability_entries_are_ood_cmnist_with_a_penalty_on_irms_schedule(entry, penalty):
+@pytest.mark.parametrize("entry, penalty", [("ood_cmnist", "beta2"), ("ood_cmnist_irm", "gamma"),
+                                            ("ood_cmnist_fishr", "gamma_f")])
+def test_ood_entries_differ_in_their_penalty_alone_on_irms_schedule(entry, penalty):
     """``ood_cmnist_irm`` and ``ood_cmnist_fishr`` keep everything of ``ood_cmnist`` their notes say
-    they keep and replace Eq. 18's I(E; Y | Z) estimate by their penalty, on IRM's schedule: weight
-    γ · scale = α_y before update 200, then the whole network objective × scale (IRM's loss division),
-    μ outputs, Adam 5e-4."""
+    they keep and replace Eq. 18's I(E; Y | Z) estimate by their penalty. All three run on IRM's
+    schedule: weight γ · scale = α_y before update 200, then the whole network objective × scale
+    (IRM's loss division), μ outputs, Adam 5e-4."""
     import mibzoo
 
     ours, theirs = (mibzoo.load(e).model_config for e in ("ood_cmnist", entry))
     changed = {key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key)}
-    assert changed == {"hyperparameters", "str_reg", "term_options", "expert_output", "loss_schedule", "optimizers"}
+    assert changed == (set() if entry == "ood_cmnist" else {"hyperparameters", "str_reg", "term_options"})
     assert theirs["str_reg"][:2] == ours["str_reg"][:2] and len(theirs["str_reg"]) == 3
     weights = theirs["hyperparameters"]
     assert [weights[k] for k in ("beta1", "alpha_y")] == [ours["hyperparameters"][k] for k in ("beta1", "alpha_y")]
@@ -473,11 +475,14 @@ def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_ri
     _check_running_state_trains_and_saves(model, "risk_variance", {**first, "present": {"label": labelled}}, tmp_path)
 
 
-@pytest.mark.parametrize("recalibrate, pairs, relative_to", [("logits", "halves", "identity"),
-                                                             ("logits_and_z", "halves", "identity"),
-                                                             ("logits", "all", "identity"),
-                                                             ("logits", "halves", "pooled")])
-def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs, relative_to):
+@pytest.mark.parametrize("recalibrate, pairs, relative_to, step", [("logits", "halves", "identity", "newton"),
+                                                                   ("logits_and_z", "halves", "identity", "newton"),
+                                                                   ("logits", "all", "identity", "newton"),
+                                                                   ("logits", "halves", "pooled", "newton"),
+                                                                   ("logits", "halves", "pooled", "gradient"),
+                                                                   ("logits_and_z", "all", "identity", "gradient")])
+def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs, relative_to,
+                                                                            step):
     """The term is `recalibration_gain` (tested against NumPy in tests/estimators) of the label
     decoder's logits at z ~ q(z | x), the one-hot labels, the one-hot environments and the label
     presence (and z itself with ``recalibrate`` "logits_and_z"), with the option ``pairs`` as the
@@ -487,7 +492,7 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
     from mibzoo.objectives import ood
 
     model = _small_model("ood_cmnist", term_options={"environment_recalibration": {
-        "recalibrate": recalibrate, "pairs": pairs, "relative_to": relative_to}})
+        "recalibrate": recalibrate, "pairs": pairs, "relative_to": relative_to, "step": step}})
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     labelled[[5, 10]] = 0.0
@@ -497,7 +502,7 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
     expected = float(recalibration_gain(logits, np.eye(2, dtype="float32")[batch["label"]],
                                         np.eye(3, dtype="float32")[batch["env"]], labelled,
                                         z if recalibrate == "logits_and_z" else None, pairs=pairs,
-                                        relative_to=relative_to))
+                                        relative_to=relative_to, step=step))
     np.testing.assert_allclose(float(ood.environment_recalibration(fp)), expected, rtol=1e-5, atol=1e-9)
     relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
     np.testing.assert_allclose(float(ood.environment_recalibration(_forward(model, relabelled, labelled))), expected,
@@ -515,6 +520,7 @@ def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng
     from mibzoo.estimators.recalibration import paired_gain, recalibration_gain, recalibration_half_means
     from mibzoo.objectives import ood
 
+    # with Newton's step against no recalibration, the only reference and step "running" has been measured with
     model = _small_model("ood_cmnist", term_options={"environment_recalibration": {"pairs": "running"}})
     running = model.term_states["environment_recalibration"]
     assert running.momentum == 0.9 and running.total.shape == (3, 2 + 2 + 4)
@@ -541,7 +547,7 @@ def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng
     second_stats = recalibration_half_means(*arguments(fp, second))
     means, hessian = [(0.9 * 0.1 * np.asarray(a) + 0.1 * np.asarray(b)) / (1 - 0.9 ** 2)
                       for a, b in zip(first_stats[::2], second_stats[::2])]
-    np.testing.assert_allclose(got, float(paired_gain(means[0], means[1], hessian, second_stats[3])), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(got, float(paired_gain(means[0], means[1], hessian, second_stats[3])), rtol=1e-4, atol=1e-9)
     np.testing.assert_allclose(running.value()[0], np.concatenate([means[0], means[1], hessian.reshape(3, 4)], -1),
                                rtol=1e-5, atol=1e-7)
 
@@ -567,12 +573,14 @@ def test_running_pairs_refuse_a_pooled_reference(rng):
 
 
 def test_ood_cmnist_enters_its_penalty_annealed():
-    """IRM's annealing as the entry's weight schedule: beta2 at 2e-5 of its value for the first 200
-    network updates, then in full."""
+    """IRM's annealing as the entry's weight schedule: beta2 at 1e-5 of its value for the first 200
+    network updates, then in full; the penalty is the pooled-relative gradient-step estimate."""
     model = _small_model("ood_cmnist")
     schedule = model.term_schedules["environment_recalibration"]
-    assert float(schedule(0)) == pytest.approx(2e-5) and float(schedule(199)) == pytest.approx(2e-5)
+    assert float(schedule(0)) == pytest.approx(1e-5) and float(schedule(199)) == pytest.approx(1e-5)
     assert float(schedule(201)) == pytest.approx(1.0)
+    options = model.model_config["term_options"]["environment_recalibration"]
+    assert (options["relative_to"], options["step"]) == ("pooled", "gradient")
 
 
 def test_ood_terms_refuse_models_without_label_and_environment(rng):
@@ -711,8 +719,11 @@ def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decode
     ("encoder_and_decoder") does train; eagerly and under `tf.function`."""
     from mibzoo.objectives import ood
 
+    from mibzoo.registry import entry_spec
+
     plain = _small_model("ood_cmnist")
-    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {"through": "encoder"}})
+    options = entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"]
+    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options, "through": "encoder"}})
     batch = _batch(rng, 24)
     labelled = np.ones(24, "float32")
     for model in (plain, frozen):
