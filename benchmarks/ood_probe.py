@@ -40,10 +40,34 @@ def patch_recalibration_curvature(curvature):
     divides by the curvature, so it penalizes a confident colour use as IRMv1's squared gradient
     does), or with H held constant in the gradient (``"constant"``: the same value, but the network
     is not trained through H). Asks whether IRMv1 sheds the colour under IRM's schedule where the
-    recalibration does not because of the division by H or because of the gradient through it."""
+    recalibration does not because of the division by H or because of the gradient through it.
+
+    Thirty-fifth session: ``"bound"`` replaces H by Böhning's bound on it, the group's mean of
+    φ ½ (I − 11ᵀ/K) φᵀ (`recalibration._features` φ). It has no π in it, so the gain ½ aᵀ B⁻¹ b is
+    the drop one majorize-minimize step is sure to give, a lower bound on the recalibration's gain
+    (Böhning 1992); it keeps the division by the logits' second moment and drops the weighting by
+    π(1 − π). ``"bound_constant"``: the same with B held constant in the gradient."""
     from keras import ops
 
     from mibzoo.estimators import recalibration
+
+    if curvature in ("bound", "bound_constant"):
+        plain_statistics = recalibration._group_statistics
+
+        def group_statistics(logits, labels, groups, weights, inputs, ridge):
+            grads, _, membership, counts = plain_statistics(logits, labels, groups, weights, inputs, ridge)
+            features = recalibration._features(ops.cast(logits, "float32"),
+                                               None if inputs is None else ops.cast(inputs, "float32"))
+            classes = ops.shape(logits)[-1]
+            # Böhning's bound on softmax's Hessian in the logits: ½ (I − 11ᵀ / K) ≽ diag(π) − ππᵀ
+            bound = 0.5 * (ops.eye(classes, dtype="float32") - 1.0 / classes)
+            rows = ops.einsum("bkp,kl,blq->bpq", features, bound, features)
+            hessian = ops.einsum("bg,bpq->gpq", membership, rows) / ops.maximum(counts, 1.0)[:, None, None]
+            hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
+            return grads, ops.stop_gradient(hessian) if curvature == "bound_constant" else hessian, membership, counts
+
+        recalibration._group_statistics = group_statistics
+        return
 
     plain = recalibration._paired_gains
 
@@ -216,10 +240,14 @@ def main():
                         help="after training: each shown term's value on N random training batches of the run's "
                              "batch size (evaluation mode), printed as mean, standard deviation and their ratio: "
                              "how much of one batch's estimate is signal")
-    parser.add_argument("--recalibration-curvature", choices=("as_is", "identity", "constant"), default="as_is",
+    parser.add_argument("--recalibration-curvature", choices=("as_is", "identity", "constant", "bound", "bound_constant"),
+                        default="as_is",
                         help="diagnostic: environment_recalibration's Newton gain ½ aᵀ H⁻¹ b with H the identity (half "
                              "the paired squared gradient along the scale and shift: IRMv1's penalty with a shift), or "
-                             "with H a constant to the gradient (the same value, no gradient through the curvature)")
+                             "with H a constant to the gradient (the same value, no gradient through the curvature), or with H "
+                             "Böhning's bound on it (the mean of φ ½ (I − 11ᵀ/K) φᵀ over the group's rows, no π in it: "
+                             "the gain is then the drop one majorize-minimize step certainly gives, a lower bound), or that bound "
+                             "held constant in the gradient")
     args = parser.parse_args()
     if args.ema is not None and not 0.0 < args.ema < 1.0:
         parser.error(f"--ema: got {args.ema}, expected a momentum strictly between 0 and 1")
