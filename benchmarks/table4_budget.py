@@ -3,7 +3,7 @@ implementation of their recipe built from matrix products could cost: issue 12 a
 table in 30 minutes on 2 cores.
 
     python benchmarks/table4_budget.py [--steps 20] [--seeds 5] [--gemm 2048]
-        [--precision float32 | mixed_bfloat16]
+        [--precision float32 | mixed_bfloat16] [--compare-inputs ROUNDS]
 
 IRM's recipe (Arjovsky et al. 2019) trains an MLP 392 → 390 → 390 → 1 for 501 full-batch steps on
 the 50,000 training images; the table has three such baselines (ERM, IRMv1, the grayscale oracle)
@@ -23,6 +23,10 @@ times the seeds. The script
 
 and prints the seconds per step, the FLOP/s reached, and the baselines' minutes for the table at
 the measured speed and at the ceiling. Device and threads are TensorFlow's defaults.
+
+``--compare-inputs ROUNDS`` instead times, in alternating pairs, the step as the table runs it
+(196 inputs multiplied) and the same step with `single_channel_split` refused (all 392 inputs), and
+prints each pair and the mean paired difference with its standard error.
 """
 import argparse
 import dataclasses
@@ -81,6 +85,26 @@ def timed_steps(steps, precision, warmup=3):
     return seconds, int(np.sum(np.asarray(train["env"]) < 2)), inputs
 
 
+def compare_inputs(rounds, steps, precision):
+    """Alternating pairs of `timed_steps`: the table's step, then the step with the first layer
+    multiplying all 392 inputs (`ood_baselines.single_channel_split` refused in this process)."""
+    split = ood_baselines.single_channel_split
+    differences = []
+    try:
+        for i in range(rounds):
+            seconds = {}
+            for label, function in (("196 inputs", split), ("392 inputs", lambda images: None)):
+                ood_baselines.single_channel_split = function
+                seconds[label] = timed_steps(steps, precision)[0]
+            differences.append(seconds["196 inputs"] - seconds["392 inputs"])
+            print(f"round {i + 1}: " + ", ".join(f"{k} {v:.3f} s per step" for k, v in seconds.items()), flush=True)
+    finally:
+        ood_baselines.single_channel_split = split
+    error = np.std(differences, ddof=1) / np.sqrt(rounds) if rounds > 1 else float("nan")
+    print(f"196 minus 392 inputs: {np.mean(differences):+.3f} ± {error:.3f} s per step (mean ± standard error, "
+          f"{rounds} pairs)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20, help="timed full-batch steps")
@@ -88,11 +112,16 @@ def main(argv=None):
     parser.add_argument("--gemm", type=int, default=2048, help="size of the square matrix product")
     parser.add_argument("--precision", default=None, choices=ood_baselines.PRECISIONS,
                         help="precision of the timed step (default: the table's on this machine)")
+    parser.add_argument("--compare-inputs", type=int, default=0, metavar="ROUNDS",
+                        help="instead: time ROUNDS alternating pairs of the step with 196 and with all 392 inputs")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.seeds < 1 or args.gemm < 64:
-        parser.error("--steps and --seeds must be ≥ 1 and --gemm ≥ 64")
+    if args.steps < 1 or args.seeds < 1 or args.gemm < 64 or args.compare_inputs < 0:
+        parser.error("--steps and --seeds must be ≥ 1, --gemm ≥ 64 and --compare-inputs ≥ 0")
 
     precision = args.precision or ood_baselines.default_precision()
+    if args.compare_inputs:
+        compare_inputs(args.compare_inputs, args.steps, precision)
+        return
     settings = ood_baselines.IRM_SETTINGS
     seconds, rows, inputs = timed_steps(args.steps, precision)
     flops = step_flops(rows, inputs, settings.hidden)
