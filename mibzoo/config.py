@@ -117,6 +117,7 @@ weights); `MIBModel` is built from that spec. This module reads zoo files and ap
 """
 import copy
 import json
+from collections.abc import Mapping
 
 from mibzoo.errors import ConfigError
 from mibzoo.modalities import NAME_FREE_KEYS
@@ -169,12 +170,25 @@ def apply_overrides(model, overrides, source):
     return override_spec(model, overrides, source).config
 
 
+def _plain(value):
+    """A copy of ``value`` made of plain dicts, lists and tuples. A built model's ``model_config``
+    holds Keras' tracked containers, which point back at the model: a deep copy of one copies the
+    model (and fails on its layers), so an override taken from a model's config is rebuilt instead."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(item) for item in value)
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return copy.deepcopy(value)
+
+
 def override_spec(model, overrides, source):
     """The `ModelSpec` of the model section with ``overrides`` applied (see `apply_overrides`)."""
-    merged = copy.deepcopy(model)
+    merged = _plain(model)
     for key, value in overrides.items():
         if key in MODEL_FIELDS:
-            merged[key] = copy.deepcopy(value)
+            merged[key] = _plain(value)
         elif key in merged.get("hyperparameters", {}):
             merged["hyperparameters"] = {**merged["hyperparameters"], key: value}
         else:

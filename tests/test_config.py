@@ -69,6 +69,17 @@ def test_bad_override_names_the_override():
         mibzoo.load("wyner_vae", shared=[{"name": "z", "size": 0}])
 
 
+def test_a_built_models_config_is_an_override():
+    # model_config holds Keras' tracked containers, which point back at the model: copying one
+    # deeply used to copy the model itself and fail (Could not locate class 'StructureMasks').
+    model = mibzoo.load("ood_cmnist")
+    options = model.model_config["term_options"]
+    assert type(options) is not dict  # a tracked container, the case this is about
+    again = mibzoo.load("ood_cmnist", term_options=options, str_reg=model.model_config["str_reg"])
+    assert again.model_config["term_options"] == options and again.model_config["str_reg"] == model.model_config["str_reg"]
+    json.dumps(again.get_config())  # plain containers again
+
+
 def test_hyperparameter_override_changes_weights():
     model = mibzoo.load("beta_vae", beta=6.0)
     weights = {t.name: w for _, t, w in model.loss_terms}
