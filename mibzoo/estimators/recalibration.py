@@ -106,7 +106,7 @@ def recalibration_gain(logits, labels, groups, weights=None, inputs=None, ridge=
         first order), ≥ 0 in population, and 0 exactly when every group's gradient is the same.
 
     Returns:
-      A float32 scalar in nats; groups with fewer than one weighted row in either half (``"all"``:
+      A float32 scalar, in nats with ``step="newton"``; groups with fewer than one weighted row in either half (``"all"``:
       fewer than two weighted rows) are left out, and P(g) is the weighted share of the rows of the
       groups kept.
     """
