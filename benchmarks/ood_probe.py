@@ -41,6 +41,8 @@ def patch_recalibration_curvature(curvature):
     does), or with H held constant in the gradient (``"constant"``: the same value, but the network
     is not trained through H). Asks whether IRMv1 sheds the colour under IRM's schedule where the
     recalibration does not because of the division by H or because of the gradient through it.
+    (``"identity"`` is kept so the recorded commands rerun; for the term it is the option
+    ``"step": "gradient"`` of `environment_recalibration`, which entries can use.)
 
     Thirty-fifth session: ``"bound"`` replaces H by Böhning's bound on it, the group's mean of
     φ ½ (I − 11ᵀ/K) φᵀ (`recalibration._features` φ). It has no π in it, so the gain ½ aᵀ B⁻¹ b is
