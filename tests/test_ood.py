@@ -191,6 +191,33 @@ def test_bfloat16_is_the_default_only_where_the_cpu_multiplies_it(tmp_path):
         ood_baselines.build_mlp(4, 2, 0, precision="bf16")
 
 
+def test_xla_only_with_an_accelerator_as_keras_auto():
+    from mibzoo.errors import ConfigError
+
+    assert ood_baselines.resolve_jit_compile("auto", accelerator=False) is False  # CPU: oneDNN's step was faster
+    assert ood_baselines.resolve_jit_compile("auto", accelerator=True) is True
+    assert ood_baselines.resolve_jit_compile("auto", "mixed_bfloat16", accelerator=True) is False
+    assert ood_baselines.resolve_jit_compile(True, "mixed_bfloat16") is False  # XLA's CPU backend: no bfloat16 units
+    assert ood_baselines.resolve_jit_compile(True, accelerator=False) is True
+    assert ood_baselines.resolve_jit_compile(False, accelerator=True) is False
+    expected_here = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    assert ood_baselines.resolve_jit_compile("auto") is expected_here
+    with pytest.raises(ConfigError, match=r"jit_compile.*'xla'.*True, False or 'auto'"):
+        ood_baselines.resolve_jit_compile("xla")
+
+
+def test_baseline_step_is_the_same_with_and_without_xla(rng):
+    train = _toy_colored(rng, 200, (0.1, 0.2))
+    test = _toy_colored(rng, 200, (0.9,))
+    test["env"][:] = 2
+    quick = dict(hidden=16, steps=30, learning_rate=0.02, penalty_weight=100.0, anneal_steps=10)
+    runs = [ood_baselines.train_baseline(dataclasses.replace(ood_baselines.IRM_SETTINGS, **quick), train, test, 0,
+                                         jit_compile=jit) for jit in (True, False)]
+    np.testing.assert_allclose(runs[0]["train_nll"], runs[1]["train_nll"], rtol=1e-4)
+    np.testing.assert_allclose(runs[0]["penalty"], runs[1]["penalty"], rtol=1e-2, atol=1e-7)
+    assert runs[0]["train_acc"] == pytest.approx(runs[1]["train_acc"], abs=0.01)
+
+
 # ----- the terms of Eq. 18 and IRM's penalty on p(y | z) ------------------------------------------
 
 def _small_model(entry="ood_cmnist_irm", **overrides):

@@ -144,6 +144,27 @@ def default_precision(flags=None, gpu=None):
     return "mixed_bfloat16" if flags & set(BFLOAT16_CPU_FLAGS) else "float32"
 
 
+def resolve_jit_compile(jit_compile, precision="float32", accelerator=None):
+    """Whether the baseline's step is compiled with XLA: ``jit_compile`` itself when a bool, and for
+    ``"auto"`` Keras' own rule for ``compile(jit_compile="auto")``: only where TensorFlow sees a device
+    other than the CPU (``accelerator``: whether it does, by default). On two 2-core Intel Xeon CPUs
+    the oneDNN step was faster than XLA's: 0.30 against 0.35 s a full-batch float32 step on one with
+    AMX, and 14 % on average over seven alternating pairs on one without (docs/results_ood.md,
+    thirty-sixth session). Never in bfloat16: XLA's CPU backend does not use the bfloat16 matrix
+    units (a mixed step took 0.40 s with XLA against 0.16 s without)."""
+    if jit_compile not in (True, False, "auto"):
+        from mibzoo.errors import ConfigError
+        raise ConfigError("ood_baselines", "jit_compile", jit_compile, "True, False or 'auto'")
+    if precision != "float32":
+        return False
+    if jit_compile != "auto":
+        return jit_compile
+    if accelerator is None:
+        import tensorflow as tf
+        accelerator = any(d.device_type != "CPU" for d in tf.config.list_physical_devices())
+    return bool(accelerator)
+
+
 def check_precision(precision):
     """``precision`` if it is one of `PRECISIONS`, else a `ConfigError` naming them."""
     if precision not in PRECISIONS:
@@ -241,7 +262,7 @@ def _environments(arrays, grayscale):
     return {e: (x[env == e], y[env == e]) for e in np.unique(env)}
 
 
-def train_baseline(settings, train, test, seed, progress=None, jit_compile=True, precision="float32"):
+def train_baseline(settings, train, test, seed, progress=None, jit_compile="auto", precision="float32"):
     """Trains one baseline full-batch on the training environments; returns its accuracies.
 
     Args:
@@ -250,9 +271,8 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile=True,
         test: arrays of the test split (environment 2).
         seed: seed of the weights.
         progress: optional ``progress(step, logs)`` called every 100 steps.
-        jit_compile: compile the step with XLA (faster on the full data; tiny runs skip the compile).
-            Only in float32: XLA's CPU backend does not use the bfloat16 matrix units (a mixed
-            step took 0.40 s with XLA against 0.16 s without).
+        jit_compile: compile the step with XLA: True, False or ``"auto"`` (default: with an
+            accelerator only, as Keras' ``compile``; `resolve_jit_compile`). Never in bfloat16.
         precision: ``"float32"`` (IRM's) or ``"mixed_bfloat16"`` (see the module's docstring).
 
     Returns:
@@ -283,7 +303,7 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile=True,
         rows = [(digits[order], y[order]) for (digits, _), (_, y), order in zip(splits, rows, orders)]
         first_counts = [int(np.sum(channels == 0)) for _, channels in splits]
     tensors = [(tf.cast(x, compute), tf.constant(y)) for x, y in rows]
-    jit_compile = jit_compile and precision == "float32"
+    jit_compile = resolve_jit_compile(jit_compile, precision)
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     optimizer.build(mlp.trainable_variables)
 

@@ -131,7 +131,7 @@ def run_baseline(name, settings):
         def progress(step, logs):
             _log(f"table4: {name} seed {seed} step {step}: nll {logs['nll']:.4f} penalty {logs['penalty']:.2e}")
         return ood_baselines.train_baseline(chosen, _limited(train, budget.baseline_train_limit), test, seed,
-                                            progress=progress, jit_compile=not budget.run_eagerly,
+                                            progress=progress, jit_compile=False if budget.run_eagerly else "auto",
                                             precision=budget.baseline_precision)
     return run
 
