@@ -149,7 +149,7 @@ def resolve_jit_compile(jit_compile, precision="float32", accelerator=None):
     ``"auto"`` Keras' own rule for ``compile(jit_compile="auto")``: only where TensorFlow sees a device
     other than the CPU (``accelerator``: whether it does, by default). On two 2-core Intel Xeon CPUs
     the oneDNN step was faster than XLA's: 0.30 against 0.35 s a full-batch float32 step on one with
-    AMX, and 14 % on average over seven alternating pairs on one without (docs/results_ood.md,
+    AMX, and 13 % (0.054 ± 0.010 s) on average over seven alternating pairs on one without (docs/results_ood.md,
     thirty-sixth session). Never in bfloat16: XLA's CPU backend does not use the bfloat16 matrix
     units (a mixed step took 0.40 s with XLA against 0.16 s without)."""
     if jit_compile not in (True, False, "auto"):
