@@ -22,7 +22,7 @@ Accuracies: train = mean of the accuracies of environments 0 and 1; test = envir
 
 Precision: the recipe is IRM's in float32. ``precision="mixed_bfloat16"`` runs the MLP's matrix
 products in bfloat16 with float32 weights, optimizer and loss (Keras' mixed policy). On a CPU with
-bfloat16 matrix units (AMX, AVX512-BF16) a full-batch step then takes 0.16 s against 0.35 s
+bfloat16 matrix units (AMX, AVX512-BF16) a full-batch step then takes 0.16 s against 0.30 s in float32
 (benchmarks/table4_budget.py), the difference between the table fitting issue 12's 30 minutes or
 not. `default_precision` picks it where the CPU has those units.
 """
