@@ -56,16 +56,18 @@ def patch_recalibration_curvature(curvature):
     if curvature in ("bound", "bound_constant"):
         plain_statistics = recalibration._group_statistics
 
-        def group_statistics(logits, labels, groups, weights, inputs, ridge):
-            grads, _, membership, counts = plain_statistics(logits, labels, groups, weights, inputs, ridge)
+        def group_statistics(logits, labels, groups, weights, inputs, ridge, step="newton"):
+            if step != "newton":
+                raise ValueError(f"--recalibration-curvature {curvature}: replaces Newton's H, but the term has "
+                                 f"step={step!r}; give the override's environment_recalibration \"step\": \"newton\"")
+            grads, _, membership, counts = plain_statistics(logits, labels, groups, weights, inputs, ridge, step)
             features = recalibration._features(ops.cast(logits, "float32"),
                                                None if inputs is None else ops.cast(inputs, "float32"))
             classes = ops.shape(logits)[-1]
             # Böhning's bound on softmax's Hessian in the logits: ½ (I − 11ᵀ / K) ≽ diag(π) − ππᵀ
             bound = 0.5 * (ops.eye(classes, dtype="float32") - 1.0 / classes)
             rows = ops.einsum("bkp,kl,blq->bpq", features, bound, features)
-            hessian = ops.einsum("bg,bpq->gpq", membership, rows) / ops.maximum(counts, 1.0)[:, None, None]
-            hessian = hessian + ridge * ops.eye(ops.shape(features)[-1], dtype="float32")[None]
+            hessian = recalibration.group_mean_hessian(rows, membership, counts, ridge)
             return grads, ops.stop_gradient(hessian) if curvature == "bound_constant" else hessian, membership, counts
 
         recalibration._group_statistics = group_statistics

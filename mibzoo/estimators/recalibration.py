@@ -180,14 +180,20 @@ def _group_statistics(logits, labels, groups, weights, inputs, ridge, step="newt
     grads = ops.einsum("bk,bkp->bp", probs - labels, features)  # [B, P]
     membership = weights[:, None] * groups  # [B, G]
     counts = ops.sum(membership, axis=0)  # [G]
-    size = ops.shape(features)[-1]
-    identity = ops.eye(size, dtype="float32")[None]
     if step == "gradient":
-        return grads, ops.broadcast_to(identity, (ops.shape(groups)[-1], size, size)), membership, counts
+        size = ops.shape(features)[-1]
+        identity = ops.broadcast_to(ops.eye(size, dtype="float32")[None], (ops.shape(groups)[-1], size, size))
+        return grads, identity, membership, counts
     means = ops.einsum("bk,bkp->bp", probs, features)
     hessians = ops.einsum("bk,bkp,bkq->bpq", probs, features, features) - means[:, :, None] * means[:, None, :]
-    hessian = ops.einsum("bg,bpq->gpq", membership, hessians) / ops.maximum(counts, 1.0)[:, None, None]
-    return grads, hessian + ridge * identity, membership, counts
+    return grads, group_mean_hessian(hessians, membership, counts, ridge), membership, counts
+
+
+def group_mean_hessian(row_hessians, membership, counts, ridge):
+    """``[G, P, P]``: each group's weighted mean of the rows' ``[B, P, P]`` matrices plus ``ridge`` · I
+    (``membership`` ``[B, G]`` and ``counts`` ``[G]`` as `_group_statistics` returns them)."""
+    hessian = ops.einsum("bg,bpq->gpq", membership, row_hessians) / ops.maximum(counts, 1.0)[:, None, None]
+    return hessian + ridge * ops.eye(ops.shape(row_hessians)[-1], dtype="float32")[None]
 
 
 def _halves_gains(grads, hessian, membership, counts):
