@@ -315,3 +315,83 @@ def test_the_fishr_entry_is_read_against_ood_cmnists_target_as_a_comparison():
     low = [{**r, "test_acc": r["test_acc"] - 0.02} for r in runs]
     assert "**missed** (66.0 ± 2.0, 3 seeds)" in "\n".join(table4.target_lines(table4.summarize(low)))
     assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines
+
+
+class _Stop(Exception):
+    """The command stopped (killed, out of time) in the middle of a run."""
+
+
+def _stopping_measure(calls, stop_at=None):
+    """A `table4.measure` that records its calls, scores from the method and seed, and stops the
+    command at call number ``stop_at`` (1-based)."""
+    def measure(method, seed, budget, data_dir=None):
+        calls.append((method, seed))
+        if len(calls) == stop_at:
+            raise _Stop
+        accuracy = 0.5 + 0.01 * seed + 0.1 * ("IRM" in method)
+        return {"train_acc": accuracy, "test_acc": accuracy, "swapped_acc": accuracy, "env_acc": {0: 0.5, 1: 0.5}}, 10.0
+    return measure
+
+
+def test_a_stopped_command_given_again_resumes_training_only_the_runs_it_had_not_finished(tmp_path, monkeypatch):
+    out, methods, seeds = tmp_path / "docs", ["ERM", "IRM"], [0, 1, 2]
+    out.mkdir()
+    json_path = out / "results_ood_quick.json"
+    # an earlier command's row, kept by both parts of the stopped one
+    monkeypatch.setattr(table4, "measure", _stopping_measure([]))
+    table4.run(out, seeds=[0], quick=True, methods=["oracle"])
+    calls = []
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls, stop_at=4))
+    with pytest.raises(_Stop):
+        table4.run(out, seeds=seeds, quick=True, methods=methods)
+    stopped = json.loads(json_path.read_text())
+    assert stopped["unfinished"] is True and len(stopped["commands"]) == 2
+    assert [(r["method"], r["seed"]) for r in stopped["runs"]] == [("oracle", 0), ("ERM", 0), ("ERM", 1), ("ERM", 2)]
+    table4.run(out, seeds=seeds, quick=True, report_only=True)  # a report of what the stopped command measured
+    assert "The last command stopped before its last run" in (out / "results_ood_quick.md").read_text()
+
+    calls.clear()
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls))
+    table4.run(out, seeds=seeds, quick=True, methods=methods)
+    assert calls == [("IRM", 0), ("IRM", 1), ("IRM", 2)]  # only what the stopped command had not finished
+    record = json.loads(json_path.read_text())
+    assert "unfinished" not in record
+    assert [(r["method"], r["seed"]) for r in record["runs"]] == [
+        ("oracle", 0), ("ERM", 0), ("ERM", 1), ("ERM", 2), ("IRM", 0), ("IRM", 1), ("IRM", 2)]
+    assert [r["test_acc"] for r in record["runs"] if r["method"] == "IRM"] == pytest.approx([0.6, 0.61, 0.62])
+    # one command in the report, whose minutes are the stopped part's and the rest's
+    assert record["commands"] == [stopped["commands"][0], stopped["commands"][1]]
+    assert record["wall_seconds"][0] == stopped["wall_seconds"][0]
+    assert record["wall_seconds"][1] >= stopped["wall_seconds"][1]
+    assert "The last command stopped" not in (out / "results_ood_quick.md").read_text()
+
+    # finished, the same command again redoes every run; another command never resumes a stopped one
+    calls.clear()
+    table4.run(out, seeds=seeds, quick=True, methods=methods)
+    assert len(calls) == 6
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls, stop_at=len(calls) + 2))
+    with pytest.raises(_Stop):
+        table4.run(out, seeds=seeds, quick=True, methods=methods)
+    calls.clear()
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls))
+    table4.run(out, seeds=[0, 1], quick=True, methods=methods)
+    assert calls == [("ERM", 0), ("ERM", 1), ("IRM", 0), ("IRM", 1)]
+
+
+def test_a_stopped_command_resumed_on_another_machine_keeps_each_parts_machine_and_minutes(tmp_path, monkeypatch):
+    import mibzoo.run_records
+
+    out = tmp_path / "docs"
+    out.mkdir()
+    calls = []
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls, stop_at=2))
+    monkeypatch.setattr(mibzoo.run_records, "machine", lambda: "machine A")
+    with pytest.raises(_Stop):
+        table4.run(out, seeds=[0, 1], quick=True, methods=["ERM"])
+    monkeypatch.setattr(table4, "measure", _stopping_measure(calls))
+    monkeypatch.setattr(mibzoo.run_records, "machine", lambda: "machine B")
+    table4.run(out, seeds=[0, 1], quick=True, methods=["ERM"])
+    assert calls == [("ERM", 0), ("ERM", 1), ("ERM", 1)]
+    record = json.loads((out / "results_ood_quick.json").read_text())
+    assert record["machines"] == ["machine A", "machine B"] and len(set(record["commands"])) == 1
+    assert "command 1: machine A; command 2: machine B" in (out / "results_ood_quick.md").read_text()

@@ -18,7 +18,8 @@ agrees 10% of the time). Rows:
 
 Per-run records accumulate in ``results_ood.json`` (a run of some methods keeps the other methods'
 records of the same budget), so a long table can be filled in by several commands;
-``--methods`` picks rows.
+``--methods`` picks rows. The JSON is rewritten after every run: a command that stops resumes when
+it is given again, training only the runs it had not finished (`resume_point`).
 
 ```
 mibzoo reproduce table4                      # docs/results_ood.md, .json, .png
@@ -219,15 +220,17 @@ def measure(method, seed, budget, data_dir=None):
     return scores, round(time.perf_counter() - started, 1)
 
 
-def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None, jobs=1):
+def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, data_dir=None, jobs=1, resume=False):
     """Runs every (method, seed); returns the run records, ``existing`` ones for other pairs kept.
 
     With ``jobs`` > 1 the runs are shared among that many worker processes
     (`mibzoo.reproduce.workers.run_shared`, as `mibzoo.reproduce.table3_runs.run_table` does).
+    With ``resume`` the (method, seed) pairs that already have a record in ``existing`` (the runs a
+    stopped command finished) keep it and are not trained again; without it they are redone.
 
     Returns:
         ``[{"method", "seed", "train_acc", "test_acc", "swapped_acc", "env_acc", "seconds"}]``: the kept records,
-        then the new ones in the order methods × seeds.
+        then the planned ones in the order methods × seeds.
     """
     known = _methods()
     unknown = [m for m in methods if m not in known]
@@ -237,13 +240,19 @@ def run_table(methods, seeds, budget, existing=(), progress=_log, on_run=None, d
     if jobs < 1:
         raise ValueError(f"table4: jobs got {jobs}, expected a positive number of worker processes")
     kept = [r for r in existing if not (r["method"] in methods and r["seed"] in seeds)]
-    planned = [(method, seed) for method in methods for seed in seeds]
-    finished = {}
+    order = [(method, seed) for method in methods for seed in seeds]
+    recorded = {(r["method"], r["seed"]): r for r in existing} if resume else {}
+    finished = {k: recorded[pair] for k, pair in enumerate(order) if pair in recorded}
+    planned = [pair for pair in order if pair not in recorded]
+    if finished:
+        progress(f"table4: resuming: {len(finished)} of {len(order)} runs were finished, "
+                 f"{len(planned)} to train")
 
     def done(k, outcome):
         (method, seed), (scores, seconds) = planned[k], outcome
-        finished[k] = {"method": method, "seed": seed, "train_acc": scores["train_acc"], "test_acc": scores["test_acc"],
-                       "swapped_acc": scores.get("swapped_acc"), "env_acc": scores["env_acc"], "seconds": seconds}
+        finished[order.index((method, seed))] = {
+            "method": method, "seed": seed, "train_acc": scores["train_acc"], "test_acc": scores["test_acc"],
+            "swapped_acc": scores.get("swapped_acc"), "env_acc": scores["env_acc"], "seconds": seconds}
         progress(f"table4: {method} seed {seed}: train envs {100 * scores['train_acc']:.1f}% test env "
                  f"{100 * scores['test_acc']:.1f}% ({seconds:.0f} s)")
         if on_run:
@@ -397,7 +406,9 @@ def render(record, suffix=""):
                                    + ". Versions: "
                                    + ", ".join(f"{k} {v}" for k, v in record["versions"].items()) + ".",
                                    f"**Wall time: {sum(record['wall_seconds']) / 60:.1f} min** over the commands "
-                                   f"({', '.join(f'{w / 60:.1f}' for w in record['wall_seconds'])} min).", "",
+                                   f"({', '.join(f'{w / 60:.1f}' for w in record['wall_seconds'])} min)."
+                                   + (" **The last command stopped before its last run**: its minutes so far; the "
+                                      "same command again resumes it." if record.get("unfinished") else ""), "",
                                    "Budget: " + ", ".join(f"{k} = {v}" for k, v in budget.items()) + ".", "",
                                    "### Table 4: accuracy % (mean ± std over seeds; published beside ours)", "",
                                    "| method | train envs | test env | env 0 − env 1 | test env, colours swapped | "
@@ -479,7 +490,8 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         fresh: drop the records of earlier commands instead of keeping them.
         data_dir: data directory (None: ``$MIBZOO_DATA_DIR`` or ``~/.cache/mibzoo/data``).
         report_only: train nothing; rewrite the report and figure from the JSON's records (after
-            a command was stopped, its finished runs are in the JSON).
+            a command was stopped, its finished runs are in the JSON; the same command again
+            resumes it, `resume_point`).
         baseline_precision: ``"float32"`` or ``"mixed_bfloat16"`` for the baselines (None: float32
             with ``quick``, else `default_baseline_precision`).
         jobs: worker processes that share the runs (`run_table`; None: 1). On 2 cores two
@@ -508,8 +520,6 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
     if baseline_precision is not None:
         budget = dataclasses.replace(budget, baseline_precision=ood_baselines.check_precision(baseline_precision))
     previous = None if recorded is None else keep_same_budget(recorded, budget)
-    if previous is not None and not report_only:
-        previous = drop_superseded(previous, methods, seeds)
     if report_only:
         if previous is None or not previous.get("runs"):
             raise FileNotFoundError(f"table4: no records of this budget in {json_path} to report")
@@ -520,21 +530,61 @@ def run(out_dir, seeds, quick, methods=None, fresh=False, data_dir=None, report_
         f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "") + (
         f" --baseline-precision {budget.baseline_precision}" if set(methods) & set(BASELINE_METHODS) else "") + (
         f" --jobs {given_jobs}" if given_jobs is not None else "")
-    earlier, here = command_entries(previous or {}), machine()
+    here = machine()
+    earlier, stopped_seconds = resume_point(recorded, previous, command, here)
+    if stopped_seconds is None:
+        earlier = [] if previous is None else command_entries(drop_superseded(previous, methods, seeds))
     record = {"commands": [c for c, _, _ in earlier] + [command], "wall_seconds": [w for _, w, _ in earlier],
               "machines": [m for _, _, m in earlier] + [here], "machine": here,
               "versions": versions(), "budget": dataclasses.asdict(budget), "jobs": jobs}
-    started = time.perf_counter()
+    started = time.perf_counter() - (stopped_seconds or 0.0)
 
     def save(records):
+        # "unfinished" until the last run is in: the same command again resumes from these records.
         write_json(json_path, {**record, "wall_seconds": record["wall_seconds"] + [round(time.perf_counter() - started, 1)],
-                               "runs": records})
+                               "runs": records, "unfinished": True})
 
-    runs = run_table(methods, seeds, budget, (previous or {}).get("runs", []), on_run=save, data_dir=data_dir, jobs=jobs)
+    runs = run_table(methods, seeds, budget, (previous or {}).get("runs", []), on_run=save, data_dir=data_dir, jobs=jobs,
+                     resume=stopped_seconds is not None)
     record["wall_seconds"] = record["wall_seconds"] + [round(time.perf_counter() - started, 1)]
     record["runs"] = runs
     write_json(json_path, record)
     return _write_report(record, out, suffix)
+
+
+def resume_point(recorded, previous, command, here):
+    """Whether a command resumes the one that wrote the records, and from where.
+
+    A command that stops (killed, out of time) leaves its finished runs in the JSON, marked
+    ``"unfinished"``. Running the same command again (same words, same budget) resumes it: the
+    finished runs are kept and only the rest are trained. On the same machine the command stays one
+    entry of the report, its wall time the stopped part's plus the rest's, so the budget is judged on
+    the time spent training, not on the pause between. On another machine the stopped part stays its
+    own entry, with its machine and minutes, beside the resumed one: a sum over two machines'
+    speeds measures neither, and the budget says so (`budget_statement`).
+
+    Args:
+        recorded: the JSON's record as read (None without one, or with ``--fresh``).
+        previous: its records of this command's budget (`keep_same_budget`; None when none are).
+        command: this command's words, as the report lists them.
+        here: this machine (`mibzoo.run_records.machine`).
+
+    Returns:
+        ``(earlier, stopped_seconds)``: the command entries (`command_entries`) listed before this
+        command, and the stopped part's wall seconds to add to this command's (0.0 when it ran on
+        another machine); ``(None, None)`` when this command starts afresh.
+    """
+    if not recorded or not recorded.get("unfinished") or previous is None:
+        return None, None
+    entries = command_entries(previous)
+    # The stopped command is the record's last; `keep_same_budget` drops it when none of its runs
+    # were of this budget, and then there is nothing to resume.
+    if not entries or entries[-1][0] != command or command_entries(recorded)[-1] != entries[-1]:
+        return None, None
+    *earlier, (_, seconds, where) = entries
+    if where == here:
+        return earlier, seconds
+    return entries, 0.0
 
 
 def _write_report(record, out, suffix):
