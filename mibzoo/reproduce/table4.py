@@ -558,8 +558,9 @@ def resume_point(recorded, previous, command, here):
     A command that stops (killed, out of time) leaves its finished runs in the JSON, marked
     ``"unfinished"``. Running the same command again (same words, same budget) resumes it: the
     finished runs are kept and only the rest are trained. On the same machine the command stays one
-    entry of the report, its wall time the stopped part's plus the rest's, so the budget is judged on
-    the time spent training, not on the pause between. On another machine the stopped part stays its
+    entry of the report, its wall time the stopped part's (up to its last finished run: the run it
+    was killed in is trained again) plus the rest's, so the budget is judged on the time spent
+    training, not on the pause between. On another machine the stopped part stays its
     own entry, with its machine and minutes, beside the resumed one: a sum over two machines'
     speeds measures neither, and the budget says so (`budget_statement`).
 
