@@ -86,3 +86,60 @@ def test_runs_shared_among_worker_processes_give_the_rows_of_one_process(fairnes
     assert len(seen) == 2 * 8 and all(line.startswith("table3: ") for line in seen)
     with pytest.raises(ValueError, match="jobs got 0"):
         table3.run(str(fairness_data_dir), [0], quick=True, data_dir=str(fairness_data_dir), jobs=0)
+
+
+class _Stop(Exception):
+    """The command stopped (killed, out of time) in the middle of a run."""
+
+
+def test_a_stopped_command_given_again_resumes_training_only_the_runs_it_had_not_finished(tmp_path, monkeypatch):
+    import mibzoo.run_records
+    from mibzoo.reproduce import table3_runs
+
+    calls, stop_at = [], [3]
+
+    def measure(planned_run, budget, data_dir=None):
+        calls.append(tuple(planned_run))
+        if len(calls) == stop_at[0]:
+            raise _Stop
+        dataset, seed, name, beta2 = planned_run
+        return {"acc": 0.8 + 0.01 * seed, "deo": 0.05, "dp": 0.1 + (beta2 or 0.0) * 1e-6}, 2.0
+
+    monkeypatch.setattr(table3_runs, "measure", measure)
+    monkeypatch.setattr(mibzoo.run_records, "machine", lambda: "machine A")
+    out = tmp_path / "docs"
+    out.mkdir()
+    planned, _ = table3_runs.planned_runs([0], table3.QUICK)
+    with pytest.raises(_Stop):
+        table3.run(out, [0], quick=True)
+    partial = json.loads((out / "results_fairness_quick.partial.json").read_text())
+    assert [tuple(r["run"]) for r in partial["runs"]] == planned[:2] and partial["machine"] == "machine A"
+
+    calls.clear()
+    stop_at[0] = None
+    table3.run(out, [0], quick=True)
+    assert calls == planned[2:]  # only the runs the stopped command had not finished
+    record = json.loads((out / "results_fairness_quick.json").read_text())
+    assert [(r["dataset"], r["model"]) for r in record["rows"]] == [(d, m) for d, _, m, b in planned if b is None]
+    assert record["wall_seconds"] >= partial["wall_seconds"] and record["machine"] == "machine A"
+    assert not (out / "results_fairness_quick.partial.json").exists()
+
+    # another command (other seeds) starts afresh; a stop resumed on another machine names both
+    calls.clear()
+    stop_at[0] = 2
+    with pytest.raises(_Stop):
+        table3.run(out, [0], quick=True)
+    calls.clear()
+    stop_at[0] = None
+    table3.run(out, [1], quick=True)
+    assert len(calls) == len(table3_runs.planned_runs([1], table3.QUICK)[0])
+    stop_at[0] = len(calls) + 2
+    with pytest.raises(_Stop):
+        table3.run(out, [0], quick=True)
+    calls.clear()
+    stop_at[0] = None
+    monkeypatch.setattr(mibzoo.run_records, "machine", lambda: "machine B")
+    table3.run(out, [0], quick=True)
+    assert calls == planned[1:]
+    assert json.loads((out / "results_fairness_quick.json").read_text())["machine"] == (
+        "machine A (stopped), resumed on machine B")

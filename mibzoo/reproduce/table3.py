@@ -23,8 +23,12 @@ q(u_x | x), inferred from x alone.
 mibzoo reproduce table3              # docs/results_fairness.md, .json, .png
 mibzoo reproduce table3 --quick      # a pipeline check: tiny budget, writes *_quick.* files
 ```
+
+A command that stops resumes when it is given again: the runs it finished are kept in
+``results_fairness.partial.json`` (`stopped_command`).
 """
 import dataclasses
+import json
 import os
 import pathlib
 import time
@@ -36,7 +40,7 @@ from mibzoo.reproduce import Table, write_generated_block
 # The experiment (budget, splits, training and scoring) lives in `table3_runs`; its names are
 # re-exported here.
 from mibzoo.reproduce.table3_runs import (BASELINES, DATASETS, ENTRIES, FULL, LR_RAW, LR_X, MLP_RAW, QUICK, VAE,
-                                          Budget, german_split, run_table, splits, train_zoo_model)
+                                          Budget, _log, german_split, run_table, splits, train_zoo_model)
 
 __all__ = ["BASELINES", "DATASETS", "ENTRIES", "FULL", "LR_RAW", "LR_X", "MLP_RAW", "QUICK", "TABLE", "VAE", "Budget",
            "german_split", "plot", "render", "run", "run_table", "splits", "summarize", "target_lines",
@@ -189,6 +193,29 @@ def default_jobs():
     return max(1, min(os.cpu_count() or 1, 4))
 
 
+def stopped_command(partial, command, budget, here):
+    """What a command resumes of a stopped one: ``{"runs", "wall_seconds", "machine"}``.
+
+    A command that stops (killed, out of time) leaves its finished runs in ``partial``
+    (``results_fairness.partial.json``, rewritten after every run). The same command again (same
+    words, same budget) keeps those runs and trains the rest; its wall time is the stopped part's (up
+    to its last finished run) plus the rest's, and its machine is named for both parts when they
+    differ. Any other command starts afresh (no runs, 0 seconds, this machine).
+    """
+    from mibzoo.run_records import read_json
+
+    fresh = {"runs": [], "wall_seconds": 0.0, "machine": here}
+    if not partial.exists():
+        return fresh
+    record = read_json(partial)
+    if record.get("command") != command or record.get("budget") != json.loads(json.dumps(dataclasses.asdict(budget))):
+        _log(f"table3: {partial} holds the runs of another command or budget ({record.get('command')!r}); "
+             "this command starts afresh")
+        return fresh
+    where = record["machine"] if record["machine"] == here else f"{record['machine']} (stopped), resumed on {here}"
+    return {"runs": record["runs"], "wall_seconds": record["wall_seconds"], "machine": where}
+
+
 def run(out_dir, seeds, quick, data_dir=None, jobs=None):
     """`mibzoo reproduce table3`: runs the table and writes the report, its JSON and its figure.
 
@@ -215,12 +242,22 @@ def run(out_dir, seeds, quick, data_dir=None, jobs=None):
     given_jobs, jobs = jobs, ((1 if quick else default_jobs()) if jobs is None else int(jobs))
     if jobs < 1:
         raise ValueError(f"table3: jobs got {jobs}, expected a positive number of worker processes")
-    results = run_table(seeds, budget, data_dir, on_row=lambda so_far: write_json(partial, so_far), jobs=jobs)
-    wall = time.perf_counter() - started
     command = "mibzoo reproduce table3" + (" --quick" if quick else "") + (
         f" --seeds {' '.join(map(str, seeds))}" if seeds != list(TABLE.default_seeds) else "") + (
         f" --out {out_dir}" if str(out_dir) != "docs" else "") + (f" --data-dir {data_dir}" if data_dir else "") + (
         f" --jobs {given_jobs}" if given_jobs is not None else "")
+    stopped = stopped_command(partial, command, budget, machine_text)
+    started -= stopped["wall_seconds"]
+    machine_text = stopped["machine"]
+
+    def save(so_far, finished_runs):
+        # The runs a stopped command finished: the same command again resumes from them (`stopped_command`).
+        write_json(partial, {"command": command, "budget": dataclasses.asdict(budget), "machine": machine_text,
+                             "wall_seconds": round(time.perf_counter() - started, 1), "runs": finished_runs,
+                             **so_far})
+
+    results = run_table(seeds, budget, data_dir, on_row=save, jobs=jobs, finished_runs=stopped["runs"])
+    wall = time.perf_counter() - started
     record = {"command": command, "wall_seconds": round(wall, 1), "machine": machine_text,
               "load_average": [load_start, _load()], "budget": dataclasses.asdict(budget), "seeds": seeds,
               "jobs": jobs,

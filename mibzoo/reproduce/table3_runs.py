@@ -240,11 +240,13 @@ def measure(planned_run, budget, data_dir=None):
 
 
 def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES, progress=_log, on_row=None,
-              jobs=1):
+              jobs=1, finished_runs=()):
     """Every row of the table on both data sets, and the β2 sweep.
 
-    ``on_row(results)`` is called after every finished run with the results so far (the command
-    saves them, so a long run that stops keeps what it measured). With ``jobs`` > 1 the runs are
+    ``on_row(results, runs)`` is called after every finished run with the results so far and the
+    finished runs (``[{"run": [dataset, seed, model, beta2], "scores", "seconds"}]``; the command
+    saves them, so a long run that stops keeps what it measured). Runs of ``finished_runs`` (those
+    of a stopped command, as ``on_row`` gave them) are kept and not trained again. With ``jobs`` > 1 the runs are
     shared among that many worker processes (started with "spawn": TensorFlow is not fork-safe),
     each with ``cores // jobs`` TensorFlow threads: the models are small, so a step is bound by
     per-op dispatch in one thread rather than by arithmetic, and two processes finish about twice
@@ -257,7 +259,11 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
         "seed", "acc", "deo", "dp", "seconds"}]}``, rows in `planned_runs` order.
     """
     planned, default_beta2 = planned_runs(seeds, budget, entries, baselines)
-    finished = {}
+    earlier = {tuple(run["run"]): (run["scores"], run["seconds"]) for run in finished_runs}
+    finished = {k: earlier[run] for k, run in enumerate(planned) if run in earlier}
+    if finished:
+        progress(f"table3: resuming: {len(finished)} of {len(planned)} runs were finished, "
+                 f"{len(planned) - len(finished)} to train")
 
     def results():
         rows, sweep = [], []
@@ -275,13 +281,15 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
         finished[k] = outcome
         (dataset, seed, name, beta2), (scores, seconds) = planned[k], outcome
         if on_row:
-            on_row(results())
+            on_row(results(), [{"run": list(planned[i]), "scores": finished[i][0], "seconds": finished[i][1]}
+                               for i in sorted(finished)])
         label = name if beta2 is None else f"{name} beta2={beta2:g}"
         progress(f"table3: {dataset} seed {seed} {label}: ACC {scores['acc']:.3f} DEO {scores['deo']:.3f} "
                  f"DP {scores['dp']:.3f} ({seconds:.0f} s)")
 
     from mibzoo.reproduce.workers import run_shared
 
-    for k, outcome in run_shared(measure, [(planned_run, budget, data_dir) for planned_run in planned], jobs):
-        done(k, outcome)
+    todo = [k for k in range(len(planned)) if k not in finished]
+    for i, outcome in run_shared(measure, [(planned[k], budget, data_dir) for k in todo], jobs):
+        done(todo[i], outcome)
     return results()
