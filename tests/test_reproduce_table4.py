@@ -311,9 +311,9 @@ def test_the_fishr_entry_is_read_against_ood_cmnists_target_as_a_comparison():
             for s, t in enumerate([0.70, 0.66, 0.68])]
     lines = "\n".join(table4.target_lines(table4.summarize(runs)))
     assert "for comparison, ood_cmnist's target on ood_cmnist_fishr" in lines
-    assert "≥ 66.9% with std < 6.1: **met** (68.0 ± 2.0, 3 seeds)" in lines
+    assert "≥ 66.9% with std < 6.1: **met** (68.0 ± 2.0, 3 seeds; 95 % interval of the mean 63.0–73.0, which holds" in lines
     low = [{**r, "test_acc": r["test_acc"] - 0.02} for r in runs]
-    assert "**missed** (66.0 ± 2.0, 3 seeds)" in "\n".join(table4.target_lines(table4.summarize(low)))
+    assert "**missed** (66.0 ± 2.0, 3 seeds;" in "\n".join(table4.target_lines(table4.summarize(low)))
     assert "ood_cmnist test-env accuracy ≥ 66.9% with std < 6.1: not run" in lines
 
 
@@ -395,3 +395,23 @@ def test_a_stopped_command_resumed_on_another_machine_keeps_each_parts_machine_a
     record = json.loads((out / "results_ood_quick.json").read_text())
     assert record["machines"] == ["machine A", "machine B"] and len(set(record["commands"])) == 1
     assert "command 1: machine A; command 2: machine B" in (out / "results_ood_quick.md").read_text()
+
+
+def test_the_mean_interval_is_students_t_and_the_targets_say_when_it_holds_the_threshold():
+    # t_{0.975} with 4 and 9 degrees of freedom (tables): 2.776445, 2.262157
+    low, high = table4.mean_interval(66.5, 5.0, 5)
+    assert (low + high) / 2 == pytest.approx(66.5) and (high - low) / 2 == pytest.approx(2.776445 * 5.0 / np.sqrt(5), rel=1e-6)
+    assert (np.subtract(*table4.mean_interval(0.0, 3.0, 10)[::-1]) / 2) == pytest.approx(2.262157 * 3.0 / np.sqrt(10), rel=1e-6)
+    assert table4.mean_interval(66.5, None, 1) is None
+    # coverage: over many draws of 5 runs from a normal law, the interval holds the mean 95 % of the time
+    rng = np.random.default_rng(0)
+    draws = rng.normal(67.0, 4.0, size=(4000, 5))
+    held = [lo < 67.0 < hi for lo, hi in (table4.mean_interval(d.mean(), d.std(ddof=1), 5) for d in draws)]
+    assert np.mean(held) == pytest.approx(0.95, abs=0.015)
+
+    def runs(method, accuracies):
+        return [{"method": method, "seed": s, "train_acc": 0.7, "test_acc": a, "seconds": 1.0} for s, a in enumerate(accuracies)]
+    tight = "\n".join(table4.target_lines(table4.summarize(runs("ERM", [0.150, 0.152, 0.154]))))
+    assert "ERM test-env accuracy ≤ 20%: **met** (15.2 ± 0.2, 3 seeds; 95 % interval of the mean 14.7–15.7)." in tight
+    spread = "\n".join(table4.target_lines(table4.summarize(runs("ood_cmnist", [0.712, 0.708, 0.602, 0.678, 0.626]))))
+    assert "**missed** (66.5 ± 4.9, 5 seeds; 95 % interval of the mean 60.4–72.6, which holds the threshold" in spread
