@@ -507,14 +507,16 @@ def test_risk_variance_running_reference_is_a_running_mean_of_earlier_batches_ri
                                                                    ("logits", "all", "identity", "newton"),
                                                                    ("logits", "halves", "pooled", "newton"),
                                                                    ("logits", "halves", "pooled", "gradient"),
-                                                                   ("logits_and_z", "all", "identity", "gradient")])
+                                                                   ("logits_and_z", "all", "identity", "gradient"),
+                                                                   ("logits_and_features", "halves", "pooled", "gradient"),
+                                                                   ("logits_and_features", "all", "identity", "newton")])
 def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng, recalibrate, pairs, relative_to,
                                                                             step):
     """The term is `recalibration_gain` (tested against NumPy in tests/estimators) of the label
     decoder's logits at z ~ q(z | x), the one-hot labels, the one-hot environments and the label
-    presence (and z itself with ``recalibrate`` "logits_and_z"), with the option ``pairs`` as the
-    estimator's pairing and ``relative_to`` its reference; a zero weight removes the rows of
-    unlabelled examples."""
+    presence (and z itself with ``recalibrate`` "logits_and_z", the decoder's last hidden features
+    with "logits_and_features"), with the option ``pairs`` as the estimator's pairing and
+    ``relative_to`` its reference; a zero weight removes the rows of unlabelled examples."""
     from mibzoo.estimators.recalibration import recalibration_gain
     from mibzoo.objectives import ood
 
@@ -526,14 +528,36 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
     fp = _forward(model, batch, labelled)
     z = np.asarray(fp.z(0), "float32")
     logits = np.asarray(model.decode_modality("label", fp.decoder_input("label", z)), "float32")
+    # the decoder's layers one by one, by hand: h is the last hidden layer's output, its final layer's input
+    h = np.asarray(fp.decoder_input("label", z), "float32")
+    layers = model.decoders["label"].net.layers
+    for layer in layers[:-1]:
+        h = np.asarray(layer(h), "float32")
+    kernel, bias = (np.asarray(w) for w in layers[-1].weights)
+    np.testing.assert_allclose(h @ kernel + bias, logits, rtol=1e-5, atol=1e-5)
+    inputs = {"logits": None, "logits_and_z": z, "logits_and_features": h}[recalibrate]
     expected = float(recalibration_gain(logits, np.eye(2, dtype="float32")[batch["label"]],
                                         np.eye(3, dtype="float32")[batch["env"]], labelled,
-                                        z if recalibrate == "logits_and_z" else None, pairs=pairs,
-                                        relative_to=relative_to, step=step))
+                                        inputs, pairs=pairs, relative_to=relative_to, step=step))
     np.testing.assert_allclose(float(ood.environment_recalibration(fp)), expected, rtol=1e-5, atol=1e-9)
     relabelled = {**batch, "label": np.where(labelled > 0, batch["label"], 1 - batch["label"]).astype("int32")}
     np.testing.assert_allclose(float(ood.environment_recalibration(_forward(model, relabelled, labelled))), expected,
                                rtol=1e-5, atol=1e-9)
+
+
+def test_environment_recalibration_on_the_decoders_features_says_what_it_does_not_combine_with(rng):
+    """``recalibrate`` "logits_and_features" reads the label decoder's hidden features, so it needs the
+    decoder's own pass: with ``through`` "encoder" (a frozen decoder) or with running statistics (sized
+    for z) it is refused with the allowed values."""
+    from mibzoo.objectives import ood
+
+    with pytest.raises(NotImplementedError, match="logits_and_features.*pairs 'running'.*allowed there"):
+        _small_model("ood_cmnist", term_options={"environment_recalibration": {
+            "recalibrate": "logits_and_features", "pairs": "running"}})
+    model = _small_model("ood_cmnist", term_options={"environment_recalibration": {
+        "recalibrate": "logits_and_features", "through": "encoder"}})
+    with pytest.raises(NotImplementedError, match="through='encoder'.*allowed there: 'encoder_and_decoder'"):
+        ood.environment_recalibration(_forward(model, _batch(rng, 24), np.ones(24, "float32")))
 
 
 def test_environment_recalibration_running_pairs_running_means_of_the_halves(rng, tmp_path):

@@ -171,8 +171,10 @@ def conditional_independence(fp):
 
 # What the per-environment recalibration of `environment_recalibration` may read (``term_options:
 # {"environment_recalibration": {"recalibrate": ...}}``, the first the default): "logits", a scale
-# and a shift of p(y | z)'s logits; "logits_and_z", also a linear function of z itself.
-RECALIBRATIONS = ("logits", "logits_and_z")
+# and a shift of p(y | z)'s logits; "logits_and_z", also a linear function of z itself;
+# "logits_and_features", also a linear function of the label decoder's last hidden features h (the
+# input of its final layer): a refit of that layer per environment.
+RECALIBRATIONS = ("logits", "logits_and_z", "logits_and_features")
 
 
 def _environment_running_mean(model, name, size, momentum, state_name):
@@ -193,6 +195,10 @@ def _recalibration_running_mean(model):
     if term.option(config, "pairs") != "running":
         return None
     classes = _ood_modalities(model, name)[0]["classes"]
+    if term.option(config, "recalibrate") == "logits_and_features":
+        raise NotImplementedError(f"{model.name}: environment_recalibration: recalibrate 'logits_and_features' with "
+                                  "pairs 'running' (the running statistics are sized for z; allowed there: 'logits', "
+                                  "'logits_and_z')")
     size = classes + ((classes - 1) * model.shared_size if term.option(config, "recalibrate") == "logits_and_z" else 0)
     return _environment_running_mean(model, name, 2 * size + size * size, "recalibration_momentum",
                                      "running_recalibration_statistics")
@@ -218,7 +224,13 @@ def environment_recalibration(fp):
     I(E; Y | Z) = E_z KL(p(y | z, e) ‖ p(y | z)) when p(y | z) is calibrated. z ~ q(z | x) (or its mean,
     option ``latent``), labelled examples only. With option ``recalibrate`` ``"logits_and_z"`` the
     recalibration also adds a linear function of z per environment: a rescaling of the whole logit
-    misses a colour whose part of the logit moves together with the shape's.
+    misses a colour whose part of the logit moves together with the shape's. With
+    ``"logits_and_features"`` it adds a linear function of the label decoder's last hidden features
+    h (`predictive_label_features`), i.e. it refits the decoder's final layer per environment. Unlike
+    z, which the encoder fills and which holds the colour whatever p(y | z) does (docs/results_ood.md,
+    twenty-ninth session), h is the decoder's own: a predictor that ignores the colour but whose h
+    still carries it leaves residuals that follow the colour differently in the two environments, so
+    the invariant zero of this penalty is a decoder whose h drops the colour.
 
     Option ``pairs``: how the squared mean gradient is estimated without bias. ``"halves"`` and
     ``"all"`` pair rows within the batch (`recalibration_gain`). ``"running"`` computes the halves
@@ -252,14 +264,21 @@ def environment_recalibration(fp):
     _ood_modalities(fp.model, "environment_recalibration")
     name = "environment_recalibration"
     term, config = TERMS[name], fp.model.model_config
-    with_z = term.option(config, "recalibrate") == "logits_and_z"
+    recalibrate = term.option(config, "recalibrate")
     pairs, relative_to = term.option(config, "pairs"), term.option(config, "relative_to")
     if pairs == "running" and relative_to != "identity":
         raise ValueError(f"{fp.model.name}: environment_recalibration: relative_to={relative_to!r} is not implemented "
                          "with pairs 'running' (allowed there: 'identity')")
-    args = (predictive_label_logits(fp, name), fp.x[LABEL], fp.x[ENVIRONMENT])
-    kwargs = dict(weights=_labelled(fp), inputs=predictive_latent(fp, name) if with_z else None,
-                  step=term.option(config, "step"))
+    if recalibrate == "logits_and_features":
+        if term.option(config, "through") != THROUGH[0]:
+            raise NotImplementedError(f"{fp.model.name}: environment_recalibration: recalibrate 'logits_and_features' "
+                                      f"with through={term.option(config, 'through')!r} (allowed there: {THROUGH[0]!r})")
+        inputs, logits = predictive_label_features(fp, name)
+    else:
+        logits = predictive_label_logits(fp, name)
+        inputs = predictive_latent(fp, name) if recalibrate == "logits_and_z" else None
+    args = (logits, fp.x[LABEL], fp.x[ENVIRONMENT])
+    kwargs = dict(weights=_labelled(fp), inputs=inputs, step=term.option(config, "step"))
     if pairs != "running":
         return recalibration_gain(*args, pairs=pairs, relative_to=relative_to, **kwargs)
     if not (fp.training and fp.phase == "dist"):
