@@ -270,9 +270,6 @@ def environment_recalibration(fp):
         raise ValueError(f"{fp.model.name}: environment_recalibration: relative_to={relative_to!r} is not implemented "
                          "with pairs 'running' (allowed there: 'identity')")
     if recalibrate == "logits_and_features":
-        if term.option(config, "through") != THROUGH[0]:
-            raise NotImplementedError(f"{fp.model.name}: environment_recalibration: recalibrate 'logits_and_features' "
-                                      f"with through={term.option(config, 'through')!r} (allowed there: {THROUGH[0]!r})")
         inputs, logits = predictive_label_features(fp, name)
     else:
         logits = predictive_label_logits(fp, name)
@@ -466,17 +463,27 @@ def invariant_risk(fp):
 
 def predictive_label_features(fp, term=None):
     """``(h, logits)``: the input h of the label decoder's final dense layer and the logits of
-    p(y | z) it gives, z from q(z | x) as `predictive_label_logits` reads it (option ``latent``).
+    p(y | z) it gives, z from q(z | x) as `predictive_label_logits` reads it (option ``latent``, and
+    option ``through``: with "encoder" neither carries a gradient to the decoder, only to z).
     Needs an MLP label decoder (every categorical modality has one)."""
     layers = fp.model.decoders[LABEL].net.layers
     final = layers[-1]
     if not isinstance(final, keras.layers.Dense) or final.activation is not keras.activations.linear:
         raise NotImplementedError(f"{fp.model.name}: {term}: the label decoder's last layer is {type(final).__name__}; "
                                   "only a final dense layer without activation has closed-form per-example gradients")
-    features = fp.decoder_input(LABEL, predictive_latent(fp, term))
-    for layer in layers[:-1]:
-        features = layer(features)
-    return features, final(features)
+
+    def features_and_logits(latent):
+        features = fp.decoder_input(LABEL, latent)
+        for layer in layers[:-1]:
+            features = layer(features)
+        return ops.concatenate([features, final(features)], axis=-1)
+
+    z = predictive_latent(fp, term)
+    through = TERMS[term].option(fp.model.model_config, "through") if term is not None and \
+        "through" in TERMS[term].options else THROUGH[0]
+    both = decoder_frozen(features_and_logits, z) if through == "encoder" else features_and_logits(z)
+    width = ops.shape(both)[-1] - final.units
+    return both[:, :width], both[:, width:]
 
 
 @register_term("gradient_variance", "regularizer", options={"latent": LATENTS, "pairs": GAP_PAIRINGS})
