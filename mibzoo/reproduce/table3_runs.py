@@ -246,11 +246,12 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
     ``on_row(results, runs)`` is called after every finished run with the results so far and the
     finished runs (``[{"run": [dataset, seed, model, beta2], "scores", "seconds"}]``; the command
     saves them, so a long run that stops keeps what it measured). Runs of ``finished_runs`` (those
-    of a stopped command, as ``on_row`` gave them) are kept and not trained again. With ``jobs`` > 1 the runs are
-    shared among that many worker processes (started with "spawn": TensorFlow is not fork-safe),
-    each with ``cores // jobs`` TensorFlow threads: the models are small, so a step is bound by
-    per-op dispatch in one thread rather than by arithmetic, and two processes finish about twice
-    the runs of one on two cores. Every run is seeded on its own, so the rows do not depend on
+    of a stopped command, as ``on_row`` gave them) are kept and not trained again.
+
+    With ``jobs`` > 1 the runs are shared among that many worker processes (started with "spawn":
+    TensorFlow is not fork-safe), each with ``cores // jobs`` TensorFlow threads: the models are
+    small, so a step is bound by per-op dispatch in one thread rather than by arithmetic, and two
+    processes finish about twice the runs of one on two cores. Every run is seeded on its own, so the rows do not depend on
     which worker trains them (only, as always, on the thread settings: docs/results_fairness.md,
     finding 9).
 
