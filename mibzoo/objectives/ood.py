@@ -76,6 +76,14 @@ def decoder_frozen(decode, z):
     return decode(z) - still + ops.stop_gradient(still)
 
 
+def _through(fp, term):
+    """``term``'s option ``through`` (`THROUGH`'s first, the decoder trained too, for a term without it
+    or no term)."""
+    if term is None or "through" not in TERMS[term].options:
+        return THROUGH[0]
+    return TERMS[term].option(fp.model.model_config, "through")
+
+
 def predictive_label_logits(fp, term=None):
     """``[B, K]``: logits of p(y | z ⊙ m_y^p) with z from q(z | x) (`predictive_latent`: a sample
     unless ``term``'s ``latent`` option says "mean"), the predictor of Sec. 6 (Y from X alone). When
@@ -86,9 +94,7 @@ def predictive_label_logits(fp, term=None):
     def decode(latent):
         return fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, latent))
 
-    through = TERMS[term].option(fp.model.model_config, "through") if term is not None and \
-        "through" in TERMS[term].options else THROUGH[0]
-    if through == "encoder":
+    if _through(fp, term) == "encoder":
         return decoder_frozen(decode, z)
     return decode(z)
 
@@ -479,9 +485,7 @@ def predictive_label_features(fp, term=None):
         return ops.concatenate([features, final(features)], axis=-1)
 
     z = predictive_latent(fp, term)
-    through = TERMS[term].option(fp.model.model_config, "through") if term is not None and \
-        "through" in TERMS[term].options else THROUGH[0]
-    both = decoder_frozen(features_and_logits, z) if through == "encoder" else features_and_logits(z)
+    both = decoder_frozen(features_and_logits, z) if _through(fp, term) == "encoder" else features_and_logits(z)
     width = ops.shape(both)[-1] - final.units
     return both[:, :width], both[:, width:]
 

@@ -586,7 +586,7 @@ def resume_point(recorded, previous, command, here):
     was killed in is trained again) plus the rest's, so the budget is judged on the time spent
     training, not on the pause between. On another machine the stopped part stays its
     own entry, with its machine and minutes, beside the resumed one: a sum over two machines'
-    speeds measures neither, and the budget says so (`budget_statement`).
+    speeds measures neither, and the budget says so (`budget_line`).
 
     Args:
         recorded: the JSON's record as read (None without one, or with ``--fresh``).
