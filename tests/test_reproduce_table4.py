@@ -255,6 +255,51 @@ def test_a_command_whose_runs_are_all_redone_leaves_the_report():
     assert table4_records.drop_superseded(record, ["IRM"], [0, 1])["commands"] == [record["commands"][0], record["commands"][2]]
 
 
+def test_runs_no_longer_in_the_table_are_counted_against_the_command_that_trained_them():
+    """A command that trains again some of an earlier command's runs leaves that command in the list
+    (it still holds other runs) with its whole wall time: the seconds of the redone runs go to the
+    last command whose methods and seeds hold them, and the budget leaves them out. So do runs
+    dropped as another budget's."""
+    runs = [{"method": m, "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 60.0 if m == "ood_cmnist" else 300.0}
+            for m in table4_records.DEFAULT_METHODS for s in range(5)]
+    commands = ["mibzoo reproduce table4", "mibzoo reproduce table4 --seeds 0 1 --methods ood_cmnist"]
+    record = {"runs": runs, "commands": commands, "wall_seconds": [1800.0, 130.0], "machines": ["M"] * 2,
+              "machine": "M", "budget": dataclasses.asdict(table4.Budget())}
+    # the second command trained seeds 0 and 1 of ood_cmnist again (60 s each in the first), but this record
+    # was written without the field that says so: nothing is left out
+    assert table4.budget_line(record).endswith("**missed** (32.2 min over 2 commands on M).")
+    # a third command redoes ood_cmnist on seeds 1-2: seed 1 was the second command's, seed 2 the first's
+    redone = table4_records.drop_superseded(table4_records.with_redone_runs(record, ["ood_cmnist"], [1, 2]),
+                                            ["ood_cmnist"], [1, 2])
+    assert table4_records.dropped_run_seconds(redone) == {commands[0]: 60.0, commands[1]: 60.0}
+    assert redone["commands"] == commands
+    assert "(30.2 min over 2 commands (their 32.2 min less 2.0 min of their runs that are no longer in the table) " \
+           "on M)" in table4.budget_line(redone)
+    # redoing seeds 0-1 as well drops the second command and its seconds; the first keeps its own
+    all_four = table4_records.drop_superseded(table4_records.with_redone_runs(redone, ["ood_cmnist"], [0, 1, 2]),
+                                              ["ood_cmnist"], [0, 1, 2])
+    assert all_four["commands"] == commands[:1]
+    assert table4_records.dropped_run_seconds(all_four) == {commands[0]: 120.0}
+    # a change of the baselines' precision drops the first command's baseline runs (15 × 300 s)
+    other = table4_records.keep_same_budget(record, table4.Budget(baseline_precision="mixed_bfloat16"))
+    assert table4_records.dropped_run_seconds(other) == {commands[0]: 4500.0}
+    assert table4_records.dropped_run_seconds({"runs": []}) == {}  # records written before the field
+
+
+def test_a_command_that_redoes_part_of_an_earlier_one_is_timed_without_the_redone_runs(tmp_path, monkeypatch):
+    out = tmp_path / "docs"
+    out.mkdir()
+    monkeypatch.setattr(table4, "measure", _stopping_measure([]))  # 10 s a run
+    table4.run(out, seeds=[0, 1], quick=True, methods=["ERM", "IRM"])
+    table4.run(out, seeds=[1], quick=True, methods=["IRM"])
+    record = json.loads((out / "results_ood_quick.json").read_text())
+    assert record["commands"] == ["mibzoo reproduce table4 --quick --seeds 0 1 --methods ERM IRM --out " + str(out)
+                                  + " --baseline-precision float32",
+                                  "mibzoo reproduce table4 --quick --seeds 1 --methods IRM --out " + str(out)
+                                  + " --baseline-precision float32"]
+    assert record["dropped_run_seconds"] == {record["commands"][0]: 10.0}
+
+
 def test_colour_neutral_accuracy_is_the_mean_of_the_test_env_and_its_colours_swapped():
     """A predictor that reads the colour alone, right where the colour agrees with the label: 10% on
     the test environment, 90% swapped, so 50% colour-neutral; one that ignores the colour scores the

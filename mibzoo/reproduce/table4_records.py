@@ -82,9 +82,42 @@ def command_entries(record):
 
 
 def with_commands(record, entries):
-    """``record`` with its commands, wall times and machines those of ``entries`` (`command_entries`)."""
+    """``record`` with its commands, wall times and machines those of ``entries`` (`command_entries`);
+    the dropped runs' seconds (`dropped_run_seconds`) of the commands it drops go with them."""
+    kept = {c for c, _, _ in entries}
     return {**record, "commands": [c for c, _, _ in entries], "wall_seconds": [w for _, w, _ in entries],
-            "machines": [m for _, _, m in entries]}
+            "machines": [m for _, _, m in entries],
+            "dropped_run_seconds": {c: s for c, s in dropped_run_seconds(record).items() if c in kept}}
+
+
+def dropped_run_seconds(record):
+    """``{command: seconds}``: the seconds of runs each recorded command trained that are no longer in
+    the table: trained again by a later command (`with_redone_runs`) or of another budget
+    (`keep_same_budget`). They are part of the command's wall time but not of the table as it stands,
+    so `mibzoo.reproduce.table4.budget_line` leaves them out. Empty in records written before it was
+    kept."""
+    return dict(record.get("dropped_run_seconds") or {})
+
+
+def with_dropped_runs(record, runs):
+    """``record`` with the seconds of ``runs`` (some of its run records, about to be dropped) counted
+    against the commands that trained them (`dropped_run_seconds`). A run's command is the last
+    recorded one whose methods and seeds hold it: a later command that trained it again would have
+    replaced the record."""
+    entries = command_entries(record)
+    dropped = dropped_run_seconds(record)
+    for run in runs:
+        owners = [c for c, _, _ in entries if run["method"] in command_methods(c) and run["seed"] in _command_seeds(c)]
+        if owners:
+            dropped[owners[-1]] = round(dropped.get(owners[-1], 0.0) + float(run.get("seconds") or 0.0), 1)
+    return {**record, "dropped_run_seconds": dropped}
+
+
+def with_redone_runs(record, methods, seeds):
+    """``record`` with the runs that a command running ``methods`` with ``seeds`` trains again
+    counted against the commands that trained them (`with_dropped_runs`). Commands whose every run is
+    redone leave the list anyway (`drop_superseded`), and their seconds with them (`with_commands`)."""
+    return with_dropped_runs(record, [r for r in record.get("runs", []) if r["method"] in methods and r["seed"] in seeds])
 
 
 def drop_superseded(record, methods, seeds):
@@ -105,6 +138,7 @@ def keep_same_budget(record, budget):
     if not kept:
         return None
     methods = {r["method"] for r in kept}
+    record = with_dropped_runs(record, [r for r in record.get("runs", []) if r not in kept])
     return {**with_commands(record, [(c, w, m) for c, w, m in command_entries(record) if command_methods(c) & methods]),
             "runs": kept, "budget": new}
 
