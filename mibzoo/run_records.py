@@ -3,6 +3,7 @@ written atomically (``run.json``, ``metrics.json``, the reproduce tables' JSON).
 import datetime
 import json
 import os
+import pathlib
 import platform
 
 import numpy as np
@@ -22,16 +23,41 @@ def versions():
             "python": platform.python_version()}
 
 
-def machine():
-    """A one-line description of the machine a number was measured on: CPU model, the cores this
-    process may use, memory and OS (add the load average where other jobs share the machine)."""
+def cpu_flags(cpuinfo="/proc/cpuinfo"):
+    """The set of CPU feature flags ``cpuinfo`` lists (empty where the file is missing: not Linux)."""
+    path = pathlib.Path(cpuinfo)
+    if not path.exists():
+        return set()
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+# CPU flags of instructions that multiply bfloat16 matrices in hardware, and how `machine` names them.
+BFLOAT16_UNITS = {"amx_bf16": "AMX", "avx512_bf16": "AVX512-BF16"}
+
+
+def bfloat16_units(flags):
+    """The names of the bfloat16 matrix units among CPU ``flags`` (`BFLOAT16_UNITS`), in that order."""
+    return [name for flag, name in BFLOAT16_UNITS.items() if flag in flags]
+
+
+def machine(cpuinfo="/proc/cpuinfo"):
+    """A one-line description of the machine a number was measured on: CPU model and its bfloat16
+    matrix units if it has any, the cores this process may use, memory and OS (add the load average
+    where other jobs share the machine). The units are named because two machines with the same CPU
+    model name can differ in them, and a bfloat16 step's time with them."""
     cpu = platform.processor() or platform.machine() or "unknown CPU"
     try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+        with open(cpuinfo, encoding="ascii", errors="replace") as handle:
             names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    units = bfloat16_units(cpu_flags(cpuinfo))
+    if units:
+        cpu += f" with {' and '.join(units)}"
     memory = ""
     try:
         memory = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2 ** 30:.0f} GiB RAM"

@@ -27,9 +27,10 @@ bfloat16 matrix units (AMX, AVX512-BF16) a full-batch step then takes 0.16 s aga
 not. `default_precision` picks it where the CPU has those units.
 """
 import dataclasses
-import pathlib
 
 import numpy as np
+
+from mibzoo.run_records import BFLOAT16_UNITS, cpu_flags
 
 ENVIRONMENTS = (0, 1)
 
@@ -115,18 +116,7 @@ def single_channel_split(images):
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 # CPU flags (/proc/cpuinfo) of instructions that multiply bfloat16 matrices in hardware.
-BFLOAT16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
-
-
-def cpu_flags(cpuinfo="/proc/cpuinfo"):
-    """The set of CPU feature flags ``cpuinfo`` lists (empty where the file is missing: not Linux)."""
-    path = pathlib.Path(cpuinfo)
-    if not path.exists():
-        return set()
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+BFLOAT16_CPU_FLAGS = tuple(BFLOAT16_UNITS)
 
 
 def default_precision(flags=None, gpu=None):
