@@ -39,8 +39,8 @@ from mibzoo.reproduce import Table, write_generated_block
 from mibzoo.reproduce.workers import run_shared
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
 from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_METHODS, DEFAULT_SEEDS, METHODS, command_entries,
-                                             command_methods, drop_superseded, keep_same_budget, recorded_precision,
-                                             dropped_run_seconds, with_redone_runs)
+                                             command_methods, drop_superseded, dropped_run_seconds, keep_same_budget,
+                                             recorded_precision, with_redone_runs)
 
 MARKER_BEGIN = "<!-- mibzoo reproduce table4: begin (generated; text outside the markers is kept) -->"
 MARKER_END = "<!-- mibzoo reproduce table4: end -->"
