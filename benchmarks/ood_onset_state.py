@@ -1,6 +1,7 @@
 """What an `ood_cmnist` run holds when its penalty starts (issue 12, thirty-eighth session): forks at
-the onset showed that seed 4 of the table is lost before it, so this reads the state after the first
-200 network updates (10 epochs at batch 2,500, the entry's learning rate 5e-4) for several seeds.
+the onset showed that seed 4 of the table is lost before it, so this reads the state after the
+network updates before the onset (the `delay_steps` of the entry's penalty schedule: 200, i.e. 10
+epochs at the table's batch of 2,500 and learning rate 5e-4, `table4.Budget`) for several seeds.
 
 For each seed it trains the entry as `mibzoo reproduce table4` does for those updates and prints, from
 the means of q(z | x) and q(u_image | x) on the training images, how much digit shape each holds: the
@@ -16,7 +17,7 @@ import argparse
 
 import numpy as np
 
-ONSET_EPOCHS, BATCH, LEARNING_RATE = 10, 2500, 5e-4
+ENTRY = "ood_cmnist"
 
 
 def shape_auc(features, labels, channel, seed=0):
@@ -43,14 +44,24 @@ def main():
     import keras
 
     import mibzoo.data
+    from mibzoo.registry import entry_spec
+    from mibzoo.reproduce.ood_baselines import single_channel_split
     from mibzoo.reproduce.table3 import train_zoo_model
+    from mibzoo.reproduce.table4 import Budget
 
     train = mibzoo.data.load_arrays("colored_mnist", "train")
     images, labels = np.asarray(train["image"]), np.asarray(train["label"]).astype(int)
-    channel = (images[..., 1].reshape(len(images), -1).sum(1) > 0).astype(int)
+    _, channel = single_channel_split(images)
+    budget = Budget()
+    batch = budget.batch_size[ENTRY]
+    onset = entry_spec(ENTRY).config["term_options"]["environment_recalibration"]["weight_schedule"]["config"]["delay_steps"]
+    epochs, rest = divmod(onset, -(-len(images) // batch))
+    if rest:
+        raise SystemExit(f"ood_onset_state: the onset at update {onset} is not at the end of an epoch of batch {batch}")
     for seed in args.seeds:
-        model = train_zoo_model("ood_cmnist", mibzoo.data.info("colored_mnist").modalities, train, ONSET_EPOCHS, BATCH,
-                                seed, LEARNING_RATE, compile_options={"critic_optimizer": keras.optimizers.Adam(1e-3)})
+        model = train_zoo_model(ENTRY, mibzoo.data.info("colored_mnist").modalities, train, epochs, batch, seed,
+                                budget.learning_rate[ENTRY],
+                                compile_options={"critic_optimizer": keras.optimizers.Adam(budget.critic_learning_rate)})
         encoded = [model.encode({"image": images[i:i + 5000]}) for i in range(0, len(images), 5000)]
         z = np.concatenate([np.asarray(e["loc"]) for e in encoded])
         u = np.concatenate([np.asarray(e["private"]["image"]["loc"]) for e in encoded])

@@ -30,7 +30,7 @@ import dataclasses
 
 import numpy as np
 
-from mibzoo.run_records import BFLOAT16_UNITS, cpu_flags
+from mibzoo.run_records import bfloat16_units, cpu_flags
 
 ENVIRONMENTS = (0, 1)
 
@@ -115,8 +115,6 @@ def single_channel_split(images):
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-# CPU flags (/proc/cpuinfo) of instructions that multiply bfloat16 matrices in hardware.
-BFLOAT16_CPU_FLAGS = tuple(BFLOAT16_UNITS)
 
 
 def default_precision(flags=None, gpu=None):
@@ -131,7 +129,7 @@ def default_precision(flags=None, gpu=None):
     if gpu:
         return "float32"
     flags = cpu_flags() if flags is None else set(flags)
-    return "mixed_bfloat16" if flags & set(BFLOAT16_CPU_FLAGS) else "float32"
+    return "mixed_bfloat16" if bfloat16_units(flags) else "float32"
 
 
 def resolve_jit_compile(jit_compile, precision="float32", accelerator=None):
