@@ -251,9 +251,9 @@ def run_table(seeds, budget, data_dir=None, entries=ENTRIES, baselines=BASELINES
     With ``jobs`` > 1 the runs are shared among that many worker processes (started with "spawn":
     TensorFlow is not fork-safe), each with ``cores // jobs`` TensorFlow threads: the models are
     small, so a step is bound by per-op dispatch in one thread rather than by arithmetic, and two
-    processes finish about twice the runs of one on two cores. Every run is seeded on its own, so the rows do not depend on
-    which worker trains them (only, as always, on the thread settings: docs/results_fairness.md,
-    finding 9).
+    processes finish about twice the runs of one on two cores. Every run is seeded on its own, so
+    the rows do not depend on which worker trains them (only, as always, on the thread settings:
+    docs/results_fairness.md, finding 9).
 
     Returns:
         ``{"rows": [{"model", "dataset", "seed", "acc", "deo", "dp", "seconds"}], "sweep": [{"beta2",
