@@ -81,3 +81,89 @@ class CrossModalImages(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class RestoreMostInvariantEpoch(keras.callbacks.EarlyStopping):
+    """Trains every epoch, then restores the weights of the epoch whose predictor of ``target`` was
+    most invariant across the training environments (Sec. 6, G_ood: E ⊥ Y | Z).
+
+    After each epoch from ``start_from_epoch`` (0-based, as Keras' ``EarlyStopping``) it reads p(target
+    | z) at one draw of z ~ q(z | inputs) per example of ``data`` and writes to the epoch's logs, as
+    ``monitor``, `mibzoo.metrics.invariance.recalibration_gain` of those predictions across the
+    ``environment`` column: the nats per example a per-environment recalibration would save over the
+    pooled one, 0 where E ⊥ Y given the predictor. At the end of training the weights of the epoch
+    with the smallest reading are restored (Keras' ``EarlyStopping(restore_best_weights=True)``, which
+    this class is, with a patience that never stops training). Only examples whose target (and
+    environment) are present count: with hidden labels the reading uses the labelled ones alone.
+
+    Why: a penalized run does not stay at its most invariant point. With half of Colored-MNIST's
+    labels hidden, `ood_cmnist`'s penalty reads half as many labelled rows per batch, and runs drift
+    back towards the colour in their last epochs (docs/results_ood.md, thirty-ninth session).
+
+    Args:
+        data: ``{column: [N, ...]}`` arrays holding ``inputs``, ``target`` and ``environment``
+            (usually the training split).
+        target: the categorical modality predicted (``"label"``).
+        environment: the column of environment indices (``"env"``).
+        inputs: the modalities p(target | x) is computed from (``("image",)``).
+        present: optional ``{modality: [N] 0/1}``; rows whose ``target`` or ``environment`` is 0 are
+            left out of the reading.
+        start_from_epoch: the first epoch (0-based) that is read and may be restored.
+        seed: the seed of the draws of z (fixed, so epochs are comparable).
+        batch_size: examples per call of the model while reading.
+        monitor: the logs key the reading is written to.
+        verbose: 1 prints which epoch's weights are restored.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=30, callbacks=[RestoreMostInvariantEpoch(train, start_from_epoch=19)])
+    ```
+    """
+
+    def __init__(self, data, target="label", environment="env", inputs=("image",), present=None, start_from_epoch=0,
+                 seed=0, batch_size=5000, monitor="invariance_gain", verbose=0):
+        import sys
+
+        import numpy as np
+
+        super().__init__(monitor=monitor, mode="min", patience=sys.maxsize, start_from_epoch=start_from_epoch,
+                         restore_best_weights=True, verbose=verbose)
+        missing = [c for c in (*inputs, target, environment) if c not in data]
+        if missing:
+            raise ValueError(f"RestoreMostInvariantEpoch: data has no column {missing}; it has {sorted(data)}")
+        keep = np.ones(len(data[target]), bool)
+        for column in (target, environment):
+            if present is not None and column in present:
+                keep &= np.asarray(present[column]).reshape(-1) > 0
+        if not keep.any():
+            raise ValueError(f"RestoreMostInvariantEpoch: no example has both {target!r} and {environment!r} present")
+        self.inputs = {name: np.asarray(data[name])[keep] for name in inputs}
+        self.labels = np.asarray(data[target]).reshape(-1)[keep].astype(int)
+        self.environments = np.asarray(data[environment]).reshape(-1)[keep]
+        self.target, self.seed, self.batch_size = target, seed, batch_size
+
+    def reading(self):
+        """The recalibration gain of the model's current p(target | z) on the data (nats per example)."""
+        import numpy as np
+
+        from mibzoo.metrics.invariance import recalibration_gain
+
+        n = len(self.labels)
+        probs = np.concatenate([
+            np.asarray(self.model.generate({k: v[i:i + self.batch_size] for k, v in self.inputs.items()}, self.target,
+                                           num_samples=1, seed=self.seed, mode="mean"))[0]
+            for i in range(0, n, self.batch_size)])
+        return recalibration_gain(np.log(np.clip(probs, 1e-7, 1.0)), self.labels, self.environments)
+
+    @property
+    def selected_epoch(self):
+        """The restored epoch, 1-based (None before any epoch was read)."""
+        return None if self.best_weights is None else self.best_epoch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_from_epoch:
+            return
+        logs = {} if logs is None else logs
+        logs[self.monitor] = self.reading()
+        super().on_epoch_end(epoch, logs)
