@@ -40,6 +40,9 @@ def test_quick_run_writes_report_json_figure_and_keeps_other_rows(mnist_data_dir
     assert text.startswith("# Kept title\n\nNotes.") and text.rstrip().endswith("Kept tail.") and "\nold\n" not in text
     assert "IRM (published) | 70.8 ± 0.9 | 66.9 ± 2.5" in text and "**ood_cmnist_semi** (ours, OURS, 50% labels)" in text
     assert "mibzoo reproduce table4 --quick --seeds 0 --methods oracle --out" in text
+    # the quick budget restores ood_cmnist's most invariant epoch from its first (and only) epoch
+    assert [r.get("selected_epoch") for r in record["runs"] if r["method"] == "ood_cmnist_semi"] == [1]
+    assert "ood_cmnist_semi from epoch 1 of 1: seed 0 epoch 1." in text
     assert (out / "results_ood_quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (out / "results_ood_quick.md").unlink()
     table4.run(out, seeds=[0], quick=True, report_only=True)  # the report again from the records alone
@@ -460,3 +463,25 @@ def test_the_mean_interval_is_students_t_and_the_targets_say_when_it_holds_the_t
     assert "ERM test-env accuracy ≤ 20%: **met** (15.2 ± 0.2, 3 seeds; 95 % interval of the mean 14.7–15.7)." in tight
     spread = "\n".join(table4.target_lines(table4.summarize(runs("ood_cmnist", [0.712, 0.708, 0.602, 0.678, 0.626]))))
     assert "**missed** (66.5 ± 4.9, 5 seeds; 95 % interval of the mean 60.4–72.6, which holds the threshold" in spread
+
+
+def test_records_from_before_epoch_selection_stay_only_for_the_entries_that_still_keep_their_last_epoch():
+    old = dataclasses.asdict(table4.Budget())
+    del old["select_from_epoch"]  # written before the field: every entry kept its last epoch
+    runs = [{"method": m, "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0}
+            for m in ("IRM", "ood_cmnist", "ood_cmnist_semi", "ood_cmnist_irm")]
+    record = {"budget": old, "runs": runs, "commands": ["mibzoo reproduce table4 --seeds 0"], "wall_seconds": [1.0]}
+    assert table4.Budget().select_from_epoch == {"ood_cmnist": 20}
+    kept = table4_records.keep_same_budget(record, table4.Budget())
+    assert [r["method"] for r in kept["runs"]] == ["IRM", "ood_cmnist_irm"]  # both rows of ood_cmnist select now
+    unchanged = table4_records.keep_same_budget(record, table4.Budget(select_from_epoch={}))
+    assert unchanged["runs"] == runs
+
+
+def test_the_report_names_the_epoch_each_selecting_run_restored():
+    runs = [{"method": "ood_cmnist_semi", "seed": s, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0,
+             "selected_epoch": e} for s, e in ((1, 27), (0, 22))]
+    runs.append({"method": "ood_cmnist_irm", "seed": 0, "train_acc": 0.5, "test_acc": 0.5, "seconds": 1.0})
+    lines = table4.selection_lines({"runs": runs, "budget": dataclasses.asdict(table4.Budget())})
+    assert len(lines) == 2 and lines[1].endswith("ood_cmnist_semi from epoch 20 of 30: seed 0 epoch 22, seed 1 epoch 27.")
+    assert table4.selection_lines({"runs": runs[2:], "budget": {}}) == []

@@ -10,6 +10,8 @@
 - `fairness`: ACC, DEO and demographic parity of a linear classifier on a representation
   (Table 3), on fairness data (a spec with a ``sensitive`` attribute).
 - `learned_structure`: the edge probabilities of learned M^q and M^p.
+- `recalibration_gain` (`invariance`): what recalibrating a predictor per environment saves over
+  one recalibration for all, a reading of I(E; Y | Z) on data (Sec. 6, G_ood).
 - `prior_sample_quality` (group ``sample_quality``): prior samples of image modalities read by the
   digit classifier: mean confidence, class-histogram entropy and the Fréchet distance to real images in the classifier's
   penultimate features (the MNIST counterpart of FID).
@@ -36,6 +38,7 @@ from mibzoo.metrics.probe import fit_logistic_regression, linear_probe_accuracy,
 from mibzoo.metrics.fairness import representation_fairness
 from mibzoo.metrics.reconstruction import reconstruction_error
 from mibzoo.metrics.structure import learned_structure
+from mibzoo.metrics.invariance import recalibration_gain
 from mibzoo.metrics.codes import categorical_code_blocks, code_class_accuracy
 from mibzoo.metrics.sample_quality import frechet_distance, image_quality, prior_sample_quality
 from mibzoo.metrics.spec import EvaluationSpec, ModalityLabel, spec_for
@@ -63,7 +66,7 @@ __all__ = ["METRICS", "EvaluationSpec", "ModalityLabel", "categorical_code_block
            "code_class_accuracy", "coherences", "cross_modal_coherence", "elbo", "evaluate",
            "fit_logistic_regression", "frechet_distance", "higher_is_better", "image_quality", "iwae_bound",
            "joint_coherence", "learned_structure", "linear_probe_accuracy", "log_importance_weights",
-           "log_likelihoods", "posterior_means", "prior_sample_quality", "reconstruction_error",
+           "log_likelihoods", "posterior_means", "prior_sample_quality", "recalibration_gain", "reconstruction_error",
            "representation_fairness", "spec_for"]
 
 

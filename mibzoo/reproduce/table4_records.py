@@ -24,10 +24,10 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 SHARED_FIELDS = ("test_limit", "run_eagerly")
 BASELINE_FIELDS = ("baseline_train_limit", "baseline_steps", "baseline_hidden", "baseline_precision") + SHARED_FIELDS
 ENTRY_FIELDS = ("epochs", "batch_size", "learning_rate", "critic_learning_rate", "train_limit", "predict_samples",
-                "hidden_fraction") + SHARED_FIELDS
+                "hidden_fraction", "select_from_epoch") + SHARED_FIELDS
 BASELINE_METHODS = ("ERM", "IRM", "oracle", "Fishr")
 # Budget fields added after records were first written, with the value those records had.
-ADDED_FIELDS = {"baseline_precision": "float32"}
+ADDED_FIELDS = {"baseline_precision": "float32", "select_from_epoch": {}}
 
 
 # The zoo entry each entry row trains (the semi-supervised rows: the entry with hidden labels).
