@@ -40,11 +40,17 @@ def budget_fields(method):
     return BASELINE_FIELDS if method in BASELINE_METHODS else ENTRY_FIELDS
 
 
+# Fields keyed by table row rather than by zoo entry (a semi-supervised row apart from its entry's).
+ROW_FIELDS = ("select_from_epoch",)
+
+
 def _budget_value(budget, field, method):
     """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
-    single number in records written before they were)."""
+    single number in records written before they were), `ROW_FIELDS` ``{row: value}``."""
     value = budget.get(field, ADDED_FIELDS.get(field))
-    return value.get(ENTRY_OF[method]) if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return value.get(method if field in ROW_FIELDS else ENTRY_OF[method])
+    return value
 
 
 def _command_values(command, flag, default, convert=str):
