@@ -27,6 +27,8 @@ import json
 
 import numpy as np
 
+from ood_probe import colored_mnist_splits
+
 
 def per_environment(probs, labels, envs):
     """``{env: (accuracy, cross-entropy)}`` of class probabilities ``[N, 2]``."""
@@ -47,18 +49,11 @@ def main():
     import keras
 
     import mibzoo.data
-    from mibzoo.experiment_data import hide_labels
     from mibzoo.metrics.invariance import recalibration_gain
-    from mibzoo.reproduce.ood_baselines import swap_colours
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import FULL
 
-    train = original = mibzoo.data.load_arrays("colored_mnist", "train")
-    test = mibzoo.data.load_arrays("colored_mnist", "test")
-    swapped = swap_colours(test)
-    present = None
-    if args.hide:
-        train, present = hide_labels(train, "label", args.hide, args.seed)
+    original, train, present, test, swapped = colored_mnist_splits(args.hide, args.seed)
     labels = np.asarray(original["label"]).astype(int)
     envs = np.asarray(original["env"]).astype(int)
     out = open(args.out, "w") if args.out else None

@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from ood_probe import run_arguments
+from ood_probe import colored_mnist_splits, run_arguments
 
 
 def logistic_accuracies(fit_x, fit_y, reads, seed):
@@ -79,18 +79,11 @@ def main():
     import mibzoo.data
     from mibzoo.estimators.conditional_means import group_conditional_mean_gap
     from mibzoo.estimators.mmd import group_conditional_mmd, unit_scale
-    from mibzoo.experiment_data import hide_labels
     from mibzoo.metrics.probe import posterior_means
-    from mibzoo.reproduce.ood_baselines import swap_colours
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import label_accuracies
 
-    train = original = mibzoo.data.load_arrays("colored_mnist", "train")
-    test = mibzoo.data.load_arrays("colored_mnist", "test")
-    swapped = swap_colours(test)
-    present = None
-    if args.hide:
-        train, present = hide_labels(train, "label", args.hide, args.seed)
+    original, train, present, test, swapped = colored_mnist_splits(args.hide, args.seed)
     model = train_zoo_model(args.entry, mibzoo.data.info("colored_mnist").modalities, train, args.epochs, args.batch,
                             args.seed, overrides=json.loads(args.overrides), present=present,
                             compile_options={"critic_optimizer": keras.optimizers.Adam(1e-3)})

@@ -161,6 +161,22 @@ def calibration_report(logits, labels, envs, colours):
     return lines
 
 
+def colored_mnist_splits(hide, seed):
+    """``(original, train, present, test, swapped)``: Colored-MNIST's training environments as they
+    are and with a share ``hide`` of their labels hidden (seeded; ``present`` is None when nothing is
+    hidden), its test environment, and that with the colour channels swapped."""
+    import mibzoo.data
+    from mibzoo.experiment_data import hide_labels
+    from mibzoo.reproduce.ood_baselines import swap_colours
+
+    train = original = mibzoo.data.load_arrays("colored_mnist", "train")
+    test = mibzoo.data.load_arrays("colored_mnist", "test")
+    present = None
+    if hide:
+        train, present = hide_labels(train, "label", hide, seed)
+    return original, train, present, test, swap_colours(test)
+
+
 def run_arguments(parser):
     """The arguments every Colored-MNIST probe takes: the entry, its epochs and batch size, JSON
     overrides, the seed and the share of training labels hidden. Returns ``parser``."""
