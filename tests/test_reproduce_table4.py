@@ -486,3 +486,15 @@ def test_the_report_names_the_epoch_each_selecting_run_restored():
     lines = table4.selection_lines({"runs": runs, "budget": dataclasses.asdict(table4.Budget())})
     assert len(lines) == 2 and lines[1].endswith("ood_cmnist_semi from epoch 20 of 30: seed 0 epoch 22, seed 1 epoch 27.")
     assert table4.selection_lines({"runs": runs[2:], "budget": {}}) == []
+
+
+@pytest.mark.parametrize("selection, message", [
+    ({"ood_cmnist_sem": 20}, "Did you mean 'ood_cmnist_semi'"),
+    ({"ood_cmnist_semi": 31}, "an epoch from 1 to the row's 30 epochs"),
+    ({"ood_cmnist_semi": 0}, "an epoch from 1 to the row's 30 epochs"),
+])
+def test_a_selection_the_rows_cannot_make_is_refused_when_the_budget_is_made(selection, message):
+    from mibzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        table4.Budget(select_from_epoch=selection)

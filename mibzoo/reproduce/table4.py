@@ -122,6 +122,18 @@ class Budget:
     select_from_epoch: dict = dataclasses.field(default_factory=lambda: {"ood_cmnist_semi": 20})
     run_eagerly: bool = False
 
+    def __post_init__(self):
+        from mibzoo.errors import ConfigError, did_you_mean
+
+        for row, epoch in (self.select_from_epoch or {}).items():
+            if row not in ENTRY_OF:
+                raise ConfigError("table4 budget", "select_from_epoch", row,
+                                  f"a zoo entry row, one of {list(ENTRY_OF)}" + did_you_mean(row, ENTRY_OF))
+            epochs = self.epochs[ENTRY_OF[row]]
+            if isinstance(epoch, bool) or not isinstance(epoch, int) or not 1 <= epoch <= epochs:
+                raise ConfigError("table4 budget", f"select_from_epoch[{row!r}]", epoch,
+                                  f"an epoch from 1 to the row's {epochs} epochs")
+
 
 FULL = Budget()
 QUICK = Budget(baseline_train_limit=200, baseline_steps=3, baseline_hidden=16,
@@ -165,7 +177,8 @@ def label_accuracies(model, arrays, samples, seed, batch_size=2000):
 
 def run_entry(entry, hidden_fraction=None, row=None):
     """A method that trains a zoo entry at its defaults (optionally with hidden labels) and
-    predicts the label from the image."""
+    predicts the label from the image. ``row``: the table row's name (default: the entry's), which
+    the budget's ``select_from_epoch`` is keyed by."""
     def run(train, test, seed, budget):
         import keras
 
