@@ -12,9 +12,9 @@ Trains ENTRY on `colored_mnist`'s training environments exactly as `mibzoo repro
   images), the quantities a selection rule may read;
 - ``recalibration_gain``: what refitting a scale and a shift of p(y | z)'s logit (one draw of z per
   image) per environment saves over one refit for both, in nats per image
-  (`mibzoo.metrics.invariance.recalibration_gain`): a full-data reading of I(E; Y | Z) along the
-  logit, on all images, and (``recalibration_gain_labelled``) on those whose label is not hidden, the
-  reading `mibzoo.callbacks.RestoreMostInvariantEpoch` makes;
+  (`mibzoo.metrics.invariance.recalibration_gain`, as `mibzoo.callbacks.RestoreMostInvariantEpoch`
+  reads it): a full-data reading of I(E; Y | Z) along the logit, on all images, and
+  (``recalibration_gain_labelled``) on those whose label is not hidden, the callback's own reading;
 - the test environment's accuracy and that with the colour channels swapped (the answer, which a
   rule may not read).
 
@@ -49,7 +49,7 @@ def main():
     import keras
 
     import mibzoo.data
-    from mibzoo.metrics.invariance import recalibration_gain
+    from mibzoo.callbacks import RestoreMostInvariantEpoch
     from mibzoo.reproduce.table3 import train_zoo_model
     from mibzoo.reproduce.table4 import FULL
 
@@ -63,13 +63,11 @@ def main():
                                                               num_samples=samples, seed=args.seed))
                                for i in range(0, len(images), 5000)])
 
-    def single_draw_log_probs(model, images):
-        p = np.concatenate([np.asarray(model.generate({"image": images[i:i + 5000]}, "label", num_samples=1,
-                                                      seed=args.seed, mode="mean"))[0]
-                            for i in range(0, len(images), 5000)])
-        return np.log(np.clip(p, 1e-7, 1.0))
-
-    labelled = np.ones(len(labels), bool) if present is None else np.asarray(present["label"]) > 0
+    # what RestoreMostInvariantEpoch reads (one seeded draw of p(y | z)), on every training image and
+    # on the labelled ones (the same images when no label is hidden)
+    every_image = RestoreMostInvariantEpoch(original, seed=args.seed)
+    labelled_images = every_image if present is None else RestoreMostInvariantEpoch(original, present=present,
+                                                                                      seed=args.seed)
 
     class Reading(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -80,14 +78,15 @@ def main():
             test_probs = probabilities(self.model, np.asarray(test["image"]), 8)
             swapped_probs = probabilities(self.model, np.asarray(swapped["image"]), 8)
             test_labels = np.asarray(test["label"]).astype(int)
-            log_probs = single_draw_log_probs(self.model, images)
+            for reader in (every_image, labelled_images):
+                reader.set_model(self.model)
+            gain = every_image.reading()
             record = {
                 "entry": args.entry, "seed": args.seed, "hide": args.hide, "epoch": epoch + 1,
                 "updates": int(self.model.optimizer.iterations),
                 "train": {str(e): {"acc": a, "nll": n} for e, (a, n) in envs_read.items()},
-                "recalibration_gain": recalibration_gain(log_probs, labels, envs),
-                "recalibration_gain_labelled": recalibration_gain(log_probs[labelled], labels[labelled],
-                                                                  envs[labelled]),
+                "recalibration_gain": gain,
+                "recalibration_gain_labelled": gain if present is None else labelled_images.reading(),
                 "logs": {k: float(v) for k, v in (logs or {}).items()},
                 "test_acc": float((np.argmax(test_probs, -1) == test_labels).mean()),
                 "swapped_acc": float((np.argmax(swapped_probs, -1) == test_labels).mean()),

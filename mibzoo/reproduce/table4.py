@@ -38,7 +38,7 @@ import numpy as np
 from mibzoo.reproduce import Table, write_generated_block
 from mibzoo.reproduce.workers import run_shared
 # Which earlier records a run keeps (budgets per kind of row, superseded commands).
-from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_METHODS, DEFAULT_SEEDS, ENTRY_OF, METHODS, command_entries,
+from mibzoo.reproduce.table4_records import (BASELINE_METHODS, DEFAULT_METHODS, DEFAULT_SEEDS, ENTRY_OF, METHODS, budget_value, command_entries,
                                              command_methods, drop_superseded, dropped_run_seconds, keep_same_budget,
                                              recorded_precision, with_redone_runs)
 
@@ -474,10 +474,10 @@ def selection_lines(record):
             chosen.setdefault(r["method"], []).append((r["seed"], r["selected_epoch"]))
     if not chosen:
         return []
-    starts = (record.get("budget") or {}).get("select_from_epoch") or {}
+    budget = record.get("budget") or {}
     rows = "; ".join(
-        f"{method} from epoch {starts.get(method, '?')} of "
-        f"{((record.get('budget') or {}).get('epochs') or {}).get(ENTRY_OF[method], '?')}: "
+        f"{method} from epoch {budget_value(budget, 'select_from_epoch', method) or '?'} of "
+        f"{budget_value(budget, 'epochs', method) or '?'}: "
         + ", ".join(f"seed {seed} epoch {epoch}" for seed, epoch in sorted(pairs))
         for method, pairs in chosen.items())
     return ["", "Restored epochs: these rows keep the weights of the epoch whose p(y | z) was most invariant across "

@@ -44,7 +44,7 @@ def budget_fields(method):
 ROW_FIELDS = ("select_from_epoch",)
 
 
-def _budget_value(budget, field, method):
+def budget_value(budget, field, method):
     """``budget[field]`` as row ``method`` sees it: per-entry fields are ``{entry: value}`` (a
     single number in records written before they were), `ROW_FIELDS` ``{row: value}``."""
     value = budget.get(field, ADDED_FIELDS.get(field))
@@ -139,7 +139,7 @@ def keep_same_budget(record, budget):
     None when nothing is kept."""
     old, new = record.get("budget") or {}, dataclasses.asdict(budget)
     kept = [r for r in record.get("runs", [])
-            if all((field in old or field in ADDED_FIELDS) and _budget_value(old, field, r["method"]) == _budget_value(new, field, r["method"])
+            if all((field in old or field in ADDED_FIELDS) and budget_value(old, field, r["method"]) == budget_value(new, field, r["method"])
                    for field in budget_fields(r["method"]))]
     if not kept:
         return None
@@ -153,4 +153,4 @@ def recorded_precision(record):
     """The baselines' precision in the budget of ``record`` (None without a record)."""
     if record is None:
         return None
-    return _budget_value(record.get("budget") or {}, "baseline_precision", "IRM")
+    return budget_value(record.get("budget") or {}, "baseline_precision", "IRM")
