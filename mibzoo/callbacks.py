@@ -83,22 +83,17 @@ class CrossModalImages(keras.callbacks.Callback):
             self._writer = None
 
 
-class RestoreMostInvariantEpoch(keras.callbacks.EarlyStopping):
-    """Trains every epoch, then restores the weights of the epoch whose predictor of ``target`` was
-    most invariant across the training environments (Sec. 6, G_ood: E ⊥ Y | Z).
+class InvarianceReading(keras.callbacks.Callback):
+    """Writes, after each epoch from ``start_from_epoch``, how far the model's predictor of ``target``
+    is from invariant across the training environments into the epoch's logs (Sec. 6, G_ood: E ⊥ Y | Z).
 
-    After each epoch from ``start_from_epoch`` (0-based, as Keras' ``EarlyStopping``) it reads p(target
-    | z) at one draw of z ~ q(z | inputs) per example of ``data`` and writes to the epoch's logs, as
-    ``monitor``, `mibzoo.metrics.invariance.recalibration_gain` of those predictions across the
-    ``environment`` column: the nats per example a per-environment recalibration would save over the
-    pooled one, 0 where E ⊥ Y given the predictor. At the end of training the weights of the epoch
-    with the smallest reading are restored (Keras' ``EarlyStopping(restore_best_weights=True)``, which
-    this class is, with a patience that never stops training). Only examples whose target (and
-    environment) are present count: with hidden labels the reading uses the labelled ones alone.
-
-    Why: a penalized run does not stay at its most invariant point. With half of Colored-MNIST's
-    labels hidden, `ood_cmnist`'s penalty reads half as many labelled rows per batch, and runs drift
-    back towards the colour in their last epochs (docs/results_ood.md, thirty-ninth session).
+    The reading, under the key ``monitor``, is `mibzoo.metrics.invariance.recalibration_gain` of p(target
+    | z) at one seeded draw of z ~ q(z | inputs) per example of ``data``, across the ``environment``
+    column: the nats per example a per-environment recalibration would save over the pooled one, 0
+    where E ⊥ Y given the predictor. Only examples whose target (and environment) are present count:
+    with hidden labels the reading uses the labelled ones alone. History, CSV and TensorBoard logs
+    then carry it; `RestoreMostInvariantEpoch` and `mibzoo train --restore-most-invariant` keep the
+    epoch with the smallest.
 
     Args:
         data: ``{column: [N, ...]}`` arrays holding ``inputs``, ``target`` and ``environment``
@@ -108,40 +103,41 @@ class RestoreMostInvariantEpoch(keras.callbacks.EarlyStopping):
         inputs: the modalities p(target | x) is computed from (``("image",)``).
         present: optional ``{modality: [N] 0/1}``; rows whose ``target`` or ``environment`` is 0 are
             left out of the reading.
-        start_from_epoch: the first epoch (0-based) that is read and may be restored.
+        start_from_epoch: the first epoch (0-based, as Keras' ``EarlyStopping``) that is read.
         seed: the seed of the draws of z (fixed, so epochs are comparable).
         batch_size: examples per call of the model while reading.
         monitor: the logs key the reading is written to.
-        verbose: 1 prints which epoch's weights are restored.
 
     Example:
 
     ```python
-    model.fit(ds, epochs=30, callbacks=[RestoreMostInvariantEpoch(train, start_from_epoch=19)])
+    model.fit(ds, epochs=30, callbacks=[InvarianceReading(train, start_from_epoch=19)])
     ```
     """
 
     def __init__(self, data, target="label", environment="env", inputs=("image",), present=None, start_from_epoch=0,
-                 seed=0, batch_size=5000, monitor="invariance_gain", verbose=0):
-        import sys
-
+                 seed=0, batch_size=5000, monitor="invariance_gain"):
         import numpy as np
 
-        super().__init__(monitor=monitor, mode="min", patience=sys.maxsize, start_from_epoch=start_from_epoch,
-                         restore_best_weights=True, verbose=verbose)
+        super().__init__()
+        name = type(self).__name__
+        inputs = tuple(inputs)
+        if not inputs:
+            raise ValueError(f"{name}: inputs is empty; name the modalities p({target} | x) is computed from")
         missing = [c for c in (*inputs, target, environment) if c not in data]
         if missing:
-            raise ValueError(f"RestoreMostInvariantEpoch: data has no column {missing}; it has {sorted(data)}")
+            raise ValueError(f"{name}: data has no column {missing}; it has {sorted(data)}")
         keep = np.ones(len(data[target]), bool)
         for column in (target, environment):
             if present is not None and column in present:
                 keep &= np.asarray(present[column]).reshape(-1) > 0
         if not keep.any():
-            raise ValueError(f"RestoreMostInvariantEpoch: no example has both {target!r} and {environment!r} present")
-        self.inputs = {name: np.asarray(data[name])[keep] for name in inputs}
+            raise ValueError(f"{name}: no example has both {target!r} and {environment!r} present")
+        self.inputs = {column: np.asarray(data[column])[keep] for column in inputs}
         self.labels = np.asarray(data[target]).reshape(-1)[keep].astype(int)
         self.environments = np.asarray(data[environment]).reshape(-1)[keep]
         self.target, self.seed, self.batch_size = target, seed, batch_size
+        self.start_from_epoch, self.monitor = start_from_epoch, monitor
 
     def reading(self):
         """The recalibration gain of the model's current p(target | z) on the data (nats per example)."""
@@ -155,6 +151,55 @@ class RestoreMostInvariantEpoch(keras.callbacks.EarlyStopping):
                                            num_samples=1, seed=self.seed, mode="mean"))[0]
             for i in range(0, n, self.batch_size)])
         return recalibration_gain(np.log(np.clip(probs, 1e-7, 1.0)), self.labels, self.environments)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.start_from_epoch and logs is not None:
+            logs[self.monitor] = self.reading()
+
+
+class RestoreMostInvariantEpoch(keras.callbacks.EarlyStopping):
+    """Trains every epoch, then restores the weights of the epoch whose predictor of ``target`` was
+    most invariant across the training environments (Sec. 6, G_ood: E ⊥ Y | Z).
+
+    After each epoch from ``start_from_epoch`` it writes `InvarianceReading`'s reading to the epoch's
+    logs as ``monitor``; at the end of training the weights of the epoch with the smallest reading
+    are restored (Keras' ``EarlyStopping(restore_best_weights=True)``, which this class is, with a
+    patience that never stops training). The weights are kept in memory, so this is for one
+    ``model.fit``; a resumable run selects through its checkpoints (`mibzoo train
+    --restore-most-invariant`, `mibzoo.checkpoints.RunCheckpoints`'s ``select``).
+
+    Why: a penalized run does not stay at its most invariant point. With half of Colored-MNIST's
+    labels hidden, `ood_cmnist`'s penalty reads half as many labelled rows per batch, and runs drift
+    back towards the colour in their last epochs (docs/results_ood.md, thirty-ninth session).
+
+    Args:
+        data, target, environment, inputs, present, seed, batch_size, monitor: as `InvarianceReading`.
+        start_from_epoch: the first epoch (0-based) that is read and may be restored.
+        verbose: 1 prints which epoch's weights are restored.
+
+    Example:
+
+    ```python
+    model.fit(ds, epochs=30, callbacks=[RestoreMostInvariantEpoch(train, start_from_epoch=19)])
+    ```
+    """
+
+    def __init__(self, data, target="label", environment="env", inputs=("image",), present=None, start_from_epoch=0,
+                 seed=0, batch_size=5000, monitor="invariance_gain", verbose=0):
+        import sys
+
+        super().__init__(monitor=monitor, mode="min", patience=sys.maxsize, start_from_epoch=start_from_epoch,
+                         restore_best_weights=True, verbose=verbose)
+        self.invariance = InvarianceReading(data, target, environment, inputs, present, start_from_epoch, seed,
+                                            batch_size, monitor)
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.invariance.set_model(model)
+
+    def reading(self):
+        """`InvarianceReading.reading` of the model's current weights."""
+        return self.invariance.reading()
 
     @property
     def selected_epoch(self):

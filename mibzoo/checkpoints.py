@@ -61,17 +61,27 @@ def _finite(value):
 class RunCheckpoints:
     """The checkpoints and history of one run directory.
 
+    With ``select``, the checkpoint of the epoch whose history row has the smallest value of that
+    logs key is kept as well, however old (the earliest on a tie, as Keras' ``EarlyStopping``), and
+    the manifest names it under ``"selected"``: a run that keeps its most invariant epoch
+    (`mibzoo.callbacks.InvarianceReading`) restores it at the end, also after a resume. The
+    selection is derived from the history rows, so it rewinds with them.
+
     Args:
         run_dir: the run directory; checkpoints live in ``run_dir/checkpoints``.
         keep: how many checkpoint files to keep (the newest ones).
+        select: optional logs key whose smallest value selects an epoch to keep.
     """
 
-    def __init__(self, run_dir, keep=2):
+    def __init__(self, run_dir, keep=2, select=None):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep: got {keep!r}, expected a positive integer")
+        if select is not None and (not isinstance(select, str) or not select):
+            raise ValueError(f"select: got {select!r}, expected a logs key (a non-empty string) or None")
         self.run_dir = pathlib.Path(run_dir)
         self.folder = self.run_dir / "checkpoints"
         self.keep = keep
+        self.select = select
 
     # ----- the manifest ----------------------------------------------------------------------
     def manifest(self):
@@ -83,8 +93,31 @@ class RunCheckpoints:
             return json.load(handle)
 
     def _write(self, manifest):
+        if self.select is not None:
+            manifest = {**manifest, "selected": self._selection(manifest["history"], manifest["checkpoints"])}
         self._write_manifest(manifest)
         self._write_history(manifest["history"])
+
+    def _selection(self, history, checkpoints):
+        """``{"epoch" (1-based), "file", "sha256", "monitor", "value"}`` of the history row with the
+        smallest ``select`` value among those whose checkpoint is listed, or None."""
+        files = {c["epoch"]: c for c in checkpoints}
+        best = None
+        for row in history:
+            value = row.get(self.select)
+            if isinstance(value, (int, float)) and math.isfinite(value) and row["epoch"] + 1 in files \
+                    and (best is None or value < best["value"]):
+                best = {**files[row["epoch"] + 1], "monitor": self.select, "value": value}
+        return best
+
+    def selected(self):
+        """The selected checkpoint ``{"epoch", "file", "sha256", "monitor", "value", "path"}``, or None
+        (no ``select``, or no epoch read yet)."""
+        if self.select is None:
+            return None
+        manifest = self.manifest()
+        chosen = self._selection(manifest["history"], manifest["checkpoints"])
+        return None if chosen is None else {**chosen, "path": self.folder / chosen["file"]}
 
     def _write_manifest(self, manifest):
         with atomic_path(self.folder / MANIFEST) as tmp:
@@ -106,8 +139,12 @@ class RunCheckpoints:
         manifest = self.manifest()
         history = [row for row in manifest["history"] if row["epoch"] < epochs_done - 1]
         history.append({"epoch": epochs_done - 1, **{k: _finite(v) for k, v in sorted((logs or {}).items())}})
-        kept = [c for c in manifest["checkpoints"] if c["epoch"] < epochs_done]
-        kept = (kept + [{"epoch": epochs_done, "file": name, "sha256": digest}])[-self.keep:]
+        listed = [c for c in manifest["checkpoints"] if c["epoch"] < epochs_done]
+        listed.append({"epoch": epochs_done, "file": name, "sha256": digest})
+        kept = listed[-self.keep:]
+        chosen = self._selection(history, listed) if self.select is not None else None
+        if chosen is not None and chosen["epoch"] < kept[0]["epoch"]:
+            kept = [c for c in listed if c["epoch"] == chosen["epoch"]] + kept
         self._write({"history": history, "checkpoints": kept})
         self._remove_unlisted(kept)
 
@@ -141,10 +178,27 @@ class RunCheckpoints:
             kept = [c for c in manifest["checkpoints"] if c["epoch"] <= entry["epoch"] and c is not entry] + [entry]
             break
         history = [row for row in manifest["history"] if row["epoch"] < point[0]]
+        if self.select is not None:
+            kept = self._intact_selection(history, kept)
         if self.folder.is_dir():
             self._write({"history": history, "checkpoints": kept})
             self._remove_unlisted(kept)
         return point
+
+
+    def _intact_selection(self, history, kept):
+        """``kept`` without the selected checkpoints that fail their checksum, until the selected one
+        passes (warning for each; the next smallest reading whose checkpoint is kept is selected)."""
+        while True:
+            chosen = self._selection(history, kept)
+            if chosen is None:
+                return kept
+            try:
+                verify(self.folder / chosen["file"], chosen["sha256"], "checkpoint")
+                return kept
+            except (CorruptFileError, FileNotFoundError) as err:
+                warnings.warn(f"{err}; the run selects among the other kept epochs", RuntimeWarning, stacklevel=3)
+                kept = [c for c in kept if c["epoch"] != chosen["epoch"]]
 
 
 def history_csv(rows):

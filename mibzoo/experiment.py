@@ -45,8 +45,19 @@ from mibzoo.samples import write_sample_plots
 
 # Settings of a run, with their defaults for a new run; a resumed run keeps its recorded values.
 # learning_rate None: the entry's own (its config's ``optimizers``; Adam(1e-3) unless the entry sets one).
+# restore_most_invariant None: the run keeps its last epoch (see `restore_most_invariant` for the other).
 DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, "overrides": {},
-            "modality_options": {}, "hidden_labels": {}}
+            "modality_options": {}, "hidden_labels": {}, "restore_most_invariant": None}
+# The keys of the ``restore_most_invariant`` setting, with the defaults of the last two.
+RESTORE_MOST_INVARIANT = {"from_epoch": None, "target": "label", "environment": "env"}
+
+
+def restore_most_invariant(from_epoch, target="label", environment="env"):
+    """The ``restore_most_invariant`` setting of `train_run`: from epoch ``from_epoch`` (1-based) on,
+    each epoch reads how far p(target | z) is from invariant across the ``environment`` column of the
+    training split (`mibzoo.callbacks.InvarianceReading`, into the history as ``invariance_gain``),
+    and the run ends with the weights of the epoch with the smallest reading instead of the last."""
+    return {"from_epoch": from_epoch, "target": target, "environment": environment}
 
 
 def check_settings(epochs, settings):
@@ -72,6 +83,21 @@ def check_settings(epochs, settings):
     for modality, fraction in settings.get("hidden_labels", {}).items():
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
             raise ValueError(f"hidden_labels: {modality}={fraction!r}, expected a fraction in [0, 1]")
+    selection = settings.get("restore_most_invariant")
+    if selection is not None:
+        if not isinstance(selection, dict) or set(selection) != set(RESTORE_MOST_INVARIANT):
+            raise ValueError(f"restore_most_invariant: got {selection!r}, expected None or a dict with the keys "
+                             f"{sorted(RESTORE_MOST_INVARIANT)} (`mibzoo.experiment.restore_most_invariant`)")
+        first = selection["from_epoch"]
+        if isinstance(first, bool) or not isinstance(first, (int, np.integer)) or not 1 <= first <= epochs:
+            raise ValueError(f"restore_most_invariant: from_epoch {first!r}, expected an epoch from 1 to the run's "
+                             f"{epochs} epochs")
+        for key in ("target", "environment"):
+            if not isinstance(selection[key], str) or not selection[key]:
+                raise ValueError(f"restore_most_invariant: {key} {selection[key]!r}, expected a modality name")
+        if selection["target"] == selection["environment"]:
+            raise ValueError(f"restore_most_invariant: target and environment are both {selection['target']!r}; "
+                             "the reading needs the predicted modality and another column of environment indices")
 
 
 def build_model(entry, data, overrides=None, modality_options=None, seed=0, learning_rate=None):
@@ -163,7 +189,8 @@ def _settings(record, given, run_dir):
 
 def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides=None, limit=None,
               modality_options=None, learning_rate=None, modalities=None, data_dir=None, evaluate=False,
-              image_examples=8, keep_checkpoints=2, verbose=0, hidden_labels=None, **evaluate_kwargs):
+              image_examples=8, keep_checkpoints=2, verbose=0, hidden_labels=None, restore_most_invariant=None,
+              **evaluate_kwargs):
     """Trains a zoo entry into a run directory, or resumes the run already there.
 
     Args:
@@ -179,6 +206,11 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         modalities: modality specs for in-memory arrays.
         hidden_labels: ``{modality: fraction}``: semi-supervised training, that share of the training
             examples lacks the modality (`mibzoo.experiment_data.hide_labels`, chosen by the seed).
+        restore_most_invariant: `restore_most_invariant(from_epoch, target, environment)`: the run
+            ends with the weights of its most invariant epoch from ``from_epoch`` on, read on the
+            training examples whose target is present, instead of the last (``run.json`` records
+            ``selected_epoch``). Its checkpoint is kept until a better one comes, so a resumed run
+            selects among all its epochs.
         data_dir: data directory of named datasets.
         evaluate: run `evaluate_run` at the end (with ``**evaluate_kwargs``).
         image_examples: test examples in the TensorBoard image summaries (0: none).
@@ -212,12 +244,18 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     else:
         data = resolve(dataset, modalities=modalities, data_dir=data_dir)
     given = {"batch_size": batch_size, "seed": seed, "learning_rate": learning_rate, "limit": limit,
-             "overrides": overrides, "modality_options": modality_options, "hidden_labels": hidden_labels}
+             "overrides": overrides, "modality_options": modality_options, "hidden_labels": hidden_labels,
+             "restore_most_invariant": restore_most_invariant}
     settings = _settings(record, given, run_dir)
     check_settings(epochs, settings)
     unknown = sorted(set(settings["hidden_labels"]) - set(data.modalities))
     if unknown:
         raise ValueError(f"hidden_labels: {unknown[0]!r} is not a modality of {data.name!r} ({sorted(data.modalities)})")
+    selection = settings["restore_most_invariant"]
+    for key in ("target", "environment") if selection else ():
+        if selection[key] not in data.modalities:
+            raise ValueError(f"restore_most_invariant: {key} {selection[key]!r} is not a modality of {data.name!r} "
+                             f"({sorted(data.modalities)})")
     if data.num_examples("train", settings["limit"]) == 0:
         raise ValueError(f"dataset {data.name!r}: its training split has no examples")
     entry = record["entry"] if record is not None else entry
@@ -233,7 +271,7 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
                   "versions": versions(), "started": now(), "finished": None, "epochs_completed": 0,
                   "train_seconds": 0.0, "model_sha256": None}
     record["epochs"] = epochs
-    checkpoints = RunCheckpoints(run_dir, keep_checkpoints)
+    checkpoints = RunCheckpoints(run_dir, keep_checkpoints, select=_INVARIANCE_KEY if selection else None)
     done, checkpoint = checkpoints.resume_point()
     final = run_dir / "model.keras"
     if done >= epochs and _intact(final, record):
@@ -259,6 +297,8 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
             callbacks.append(CrossModalImages(run_dir / "logs" / "images",
                                               {m: test[m] for m in model.modality_names if m in test},
                                               seed=settings["seed"]))
+        if selection:  # first, so that the checkpoint's history row holds the epoch's reading
+            callbacks.insert(0, _invariance_reading(model, data, settings))
         dataset, steps = repeated_training_dataset(data, settings)
         # The config's steps_per_execution (compile's default), cut to a divisor of the steps of a pass.
         model.steps_per_execution = aligned_steps_per_execution(steps, model.steps_per_execution)
@@ -266,6 +306,13 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
         # The dataset is already shuffled with the run's seed; shuffle=False keeps Keras from warning.
         model.fit(dataset, epochs=epochs, steps_per_epoch=steps, initial_epoch=done, callbacks=callbacks,
                   verbose=verbose, shuffle=False)
+    if selection:
+        chosen = checkpoints.selected()
+        if chosen is None:
+            raise RuntimeError(f"{run_dir}: no epoch from {selection['from_epoch']} on has a finite "
+                               f"{_INVARIANCE_KEY} in its history; the run keeps its checkpoints")
+        model = load_model(chosen["path"], chosen["sha256"])
+        record["selected_epoch"] = chosen["epoch"]
     # Ex-post density estimation (`mibzoo.latent_samplers`): a configured sampler is fitted to the
     # aggregate posterior of the training examples the run trained on (with the same hidden labels),
     # and saved with the model.
@@ -278,6 +325,25 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     if evaluate:
         evaluate_run(run_dir, data_dir=data_dir, **evaluate_kwargs)
     return record
+
+
+_INVARIANCE_KEY = "invariance_gain"
+
+
+def _invariance_reading(model, data, settings):
+    """The `InvarianceReading` of a run with ``restore_most_invariant``: the training split the run
+    trains on, its hidden labels hidden, p(target | z) from every other modality of the model."""
+    from mibzoo.callbacks import InvarianceReading
+    from mibzoo.experiment_data import hide_all_labels
+
+    selection = settings["restore_most_invariant"]
+    arrays, present = data.arrays("train", settings["limit"]), None
+    if settings["hidden_labels"]:
+        arrays, present = hide_all_labels(arrays, settings["hidden_labels"], settings["seed"])
+    inputs = [m for m in model.modality_names if m not in (selection["target"], selection["environment"])]
+    return InvarianceReading(arrays, selection["target"], selection["environment"], inputs, present=present,
+                             start_from_epoch=selection["from_epoch"] - 1, seed=settings["seed"],
+                             monitor=_INVARIANCE_KEY)
 
 
 def optimizer_settings(model):

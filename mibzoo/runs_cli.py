@@ -98,6 +98,12 @@ def register(subparsers):
     train.add_argument("--image-examples", type=int, default=8,
                        help="test examples in the TensorBoard image summaries (default 8, 0: none)")
     train.add_argument("--evaluate", action="store_true", help="compute the metrics at the end (mibzoo evaluate)")
+    train.add_argument("--restore-most-invariant", type=int, metavar="FROM_EPOCH", default=None,
+                       help="end with the weights of the epoch (from FROM_EPOCH on) whose p(target | z) is most "
+                            "invariant across the training environments, not of the last (recorded as "
+                            "selected_epoch in run.json; mibzoo.callbacks.InvarianceReading)")
+    train.add_argument("--invariance-columns", nargs=2, metavar=("TARGET", "ENVIRONMENT"), default=None,
+                       help="the modalities --restore-most-invariant reads (default: label env)")
     train.add_argument("--verbose", type=int, default=2, help="Keras progress output (0, 1, 2; default 2)")
     train.set_defaults(func=_train)
 
@@ -120,6 +126,17 @@ def register(subparsers):
     compare.set_defaults(func=_compare)
 
 
+def _selection(args):
+    from mibzoo.experiment import restore_most_invariant
+
+    if args.restore_most_invariant is None:
+        if args.invariance_columns is not None:
+            raise ValueError("--invariance-columns: needs --restore-most-invariant FROM_EPOCH (the first epoch that "
+                             "may be kept)")
+        return None
+    return restore_most_invariant(args.restore_most_invariant, *(args.invariance_columns or ()))
+
+
 def _train(args):
     from mibzoo.experiment import train_run
 
@@ -127,9 +144,11 @@ def _train(args):
                        overrides=_overrides(args.set) if args.set else None, limit=args.limit,
                        modality_options=_modality_options(args.modality_options), learning_rate=args.learning_rate,
                        data_dir=args.data_dir, image_examples=args.image_examples, verbose=args.verbose,
-                       hidden_labels=_hidden_labels(args.hide_labels) if getattr(args, "hide_labels", None) else None)
+                       hidden_labels=_hidden_labels(args.hide_labels) if getattr(args, "hide_labels", None) else None,
+                       restore_most_invariant=_selection(args))
+    selected = f", the weights of epoch {record['selected_epoch']}" if record.get("selected_epoch") else ""
     print(f"trained {record['entry']} on {record['dataset']} for {record['epochs_completed']} epochs "
-          f"({record['train_seconds']:.1f} s): {args.out}")
+          f"({record['train_seconds']:.1f} s{selected}): {args.out}")
     if args.evaluate:
         _print_metrics(_evaluate_values(args.out, args))
     return 0
