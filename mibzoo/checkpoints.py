@@ -185,7 +185,6 @@ class RunCheckpoints:
             self._remove_unlisted(kept)
         return point
 
-
     def _intact_selection(self, history, kept):
         """``kept`` without the selected checkpoints that fail their checksum, until the selected one
         passes (warning for each; the next smallest reading whose checkpoint is kept is selected)."""

@@ -23,10 +23,11 @@ def _tiny_model(seed):
     return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
 
 
-def _save_epochs(checkpoints, readings):
-    """Saves one checkpoint per reading (None: the epoch is not read); returns each epoch's weights."""
+def _save_epochs(checkpoints, readings, first=1):
+    """Saves one checkpoint per reading from epoch ``first`` on (None: the epoch is not read); returns
+    each epoch's weights."""
     weights = {}
-    for epoch, value in enumerate(readings, start=1):
+    for epoch, value in enumerate(readings, start=first):
         model = _tiny_model(epoch)
         weights[epoch] = model.get_weights()
         checkpoints.save(model, epoch, {"loss": 1.0 / epoch, **({} if value is None else {"gain": value})})
@@ -50,14 +51,9 @@ def test_the_checkpoint_of_the_smallest_reading_is_kept_beside_the_newest(tmp_pa
     for got, want in zip(restored.get_weights(), weights[3]):
         np.testing.assert_array_equal(got, want)
     # a better reading replaces it, and the old file goes
-    _save_epochs_from(checkpoints, 7, [0.1])
+    _save_epochs(checkpoints, [0.1], first=7)
     assert _files(tmp_path) == ["epoch_0006.keras", "epoch_0007.keras"]
     assert checkpoints.selected()["epoch"] == 7
-
-
-def _save_epochs_from(checkpoints, first, readings):
-    for epoch, value in enumerate(readings, start=first):
-        checkpoints.save(_tiny_model(epoch), epoch, {"gain": value})
 
 
 def test_without_select_only_the_newest_are_kept(tmp_path):
