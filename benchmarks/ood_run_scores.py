@@ -3,8 +3,9 @@ reads its own runs (issue 12, fortieth session).
 
     python benchmarks/ood_run_scores.py RUN_DIR [RUN_DIR ...] [--samples 128]
 
-For each run directory prints one JSON line: the training environments' mean accuracy, the test
-environment's, and the test environment's with its colours swapped
+For each run directory prints one JSON line: the training environments' mean accuracy and their gap
+(environment 0 − environment 1), the test environment's accuracy, and the test environment's with its
+colours swapped
 (`mibzoo.reproduce.table4.label_accuracies`, argmax of E_q(z|x) p(y | z) over ``--samples`` draws
 seeded with the run's seed), for the run's final model (``model.keras``: with
 ``--restore-most-invariant``, its selected epoch) and for its newest checkpoint (the last epoch);
@@ -21,11 +22,13 @@ import json
 
 
 def scores(model, train, test, swapped, samples, seed):
-    """``{"train_acc", "test_acc", "swapped_acc"}`` in %, as the table reports them."""
-    from mibzoo.reproduce.table4 import label_accuracies
+    """``{"train_acc", "env_gap", "test_acc", "swapped_acc"}`` in % (points), as the table reports
+    them; ``env_gap`` is its "env 0 − env 1" column (`mibzoo.reproduce.table4.environment_gap`)."""
+    from mibzoo.reproduce.table4 import environment_gap, label_accuracies
 
     envs = label_accuracies(model, train, samples, seed)
     return {"train_acc": round(100 * (envs[0] + envs[1]) / 2, 2),
+            "env_gap": round(environment_gap({"env_acc": envs}), 2),
             "test_acc": round(100 * label_accuracies(model, test, samples, seed)[2], 2),
             "swapped_acc": round(100 * label_accuracies(model, swapped, samples, seed)[2], 2)}
 
