@@ -50,6 +50,8 @@ DEFAULTS = {"batch_size": 128, "seed": 0, "learning_rate": None, "limit": None, 
             "modality_options": {}, "hidden_labels": {}, "restore_most_invariant": None}
 # The keys of the ``restore_most_invariant`` setting, with the defaults of the last two.
 RESTORE_MOST_INVARIANT = {"from_epoch": None, "target": "label", "environment": "env"}
+# The logs and history key of a selecting run's reading (`mibzoo.callbacks.InvarianceReading`).
+_INVARIANCE_KEY = "invariance_gain"
 
 
 def restore_most_invariant(from_epoch, target="label", environment="env"):
@@ -327,19 +329,14 @@ def train_run(entry, dataset, epochs, out, batch_size=None, seed=None, overrides
     return record
 
 
-_INVARIANCE_KEY = "invariance_gain"
-
-
 def _invariance_reading(model, data, settings):
     """The `InvarianceReading` of a run with ``restore_most_invariant``: the training split the run
     trains on, its hidden labels hidden, p(target | z) from every other modality of the model."""
     from mibzoo.callbacks import InvarianceReading
-    from mibzoo.experiment_data import hide_all_labels
+    from mibzoo.experiment_data import run_training_arrays
 
     selection = settings["restore_most_invariant"]
-    arrays, present = data.arrays("train", settings["limit"]), None
-    if settings["hidden_labels"]:
-        arrays, present = hide_all_labels(arrays, settings["hidden_labels"], settings["seed"])
+    arrays, present = run_training_arrays(data, settings)
     inputs = [m for m in model.modality_names if m not in (selection["target"], selection["environment"])]
     return InvarianceReading(arrays, selection["target"], selection["environment"], inputs, present=present,
                              start_from_epoch=selection["from_epoch"] - 1, seed=settings["seed"],

@@ -273,13 +273,20 @@ def aligned_steps_per_execution(steps_per_epoch, wanted):
     return max(k for k in range(1, min(wanted, steps_per_epoch) + 1) if steps_per_epoch % k == 0)
 
 
+def run_training_arrays(data, settings):
+    """``(arrays, present)``: the training split as a run with ``settings`` trains on it (its first
+    ``limit`` examples, its hidden labels hidden by its seed; ``present`` None when none are)."""
+    arrays = data.arrays("train", settings["limit"])
+    if not settings["hidden_labels"]:
+        return arrays, None
+    return hide_all_labels(arrays, settings["hidden_labels"], settings["seed"])
+
+
 def fit_run_latent_sampler(model, data, settings):
     """Fits the model's latent sampler on the run's training split; its record, or None (``"prior"``)."""
     from mibzoo.latent_samplers import fit_latent_sampler
 
     if not model.latent_sampler.needs_inference:
         return None
-    arrays, present = data.arrays("train", settings["limit"]), None
-    if settings["hidden_labels"]:
-        arrays, present = hide_all_labels(arrays, settings["hidden_labels"], settings["seed"])
+    arrays, present = run_training_arrays(data, settings)
     return fit_latent_sampler(model, arrays, seed=settings["seed"], present=present)
