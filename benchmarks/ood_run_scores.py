@@ -6,7 +6,7 @@ reads its own runs (issue 12, fortieth session).
 For each run directory prints one JSON line: the training environments' mean accuracy and their gap
 (environment 0 − environment 1), the test environment's accuracy, and the test environment's with its
 colours swapped
-(`mibzoo.reproduce.table4.label_accuracies`, argmax of E_q(z|x) p(y | z) over ``--samples`` draws
+(`mibzoo.reproduce.table4.entry_accuracies`, argmax of E_q(z|x) p(y | z) over ``--samples`` draws
 seeded with the run's seed), for the run's final model (``model.keras``: with
 ``--restore-most-invariant``, its selected epoch) and for its newest checkpoint (the last epoch);
 plus the selected epoch and the per-epoch ``invariance_gain`` readings of its history.
@@ -21,16 +21,14 @@ import argparse
 import json
 
 
-def scores(model, train, test, swapped, samples, seed):
+def scores(model, train, test, samples, seed):
     """``{"train_acc", "env_gap", "test_acc", "swapped_acc"}`` in % (points), as the table reports
     them; ``env_gap`` is its "env 0 − env 1" column (`mibzoo.reproduce.table4.environment_gap`)."""
-    from mibzoo.reproduce.table4 import environment_gap, label_accuracies
+    from mibzoo.reproduce.table4 import entry_accuracies, environment_gap
 
-    envs = label_accuracies(model, train, samples, seed)
-    return {"train_acc": round(100 * (envs[0] + envs[1]) / 2, 2),
-            "env_gap": round(environment_gap({"env_acc": envs}), 2),
-            "test_acc": round(100 * label_accuracies(model, test, samples, seed)[2], 2),
-            "swapped_acc": round(100 * label_accuracies(model, swapped, samples, seed)[2], 2)}
+    accuracies = entry_accuracies(model, train, test, samples, seed)
+    return {"train_acc": round(100 * accuracies["train_acc"], 2), "env_gap": round(environment_gap(accuracies), 2),
+            "test_acc": round(100 * accuracies["test_acc"], 2), "swapped_acc": round(100 * accuracies["swapped_acc"], 2)}
 
 
 def main():
@@ -42,12 +40,10 @@ def main():
     import mibzoo.data
     from mibzoo.checkpoints import RunCheckpoints
     from mibzoo.experiment import load_model, load_run_model
-    from mibzoo.reproduce.ood_baselines import swap_colours
     from mibzoo.run_records import read_json
 
     train = mibzoo.data.load_arrays("colored_mnist", "train")
     test = mibzoo.data.load_arrays("colored_mnist", "test")
-    swapped = swap_colours(test)
     for run in args.runs:
         record = read_json(f"{run}/run.json")
         if record.get("dataset") != "colored_mnist":
@@ -59,9 +55,9 @@ def main():
         print(json.dumps({
             "run": run, "entry": record["entry"], "seed": seed, "hidden_labels": record.get("hidden_labels"),
             "train_seconds": record["train_seconds"], "selected_epoch": record.get("selected_epoch"),
-            **scores(load_run_model(run), train, test, swapped, args.samples, seed),
+            **scores(load_run_model(run), train, test, args.samples, seed),
             "last_epoch": newest["epoch"],
-            "last": scores(last, train, test, swapped, args.samples, seed),
+            "last": scores(last, train, test, args.samples, seed),
             "invariance_gain": {row["epoch"] + 1: row["invariance_gain"] for row in checkpoints.history()
                                 if "invariance_gain" in row},
         }), flush=True)

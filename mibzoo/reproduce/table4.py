@@ -178,6 +178,20 @@ def label_accuracies(model, arrays, samples, seed, batch_size=2000):
     return {int(e): float(correct[env == e].mean()) for e in np.unique(env)}
 
 
+def entry_accuracies(model, train, test, samples, seed):
+    """Table 4's accuracies of a model that predicts the label from the image (fractions):
+    ``train_acc`` the mean of the two training environments', ``env_acc`` each environment's,
+    ``test_acc`` the test environment's and ``swapped_acc`` the test environment's with its colours
+    swapped (`ood_baselines.swap_colours`); `label_accuracies` with ``samples`` draws seeded by ``seed``."""
+    from mibzoo.reproduce.ood_baselines import swap_colours
+
+    env_acc = label_accuracies(model, train, samples, seed)
+    test_acc = label_accuracies(model, test, samples, seed)
+    swapped_acc = label_accuracies(model, swap_colours(test), samples, seed)
+    return {"train_acc": float(np.mean([env_acc[0], env_acc[1]])), "test_acc": float(np.mean(list(test_acc.values()))),
+            "swapped_acc": float(np.mean(list(swapped_acc.values()))), "env_acc": env_acc}
+
+
 def run_entry(entry, hidden_fraction=None, row=None):
     """A method that trains a zoo entry at its defaults (optionally with hidden labels) and
     predicts the label from the image. ``row``: the table row's name (default: the entry's), which
@@ -207,13 +221,7 @@ def run_entry(entry, hidden_fraction=None, row=None):
                                 budget.learning_rate[entry],
                                 run_eagerly=budget.run_eagerly, present=present, callbacks=callbacks,
                                 compile_options={"critic_optimizer": keras.optimizers.Adam(budget.critic_learning_rate)})
-        from mibzoo.reproduce.ood_baselines import swap_colours
-
-        env_acc = label_accuracies(model, original, budget.predict_samples, seed)
-        test_acc = label_accuracies(model, test, budget.predict_samples, seed)
-        swapped_acc = label_accuracies(model, swap_colours(test), budget.predict_samples, seed)
-        return {"train_acc": float(np.mean([env_acc[0], env_acc[1]])), "test_acc": float(np.mean(list(test_acc.values()))),
-                "swapped_acc": float(np.mean(list(swapped_acc.values()))), "env_acc": env_acc,
+        return {**entry_accuracies(model, original, test, budget.predict_samples, seed),
                 **({"selected_epoch": selection.selected_epoch} if selection else {})}
     return run
 
