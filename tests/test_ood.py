@@ -117,6 +117,43 @@ def test_single_channel_split_gives_the_first_layers_product_from_the_digits_pix
         ood_baselines.single_channel_split(images[..., :1])
 
 
+def test_bias_folded_kernels_give_the_mlps_outputs_from_inputs_with_a_ones_column(rng):
+    import keras
+    import tensorflow as tf
+
+    mlp = ood_baselines.build_mlp(392, 7, seed=1)
+    for layer in mlp.layers:  # non-zero biases, so that folding them in is tested
+        layer.bias.assign(rng.normal(size=layer.bias.shape).astype("float32"))
+    images, channels = _one_channel_images(rng, 12)
+    x = ood_baselines.features(images)
+    # The MLP in NumPy: ReLU(x W1 + b1) → ReLU(· W2 + b2) → · W3 + b3.
+    (w1, b1), (w2, b2), (w3, b3) = [(layer.kernel.numpy(), layer.bias.numpy()) for layer in mlp.layers]
+    h2 = np.maximum(np.maximum(x @ w1 + b1, 0) @ w2 + b2, 0)
+    want = h2 @ w3 + b3
+    np.testing.assert_allclose(np.asarray(mlp(x)), want, rtol=1e-5, atol=1e-5)
+    h, logits = ood_baselines.folded_forward(ood_baselines.with_ones_column(tf.constant(x)),
+                                             ood_baselines.bias_folded_kernels(mlp, "float32"))
+    np.testing.assert_allclose(logits.numpy(), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(h.numpy(), np.concatenate([h2, np.ones((12, 1))], 1), rtol=1e-5, atol=1e-5)
+    # From the digit's 196 pixels with the first kernel's rows of its channel (single_channel_split).
+    digits, _ = ood_baselines.single_channel_split(images)
+    for channel in (0, 1):
+        rows = channels == channel
+        _, logits = ood_baselines.folded_forward(ood_baselines.with_ones_column(tf.constant(digits[rows])),
+                                                 ood_baselines.bias_folded_kernels(mlp, "float32", channel))
+        np.testing.assert_allclose(logits.numpy(), want[rows], rtol=1e-5, atol=1e-5)
+    # Differentiable with respect to every weight and bias, as the step needs.
+    with tf.GradientTape() as tape:
+        _, logits = ood_baselines.folded_forward(ood_baselines.with_ones_column(tf.constant(x)),
+                                                 ood_baselines.bias_folded_kernels(mlp, "float32"))
+        total = tf.reduce_sum(logits)
+    grads = tape.gradient(total, mlp.trainable_variables)
+    assert all(g is not None for g in grads)
+    np.testing.assert_allclose(grads[-1].numpy(), [12.0], rtol=1e-6)  # d Σ logits / d b3
+    mixed = keras.ops.cast(ood_baselines.bias_folded_kernels(mlp, "bfloat16")[0], "float32")
+    np.testing.assert_allclose(mixed.numpy()[-1, -1], 1.0)  # the unit that carries the ones: exact in bfloat16
+
+
 @pytest.mark.parametrize("settings", ["IRM", "Fishr"])
 def test_baselines_train_the_same_from_the_digits_pixels_as_from_all_inputs(rng, monkeypatch, settings):
     # train_baseline multiplies the first layer by the digit's channel alone (single_channel_split);

@@ -24,7 +24,9 @@ Precision: the recipe is IRM's in float32. ``precision="mixed_bfloat16"`` runs t
 products in bfloat16 with float32 weights, optimizer and loss (Keras' mixed policy). On a CPU with
 bfloat16 matrix units (AMX, AVX512-BF16) a full-batch step then takes 0.16 s against 0.30 s in float32
 (benchmarks/table4_budget.py), the difference between the table fitting issue 12's 30 minutes or
-not. `default_precision` picks it where the CPU has those units.
+not. `default_precision` picks it where the CPU has those units. The training step multiplies
+[x, 1] by [W; b] rather than adding each layer's bias after its product (`bias_folded_kernels`): on
+a CPU, oneDNN's bfloat16 product with a fused bias runs at a third of the plain product's speed.
 """
 import dataclasses
 
@@ -243,6 +245,57 @@ def swap_colours(arrays):
     return {**arrays, "image": images[..., ::-1]}
 
 
+def with_ones_column(x):
+    """``[N, D + 1]``: ``x`` ``[N, D]`` (a tensor) with a column of ones appended, in its dtype."""
+    import tensorflow as tf
+    return tf.concat([x, tf.ones((tf.shape(x)[0], 1), x.dtype)], 1)
+
+
+def bias_folded_kernels(mlp, compute_dtype, channel=None):
+    """IRM's MLP (`build_mlp`) as products with a column of ones, for `folded_forward`: x · W + b =
+    [x, 1] · [W; b]. Each hidden layer's kernel is [[W, 0], [b, 1]], whose extra unit is ReLU(1) = 1 and
+    passes the ones column to the next layer; the final layer's is [W; b].
+
+    Why: in bfloat16 oneDNN's product with a bias added in the same op (as TensorFlow fuses a Dense
+    layer's MatMul, BiasAdd and ReLU) runs at a third of the plain product's speed on a CPU: 36–40 ms
+    against 10–15 ms for 25,000 × 390 by 390 × 390, and the bias's own gradient is one more pass over
+    the activations (benchmarks/table4_budget.py, forty-second session). With the bias in the product
+    the step is matrix products and ReLUs only.
+
+    Args:
+        mlp: the Keras model of `build_mlp` (its Dense layers' ``kernel`` and ``bias``).
+        compute_dtype: the products' dtype (the layers' ``compute_dtype``).
+        channel: ``None``, or 0 / 1: the first kernel's rows of that colour channel alone (every second
+            row from ``channel``, `single_channel_split`'s product from the digit's 196 pixels).
+
+    Returns:
+        The kernels, first to last; differentiable with respect to the model's weights.
+    """
+    import tensorflow as tf
+
+    dense = mlp.layers
+    kernels = []
+    for i, layer in enumerate(dense):
+        kernel = layer.kernel if i or channel is None else layer.kernel[channel::2]
+        folded = tf.concat([kernel, layer.bias[None, :]], 0)
+        if i < len(dense) - 1:  # one more unit: 1 from the ones row, 0 from every input
+            rows = int(folded.shape[0])
+            folded = tf.concat([folded, tf.one_hot(rows - 1, rows, dtype=folded.dtype)[:, None]], 1)
+        kernels.append(tf.cast(folded, compute_dtype))
+    return kernels
+
+
+def folded_forward(x, kernels):
+    """IRM's MLP on ``x`` ``[N, D + 1]`` (`with_ones_column`) with `bias_folded_kernels`: ``(h, logits)``,
+    h ``[N, H + 1]`` the final layer's input with its ones column and logits ``[N, 1]``."""
+    import tensorflow as tf
+
+    h = x
+    for kernel in kernels[:-1]:
+        h = tf.nn.relu(tf.matmul(h, kernel))
+    return h, tf.matmul(h, kernels[-1])
+
+
 def _environments(arrays, grayscale):
     env = np.asarray(arrays["env"])
     x = features(arrays["image"], grayscale)
@@ -295,31 +348,27 @@ def train_baseline(settings, train, test, seed, progress=None, jit_compile="auto
     optimizer = keras.optimizers.Adam(settings.learning_rate)
     optimizer.build(mlp.trainable_variables)
 
-    first_layer, hidden_layers, final_layer = mlp.layers[0], mlp.layers[1:-1], mlp.layers[-1]
     sizes = [int(y.shape[0]) for _, y in tensors]
     groups = tf.constant(np.repeat(np.eye(len(sizes), dtype="float32"), sizes, axis=0))
-
-    def first_hidden(x, first_count):
-        """The first layer's output; with ``first_count`` (channel rows) from the digits' 196 pixels."""
-        if first_count is None:
-            return first_layer(x, training=True)
-        kernel = tf.cast(first_layer.kernel, compute)
-        products = tf.concat([tf.matmul(x[:first_count], kernel[0::2]), tf.matmul(x[first_count:], kernel[1::2])], 0)
-        return first_layer.activation(products + tf.cast(first_layer.bias, compute))
+    # Each environment's row blocks, with a column of ones (the biases are rows of the kernels:
+    # `bias_folded_kernels`), and the channel whose rows of the first kernel each block multiplies.
+    blocks = [[(with_ones_column(x[:count]), 0), (with_ones_column(x[count:]), 1)] if count is not None
+              else [(with_ones_column(x), None)] for (x, _), count in zip(tensors, first_counts)]
+    channels = sorted({channel for env_blocks in blocks for _, channel in env_blocks}, key=str)
 
     @tf.function(jit_compile=jit_compile)
     def step(penalty_weight):
         with tf.GradientTape() as tape:
+            kernels = {channel: bias_folded_kernels(mlp, compute, channel) for channel in channels}
             nlls, penalties, features, all_logits = [], [], [], []
-            for i, (x, y) in enumerate(tensors):
-                h = first_hidden(x, first_counts[i])
-                for layer in hidden_layers:
-                    h = layer(h, training=True)
-                logits = tf.cast(final_layer(h, training=True)[:, 0], tf.float32)
+            for env_blocks, (_, y) in zip(blocks, tensors):
+                outputs = [folded_forward(x, kernels[channel]) for x, channel in env_blocks]
+                logits = tf.cast(tf.concat([logits for _, logits in outputs], 0)[:, 0], tf.float32)
                 nlls.append(mean_nll(logits, y))
                 if settings.penalty == "irm":
                     penalties.append(irm_penalty(logits, y))
-                features.append(h)
+                else:  # the final layer's input, without its ones column
+                    features.extend(h[:, :-1] for h, _ in outputs)
                 all_logits.append(logits)
             nll = tf.reduce_mean(tf.stack(nlls))
             if settings.penalty == "fishr":
