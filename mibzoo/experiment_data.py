@@ -101,6 +101,8 @@ class ExperimentData:
                                     data_dir=self.data_dir, limit=limit)
         import tensorflow as tf
 
+        from mibzoo.data.pipeline import fixed_prefetch
+
         arrays = self.arrays("train", limit)
         if hidden_labels:
             arrays, present = hide_all_labels(arrays, hidden_labels, seed)
@@ -108,7 +110,7 @@ class ExperimentData:
             arrays["present"] = present
         n = len(next(value for key, value in arrays.items() if key != "present"))
         ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        return fixed_prefetch(ds.batch(batch_size))
 
     def describe(self):
         """A JSON-serializable description (what run.json and reports record)."""

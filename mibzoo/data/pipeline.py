@@ -90,7 +90,32 @@ def make_dataset(examples, batch_size, shuffle, seed, cache, drop_remainder):
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if not decoded_first:
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True
-    return ds.with_options(options)
+    return fixed_prefetch(ds).with_options(options)
+
+
+PREFETCH_BATCHES = 2
+
+
+def fixed_prefetch(ds, batches=PREFETCH_BATCHES):
+    """``ds`` prefetching ``batches`` batches, with tf.data's autotuning off.
+
+    Why: Keras' ``fit`` makes a new iterator every epoch over a finite dataset and releases the
+    previous one. With autotuning on (tf.data's default), releasing it made 25 of 58 epoch starts
+    wait 1.0–1.5 s on a 2-core CPU (py-spy: the main thread idle in native code at ``fit``'s loop
+    over batches; with every iterator kept alive, or with autotuning off, none waited). Training is
+    the same to the bit, since autotuning sets buffer sizes and parallelism, not values or order: a
+    30-epoch `ood_cmnist` fit on Colored-MNIST took 50–53 s against 62–63 s, with identical weights
+    (benchmarks/epoch_start_stall.py). A map's ``num_parallel_calls=tf.data.AUTOTUNE`` then runs
+    with tf.data's default parallelism.
+
+    Args:
+        ds: a batched ``tf.data.Dataset``.
+        batches: how many batches to prepare ahead of the training step.
+    """
+    import tensorflow as tf
+
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(batches).with_options(options)

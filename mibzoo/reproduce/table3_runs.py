@@ -124,6 +124,7 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     import tensorflow as tf
 
     import mibzoo
+    from mibzoo.data.pipeline import fixed_prefetch
 
     keras.utils.set_random_seed(seed)
     specs = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in modalities.items()}
@@ -137,8 +138,8 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     if present is not None:
         columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
     n = len(next(iter(columns.values())))
-    ds = (tf.data.Dataset.from_tensor_slices(columns)
-          .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size).prefetch(tf.data.AUTOTUNE))
+    ds = fixed_prefetch(tf.data.Dataset.from_tensor_slices(columns)
+                        .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size))
     model.fit(ds, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the dataset is shuffled with the seed
     return model
 
