@@ -58,6 +58,27 @@ def test_shuffle_is_deterministic_given_seed_and_reshuffles_each_epoch(fixture_d
     assert sorted(a[0].tolist()) == sorted(a[1].tolist())  # the same examples
 
 
+def test_fixed_prefetch_turns_autotuning_off_and_keeps_the_batches_in_their_order(fixture_dir):
+    import tensorflow as tf
+
+    from mibzoo.data.pipeline import fixed_prefetch
+
+    def shuffled():  # a new dataset each time: reshuffling state is per dataset
+        return tf.data.Dataset.range(300).shuffle(300, seed=5, reshuffle_each_iteration=True).batch(64)
+
+    def three_epochs(ds):
+        return [np.concatenate([batch.numpy() for batch in ds]) for _ in range(3)]
+
+    fixed = fixed_prefetch(shuffled())
+    assert fixed.options().autotune.enabled is False
+    autotuned = three_epochs(shuffled().prefetch(tf.data.AUTOTUNE))
+    for ours, theirs in zip(three_epochs(fixed), autotuned):
+        np.testing.assert_array_equal(ours, theirs)
+    assert not np.array_equal(autotuned[0], autotuned[1])  # the epochs do reshuffle
+    # mibzoo.data.load's pipeline ends in it
+    assert data.load("mnist", "train", batch_size=100, data_dir=fixture_dir, sources=LOCAL).options().autotune.enabled is False
+
+
 def test_cache_modes_give_identical_batches(fixture_dir, tmp_path):
     kwargs = dict(batch_size=50, seed=3, limit=300, data_dir=fixture_dir, sources=LOCAL)
     reference = _batches(data.load("colored_mnist", **kwargs, cache=True))
