@@ -77,6 +77,9 @@ def test_fixed_prefetch_turns_autotuning_off_and_keeps_the_batches_in_their_orde
     assert not np.array_equal(autotuned[0], autotuned[1])  # the epochs do reshuffle
     # mibzoo.data.load's pipeline ends in it
     assert data.load("mnist", "train", batch_size=100, data_dir=fixture_dir, sources=LOCAL).options().autotune.enabled is False
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="positive number of batches"):
+            fixed_prefetch(shuffled(), bad)
 
 
 def test_cache_modes_give_identical_batches(fixture_dir, tmp_path):

@@ -112,8 +112,10 @@ def fixed_prefetch(ds, batches=PREFETCH_BATCHES):
 
     Args:
         ds: a batched ``tf.data.Dataset``.
-        batches: how many batches to prepare ahead of the training step.
+        batches: how many batches to prepare ahead of the training step (a positive int).
     """
+    if isinstance(batches, bool) or not isinstance(batches, (int, np.integer)) or batches < 1:
+        raise ValueError(f"fixed_prefetch: batches={batches!r}; expected a positive number of batches")
     import tensorflow as tf
 
     options = tf.data.Options()
