@@ -99,18 +99,14 @@ class ExperimentData:
             import mibzoo.data
             return mibzoo.data.load(self.name, "train", batch_size=batch_size, shuffle=True, seed=seed,
                                     data_dir=self.data_dir, limit=limit)
-        import tensorflow as tf
-
-        from mibzoo.data.pipeline import fixed_prefetch
+        from mibzoo.data.pipeline import shuffled_batches
 
         arrays = self.arrays("train", limit)
         if hidden_labels:
             arrays, present = hide_all_labels(arrays, hidden_labels, seed)
             arrays = {k: v for k, v in arrays.items() if k in self.modalities}
             arrays["present"] = present
-        n = len(next(value for key, value in arrays.items() if key != "present"))
-        ds = tf.data.Dataset.from_tensor_slices(arrays).shuffle(n, seed=seed, reshuffle_each_iteration=True)
-        return fixed_prefetch(ds.batch(batch_size))
+        return shuffled_batches(arrays, batch_size, seed)
 
     def describe(self):
         """A JSON-serializable description (what run.json and reports record)."""

@@ -82,6 +82,27 @@ def test_fixed_prefetch_turns_autotuning_off_and_keeps_the_batches_in_their_orde
             fixed_prefetch(shuffled(), bad)
 
 
+def test_shuffled_batches_reshuffle_all_rows_with_the_seed_and_keep_nested_columns_aligned():
+    import tensorflow as tf
+
+    from mibzoo.data.pipeline import shuffled_batches
+
+    arrays = {"x": np.arange(250), "present": {"y": np.arange(250) * 10}}
+    ds = shuffled_batches(arrays, 64, seed=3)
+    assert ds.options().autotune.enabled is False
+    epochs = [[(b["x"].numpy(), b["present"]["y"].numpy()) for b in ds] for _ in range(2)]
+    assert [len(x) for x, _ in epochs[0]] == [64, 64, 64, 58]
+    orders = [np.concatenate([x for x, _ in epoch]) for epoch in epochs]
+    for epoch in epochs:  # rows stay whole across nested columns
+        for x, y in epoch:
+            np.testing.assert_array_equal(y, x * 10)
+    assert sorted(orders[0].tolist()) == list(range(250))  # every row once
+    assert not np.array_equal(orders[0], orders[1])  # a new order every epoch
+    # the order of a whole-set shuffle buffer with that seed
+    reference = tf.data.Dataset.range(250).shuffle(250, seed=3, reshuffle_each_iteration=True)
+    np.testing.assert_array_equal(orders[0], np.array(list(reference.as_numpy_iterator())))
+
+
 def test_cache_modes_give_identical_batches(fixture_dir, tmp_path):
     kwargs = dict(batch_size=50, seed=3, limit=300, data_dir=fixture_dir, sources=LOCAL)
     reference = _batches(data.load("colored_mnist", **kwargs, cache=True))

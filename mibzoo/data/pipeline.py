@@ -121,3 +121,14 @@ def fixed_prefetch(ds, batches=PREFETCH_BATCHES):
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(batches).with_options(options)
+
+
+def shuffled_batches(arrays, batch_size, seed):
+    """In-memory ``arrays`` (``{key: array}`` or nested dicts of equal-length arrays) as training
+    batches: reshuffled every epoch with ``seed`` (a buffer of the whole set: an exact uniform order),
+    batched, and ended in `fixed_prefetch`."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(arrays)
+    ds = ds.shuffle(int(ds.cardinality()), seed=seed, reshuffle_each_iteration=True)
+    return fixed_prefetch(ds.batch(batch_size))

@@ -121,10 +121,9 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     `mibzoo.optimizers.RestartingAdam`.
     """
     import keras
-    import tensorflow as tf
 
     import mibzoo
-    from mibzoo.data.pipeline import fixed_prefetch
+    from mibzoo.data.pipeline import shuffled_batches
 
     keras.utils.set_random_seed(seed)
     specs = {name: {k: v for k, v in spec.items() if k != "description"} for name, spec in modalities.items()}
@@ -137,9 +136,7 @@ def train_zoo_model(entry, modalities, train, epochs, batch_size, seed, learning
     columns = {name: train[name] for name in specs}
     if present is not None:
         columns["present"] = {name: np.asarray(mask, "float32") for name, mask in present.items()}
-    n = len(next(iter(columns.values())))
-    ds = fixed_prefetch(tf.data.Dataset.from_tensor_slices(columns)
-                        .shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(batch_size))
+    ds = shuffled_batches(columns, batch_size, seed)
     model.fit(ds, epochs=epochs, verbose=0, shuffle=False, callbacks=callbacks)  # the dataset is shuffled with the seed
     return model
 
