@@ -578,6 +578,43 @@ def test_environment_recalibration_reads_p_y_given_z_from_x_per_environment(rng,
                                rtol=1e-5, atol=1e-9)
 
 
+@pytest.mark.parametrize("graph", [False, True])
+def test_environment_recalibration_positive_part_is_the_unbiased_estimate_floored_at_zero(rng, graph):
+    """``estimate`` "positive_part": on a batch whose paired (unbiased) estimate is below 0 the term
+    is 0 and trains nothing; on one where it is above 0 it is that estimate with its gradient; the
+    default, "unbiased", is the paired estimate as it is. Eagerly and under `tf.function`."""
+    from mibzoo.objectives import ood
+    from mibzoo.registry import entry_spec
+
+    options = entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"]
+    unbiased = _small_model("ood_cmnist", term_options={"environment_recalibration": options})
+    floored = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options,
+                                                                                     "estimate": "positive_part"}})
+    labelled = np.ones(24, "float32")
+    first = _batch(rng, 24)
+    for model in (unbiased, floored):
+        _forward(model, first, labelled)  # builds the networks
+    floored.set_weights(unbiased.get_weights())
+
+    def value_and_gradients(model, batch):
+        with tf.GradientTape() as tape:
+            value = ood.environment_recalibration(_forward(model, batch, labelled))
+        grads = tape.gradient(value, model.trainable_variables)
+        return value, [tf.zeros(v.shape) if g is None else g for v, g in zip(model.trainable_variables, grads)]
+
+    run = tf.function(value_and_gradients) if graph else value_and_gradients
+    signs = set()
+    for batch in [first] + [_batch(rng, 24) for _ in range(11)]:
+        (estimate, estimate_grads), (value, grads) = run(unbiased, batch), run(floored, batch)
+        estimate, value = float(estimate), float(value)
+        assert abs(estimate) > 1e-9
+        signs.add(estimate > 0)
+        np.testing.assert_allclose(value, max(estimate, 0.0), rtol=1e-6, atol=0)
+        for e, g in zip(estimate_grads, grads):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(e) * (estimate > 0), rtol=1e-5, atol=1e-9)
+    assert signs == {True, False}  # both cases were checked
+
+
 def test_environment_recalibration_on_the_decoders_features_is_refused_with_running_statistics():
     """``recalibrate`` "logits_and_features" with ``pairs`` "running", whose running statistics are
     sized for z: refused with the allowed values."""
