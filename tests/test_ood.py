@@ -865,6 +865,41 @@ def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decode
         assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
 
 
+@pytest.mark.parametrize("graph", [False, True])
+def test_penalty_through_the_decoder_trains_the_label_decoder_and_not_q_z_given_x(rng, graph):
+    """``"through": "decoder"``, the converse of "encoder": z enters the penalty as a constant, so the
+    value and the label decoder's gradient are the default's and the image encoder gets none, where
+    the default trains it; eagerly and under `tf.function`."""
+    from mibzoo.objectives import ood
+    from mibzoo.registry import entry_spec
+
+    options = entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"]
+    plain = _small_model("ood_cmnist", term_options={"environment_recalibration": options})
+    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options, "through": "decoder"}})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    for model in (plain, frozen):
+        _forward(model, batch, labelled)
+    frozen.set_weights(plain.get_weights())
+
+    def value_and_gradients(model):
+        with tf.GradientTape() as tape:
+            value = ood.environment_recalibration(_forward(model, batch, labelled))
+        variables = model.encoders["image"].trainable_variables + model.decoders["label"].trainable_variables
+        return value, tape.gradient(value, variables)
+
+    results = [(tf.function(value_and_gradients) if graph else value_and_gradients)(m) for m in (plain, frozen)]
+    (plain_value, plain_grads), (frozen_value, frozen_grads) = results
+    encoder_count = len(plain.encoders["image"].trainable_variables)
+    assert abs(float(plain_value)) > 1e-6
+    np.testing.assert_allclose(float(frozen_value), float(plain_value), rtol=1e-6)
+    for p, f in zip(plain_grads[encoder_count:], frozen_grads[encoder_count:]):
+        np.testing.assert_allclose(np.asarray(f), np.asarray(p), rtol=1e-4, atol=1e-7)
+    assert max(float(tf.reduce_max(tf.abs(p))) for p in plain_grads[:encoder_count]) > 1e-6
+    for f in frozen_grads[:encoder_count]:
+        assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
+
+
 def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_per_environment(rng):
     """The term is `kernel_calibration_error` (tested against NumPy in tests/estimators) of p(y | z)'s
     class probabilities at z ~ q(z | x), the one-hot labels and environments and the label presence,

@@ -62,8 +62,11 @@ def predictive_latent(fp, term=None):
 # classifier's logits towards a constant predictor, whose penalty is 0. Measured on `ood_cmnist`
 # (docs/results_ood.md, twenty-sixth session) it removes less of the colour (test environment 57.4
 # and 49.9 on seeds 0 and 3, against the defaults' 66.6 and 60.2): the decoder's part of the penalty
-# is also how the colour leaves. Not the default.
-THROUGH = ("encoder_and_decoder", "encoder")
+# is also how the colour leaves. Not the default. "decoder" is the converse: z enters the penalty
+# as a constant, so q(z | x) is trained only by the risk and rate terms and the penalty moves the
+# label decoder alone (a probe of whether the penalty's minibatch noise, reaching the encoder, is
+# what costs z the digit shape after the onset).
+THROUGH = ("encoder_and_decoder", "encoder", "decoder")
 
 
 def decoder_frozen(decode, z):
@@ -84,19 +87,28 @@ def _through(fp, term):
     return TERMS[term].option(fp.model.model_config, "through")
 
 
+def _decode_through(fp, term, decode, z):
+    """``decode(z)`` with the gradients ``term``'s option ``through`` lets through: to both z and
+    ``decode``'s variables, to z alone (`decoder_frozen`), or to the variables alone (z a constant)."""
+    through = _through(fp, term)
+    if through == "encoder":
+        return decoder_frozen(decode, z)
+    if through == "decoder":
+        return decode(ops.stop_gradient(z))
+    return decode(z)
+
+
 def predictive_label_logits(fp, term=None):
     """``[B, K]``: logits of p(y | z ⊙ m_y^p) with z from q(z | x) (`predictive_latent`: a sample
     unless ``term``'s ``latent`` option says "mean"), the predictor of Sec. 6 (Y from X alone). When
     ``term`` declares the option ``through`` and it says "encoder", the logits carry no gradient to
-    the label decoder (or its mask), only to z (`decoder_frozen`)."""
+    the label decoder (or its mask), only to z (`decoder_frozen`); "decoder": none to z."""
     z = predictive_latent(fp, term)
 
     def decode(latent):
         return fp.model.decode_modality(LABEL, fp.decoder_input(LABEL, latent))
 
-    if _through(fp, term) == "encoder":
-        return decoder_frozen(decode, z)
-    return decode(z)
+    return _decode_through(fp, term, decode, z)
 
 
 def _labelled(fp):
@@ -491,7 +503,8 @@ def invariant_risk(fp):
 def predictive_label_features(fp, term=None):
     """``(h, logits)``: the input h of the label decoder's final dense layer and the logits of
     p(y | z) it gives, z from q(z | x) as `predictive_label_logits` reads it (option ``latent``, and
-    option ``through``: with "encoder" neither carries a gradient to the decoder, only to z).
+    option ``through``: with "encoder" neither carries a gradient to the decoder, only to z; with
+    "decoder" none to z).
     Needs an MLP label decoder (every categorical modality has one)."""
     layers = fp.model.decoders[LABEL].net.layers
     final = layers[-1]
@@ -506,7 +519,7 @@ def predictive_label_features(fp, term=None):
         return ops.concatenate([features, final(features)], axis=-1)
 
     z = predictive_latent(fp, term)
-    both = decoder_frozen(features_and_logits, z) if _through(fp, term) == "encoder" else features_and_logits(z)
+    both = _decode_through(fp, term, features_and_logits, z)
     width = ops.shape(both)[-1] - final.units
     return both[:, :width], both[:, width:]
 
