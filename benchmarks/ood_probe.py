@@ -237,6 +237,9 @@ def main():
                         help="Adam's decoupled weight decay of the networks (Keras' weight_decay)")
     parser.add_argument("--cosine", action="store_true",
                         help="the learning rate follows a cosine decay to 0 over the run's network updates")
+    parser.add_argument("--lr-drop", type=float, nargs=2, default=None, metavar=("UPDATE", "FACTOR"),
+                        help="the networks' learning rate is multiplied by FACTOR from network update UPDATE on "
+                             "(a step decay, e.g. once the colour has left after the penalty's onset)")
     parser.add_argument("--ema", type=float, default=None,
                         help="also report the accuracies of an exponential moving average of the weights with this "
                              "momentum, updated after every training batch (Polyak averaging)")
@@ -338,6 +341,11 @@ def main():
         if args.warmup:
             parser.error("--cosine decays over one fit; it cannot be combined with --warmup")
         rate = keras.optimizers.schedules.CosineDecay(args.lr, first_epochs * -(-len(train["image"]) // first_batch))
+    if args.lr_drop:
+        if args.cosine or args.warmup:
+            parser.error("--lr-drop sets the schedule of one fit; it cannot be combined with --cosine or --warmup")
+        update, factor = args.lr_drop
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay([int(update)], [args.lr, args.lr * factor])
     adam = {"beta_1": args.beta1, "beta_2": args.adam_beta2,
             **({"weight_decay": args.weight_decay} if args.weight_decay else {}),
             **({"restarts": args.adam_restart} if args.adam_restart else {})}
@@ -370,6 +378,7 @@ def main():
                 f"(env 0 {100 * env[0]:.2f}, env 1 {100 * env[1]:.2f})")
 
     optimizer = (f"beta1 {args.beta1} beta2 {args.adam_beta2} weight decay {args.weight_decay} cosine {args.cosine} "
+                 f"lr drop {args.lr_drop} "
                  f"restarts {args.adam_restart}")
     print(f"{args.entry} warm-up {args.warmup} fork {args.fork_seed} main lr {args.main_lr} "
           f"epochs {args.epochs} batch {args.batch} seed {args.seed} hide {args.hide} "
