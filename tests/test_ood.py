@@ -828,6 +828,47 @@ def test_irm_ignores_the_spurious_colour_on_the_toy_problem(rng):
     assert irm["test_acc"] > 0.6 > erm["test_acc"]
 
 
+def _recalibration_gradients_through(rng, graph, through, **options):
+    """The penalty's value and its gradients on the image encoder and on the label decoder, for
+    `ood_cmnist`'s options (updated by ``options``) and the same with ``through``, on one batch with
+    the same weights: ``((value, encoder_grads, decoder_grads), (the same with through))``."""
+    from mibzoo.objectives import ood
+    from mibzoo.registry import entry_spec
+
+    options = {**entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"],
+               "estimate": "unbiased", **options}  # a floored batch would have no gradient to compare
+    plain = _small_model("ood_cmnist", term_options={"environment_recalibration": options})
+    other = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options, "through": through}})
+    batch = _batch(rng, 24)
+    labelled = np.ones(24, "float32")
+    for model in (plain, other):
+        _forward(model, batch, labelled)  # builds the networks
+    other.set_weights(plain.get_weights())
+
+    def value_and_gradients(model):
+        with tf.GradientTape() as tape:
+            value = ood.environment_recalibration(_forward(model, batch, labelled))
+        variables = model.encoders["image"].trainable_variables + model.decoders["label"].trainable_variables
+        return value, tape.gradient(value, variables)
+
+    count = len(plain.encoders["image"].trainable_variables)
+    results = [(tf.function(value_and_gradients) if graph else value_and_gradients)(m) for m in (plain, other)]
+    return [(float(value), grads[:count], grads[count:]) for value, grads in results]
+
+
+def _assert_same_gradients(expected, actual):
+    assert expected
+    for p, f in zip(expected, actual):
+        np.testing.assert_allclose(np.asarray(f), np.asarray(p), rtol=1e-4, atol=1e-7)
+
+
+def _assert_trained_by_one_only(trained, untrained):
+    """``trained`` (the default's gradients) is not 0 somewhere; ``untrained`` is None or 0 everywhere."""
+    assert max(float(tf.reduce_max(tf.abs(g))) for g in trained) > 1e-6
+    for g in untrained:
+        assert g is None or float(tf.reduce_max(tf.abs(g))) == 0.0
+
+
 @pytest.mark.parametrize("graph", [False, True])
 @pytest.mark.parametrize("recalibrate", ["logits", "logits_and_features"])
 def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decoder(rng, graph, recalibrate):
@@ -835,37 +876,12 @@ def test_penalty_through_the_encoder_trains_q_z_given_x_and_not_the_label_decode
     same gradient on the image encoder, and no gradient on the label decoder, which the default
     ("encoder_and_decoder") does train; eagerly and under `tf.function`, with the refit reading the
     logits alone and the decoder's features too."""
-    from mibzoo.objectives import ood
-
-    from mibzoo.registry import entry_spec
-
-    options = {**entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"], "recalibrate": recalibrate,
-               "estimate": "unbiased"}  # a floored batch would have no gradient to compare
-    plain = _small_model("ood_cmnist", term_options={"environment_recalibration": options})
-    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options, "through": "encoder"}})
-    batch = _batch(rng, 24)
-    labelled = np.ones(24, "float32")
-    for model in (plain, frozen):
-        _forward(model, batch, labelled)  # builds the networks
-    frozen.set_weights(plain.get_weights())
-
-    def value_and_gradients(model):
-        with tf.GradientTape() as tape:
-            value = ood.environment_recalibration(_forward(model, batch, labelled))
-        variables = model.encoders["image"].trainable_variables + model.decoders["label"].trainable_variables
-        return value, tape.gradient(value, variables)
-
-    results = [(tf.function(value_and_gradients) if graph else value_and_gradients)(m) for m in (plain, frozen)]
-    (plain_value, plain_grads), (frozen_value, frozen_grads) = results
-    encoder_count = len(plain.encoders["image"].trainable_variables)
-    assert abs(float(plain_value)) > 1e-6  # the halves estimate is unbiased, so it may be negative
-    np.testing.assert_allclose(float(frozen_value), float(plain_value), rtol=1e-6)
-    for p, f in zip(plain_grads[:encoder_count], frozen_grads[:encoder_count]):
-        np.testing.assert_allclose(np.asarray(f), np.asarray(p), rtol=1e-4, atol=1e-7)
-    decoder_grads = list(zip(plain_grads[encoder_count:], frozen_grads[encoder_count:]))
-    assert decoder_grads and max(float(tf.reduce_max(tf.abs(p))) for p, _ in decoder_grads) > 1e-6
-    for _, f in decoder_grads:
-        assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
+    (value, encoder, decoder), (frozen_value, frozen_encoder, frozen_decoder) = _recalibration_gradients_through(
+        rng, graph, "encoder", recalibrate=recalibrate)
+    assert abs(value) > 1e-6  # the halves estimate is unbiased, so it may be negative
+    np.testing.assert_allclose(frozen_value, value, rtol=1e-6)
+    _assert_same_gradients(encoder, frozen_encoder)
+    _assert_trained_by_one_only(decoder, frozen_decoder)
 
 
 @pytest.mark.parametrize("graph", [False, True])
@@ -873,35 +889,12 @@ def test_penalty_through_the_decoder_trains_the_label_decoder_and_not_q_z_given_
     """``"through": "decoder"``, the converse of "encoder": z enters the penalty as a constant, so the
     value and the label decoder's gradient are the default's and the image encoder gets none, where
     the default trains it; eagerly and under `tf.function`."""
-    from mibzoo.objectives import ood
-    from mibzoo.registry import entry_spec
-
-    options = {**entry_spec("ood_cmnist").config["term_options"]["environment_recalibration"],
-               "estimate": "unbiased"}  # a floored batch would have no gradient to compare
-    plain = _small_model("ood_cmnist", term_options={"environment_recalibration": options})
-    frozen = _small_model("ood_cmnist", term_options={"environment_recalibration": {**options, "through": "decoder"}})
-    batch = _batch(rng, 24)
-    labelled = np.ones(24, "float32")
-    for model in (plain, frozen):
-        _forward(model, batch, labelled)
-    frozen.set_weights(plain.get_weights())
-
-    def value_and_gradients(model):
-        with tf.GradientTape() as tape:
-            value = ood.environment_recalibration(_forward(model, batch, labelled))
-        variables = model.encoders["image"].trainable_variables + model.decoders["label"].trainable_variables
-        return value, tape.gradient(value, variables)
-
-    results = [(tf.function(value_and_gradients) if graph else value_and_gradients)(m) for m in (plain, frozen)]
-    (plain_value, plain_grads), (frozen_value, frozen_grads) = results
-    encoder_count = len(plain.encoders["image"].trainable_variables)
-    assert abs(float(plain_value)) > 1e-6
-    np.testing.assert_allclose(float(frozen_value), float(plain_value), rtol=1e-6)
-    for p, f in zip(plain_grads[encoder_count:], frozen_grads[encoder_count:]):
-        np.testing.assert_allclose(np.asarray(f), np.asarray(p), rtol=1e-4, atol=1e-7)
-    assert max(float(tf.reduce_max(tf.abs(p))) for p in plain_grads[:encoder_count]) > 1e-6
-    for f in frozen_grads[:encoder_count]:
-        assert f is None or float(tf.reduce_max(tf.abs(f))) == 0.0
+    (value, encoder, decoder), (frozen_value, frozen_encoder, frozen_decoder) = _recalibration_gradients_through(
+        rng, graph, "decoder")
+    assert abs(value) > 1e-6
+    np.testing.assert_allclose(frozen_value, value, rtol=1e-6)
+    _assert_same_gradients(decoder, frozen_decoder)
+    _assert_trained_by_one_only(encoder, frozen_encoder)
 
 
 def test_environment_calibration_is_the_kernel_calibration_error_of_p_y_given_z_per_environment(rng):
