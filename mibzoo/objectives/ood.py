@@ -62,11 +62,11 @@ def predictive_latent(fp, term=None):
 # classifier's logits towards a constant predictor, whose penalty is 0. Measured on `ood_cmnist`
 # (docs/results_ood.md, twenty-sixth session) it removes less of the colour (test environment 57.4
 # and 49.9 on seeds 0 and 3, against the defaults' 66.6 and 60.2): the decoder's part of the penalty
-# is also how the colour leaves. Not the default. "decoder" is the converse: z enters the penalty
-# as a constant, so q(z | x) is trained only by the risk and rate terms and the penalty moves the
-# label decoder alone. Measured on `ood_cmnist` (forty-fifth session, seeds 5 and 6): the colour stays
-# (test environment 13.7 and 14.9), since a decoder reading a z that holds the colour cannot make its
-# residuals alike across environments; the encoder's part is how the colour leaves. Not the default.
+# is also how the colour leaves. "decoder" is the converse: z enters the penalty as a constant, so
+# q(z | x) is trained only by the risk and rate terms and the penalty moves the label decoder alone.
+# Measured on `ood_cmnist` (forty-fifth session, seeds 5 and 6) the colour stays (test environment
+# 13.7 and 14.9): a decoder reading a z that holds the colour cannot make its residuals alike across
+# environments, so the encoder's part is needed too. Neither is the default.
 THROUGH = ("encoder_and_decoder", "encoder", "decoder")
 
 
